@@ -1,0 +1,159 @@
+// Package manifest is the schema of manifest.json, the file written last into
+// every backup folder. A folder without it is not a backup.
+package manifest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Schema is the version of the manifest format written by this voltar.
+const Schema = 1
+
+// File names inside a backup folder.
+const (
+	FileName = "manifest.json"
+	SumsName = "SHA256SUMS"
+)
+
+// TimeFormat is the UTC timestamp naming a backup folder: 2026-11-25T013000Z.
+const TimeFormat = "2006-01-02T150405Z"
+
+// Status values.
+const (
+	StatusComplete = "complete"
+	// StatusPartial: some filesystems were skipped (swap, unsupported); every
+	// archived one is complete.
+	StatusPartial = "partial"
+)
+
+// Filesystem modes.
+const (
+	ModeFiles   = "files"
+	ModeRaw     = "raw"
+	ModeSkipped = "skipped"
+)
+
+// Manifest describes one complete backup.
+type Manifest struct {
+	Schema      int            `json:"schema"`
+	Tool        string         `json:"tool"`
+	Version     string         `json:"version"`
+	Host        string         `json:"host"`
+	ID          string         `json:"id"` // <vg>/<volume>/<timestamp>
+	Volume      Volume         `json:"volume"`
+	Snapshot    Snapshot       `json:"snapshot"`
+	Table       Table          `json:"partition_table"`
+	Filesystems []Filesystem   `json:"filesystems"`
+	Compression string         `json:"compression"`
+	Status      string         `json:"status"`
+	Started     time.Time      `json:"started"`
+	Finished    time.Time      `json:"finished"`
+	Extra       map[string]any `json:"extra,omitempty"`
+}
+
+// Volume is the backed-up source.
+type Volume struct {
+	Kind  string `json:"kind"` // lvm | image | dump
+	Name  string `json:"name"`
+	Group string `json:"group"` // VG name, "image" or "dumps"
+	Path  string `json:"path"`
+	Size  int64  `json:"size"`
+	UUID  string `json:"uuid,omitempty"`
+}
+
+// Snapshot records how the point-in-time copy was made.
+type Snapshot struct {
+	Kind       string  `json:"kind"` // thick | thin | reflink | copy | none
+	Name       string  `json:"name,omitempty"`
+	Size       int64   `json:"size,omitempty"`
+	PeakCOWPct float64 `json:"peak_cow_percent,omitempty"`
+}
+
+// Table is the partition table found on the volume.
+type Table struct {
+	Type       string      `json:"type"` // mbr | gpt | none
+	SectorSize int         `json:"sector_size,omitempty"`
+	DiskID     string      `json:"disk_id,omitempty"` // MBR signature or GPT disk GUID
+	Partitions []Partition `json:"partitions,omitempty"`
+}
+
+// Partition is one table entry; Start and Size are in bytes.
+type Partition struct {
+	Number   int    `json:"number"`
+	Start    int64  `json:"start"`
+	Size     int64  `json:"size"`
+	Type     string `json:"type"` // MBR id ("0x83") or GPT type GUID
+	UUID     string `json:"uuid,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Bootable bool   `json:"bootable,omitempty"`
+	Logical  bool   `json:"logical,omitempty"`
+}
+
+// Filesystem is one archived (or skipped) filesystem.
+type Filesystem struct {
+	Name        string    `json:"name"` // p1, p2, ... or fs
+	Partition   int       `json:"partition,omitempty"`
+	Type        string    `json:"type"`
+	UUID        string    `json:"uuid,omitempty"`
+	Label       string    `json:"label,omitempty"`
+	Mode        string    `json:"mode"`
+	Reason      string    `json:"reason,omitempty"`
+	Archive     string    `json:"archive,omitempty"`
+	StoredBytes int64     `json:"stored_bytes"`
+	SourceBytes int64     `json:"source_bytes"`
+	Files       int64     `json:"files"`
+	Entries     int64     `json:"entries"`
+	SHA256      string    `json:"sha256,omitempty"`
+	Excludes    []string  `json:"excludes,omitempty"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+}
+
+// StoredBytes sums the stored size of every archive.
+func (m *Manifest) StoredBytes() int64 {
+	var n int64
+	for _, f := range m.Filesystems {
+		n += f.StoredBytes
+	}
+	return n
+}
+
+// SourceBytes sums the source bytes of every archive.
+func (m *Manifest) SourceBytes() int64 {
+	var n int64
+	for _, f := range m.Filesystems {
+		n += f.SourceBytes
+	}
+	return n
+}
+
+// Files sums the file counts.
+func (m *Manifest) Files() int64 {
+	var n int64
+	for _, f := range m.Filesystems {
+		n += f.Files
+	}
+	return n
+}
+
+// Encode writes m as indented JSON.
+func (m *Manifest) Encode(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(m)
+}
+
+// Decode reads a manifest and checks its schema version.
+func Decode(r io.Reader) (*Manifest, error) {
+	var m Manifest
+	if err := json.NewDecoder(r).Decode(&m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if m.Schema < 1 || m.Schema > Schema {
+		return nil, fmt.Errorf("manifest schema %d not supported by this voltar (knows 1..%d)", m.Schema, Schema)
+	}
+	return &m, nil
+}

@@ -1,0 +1,57 @@
+// Package volume defines the sources voltar backs up and how a point-in-time
+// copy of each is made. Implementations live in volume/lvm and volume/image.
+package volume
+
+import (
+	"context"
+	"errors"
+)
+
+// Kinds of volume.
+const (
+	KindLVM   = "lvm"
+	KindImage = "image"
+)
+
+// Volume is one block volume to back up.
+type Volume struct {
+	Kind  string
+	Group string // VG name for LVM, "image" for image files
+	Name  string // LV name or the image file's base name
+	Path  string // /dev/<vg>/<lv> or the image file path
+	Size  int64
+	UUID  string
+	// Offline marks an image that nothing writes to: it is read in place,
+	// without a clone.
+	Offline bool
+}
+
+// ID is the volume's place in the store, <group>/<name>.
+func (v Volume) ID() string { return v.Group + "/" + v.Name }
+
+// Snapshot is a frozen, disposable copy of a volume. It is writable so the
+// kernel can replay filesystem journals into it, unless ReadOnly is set.
+type Snapshot struct {
+	Kind     string // thick | thin | reflink | copy | none
+	Name     string // LV name or clone path
+	Path     string // block device or file to map partitions from
+	Size     int64  // snapshot allocation (thick: COW size)
+	ReadOnly bool
+}
+
+// Snapshotter makes and removes snapshots. Every snapshot it creates carries
+// voltar's name or tag so that a later run can find it after a crash.
+type Snapshotter interface {
+	// Create makes a snapshot of v named for runID. The caller must call
+	// Release with the returned snapshot, on every path.
+	Create(ctx context.Context, v Volume, runID string) (*Snapshot, error)
+	// Release removes the snapshot. It must be safe to call more than once.
+	Release(ctx context.Context, s *Snapshot) error
+	// Check reports whether the snapshot is still valid and how full it is
+	// (0-100); an overflowed snapshot returns ErrOverflow.
+	Check(ctx context.Context, s *Snapshot) (usedPct float64, err error)
+}
+
+// ErrOverflow means the snapshot filled up while voltar read it, so what was
+// read is not a consistent image.
+var ErrOverflow = errors.New("snapshot overflowed; archive discarded; raise snapshot_size")
