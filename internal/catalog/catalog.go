@@ -1,0 +1,254 @@
+// Package catalog finds the backups in a store. A backup is a folder
+// <host>/<group>/<volume>/<timestamp>/ holding manifest.json; a folder without
+// one is incomplete (a run that died, or one still writing) and never a
+// backup. The catalog uses only store.List and store.Get, so it reads every
+// store alike, local or S3.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"voltar/internal/manifest"
+	"voltar/internal/store"
+)
+
+// Latest names the newest complete backup of a volume in an ID.
+const Latest = "latest"
+
+// Object is one stored object of a backup folder.
+type Object struct {
+	Name    string    `json:"name"` // relative to the folder, e.g. "p1.tar.zst"
+	Key     string    `json:"key"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// Backup is one complete backup: a folder with a readable manifest.json.
+type Backup struct {
+	ID       string             `json:"id"` // <group>/<volume>/<timestamp>
+	Host     string             `json:"host"`
+	Group    string             `json:"group"` // VG, "image" or "dumps"
+	Volume   string             `json:"volume"`
+	Time     time.Time          `json:"time"`
+	Prefix   string             `json:"prefix"` // store key prefix, ends in "/"
+	Objects  []Object           `json:"objects"`
+	Manifest *manifest.Manifest `json:"manifest"`
+}
+
+// FullID is the backup's ID with its host: <host>/<group>/<volume>/<timestamp>.
+func (b *Backup) FullID() string { return b.Host + "/" + b.ID }
+
+// Key returns the store key of the object name in the backup's folder.
+func (b *Backup) Key(name string) string { return b.Prefix + name }
+
+// Object returns the named object of the folder, if it is there.
+func (b *Backup) Object(name string) (Object, bool) {
+	for _, o := range b.Objects {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return Object{}, false
+}
+
+// Incomplete is a backup folder that is not a backup.
+type Incomplete struct {
+	ID      string    `json:"id"`
+	Host    string    `json:"host"`
+	Group   string    `json:"group"`
+	Volume  string    `json:"volume"`
+	Time    time.Time `json:"time"`
+	Prefix  string    `json:"prefix"`
+	Objects []Object  `json:"objects"`
+	Bytes   int64     `json:"bytes"`
+	// HasManifest is true when manifest.json exists but cannot be read; such
+	// a folder may have been a good backup, so it deserves a look before it
+	// is removed.
+	HasManifest bool   `json:"has_manifest"`
+	Reason      string `json:"reason"` // "no manifest.json", "manifest.json unreadable: ..."
+}
+
+// Catalog is what a store holds.
+type Catalog struct {
+	Store      string       `json:"store"`
+	Backups    []Backup     `json:"backups"`
+	Incomplete []Incomplete `json:"incomplete"`
+}
+
+// folder is one <host>/<group>/<volume>/<timestamp>/ prefix while listing.
+type folder struct {
+	host, group, volume string
+	time                time.Time
+	prefix              string
+	objects             []Object
+}
+
+func (f *folder) id() string {
+	return f.group + "/" + f.volume + "/" + f.time.Format(manifest.TimeFormat)
+}
+
+// List returns the backups and incomplete folders under host ("" = every
+// host) whose volume matches filter (see MatchVolume). Both lists are sorted
+// by host, group, volume, then time, oldest first. Keys outside the layout
+// (not <host>/<group>/<volume>/<timestamp>/<name>) are ignored.
+func List(ctx context.Context, st store.Store, host, filter string) (*Catalog, error) {
+	group, volume, err := parseFilter(filter)
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if host != "" {
+		prefix = host + "/"
+		if group != "" {
+			prefix += group + "/" + volume + "/"
+		}
+	}
+	objs, err := st.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", st, err)
+	}
+	folders := groupFolders(objs, group, volume)
+	cat := &Catalog{Store: st.String(), Backups: []Backup{}, Incomplete: []Incomplete{}}
+	for _, f := range folders {
+		b, inc, err := load(ctx, st, f)
+		if err != nil {
+			return nil, err
+		}
+		if b != nil {
+			cat.Backups = append(cat.Backups, *b)
+		} else {
+			cat.Incomplete = append(cat.Incomplete, *inc)
+		}
+	}
+	return cat, nil
+}
+
+// groupFolders sorts objects into backup folders, dropping keys outside the
+// layout and volumes the filter does not match.
+func groupFolders(objs []store.Object, group, volume string) []*folder {
+	byPrefix := map[string]*folder{}
+	var out []*folder
+	for _, o := range objs {
+		parts := strings.SplitN(o.Key, "/", 5)
+		if len(parts) < 5 || parts[4] == "" {
+			continue
+		}
+		t, err := time.Parse(manifest.TimeFormat, parts[3])
+		if err != nil {
+			continue
+		}
+		if (group != "" && parts[1] != group) || (volume != "" && parts[2] != volume) {
+			continue
+		}
+		p := strings.Join(parts[:4], "/") + "/"
+		f := byPrefix[p]
+		if f == nil {
+			f = &folder{host: parts[0], group: parts[1], volume: parts[2], time: t, prefix: p}
+			byPrefix[p] = f
+			out = append(out, f)
+		}
+		f.objects = append(f.objects, Object{Name: parts[4], Key: o.Key, Size: o.Size, ModTime: o.ModTime})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.host != b.host {
+			return a.host < b.host
+		}
+		if a.group != b.group {
+			return a.group < b.group
+		}
+		if a.volume != b.volume {
+			return a.volume < b.volume
+		}
+		return a.time.Before(b.time)
+	})
+	return out
+}
+
+// load reads a folder's manifest. A missing or unreadable manifest makes the
+// folder incomplete; only a failing store (not a missing object) is an error.
+func load(ctx context.Context, st store.Store, f *folder) (*Backup, *Incomplete, error) {
+	inc := &Incomplete{
+		ID: f.id(), Host: f.host, Group: f.group, Volume: f.volume, Time: f.time,
+		Prefix: f.prefix, Objects: f.objects, Reason: "no manifest.json",
+	}
+	for _, o := range f.objects {
+		inc.Bytes += o.Size
+		if o.Name == manifest.FileName {
+			inc.HasManifest = true
+		}
+	}
+	if !inc.HasManifest {
+		return nil, inc, nil
+	}
+	m, err := readManifest(ctx, st, f.prefix+manifest.FileName)
+	if errors.Is(err, store.ErrNotFound) {
+		// Deleted between List and Get (a prune running meanwhile).
+		inc.HasManifest = false
+		return nil, inc, nil
+	}
+	if err != nil {
+		var derr *decodeError
+		if !errors.As(err, &derr) {
+			return nil, nil, err
+		}
+		inc.Reason = "manifest.json unreadable: " + derr.err.Error()
+		return nil, inc, nil
+	}
+	return &Backup{
+		ID: f.id(), Host: f.host, Group: f.group, Volume: f.volume, Time: f.time,
+		Prefix: f.prefix, Objects: f.objects, Manifest: m,
+	}, nil, nil
+}
+
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return e.err.Error() }
+
+func readManifest(ctx context.Context, st store.Store, key string) (*manifest.Manifest, error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	m, err := manifest.Decode(rc)
+	if err != nil {
+		return nil, &decodeError{err}
+	}
+	return m, nil
+}
+
+// MatchVolume reports whether a filter as accepted by List names the
+// volume group/volume.
+func MatchVolume(filter, group, volume string) bool {
+	g, v, err := parseFilter(filter)
+	return err == nil && (g == "" || g == group) && (v == "" || v == volume)
+}
+
+// parseFilter accepts "", "volume", "group/volume" and "/dev/group/volume".
+// An image volume is named by its base name ("disk.img" or "image/disk.img").
+func parseFilter(filter string) (group, volume string, err error) {
+	f := filter
+	switch {
+	case strings.HasPrefix(f, "/dev/"):
+		f = strings.TrimPrefix(f, "/dev/")
+	case strings.HasPrefix(f, "/"): // a path to an image file
+		return "image", path.Base(f), nil
+	}
+	parts := strings.Split(f, "/")
+	switch {
+	case f == "":
+		return "", "", nil
+	case len(parts) == 1:
+		return "", parts[0], nil
+	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
+		return parts[0], parts[1], nil
+	}
+	return "", "", fmt.Errorf("volume %q: want VOLUME, GROUP/VOLUME or /dev/GROUP/VOLUME", filter)
+}

@@ -1,0 +1,107 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"voltar/internal/manifest"
+	"voltar/internal/store"
+)
+
+// ErrNotFound matches (errors.Is) every *NotFoundError.
+var ErrNotFound = errors.New("no such backup")
+
+// NotFoundError says that an ID names no complete backup, and what to try.
+type NotFoundError struct {
+	ID    string // as given
+	Store string
+	// Reason is set when a folder exists but is not a backup,
+	// e.g. "incomplete: no manifest.json".
+	Reason string
+	Hint   string // e.g. "voltar list nova-volumes/volume-1"
+}
+
+func (e *NotFoundError) Error() string {
+	msg := fmt.Sprintf("no backup %s in %s", e.ID, e.Store)
+	if e.Reason != "" {
+		msg += " (" + e.Reason + ")"
+	}
+	if e.Hint != "" {
+		msg += "; hint: " + e.Hint
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// IDError is an ID that cannot be parsed: a usage error.
+type IDError struct {
+	ID  string
+	Msg string
+}
+
+func (e *IDError) Error() string { return fmt.Sprintf("backup ID %q: %s", e.ID, e.Msg) }
+
+// Resolve finds one complete backup by ID: GROUP/VOLUME/TIMESTAMP (on host),
+// HOST/GROUP/VOLUME/TIMESTAMP, or either with "latest" as the timestamp for
+// the newest complete backup of the volume. It returns an *IDError for a
+// malformed ID and a *NotFoundError when there is no such backup.
+func Resolve(ctx context.Context, st store.Store, host, id string) (*Backup, error) {
+	parts := strings.Split(strings.Trim(id, "/"), "/")
+	switch len(parts) {
+	case 3:
+		if host == "" {
+			return nil, &IDError{id, "no host is configured; give HOST/GROUP/VOLUME/TIMESTAMP"}
+		}
+	case 4:
+		host, parts = parts[0], parts[1:]
+	default:
+		return nil, &IDError{id, "want GROUP/VOLUME/TIMESTAMP, HOST/GROUP/VOLUME/TIMESTAMP or GROUP/VOLUME/latest"}
+	}
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return nil, &IDError{id, "empty or dot path element"}
+		}
+	}
+	group, volume, ts := parts[0], parts[1], parts[2]
+	notFound := &NotFoundError{ID: id, Store: st.String(), Hint: "voltar list " + group + "/" + volume}
+	if ts == Latest {
+		cat, err := List(ctx, st, host, group+"/"+volume)
+		if err != nil {
+			return nil, err
+		}
+		if len(cat.Backups) == 0 {
+			if n := len(cat.Incomplete); n > 0 {
+				notFound.Reason = fmt.Sprintf("%d incomplete folder(s), no complete backup", n)
+			}
+			return nil, notFound
+		}
+		return &cat.Backups[len(cat.Backups)-1], nil
+	}
+	t, err := time.Parse(manifest.TimeFormat, ts)
+	if err != nil {
+		return nil, &IDError{id, fmt.Sprintf("timestamp %q: want UTC like %s, or %s", ts, manifest.TimeFormat, Latest)}
+	}
+	prefix := host + "/" + group + "/" + volume + "/" + t.Format(manifest.TimeFormat) + "/"
+	objs, err := st.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", st, err)
+	}
+	folders := groupFolders(objs, group, volume)
+	if len(folders) != 1 {
+		return nil, notFound
+	}
+	b, inc, err := load(ctx, st, folders[0])
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		notFound.Reason = "incomplete: " + inc.Reason
+		return nil, notFound
+	}
+	return b, nil
+}

@@ -1,0 +1,84 @@
+package catalog
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"voltar/internal/manifest"
+)
+
+// WriteText prints the catalog for humans: one line per backup, then the
+// incomplete folders, which are not backups.
+//
+//	ID                                         TIME                  STATUS    FILESYSTEMS          STORED   SOURCE    FILES
+//	nova-volumes/volume-1/2026-11-25T013000Z  2026-11-25 01:30 UTC  complete  p1:ext4 p2:xfs       1.2 GiB  3.4 GiB  120345
+func (c *Catalog) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	hosts := map[string]bool{}
+	for _, b := range c.Backups {
+		hosts[b.Host] = true
+	}
+	for _, b := range c.Incomplete {
+		hosts[b.Host] = true
+	}
+	withHost := len(hosts) > 1
+	id := func(host, id string) string {
+		if withHost {
+			return host + "/" + id
+		}
+		return id
+	}
+	if len(c.Backups) == 0 {
+		fmt.Fprintf(tw, "no backups in %s\n", c.Store)
+	} else {
+		fmt.Fprintln(tw, "ID\tTIME\tSTATUS\tFILESYSTEMS\tSTORED\tSOURCE\tFILES")
+		for _, b := range c.Backups {
+			m := b.Manifest
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id(b.Host, b.ID), b.Time.Format("2006-01-02 15:04 MST"),
+				m.Status, Filesystems(m), Bytes(m.StoredBytes()), Bytes(m.SourceBytes()), m.Files())
+		}
+	}
+	if len(c.Incomplete) > 0 {
+		fmt.Fprintln(tw, "\nINCOMPLETE (not backups)\tTIME\tOBJECTS\tBYTES\tWHY")
+		for _, f := range c.Incomplete {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", id(f.Host, f.ID), f.Time.Format("2006-01-02 15:04 MST"),
+				len(f.Objects), Bytes(f.Bytes), f.Reason)
+		}
+	}
+	return tw.Flush()
+}
+
+// Filesystems summarises a manifest's filesystems: "p1:ext4 p2:raw p3:swap(skipped)".
+func Filesystems(m *manifest.Manifest) string {
+	var s []string
+	for _, f := range m.Filesystems {
+		switch f.Mode {
+		case manifest.ModeFiles:
+			s = append(s, f.Name+":"+f.Type)
+		case manifest.ModeRaw:
+			s = append(s, f.Name+":"+f.Type+"(raw)")
+		default:
+			s = append(s, f.Name+":"+f.Type+"("+f.Mode+")")
+		}
+	}
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, " ")
+}
+
+// Bytes formats n in binary units: "512 B", "1.5 KiB", "3.2 GiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
