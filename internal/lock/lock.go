@@ -1,0 +1,70 @@
+// Package lock keeps two voltar runs from working at once: they would fight
+// over snapshots, and each would sweep the other's resources as leftovers.
+package lock
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/gofrs/flock"
+
+	"voltar/internal/fail"
+)
+
+// Lock is a held run lock.
+type Lock struct {
+	fl *flock.Flock
+}
+
+// Acquire takes the lock in dir without waiting. If another process holds
+// it, the error wraps fail.ErrLocked and names that process.
+func Acquire(dir string) (*Lock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fail.Hint(fmt.Errorf("lock directory: %w", err), "set runtime_dir to a writable directory")
+	}
+	path := filepath.Join(dir, "voltar.lock")
+	fl := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	ok, err := fl.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if !ok {
+		holder := "another process"
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			holder = "pid " + strings.TrimSpace(string(b))
+		}
+		return nil, fail.Hint(fmt.Errorf("%w (%s, lock %s)", fail.ErrLocked, holder, path),
+			"wait for it to finish; overlapping runs are refused so they cannot remove each other's snapshots")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err == nil {
+		f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+		f.Close()
+	}
+	return &Lock{fl: fl}, nil
+}
+
+// TryShared reports whether no run holds the lock right now, taking it if
+// so; read-only commands use it to decide whether sweeping is safe.
+func TryShared(dir string) (*Lock, bool) {
+	l, err := Acquire(dir)
+	if err != nil {
+		return nil, false
+	}
+	return l, true
+}
+
+// Release drops the lock.
+func (l *Lock) Release() error {
+	if l == nil {
+		return nil
+	}
+	if err := l.fl.Unlock(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
+}
