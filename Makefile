@@ -1,0 +1,46 @@
+# voltar — build, demo, tests. Run as root on Debian (loop devices, mounts).
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := bin/voltar
+
+.PHONY: all build deps test-deps demo test test-unit test-lvm bench fuzz vet clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/voltar
+
+# Debian packages voltar itself needs at run time.
+deps:
+	scripts/install-deps.sh runtime
+
+# Everything the tests need: filesystem tools, GNU tar, UML with LVM.
+test-deps:
+	scripts/install-deps.sh test
+
+demo: deps build
+	scripts/demo.sh
+
+vet:
+	$(GO) vet ./...
+
+# Every test, with the real components. VOLTAR_TEST_REQUIRE_ALL=1 (set by CI)
+# turns a missing component into a failure instead of a skip.
+test: test-deps build vet test-unit test-lvm
+
+test-unit:
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-lvm: test-deps
+	scripts/test-lvm.sh
+
+# Slow benchmarks, not part of `make test`.
+bench: test-deps build
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadTable -fuzztime 60s ./internal/disk
+
+clean:
+	rm -rf bin demo

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian packages voltar needs, only when missing.
+#   install-deps.sh runtime   what `voltar` and `make demo` use
+#   install-deps.sh test      plus what the tests use (UML for real LVM, ...)
+set -eu
+runtime="e2fsprogs xfsprogs dosfstools btrfs-progs fdisk util-linux zstd tar coreutils lvm2"
+test="$runtime pigz gzip acl attr mtools user-mode-linux kmod thin-provisioning-tools busybox-static"
+case "${1:-runtime}" in
+runtime) want=$runtime ;;
+test) want=$test ;;
+*) echo "usage: $0 runtime|test" >&2; exit 2 ;;
+esac
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing Debian packages:$missing (run as root to install them)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# lvm2's post-install tries to start services; nothing runs here, so ignore that.
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
