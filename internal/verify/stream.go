@@ -1,0 +1,176 @@
+package verify
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"voltar/internal/catalog"
+	"voltar/internal/codec"
+	"voltar/internal/manifest"
+	"voltar/internal/store"
+)
+
+// Stream reads one stored archive in a single pass: the stored bytes are
+// hashed as they arrive (store.Get -> SHA-256 tee -> decompressor -> tar), so
+// a reader of Tar verifies the object without reading it twice. The caller
+// must call Close; Finish tells whether the bytes were the expected ones.
+type Stream struct {
+	Name string
+	// Data is the decompressed stream; Tar reads it for tar archives.
+	Data io.Reader
+	Tar  *tar.Reader
+
+	raw io.ReadCloser
+	tee *hashReader
+	zr  io.ReadCloser
+}
+
+// IsTar reports whether an archive name holds a tar stream ("p1.tar.zst"),
+// not raw partition bytes ("p2.raw.zst").
+func IsTar(name string) bool { return strings.Contains(name, ".tar") }
+
+// Open starts reading the backup's object name.
+func Open(ctx context.Context, st store.Store, b *catalog.Backup, name string) (*Stream, error) {
+	raw, err := st.Get(ctx, b.Key(name))
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	tee := &hashReader{ctx: ctx, r: raw, h: sha256.New()}
+	zr, err := codec.NewReader(tee, codec.FromName(name))
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	s := &Stream{Name: name, Data: zr, raw: raw, tee: tee, zr: zr}
+	if IsTar(name) {
+		s.Tar = tar.NewReader(zr)
+	}
+	return s, nil
+}
+
+// Digest is what was read of a stored object.
+type Digest struct {
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"stored_bytes"`
+}
+
+// Finish reads the rest of the stream, decompressed and stored (tar padding,
+// anything after the compressed data), and returns the digest of every stored
+// byte. After a decompression error it still hashes the stored bytes to the
+// end and returns the digest with the error, so a caller can tell a corrupt
+// object from a broken decompressor.
+func (s *Stream) Finish() (Digest, error) {
+	_, err := io.Copy(io.Discard, s.Data)
+	// The decompressors read ahead in goroutines; stop them before reading
+	// the stored stream here.
+	s.closeDecoder()
+	if _, err2 := io.Copy(io.Discard, s.tee); err == nil {
+		err = err2
+	}
+	d := Digest{SHA256: hex.EncodeToString(s.tee.h.Sum(nil)), Bytes: s.tee.n}
+	if err != nil {
+		return d, fmt.Errorf("read to end: %w", err)
+	}
+	return d, nil
+}
+
+// Close releases the stream.
+func (s *Stream) Close() error {
+	s.closeDecoder()
+	return s.raw.Close()
+}
+
+func (s *Stream) closeDecoder() {
+	if s.zr != nil {
+		s.zr.Close()
+		s.zr = nil
+	}
+}
+
+type hashReader struct {
+	ctx context.Context
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+}
+
+func (r *hashReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := r.r.Read(p)
+	r.h.Write(p[:n])
+	r.n += int64(n)
+	return n, err
+}
+
+// Mismatch compares the SHA-256 read of an archive with the manifest's and
+// SHA256SUMS's (sums nil: SHA256SUMS missing) and says what differs, or "".
+// That the two records disagree with each other is Disagree's business.
+func Mismatch(got string, fs manifest.Filesystem, sums catalog.Sums) string {
+	inManifest := strings.ToLower(fs.SHA256)
+	inSums, listed := sums[fs.Archive]
+	switch {
+	case listed && inSums == inManifest && got != inManifest:
+		return fmt.Sprintf("sha256 is %s, %s and %s say %s", got, manifest.SumsName, manifest.FileName, inManifest)
+	case listed && inSums != inManifest && got != inSums:
+		msg := fmt.Sprintf("sha256 is %s, %s says %s", got, manifest.SumsName, inSums)
+		if got != inManifest {
+			msg += fmt.Sprintf(", %s says %s", manifest.FileName, inManifest)
+		}
+		return msg
+	}
+	if got != inManifest {
+		return fmt.Sprintf("sha256 is %s, %s says %s", got, manifest.FileName, inManifest)
+	}
+	return ""
+}
+
+// Disagree says what is wrong with the records of an archive's SHA-256
+// before it is read: none in the manifest, not listed in SHA256SUMS, or the
+// two differ. sums is nil when SHA256SUMS is missing (reported elsewhere).
+func Disagree(fs manifest.Filesystem, sums catalog.Sums) string {
+	inManifest := strings.ToLower(fs.SHA256)
+	if inManifest == "" {
+		return manifest.FileName + " records no sha256"
+	}
+	if sums == nil {
+		return ""
+	}
+	inSums, ok := sums[fs.Archive]
+	switch {
+	case !ok:
+		return "not listed in " + manifest.SumsName
+	case inSums != inManifest:
+		return fmt.Sprintf("%s says sha256 %s, %s says %s", manifest.SumsName, inSums, manifest.FileName, inManifest)
+	}
+	return ""
+}
+
+// Archives returns the filesystems of a manifest that have a stored archive.
+func Archives(m *manifest.Manifest) []manifest.Filesystem {
+	var out []manifest.Filesystem
+	for _, f := range m.Filesystems {
+		if f.Archive != "" && f.Mode != manifest.ModeSkipped {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// IsRegular reports whether a tar entry counts as a file in the manifest:
+// a regular file (sparse or not), not a hard link.
+func IsRegular(h *tar.Header) bool {
+	return h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeGNUSparse
+}
+
+var errTruncated = errors.New("entry data shorter than its header says")
+
+func newHash() hash.Hash { return sha256.New() }

@@ -1,0 +1,50 @@
+package verify
+
+import (
+	"fmt"
+	"io"
+
+	"voltar/internal/catalog"
+)
+
+// WriteText prints results for humans, one line per backup and one per
+// problem, then a summary line:
+//
+//	ok      vg/volume-1/2026-11-25T013000Z  2 objects, 1.2 GiB, 120345 files
+//	FAILED  vg/volume-2/2026-11-25T013000Z
+//	        p1.tar.zst: sha256 is 3f2a..., SHA256SUMS and manifest.json say 9b1c...
+//	verified 2 backups: 1 ok, 1 failed
+func WriteText(w io.Writer, results []Result) error {
+	failed := 0
+	for _, r := range results {
+		if r.OK {
+			var stored, files int64
+			for _, o := range r.Objects {
+				stored += o.StoredBytes
+				files += o.Files
+			}
+			if _, err := fmt.Fprintf(w, "ok      %s  %d objects, %s, %d files\n", r.ID, len(r.Objects), catalog.Bytes(stored), files); err != nil {
+				return err
+			}
+			continue
+		}
+		failed++
+		fmt.Fprintf(w, "FAILED  %s\n", r.ID)
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "        %s\n", p)
+		}
+	}
+	_, err := fmt.Fprintf(w, "verified %d backups: %d ok, %d failed\n", len(results), len(results)-failed, failed)
+	return err
+}
+
+// Failed counts the results with problems; the CLI exits 1 when it is not 0.
+func Failed(results []Result) int {
+	n := 0
+	for _, r := range results {
+		if !r.OK {
+			n++
+		}
+	}
+	return n
+}

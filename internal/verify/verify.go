@@ -1,0 +1,236 @@
+// Package verify proves a backup can be read back: every stored object is
+// re-hashed against SHA256SUMS and the manifest while it is decompressed and
+// read as tar to its end, and the counts are compared with the manifest.
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"voltar/internal/catalog"
+	"voltar/internal/manifest"
+	"voltar/internal/store"
+)
+
+// Problem is one thing wrong with a backup, naming the object.
+type Problem struct {
+	Object  string `json:"object"` // "p1.tar.zst", "SHA256SUMS", "manifest.json"
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string { return p.Object + ": " + p.Message }
+
+// Object is what was read of one stored object.
+type Object struct {
+	Name        string `json:"name"`
+	StoredBytes int64  `json:"stored_bytes"`
+	SHA256      string `json:"sha256"`
+	// Counted from the tar stream (zero for raw archives and other objects).
+	Entries     int64 `json:"entries"`
+	Files       int64 `json:"files"`
+	SourceBytes int64 `json:"source_bytes"`
+	// Complete is true when the object was read to its end without error.
+	Complete bool `json:"complete"`
+}
+
+// Result is the outcome of verifying one backup. OK is true when there are
+// no problems.
+type Result struct {
+	ID       string        `json:"id"`
+	Host     string        `json:"host"`
+	OK       bool          `json:"ok"`
+	Objects  []Object      `json:"objects"`
+	Problems []Problem     `json:"problems"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+func (r *Result) problem(object, format string, args ...any) {
+	r.Problems = append(r.Problems, Problem{Object: object, Message: fmt.Sprintf(format, args...)})
+}
+
+// Backup verifies one backup. Store failures and a canceled ctx are reported
+// as problems too; the caller checks ctx.Err() to tell an interruption.
+func Backup(ctx context.Context, st store.Store, b *catalog.Backup) Result {
+	start := time.Now()
+	r := Result{ID: b.ID, Host: b.Host, Objects: []Object{}, Problems: []Problem{}}
+	m := b.Manifest
+	if m.ID != "" && m.ID != b.ID {
+		r.problem(manifest.FileName, "records id %s, but is stored under %s", m.ID, b.ID)
+	}
+	if m.Host != "" && m.Host != b.Host {
+		r.problem(manifest.FileName, "records host %s, but is stored under %s", m.Host, b.Host)
+	}
+	sums, err := catalog.ReadSums(ctx, st, b)
+	if err != nil {
+		r.problem(manifest.SumsName, "%v", err)
+		sums = nil
+	}
+	named := map[string]bool{manifest.FileName: true, manifest.SumsName: true}
+	for _, fs := range Archives(m) {
+		named[fs.Archive] = true
+		if msg := Disagree(fs, sums); msg != "" {
+			r.problem(fs.Archive, "%s", msg)
+		}
+		obj, ok := b.Object(fs.Archive)
+		if !ok {
+			r.problem(fs.Archive, "missing: named by %s but not stored", manifest.FileName)
+			continue
+		}
+		if obj.Size != fs.StoredBytes {
+			r.problem(fs.Archive, "stored size is %d bytes, %s says %d", obj.Size, manifest.FileName, fs.StoredBytes)
+		}
+		got := readArchive(ctx, st, b, fs.Archive, &r)
+		r.Objects = append(r.Objects, got)
+		if got.SHA256 == "" {
+			continue // could not be opened; reported
+		}
+		if msg := Mismatch(got.SHA256, fs, sums); msg != "" {
+			r.problem(fs.Archive, "%s", msg)
+		}
+		if got.StoredBytes != obj.Size {
+			r.problem(fs.Archive, "read %d bytes, the store lists %d", got.StoredBytes, obj.Size)
+		}
+		if IsTar(fs.Archive) && got.Complete {
+			compare(&r, fs.Archive, "entries", got.Entries, fs.Entries)
+			compare(&r, fs.Archive, "files", got.Files, fs.Files)
+			compare(&r, fs.Archive, "source bytes", got.SourceBytes, fs.SourceBytes)
+		}
+	}
+	// Objects SHA256SUMS lists beyond the manifest's archives (a dump, say)
+	// are re-hashed too.
+	for _, name := range sortedKeys(sums) {
+		if named[name] {
+			continue
+		}
+		named[name] = true
+		if _, ok := b.Object(name); !ok {
+			r.problem(name, "missing: listed in %s but not stored", manifest.SumsName)
+			continue
+		}
+		got := hashObject(ctx, st, b, name, &r)
+		r.Objects = append(r.Objects, got)
+		if got.SHA256 != "" && got.SHA256 != sums[name] {
+			r.problem(name, "sha256 is %s, %s says %s", got.SHA256, manifest.SumsName, sums[name])
+		}
+	}
+	for _, o := range b.Objects {
+		if !named[o.Name] {
+			r.problem(o.Name, "stray object: not named by %s or %s", manifest.FileName, manifest.SumsName)
+		}
+	}
+	r.OK = len(r.Problems) == 0
+	r.Duration = time.Since(start)
+	return r
+}
+
+// readArchive streams one archive through the decompressor and, for tar,
+// reads every entry's data; failures become problems and leave SHA256 empty
+// when the object could not be read to its end.
+func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name string, r *Result) Object {
+	o := Object{Name: name}
+	s, err := Open(ctx, st, b, name)
+	if err != nil {
+		r.problem(name, "%v", err)
+		return o
+	}
+	defer s.Close()
+	if s.Tar != nil {
+		if err := readTar(s, &o); err != nil {
+			r.problem(name, "%v", err)
+			d, _ := s.Finish()
+			o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+			return o
+		}
+	}
+	d, err := s.Finish()
+	o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+	if err != nil {
+		r.problem(name, "%v", err)
+	}
+	o.Complete = err == nil
+	return o
+}
+
+// readTar reads every entry of s and its data, counting into o.
+func readTar(s *Stream, o *Object) error {
+	for {
+		h, err := s.Tar.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tar stream broken after %d entries: %w", o.Entries, err)
+		}
+		o.Entries++
+		n, err := io.Copy(io.Discard, s.Tar)
+		if err == nil && IsRegular(h) && n != h.Size {
+			err = errTruncated
+		}
+		if err != nil {
+			return fmt.Errorf("entry %d %q: %w", o.Entries, h.Name, err)
+		}
+		if IsRegular(h) {
+			o.Files++
+			o.SourceBytes += h.Size
+		}
+	}
+}
+
+func hashObject(ctx context.Context, st store.Store, b *catalog.Backup, name string, r *Result) Object {
+	o := Object{Name: name}
+	rc, err := st.Get(ctx, b.Key(name))
+	if err != nil {
+		r.problem(name, "read: %v", err)
+		return o
+	}
+	defer rc.Close()
+	tee := &hashReader{ctx: ctx, r: rc, h: newHash()}
+	s := &Stream{Name: name, Data: tee, raw: rc, tee: tee}
+	d, err := s.Finish()
+	if err != nil {
+		r.problem(name, "%v", err)
+		return o
+	}
+	o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+	return o
+}
+
+func sortedKeys(m catalog.Sums) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func compare(r *Result, name, what string, got, want int64) {
+	if got != want {
+		r.problem(name, "%s %d, manifest.json says %d", what, got, want)
+	}
+}
+
+// Sample picks pct percent (0 < pct <= 100) of backups at random, at least
+// one when there are any, keeping their order.
+func Sample(backups []catalog.Backup, pct float64, rnd *rand.Rand) []catalog.Backup {
+	if pct >= 100 || len(backups) == 0 {
+		return backups
+	}
+	if pct <= 0 {
+		return nil
+	}
+	n := max(1, int(math.Ceil(float64(len(backups))*pct/100)))
+	idx := rnd.Perm(len(backups))[:n]
+	slices.Sort(idx)
+	out := make([]catalog.Backup, 0, n)
+	for _, i := range idx {
+		out = append(out, backups[i])
+	}
+	return out
+}
