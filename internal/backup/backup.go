@@ -1,0 +1,339 @@
+// Package backup runs the pipeline for one volume:
+//
+//	snapshot -> partitions -> map -> mount -> archive -> publish -> release
+//
+// Every resource is recorded in the run's journal when acquired and released
+// in a defer under a context that outlives cancellation, so an error, a
+// signal or a cancel leaves nothing behind; a kill -9 leaves the journal for
+// the next run's sweep.
+package backup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"voltar/internal/cleanup"
+	"voltar/internal/fail"
+	"voltar/internal/manifest"
+	"voltar/internal/progress"
+	"voltar/internal/store"
+	"voltar/internal/volume"
+)
+
+// Options configure the backup of one volume.
+type Options struct {
+	Store          store.Store
+	Host           string
+	Compression    string
+	Level          int
+	Threads        int
+	Excludes       []string
+	RuntimeDir     string
+	RunID          string
+	Journal        *cleanup.Journal
+	Snapshotter    volume.Snapshotter
+	CleanupTimeout time.Duration
+	Version        string
+	Logger         *slog.Logger
+	Progress       *progress.Printer
+	Now            func() time.Time
+	// CheckEvery is how often the snapshot's fill level is polled while
+	// archiving (default 5s).
+	CheckEvery time.Duration
+	// Inject, when set, is called at each stage and may return an error to
+	// simulate a failure there. For tests.
+	Inject func(stage string) error
+}
+
+// Stages passed to Options.Inject.
+const (
+	StageSnapshot = "snapshot"
+	StageTable    = "table"
+	StageMap      = "map"
+	StageMount    = "mount"
+	StageArchive  = "archive"
+	StagePublish  = "publish"
+)
+
+// NewRunID names a run: its UTC start time plus a random suffix.
+func NewRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// LoopTag marks loop devices made by run runID.
+func LoopTag(runID string) string { return "voltar:" + runID }
+
+// Prefix is the store folder of a backup.
+func Prefix(host string, v volume.Volume, ts time.Time) string {
+	return path.Join(host, v.Group, v.Name, ts.UTC().Format(manifest.TimeFormat)) + "/"
+}
+
+// Volume backs up v and returns the published manifest.
+func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manifest, err error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.CheckEvery == 0 {
+		o.CheckEvery = 5 * time.Second
+	}
+	log := o.Logger.With("volume", v.ID())
+	started := o.Now().UTC().Truncate(time.Second)
+	prefix := Prefix(o.Host, v, started)
+	m = &manifest.Manifest{
+		Schema: manifest.Schema, Tool: "voltar", Version: o.Version, Host: o.Host,
+		ID:          strings.TrimSuffix(strings.TrimPrefix(prefix, o.Host+"/"), "/"),
+		Volume:      manifest.Volume{Kind: v.Kind, Name: v.Name, Group: v.Group, Path: v.Path, Size: v.Size, UUID: v.UUID},
+		Compression: o.Compression,
+		Started:     started,
+	}
+	if objs, err := o.Store.List(ctx, prefix); err == nil && len(objs) > 0 {
+		return nil, fmt.Errorf("backup folder %s already exists in %s; wait a second and retry", prefix, o.Store)
+	}
+	r := &run{o: o, v: v, log: log, prefix: prefix, m: m}
+	defer r.releaseAll(&err)
+
+	if err := r.inject(StageSnapshot); err != nil {
+		return nil, err
+	}
+	snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
+	}
+	r.snap = snap
+	r.hold(cleanup.Clone, snap.Name, snap.Kind == "reflink" || snap.Kind == "copy")
+	r.hold(cleanup.LV, snap.Name, snap.Kind == "thick" || snap.Kind == "thin")
+	m.Snapshot = manifest.Snapshot{Kind: snap.Kind, Name: snap.Name, Size: snap.Size}
+	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
+
+	parts, err := r.layout(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	// Watch the snapshot while reading it: an overflowing COW snapshot turns
+	// whatever is read afterwards into garbage, so stop early.
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopWatch := r.watch(actx, cancel)
+
+	if o.Journal != nil {
+		o.Journal.Add(cleanup.Partial, o.Store.String()+"\t"+prefix)
+	}
+	r.partial = true
+	archived := 0
+	for _, p := range parts {
+		fs, err := r.filesystem(actx, p)
+		if err != nil {
+			stopWatch()
+			if cause := context.Cause(actx); cause != nil && errors.Is(cause, volume.ErrOverflow) {
+				err = cause
+			}
+			return nil, fmt.Errorf("%s %s: %w", v.ID(), p.name, err)
+		}
+		if fs.Mode != manifest.ModeSkipped {
+			archived++
+		}
+		m.Filesystems = append(m.Filesystems, fs)
+	}
+	stopWatch()
+	pct, err := o.Snapshotter.Check(ctx, snap)
+	r.peak(pct)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", v.ID(), err)
+	}
+	m.Snapshot.PeakCOWPct = r.peakPct
+	if archived == 0 {
+		return nil, fail.Hint(fmt.Errorf("%s: no filesystem could be backed up (%s)", v.ID(), skippedReasons(m)),
+			"exclude this volume in the config if it holds nothing to back up")
+	}
+	m.Status = manifest.StatusComplete
+	if archived < len(m.Filesystems) {
+		m.Status = manifest.StatusPartial
+	}
+	if err := r.inject(StagePublish); err != nil {
+		return nil, err
+	}
+	if err := r.publish(ctx); err != nil {
+		return nil, err
+	}
+	r.partial = false
+	if o.Journal != nil {
+		o.Journal.Done(cleanup.Partial, o.Store.String()+"\t"+prefix)
+	}
+	log.Info("backup complete", "id", m.ID, "stored_bytes", m.StoredBytes(), "files", m.Files())
+	return m, nil
+}
+
+func skippedReasons(m *manifest.Manifest) string {
+	if len(m.Filesystems) == 0 {
+		return "no partitions"
+	}
+	var rs []string
+	for _, f := range m.Filesystems {
+		rs = append(rs, f.Name+": "+f.Reason)
+	}
+	return strings.Join(rs, "; ")
+}
+
+// run is the state of one volume's backup.
+type run struct {
+	o       Options
+	v       volume.Volume
+	log     *slog.Logger
+	prefix  string
+	m       *manifest.Manifest
+	snap    *volume.Snapshot
+	partial bool
+	peakPct float64
+	// release holds undo steps, run newest first.
+	release []func(ctx context.Context) error
+}
+
+func (r *run) inject(stage string) error {
+	if r.o.Inject == nil {
+		return nil
+	}
+	if err := r.o.Inject(stage); err != nil {
+		return fmt.Errorf("%s: %s: %w", r.v.ID(), stage, err)
+	}
+	return nil
+}
+
+func (r *run) peak(p float64) {
+	if p > r.peakPct {
+		r.peakPct = p
+	}
+}
+
+// hold journals a resource when cond is true.
+func (r *run) hold(kind, ref string, cond bool) {
+	if cond && r.o.Journal != nil {
+		r.o.Journal.Add(kind, ref)
+	}
+}
+
+func (r *run) done(kind, ref string) {
+	if r.o.Journal != nil {
+		r.o.Journal.Done(kind, ref)
+	}
+}
+
+// onRelease registers an undo step.
+func (r *run) onRelease(f func(ctx context.Context) error) { r.release = append(r.release, f) }
+
+// releaseAll undoes everything, newest first, then the snapshot, and removes
+// the objects of an unfinished backup. It runs even when ctx is cancelled.
+func (r *run) releaseAll(errp *error) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.o.CleanupTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(r.release) - 1; i >= 0; i-- {
+		if err := r.release[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The volume's and the run's mount directories, once empty; the run's
+	// stays while other volumes of the run still use it.
+	os.Remove(filepath.Dir(r.mountDir("x")))
+	os.Remove(filepath.Join(r.o.RuntimeDir, r.o.RunID))
+	if r.snap != nil {
+		if err := r.o.Snapshotter.Release(ctx, r.snap); err != nil {
+			errs = append(errs, fmt.Errorf("release snapshot %s: %w", r.snap.Name, err))
+		} else {
+			r.done(cleanup.Clone, r.snap.Name)
+			r.done(cleanup.LV, r.snap.Name)
+			r.log.Info("snapshot removed", "snapshot", r.snap.Name)
+		}
+	}
+	if r.partial {
+		if err := RemovePartial(ctx, r.o.Store, r.prefix); err != nil {
+			errs = append(errs, err)
+		} else if r.o.Journal != nil {
+			r.o.Journal.Done(cleanup.Partial, r.o.Store.String()+"\t"+r.prefix)
+		}
+	}
+	if len(errs) > 0 {
+		rel := fmt.Errorf("cleanup of %s: %w", r.v.ID(), errors.Join(errs...))
+		rel = fail.Hint(rel, "the next voltar command retries the cleanup; check `losetup -a`, `lvs -o+lv_tags` and mounts under %s", r.o.RuntimeDir)
+		*errp = errors.Join(*errp, rel)
+	}
+}
+
+// RemovePartial deletes the objects of a backup folder that has no manifest.
+func RemovePartial(ctx context.Context, st store.Store, prefix string) error {
+	objs, err := st.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("list unfinished backup %s: %w", prefix, err)
+	}
+	for _, o := range objs {
+		if path.Base(o.Key) == manifest.FileName {
+			return nil // it did complete
+		}
+	}
+	var errs []error
+	for _, o := range objs {
+		if err := st.Delete(ctx, o.Key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountDir is the private mount point of one filesystem of this volume.
+func (r *run) mountDir(name string) string {
+	return filepath.Join(r.o.RuntimeDir, r.o.RunID, r.v.Group+"-"+r.v.Name, name)
+}
+
+func (r *run) makeMountDir(name string) (string, error) {
+	dir := r.mountDir(name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("mount point: %w", err)
+	}
+	return dir, nil
+}
+
+// watch polls the snapshot until stopped; an overflow cancels ctx.
+func (r *run) watch(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(r.o.CheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				pct, err := r.o.Snapshotter.Check(ctx, r.snap)
+				r.peak(pct)
+				if errors.Is(err, volume.ErrOverflow) {
+					cancel(err)
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+		<-finished
+	}
+}
+

@@ -1,0 +1,245 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"voltar/internal/archive"
+	"voltar/internal/cleanup"
+	"voltar/internal/disk"
+	"voltar/internal/fail"
+	"voltar/internal/manifest"
+)
+
+// part is one filesystem area of the snapshot.
+type part struct {
+	name   string // p1.. or fs
+	number int
+	start  int64
+	size   int64
+	fs     disk.FS
+}
+
+// filesystems voltar can mount and archive file by file.
+var mountable = map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true, "btrfs": true, "vfat": true}
+
+// layout reads the snapshot's partition table, or finds a filesystem on the
+// whole volume, and records both in the manifest.
+func (r *run) layout(ctx context.Context) ([]part, error) {
+	if err := r.inject(StageTable); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(r.snap.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot %s: %w", r.snap.Path, err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("size of %s: %w", r.snap.Path, err)
+	}
+	tbl, err := disk.ReadTable(f, size)
+	if errors.Is(err, disk.ErrNoTable) {
+		fs, derr := disk.DetectFS(f, 0, size)
+		if derr != nil {
+			return nil, fmt.Errorf("%s: %w", r.v.ID(), derr)
+		}
+		if fs.Type == "" {
+			return nil, fail.Hint(fmt.Errorf("%s: no partition table and no known filesystem on the volume", r.v.ID()),
+				"voltar reads MBR and GPT tables and ext2/3/4, xfs, btrfs and vfat; check the volume with `blkid -p` and `sfdisk -d`")
+		}
+		r.m.Table = manifest.Table{Type: "none"}
+		return []part{{name: "fs", start: 0, size: size, fs: fs}}, nil
+	}
+	if err != nil {
+		return nil, fail.Hint(fmt.Errorf("%s: partition table: %w", r.v.ID(), err),
+			"the volume's partition table is damaged or not MBR/GPT; inspect it with `sfdisk -d %s`", r.v.Path)
+	}
+	r.m.Table = manifest.Table{Type: tbl.Type, SectorSize: tbl.SectorSize, DiskID: tbl.DiskID}
+	var parts []part
+	for _, p := range tbl.Partitions {
+		r.m.Table.Partitions = append(r.m.Table.Partitions, manifest.Partition{
+			Number: p.Number, Start: p.Start, Size: p.Size, Type: p.Type, UUID: p.UUID,
+			Name: p.Name, Bootable: p.Bootable, Logical: p.Logical,
+		})
+		fs, err := disk.DetectFS(f, p.Start, p.Size)
+		if err != nil {
+			return nil, fmt.Errorf("%s partition %d: %w", r.v.ID(), p.Number, err)
+		}
+		parts = append(parts, part{name: fmt.Sprintf("p%d", p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs})
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].number < parts[j].number })
+	if len(parts) == 0 {
+		return nil, fail.Hint(fmt.Errorf("%s: the %s partition table has no partitions", r.v.ID(), tbl.Type),
+			"exclude this volume in the config if it is meant to be empty")
+	}
+	return parts, nil
+}
+
+// filesystem maps, mounts and archives one partition, or records why not.
+func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, error) {
+	fs := manifest.Filesystem{Name: p.name, Partition: p.number, Type: p.fs.Type, UUID: p.fs.UUID, Label: p.fs.Label}
+	fs.Started = r.o.Now().UTC()
+	log := r.log.With("fs", p.name, "type", p.fs.Type)
+	switch {
+	case p.fs.Type == "swap":
+		fs.Mode, fs.Reason = manifest.ModeSkipped, "swap space holds no data worth keeping"
+	case !mountable[p.fs.Type]:
+		what := p.fs.Type
+		if what == "" {
+			what = "unknown content"
+		}
+		fs.Mode, fs.Reason = manifest.ModeSkipped, what+": unsupported, skipped"
+	}
+	if fs.Mode == manifest.ModeSkipped {
+		log.Warn("filesystem skipped", "reason", fs.Reason)
+		fs.Finished = fs.Started
+		return fs, nil
+	}
+
+	if err := r.inject(StageMap); err != nil {
+		return fs, err
+	}
+	loop, err := disk.AttachLoop(ctx, r.snap.Path, p.start, p.size, r.snap.ReadOnly, LoopTag(r.o.RunID))
+	if err != nil {
+		return fs, fmt.Errorf("map partition: %w", err)
+	}
+	r.hold(cleanup.Loop, loop.Path, true)
+	r.onRelease(func(context.Context) error {
+		if err := loop.Detach(); err != nil {
+			return fmt.Errorf("detach %s: %w", loop.Path, err)
+		}
+		r.done(cleanup.Loop, loop.Path)
+		return nil
+	})
+
+	if err := r.inject(StageMount); err != nil {
+		return fs, err
+	}
+	dir, err := r.makeMountDir(p.name)
+	if err != nil {
+		return fs, err
+	}
+	r.hold(cleanup.Mount, dir, true)
+	if err := disk.Mount(ctx, loop.Path, dir, p.fs.Type, !r.snap.ReadOnly); err != nil {
+		r.done(cleanup.Mount, dir)
+		os.Remove(dir)
+		if errors.Is(err, unix.ENODEV) {
+			// Not the data's fault: this host's kernel cannot read the type.
+			fs.Mode, fs.Reason = manifest.ModeSkipped, p.fs.Type+": this kernel cannot mount it, skipped"
+			log.Warn("filesystem skipped", "reason", fs.Reason)
+			fs.Finished = r.o.Now().UTC()
+			return fs, nil
+		}
+		return fs, fail.Hint(fmt.Errorf("mount: %w", err), "check the filesystem with fsck on a copy; the kernel log (dmesg) says why it refused")
+	}
+	mounted := true
+	unmount := func(context.Context) error {
+		if !mounted {
+			return nil
+		}
+		if err := disk.Unmount(dir); err != nil {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+		mounted = false
+		r.done(cleanup.Mount, dir)
+		os.Remove(dir)
+		return nil
+	}
+	r.onRelease(unmount)
+	log.Info("mounted", "device", loop.Path, "dir", dir)
+
+	if err := r.inject(StageArchive); err != nil {
+		return fs, err
+	}
+	fs.Mode = manifest.ModeFiles
+	fs.Archive = p.name + archive.Ext(r.o.Compression)
+	fs.Excludes = r.o.Excludes
+	res, err := r.archive(ctx, dir, fs.Archive, p.name)
+	if err != nil {
+		return fs, err
+	}
+	fs.StoredBytes, fs.SHA256 = res.StoredBytes, res.SHA256
+	fs.SourceBytes, fs.Files, fs.Entries = res.SourceBytes, res.Files, res.Entries
+	fs.Finished = r.o.Now().UTC()
+	log.Info("archived", "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", res.StoredBytes, "excluded", res.Excluded)
+	// Unmount now rather than at the end, so a volume with many partitions
+	// holds one mount at a time.
+	return fs, unmount(ctx)
+}
+
+// archive streams the tree at dir into the store under name.
+func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Result, error) {
+	var used int64
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) == nil {
+		used = int64(st.Blocks-st.Bfree) * st.Bsize
+	}
+	bar := r.o.Progress.Start(r.v.ID()+" "+label, used)
+	pr, pw := io.Pipe()
+	type putResult struct {
+		n   int64
+		err error
+	}
+	put := make(chan putResult, 1)
+	go func() {
+		n, err := r.o.Store.Put(ctx, r.prefix+name, pr)
+		pr.CloseWithError(err) // unblocks the writer if the store gave up
+		put <- putResult{n, err}
+	}()
+	res, err := archive.Write(ctx, dir, pw, archive.Options{
+		Compression: r.o.Compression, Level: r.o.Level, Threads: r.o.Threads,
+		Excludes: r.o.Excludes, Logger: r.log,
+		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
+	})
+	pw.CloseWithError(err)
+	pres := <-put
+	bar.Done(err == nil && pres.err == nil)
+	if pres.err != nil {
+		return res, storeError(r, name, pres.err)
+	}
+	if err != nil {
+		return res, fmt.Errorf("archive: %w", err)
+	}
+	if pres.n != res.StoredBytes {
+		return res, fmt.Errorf("store kept %d bytes of %s, archive wrote %d", pres.n, name, res.StoredBytes)
+	}
+	return res, nil
+}
+
+func storeError(r *run, name string, err error) error {
+	err = fmt.Errorf("store %s: %w", name, err)
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fail.Hint(err, "the destination %s is full: free space, prune old backups (voltar prune) or move the store", r.o.Store)
+	}
+	return err
+}
+
+// publish writes SHA256SUMS and then, last, the manifest.
+func (r *run) publish(ctx context.Context) error {
+	var sums strings.Builder
+	for _, f := range r.m.Filesystems {
+		if f.SHA256 != "" {
+			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
+		}
+	}
+	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.SumsName, strings.NewReader(sums.String())); err != nil {
+		return storeError(r, manifest.SumsName, err)
+	}
+	r.m.Finished = r.o.Now().UTC()
+	var buf strings.Builder
+	if err := r.m.Encode(&buf); err != nil {
+		return err
+	}
+	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.FileName, strings.NewReader(buf.String())); err != nil {
+		return storeError(r, manifest.FileName, err)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"voltar/internal/cleanup"
+	"voltar/internal/disk"
+	"voltar/internal/store"
+	"voltar/internal/volume/image"
+)
+
+// SweepOptions say where dead runs may have left things.
+type SweepOptions struct {
+	RuntimeDir string
+	StateDir   string
+	Scratch    string
+	// OpenStore opens the store a journal names, to remove unfinished backups.
+	OpenStore func(ctx context.Context, name string) (store.Store, error)
+	// RemoveLV removes a leftover snapshot; LeftoverLVs lists LVs tagged
+	// voltar. Both nil when LVM is not in use on this host.
+	RemoveLV    func(ctx context.Context, vglv string) error
+	LeftoverLVs func(ctx context.Context) ([]string, error)
+	Logger      *slog.Logger
+}
+
+// Sweep releases everything dead runs left behind: first what their
+// journals name, then anything carrying voltar's marks (mounts under the
+// runtime directory, loop devices tagged voltar:, LVs tagged voltar, clones in
+// the scratch directory). The caller must hold the run lock.
+func Sweep(ctx context.Context, o SweepOptions) (int, error) {
+	log := o.Logger
+	handlers := map[string]cleanup.Handler{
+		cleanup.Mount: func(ctx context.Context, dir string) error {
+			if err := disk.Unmount(dir); err != nil {
+				return err
+			}
+			os.Remove(dir)
+			return nil
+		},
+		cleanup.Loop: func(ctx context.Context, dev string) error { return detachIfOurs(dev) },
+		cleanup.Clone: func(ctx context.Context, p string) error {
+			if !strings.HasPrefix(filepath.Base(p), image.ClonePrefix) {
+				return fmt.Errorf("%s is not a voltar clone", p)
+			}
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
+		},
+		cleanup.Partial: func(ctx context.Context, ref string) error {
+			name, prefix, ok := strings.Cut(ref, "\t")
+			if !ok || o.OpenStore == nil {
+				return nil
+			}
+			st, err := o.OpenStore(ctx, name)
+			if err != nil {
+				return err
+			}
+			return RemovePartial(ctx, st, prefix)
+		},
+	}
+	if o.RemoveLV != nil {
+		handlers[cleanup.LV] = o.RemoveLV
+	} else {
+		handlers[cleanup.LV] = func(ctx context.Context, lv string) error {
+			return fmt.Errorf("snapshot %s left behind, but LVM is not available to remove it", lv)
+		}
+	}
+	released, err := cleanup.SweepJournals(ctx, o.StateDir, handlers, log)
+	n := len(released)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+
+	// Marks, for what a journal could not record (a crash between creating
+	// and journaling, or a lost state directory).
+	mounts, err := disk.MountsUnder(o.RuntimeDir)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, m := range mounts {
+		if err := disk.Unmount(m); err != nil {
+			errs = append(errs, fmt.Errorf("unmount leftover %s: %w", m, err))
+			continue
+		}
+		n++
+		log.Info("unmounted leftover of a dead run", "dir", m)
+	}
+	loops, err := disk.ListLoops()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, l := range loops {
+		if !strings.HasPrefix(l.Tag, "voltar:") {
+			continue
+		}
+		if err := disk.DetachLoop(l.Path); err != nil {
+			errs = append(errs, fmt.Errorf("detach leftover %s: %w", l.Path, err))
+			continue
+		}
+		n++
+		log.Info("detached leftover loop device of a dead run", "device", l.Path, "backing", l.Backing)
+	}
+	if o.LeftoverLVs != nil && o.RemoveLV != nil {
+		lvs, err := o.LeftoverLVs(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, lv := range lvs {
+			if err := o.RemoveLV(ctx, lv); err != nil {
+				errs = append(errs, fmt.Errorf("remove leftover snapshot %s: %w", lv, err))
+				continue
+			}
+			n++
+			log.Info("removed leftover snapshot of a dead run", "lv", lv)
+		}
+	}
+	clones, _ := filepath.Glob(filepath.Join(o.Scratch, image.ClonePrefix+"*"))
+	for _, c := range clones {
+		if err := os.Remove(c); err == nil {
+			n++
+			log.Info("removed leftover image copy of a dead run", "file", c)
+		}
+	}
+	// Empty run directories under the runtime directory.
+	runs, _ := os.ReadDir(o.RuntimeDir)
+	for _, e := range runs {
+		if e.IsDir() {
+			removeEmptyTree(filepath.Join(o.RuntimeDir, e.Name()))
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// detachIfOurs detaches dev only if it still carries voltar's tag: the number
+// may have been reused by someone else since the run died.
+func detachIfOurs(dev string) error {
+	loops, err := disk.ListLoops()
+	if err != nil {
+		return err
+	}
+	for _, l := range loops {
+		if l.Path == dev && strings.HasPrefix(l.Tag, "voltar:") {
+			return disk.DetachLoop(dev)
+		}
+	}
+	return nil
+}
+
+func removeEmptyTree(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			removeEmptyTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.Remove(dir) // fails, harmlessly, unless empty
+}
