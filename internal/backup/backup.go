@@ -336,4 +336,3 @@ func (r *run) watch(ctx context.Context, cancel context.CancelCauseFunc) (stop f
 		<-finished
 	}
 }
-
