@@ -103,11 +103,12 @@ func openImage(t testing.TB, path string) (*os.File, int64) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	fi, err := f.Stat()
+	// Seek rather than Stat: path may be a block device.
+	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f, fi.Size()
+	return f, size
 }
 
 // sfdisk writes a table described by an sfdisk script to img.
@@ -168,7 +169,15 @@ func blkidExport(t testing.TB, path string) map[string]string {
 	vars := map[string]string{}
 	for _, line := range strings.Split(out, "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok {
-			vars[k] = v
+			// Export format escapes spaces and specials with "\".
+			var b strings.Builder
+			for i := 0; i < len(v); i++ {
+				if v[i] == '\\' && i+1 < len(v) {
+					i++
+				}
+				b.WriteByte(v[i])
+			}
+			vars[k] = b.String()
 		}
 	}
 	return vars

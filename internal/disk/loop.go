@@ -22,10 +22,15 @@ const (
 	// attachAttempts bounds the retries when another process takes the
 	// free device between LOOP_CTL_GET_FREE and our LOOP_CONFIGURE.
 	attachAttempts = 20
-	// busyTimeout is how long Detach and DetachLoop retry EBUSY: udev or
-	// blkid may hold the device open for a moment after an unmount.
-	busyTimeout = 5 * time.Second
 )
+
+// busyTimeout is how long Detach, DetachLoop and Unmount retry EBUSY: udev,
+// blkid or an indexer may hold a device or tree for a moment. A variable so
+// tests need not wait for it.
+var busyTimeout = 5 * time.Second
+
+// useLoopConfigure is false only in tests of the pre-5.8 fallback.
+var useLoopConfigure = true
 
 // MaxTagLen is the longest tag AttachLoop accepts: lo_file_name is 64 bytes
 // including its terminating NUL.
@@ -164,7 +169,10 @@ func configureLoop(lf, bf *os.File, offset, size int64, readOnly bool, tag strin
 	}
 	copy(cfg.Info.File_name[:], tag)
 	fd := int(lf.Fd())
-	err := unix.IoctlLoopConfigure(fd, &cfg)
+	var err error = unix.ENOTTY
+	if useLoopConfigure {
+		err = unix.IoctlLoopConfigure(fd, &cfg)
+	}
 	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
 		return err
 	}
