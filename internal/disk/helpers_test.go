@@ -52,15 +52,15 @@ func (s *sparseImage) ReadAt(b []byte, off int64) (int, error) {
 }
 
 // sparseFromFile cuts an image file into head and tail for newSparseImage:
-// head ends after its last non-zero sector in the first half, tail is the
-// last tailSectors sectors.
-func sparseFromFile(t testing.TB, path string, tailSectors int) (head, tail []byte, gap uint16) {
+// tail is the last tailBytes bytes, head ends after the last non-zero
+// 512-byte sector before it.
+func sparseFromFile(t testing.TB, path string, tailBytes int) (head, tail []byte, gap uint16) {
 	t.Helper()
 	img, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tail = img[len(img)-tailSectors*512:]
+	tail = img[len(img)-tailBytes:]
 	rest := img[:len(img)-len(tail)]
 	end := 0
 	for s := 0; s*512 < len(rest); s++ {
@@ -151,10 +151,15 @@ func sfdiskJSON(t testing.TB, img string) sfdiskTable {
 	return st
 }
 
-// partNumber is the number sfdisk appends to the image name in "node".
+// partNumber is the number sfdisk appends to the device name in "node"
+// (disk.img5, /dev/loop3p5).
 func partNumber(t testing.TB, img, node string) int {
 	t.Helper()
-	n, err := strconv.Atoi(strings.TrimPrefix(node, img))
+	i := len(node)
+	for i > 0 && node[i-1] >= '0' && node[i-1] <= '9' {
+		i--
+	}
+	n, err := strconv.Atoi(node[i:])
 	if err != nil {
 		t.Fatalf("node %q of %s: %v", node, img, err)
 	}

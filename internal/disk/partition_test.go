@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -91,6 +92,32 @@ func compareSfdisk(t *testing.T, img string, got *disk.Table, want sfdiskTable) 
 	if fmt.Sprint(got.Partitions) != fmt.Sprint(wantParts) {
 		t.Errorf("partitions:\n got %+v\nwant %+v", got.Partitions, wantParts)
 	}
+}
+
+// A GPT written for 4096-byte sectors (a 4Kn disk, or a volume copied from
+// one) is found by trying both sector sizes.
+func TestReadTable4KSectors(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "losetup", "sfdisk")
+	img := newImage(t, 64<<20)
+	// This sfdisk has no --sector-size option: give it a loop device
+	// with 4096-byte logical sectors.
+	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", "--sector-size", "4096", img))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	sfdisk(t, dev, `label: gpt
+start=256, size=1024, name="first"
+start=2048, size=4096, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name="second"
+`)
+	want := sfdiskJSON(t, dev)
+	if err := exec.Command("losetup", "-d", dev).Run(); err != nil {
+		t.Fatal(err)
+	}
+	f, size := openImage(t, img)
+	got, err := disk.ReadTable(f, size)
+	if err != nil {
+		t.Fatalf("ReadTable: %v", err)
+	}
+	compareSfdisk(t, img, got, want)
 }
 
 func TestReadTableGPTRecoversFromBackup(t *testing.T) {
