@@ -1,0 +1,345 @@
+package lvm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"voltar/internal/sysexec"
+	"voltar/internal/volume"
+)
+
+// Snapshot kinds this package creates (volume.Snapshot.Kind).
+const (
+	KindThick = "thick"
+	KindThin  = "thin"
+)
+
+// cleanupTimeout bounds removing a half-made snapshot after a failure,
+// which runs even when ctx is already cancelled.
+const cleanupTimeout = 2 * time.Minute
+
+// SpaceError means a snapshot does not fit in the space it would take from.
+type SpaceError struct {
+	Volume string // vg/lv being snapshotted
+	Need   int64  // bytes the snapshot may take
+	Free   int64  // bytes free where it takes them from
+	Where  string // "volume group VG" or "thin pool VG/POOL"
+	Policy Policy // the snapshot size policy in force
+}
+
+func (e *SpaceError) Error() string {
+	return fmt.Sprintf("snapshot of %s needs %s but %s has %s free\n"+
+		"hint: make room in %s, or lower snapshot_size (now %s) at the risk of an overflow",
+		e.Volume, formatBytes(e.Need), e.Where, formatBytes(e.Free), e.Where, e.Policy)
+}
+
+// Preflight checks that a snapshot of v fits: a thick one (its full COW size
+// under the policy) in the VG's free space, a thin one (the origin's mapped
+// data, scaled by the policy) in its pool's free data space. It returns the
+// bytes needed, or a *SpaceError. Snapshots made concurrently share that
+// space; the caller has to add up their needs.
+func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int64, err error) {
+	rows, err := s.lvsInVG(ctx, v.Group)
+	if err != nil {
+		return 0, fmt.Errorf("preflight %s: %w", v.ID(), err)
+	}
+	origin, err := findOrigin(rows, v)
+	if err != nil {
+		return 0, fmt.Errorf("preflight %s: %w", v.ID(), err)
+	}
+	pol := s.policy()
+	if origin.thin() {
+		pool, ok := find(rows, origin.Pool)
+		if !ok {
+			return 0, fmt.Errorf("preflight %s: thin pool %q not found", v.ID(), origin.Pool)
+		}
+		mappedPct, _ := percent(origin.DataPercent)
+		need = pol.thinNeed(share(origin.size(), mappedPct))
+		poolPct, _ := percent(pool.DataPercent)
+		free := pool.size() - share(pool.size(), poolPct)
+		if need > free {
+			return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "thin pool " + pool.id(), Policy: pol}
+		}
+		return need, nil
+	}
+	g, err := s.vgInfo(ctx, v.Group)
+	if err != nil {
+		return 0, fmt.Errorf("preflight %s: %w", v.ID(), err)
+	}
+	need = pol.thickSize(origin.size(), parseBytes(g.ExtentSize))
+	if free := parseBytes(g.Free); need > free {
+		return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "volume group " + g.Name, Policy: pol}
+	}
+	return need, nil
+}
+
+// share is pct percent of n, rounded up.
+func share(n int64, pct float64) int64 {
+	return int64(math.Ceil(float64(n) * pct / 100))
+}
+
+func findOrigin(rows []lv, v volume.Volume) (lv, error) {
+	l, ok := find(rows, v.Name)
+	if !ok {
+		return lv{}, fmt.Errorf("logical volume %q %w in volume group %q", v.Name, ErrNotFound, v.Group)
+	}
+	if reason := unusable(l); reason != "" {
+		return lv{}, errors.New(reason)
+	}
+	return l, nil
+}
+
+func (s *Snapshotter) vgInfo(ctx context.Context, name string) (vg, error) {
+	rows, err := s.vgs(ctx, name)
+	if err != nil {
+		return vg{}, err
+	}
+	for _, g := range rows {
+		if g.Name == name {
+			return g, nil
+		}
+	}
+	return vg{}, fmt.Errorf("volume group %q %w", name, ErrNotFound)
+}
+
+// Create snapshots v as "<lv>-voltar-<runID>", tagged "voltar" and
+// "voltar-run-<runID>". A thick origin gets a COW of the policy's size; a
+// thin origin a thin snapshot, activated despite LVM's activation-skip
+// flag. Whatever was made is removed again if a step fails.
+func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string) (*volume.Snapshot, error) {
+	if err := checkRunID(runID); err != nil {
+		return nil, err
+	}
+	rows, err := s.lvsInVG(ctx, v.Group)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
+	}
+	origin, err := findOrigin(rows, v)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
+	}
+	name := snapshotName(v.Group, v.Name, runID)
+	if _, ok := find(rows, name); ok {
+		return nil, fmt.Errorf("snapshot %s: %s/%s already exists; remove it or use a new run ID", v.ID(), v.Group, name)
+	}
+	snap := &volume.Snapshot{Name: name, Path: "/dev/" + v.Group + "/" + name}
+	args := []string{"--yes", "-s"}
+	if origin.thin() {
+		snap.Kind = KindThin
+	} else {
+		g, err := s.vgInfo(ctx, v.Group)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
+		}
+		snap.Kind = KindThick
+		snap.Size = s.policy().thickSize(origin.size(), parseBytes(g.ExtentSize))
+		args = append(args, "-L", strconv.FormatInt(snap.Size, 10)+"b")
+	}
+	args = append(args, "-n", name, "--addtag", Tag, "--addtag", runTag(runID), v.ID())
+	if _, err := s.Runner.Run(ctx, "lvcreate", args...); err != nil {
+		return nil, s.undo(ctx, v.Group, name, fmt.Errorf("snapshot %s: %w", v.ID(), err))
+	}
+	if snap.Kind == KindThin {
+		// Thin snapshots are created with the activation-skip flag; -K
+		// overrides it for this activation only.
+		if _, err := s.Runner.Run(ctx, "lvchange", "--yes", "-ay", "-K", v.Group+"/"+name); err != nil {
+			return nil, s.undo(ctx, v.Group, name, fmt.Errorf("snapshot %s: activate %s: %w", v.ID(), name, err))
+		}
+	}
+	s.log().Debug("snapshot created", "volume", v.ID(), "snapshot", name, "kind", snap.Kind, "size", snap.Size)
+	return snap, nil
+}
+
+// undo removes a half-made snapshot after err, even if ctx is cancelled.
+func (s *Snapshotter) undo(ctx context.Context, vgName, name string, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if rerr := s.remove(ctx, vgName, name); rerr != nil {
+		return errors.Join(err, fmt.Errorf("clean up: %w", rerr))
+	}
+	return err
+}
+
+// Release removes the snapshot; one that is already gone counts as removed,
+// so it is safe to call twice. snap.Name may also be "vg/lv", as Leftovers
+// returns them. It refuses LVs whose names are not voltar snapshot names.
+func (s *Snapshotter) Release(ctx context.Context, snap *volume.Snapshot) error {
+	vgName, name, err := snapshotLV(snap)
+	if err != nil {
+		return fmt.Errorf("release snapshot: %w", err)
+	}
+	if !strings.Contains(name, "-voltar-") {
+		return fmt.Errorf("release snapshot: %s/%s is not named like a voltar snapshot; not removing it", vgName, name)
+	}
+	if err := s.remove(ctx, vgName, name); err != nil {
+		return fmt.Errorf("release snapshot %s/%s: %w", vgName, name, err)
+	}
+	s.log().Debug("snapshot released", "snapshot", vgName+"/"+name)
+	return nil
+}
+
+// remove runs lvremove. If that fails, a listing of all VGs tells whether
+// the LV is gone anyway (its VG may be gone too), instead of parsing stderr.
+func (s *Snapshotter) remove(ctx context.Context, vgName, name string) error {
+	_, err := s.Runner.Run(ctx, "lvremove", "-f", vgName+"/"+name)
+	if err == nil {
+		return nil
+	}
+	var ee *sysexec.ExitError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	rows, lerr := s.lvs(ctx)
+	if lerr != nil {
+		return err
+	}
+	for _, l := range rows {
+		if l.VG == vgName && l.Name == name {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check reports how full a snapshot is. A thick snapshot that LVM marks
+// invalid, or whose COW is 100% used, returns volume.ErrOverflow. A thin
+// snapshot cannot overflow: its figure is the pool's data usage, for
+// information (a full pool fails writes to the origin, not the snapshot).
+func (s *Snapshotter) Check(ctx context.Context, snap *volume.Snapshot) (usedPct float64, err error) {
+	vgName, name, err := snapshotLV(snap)
+	if err != nil {
+		return 0, fmt.Errorf("check snapshot: %w", err)
+	}
+	id := vgName + "/" + name
+	rows, err := s.lvsInVG(ctx, vgName)
+	if err != nil {
+		return 0, fmt.Errorf("check snapshot %s: %w", id, err)
+	}
+	l, ok := find(rows, name)
+	if !ok {
+		return 0, fmt.Errorf("check snapshot %s: %w (removed while in use?)", id, ErrNotFound)
+	}
+	if l.thin() {
+		pool, ok := find(rows, l.Pool)
+		if !ok {
+			return 0, fmt.Errorf("check snapshot %s: thin pool %q %w", id, l.Pool, ErrNotFound)
+		}
+		pct, _ := percent(pool.DataPercent)
+		switch pool.attr(8) {
+		case 'F':
+			return pct, fmt.Errorf("check snapshot %s: thin pool %s has failed; what was read may be incomplete", id, pool.id())
+		case 'D':
+			s.log().Warn("thin pool is out of data space; writes to its volumes fail", "pool", pool.id(), "snapshot", id)
+		}
+		return pct, nil
+	}
+	if !l.snapshot() {
+		return 0, fmt.Errorf("check snapshot %s: not a snapshot", id)
+	}
+	if l.invalid() {
+		return 100, fmt.Errorf("snapshot %s: %w", id, volume.ErrOverflow)
+	}
+	pct, ok := percent(l.SnapPercent)
+	if !ok {
+		return 0, fmt.Errorf("check snapshot %s: no usage reported (lv_attr %s); is it active?", id, l.Attr)
+	}
+	if pct >= 100 {
+		return pct, fmt.Errorf("snapshot %s: %w", id, volume.ErrOverflow)
+	}
+	return pct, nil
+}
+
+// Leftovers lists every LV tagged "voltar" in any VG, as "vg/lv": snapshots
+// a run did not remove (crash, power loss), for the next run to sweep.
+func (s *Snapshotter) Leftovers(ctx context.Context) ([]string, error) {
+	rows, err := s.lvs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find leftover snapshots: %w", err)
+	}
+	var ids []string
+	for _, l := range rows {
+		if l.hasTag(Tag) {
+			ids = append(ids, l.id())
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// snapshotLV finds the VG and LV of a snapshot from its Name ("vg/lv") or,
+// for a bare LV name, its Path (/dev/vg/lv).
+func snapshotLV(snap *volume.Snapshot) (vgName, name string, err error) {
+	if snap == nil {
+		return "", "", errors.New("nil snapshot")
+	}
+	if strings.Contains(snap.Name, "/") {
+		return ParseSpec(snap.Name)
+	}
+	vgName, name, err = ParseSpec(snap.Path)
+	if err != nil {
+		return "", "", err
+	}
+	if snap.Name != "" && snap.Name != name {
+		return "", "", fmt.Errorf("snapshot name %q does not match its path %q", snap.Name, snap.Path)
+	}
+	return vgName, name, nil
+}
+
+func runTag(runID string) string { return Tag + "-run-" + runID }
+
+// checkRunID allows what LVM allows in both LV names and tags.
+func checkRunID(runID string) error {
+	if runID == "" {
+		return errors.New("snapshot: empty run ID")
+	}
+	for _, r := range runID {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == '+') {
+			return fmt.Errorf("snapshot: run ID %q: only letters, digits and -_.+ are allowed", runID)
+		}
+	}
+	if len(runID) > 64 {
+		return fmt.Errorf("snapshot: run ID %q is longer than 64 characters", runID)
+	}
+	return nil
+}
+
+// maxDMName is the longest device-mapper name (DM_NAME_LEN 128 with NUL).
+const maxDMName = 127
+
+// snapshotName is "<lv>-voltar-<runID>", with lv shortened (keeping a hash
+// of it) when device-mapper's name for the snapshot's COW device,
+// "<vg>-<name>-cow" with every '-' doubled, would be too long.
+func snapshotName(vgName, lvName, runID string) string {
+	suffix := "-voltar-" + runID
+	name := lvName + suffix
+	if dmLen(vgName)+1+dmLen(name)+len("-cow") <= maxDMName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(lvName))
+	hash := "." + hex.EncodeToString(sum[:4])
+	budget := maxDMName - dmLen(vgName) - 1 - len("-cow") - dmLen(suffix) - len(hash)
+	prefix := ""
+	for _, c := range []byte(lvName) {
+		n := 1
+		if c == '-' {
+			n = 2
+		}
+		if budget < n {
+			break
+		}
+		budget -= n
+		prefix += string(c)
+	}
+	return prefix + hash + suffix
+}
+
+// dmLen is the length of s in a device-mapper name, where '-' is doubled.
+func dmLen(s string) int { return len(s) + strings.Count(s, "-") }
