@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
@@ -250,5 +251,5 @@ func parseFilter(filter string) (group, volume string, err error) {
 	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
 		return parts[0], parts[1], nil
 	}
-	return "", "", fmt.Errorf("volume %q: want VOLUME, GROUP/VOLUME or /dev/GROUP/VOLUME", filter)
+	return "", "", fail.Usage(fmt.Errorf("volume %q: want VOLUME, GROUP/VOLUME or /dev/GROUP/VOLUME", filter))
 }

@@ -11,6 +11,7 @@ import (
 
 	"voltar/internal/catalog"
 	"voltar/internal/catalog/catalogtest"
+	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/store/local"
 )
@@ -141,16 +142,16 @@ func TestResolve(t *testing.T) {
 		t.Errorf("incomplete: err = %v", err)
 	}
 	_, err = catalog.Resolve(ctx, st, "h", "vg/v/2026-12-01T000000Z")
-	want := "no backup vg/v/2026-12-01T000000Z in " + st.String() + "; hint: voltar list vg/v"
-	if err == nil || err.Error() != want {
-		t.Errorf("missing: err = %v, want %s", err, want)
+	want := "no backup vg/v/2026-12-01T000000Z in " + st.String()
+	if err == nil || err.Error() != want || strings.Join(fail.Hints(err), "|") != "voltar list vg/v" {
+		t.Errorf("missing: err = %v hints %q, want %s", err, fail.Hints(err), want)
 	}
 	if _, err := catalog.Resolve(ctx, st, "h", "vg/other/latest"); !errors.Is(err, catalog.ErrNotFound) {
 		t.Errorf("latest of nothing: err = %v", err)
 	}
 	var ide *catalog.IDError
 	for _, id := range []string{"vg/v", "vg/v/yesterday", "a/b/c/d/e", "vg/../2026-11-25T013000Z"} {
-		if _, err := catalog.Resolve(ctx, st, "h", id); !errors.As(err, &ide) {
+		if _, err := catalog.Resolve(ctx, st, "h", id); !errors.As(err, &ide) || !fail.IsUsage(err) {
 			t.Errorf("Resolve(%q): err = %v, want IDError", id, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
@@ -21,16 +22,12 @@ type NotFoundError struct {
 	// Reason is set when a folder exists but is not a backup,
 	// e.g. "incomplete: no manifest.json".
 	Reason string
-	Hint   string // e.g. "voltar list nova-volumes/volume-1"
 }
 
 func (e *NotFoundError) Error() string {
 	msg := fmt.Sprintf("no backup %s in %s", e.ID, e.Store)
 	if e.Reason != "" {
 		msg += " (" + e.Reason + ")"
-	}
-	if e.Hint != "" {
-		msg += "; hint: " + e.Hint
 	}
 	return msg
 }
@@ -48,9 +45,19 @@ func (e *IDError) Error() string { return fmt.Sprintf("backup ID %q: %s", e.ID, 
 
 // Resolve finds one complete backup by ID: GROUP/VOLUME/TIMESTAMP (on host),
 // HOST/GROUP/VOLUME/TIMESTAMP, or either with "latest" as the timestamp for
-// the newest complete backup of the volume. It returns an *IDError for a
-// malformed ID and a *NotFoundError when there is no such backup.
+// the newest complete backup of the volume. A malformed ID is an *IDError
+// marked fail.Usage; a missing backup a *NotFoundError with a fail.Hint
+// ("voltar list GROUP/VOLUME").
 func Resolve(ctx context.Context, st store.Store, host, id string) (*Backup, error) {
+	b, err := resolve(ctx, st, host, id)
+	var ide *IDError
+	if errors.As(err, &ide) {
+		return nil, fail.Usage(err)
+	}
+	return b, err
+}
+
+func resolve(ctx context.Context, st store.Store, host, id string) (*Backup, error) {
 	parts := strings.Split(strings.Trim(id, "/"), "/")
 	switch len(parts) {
 	case 3:
@@ -68,7 +75,8 @@ func Resolve(ctx context.Context, st store.Store, host, id string) (*Backup, err
 		}
 	}
 	group, volume, ts := parts[0], parts[1], parts[2]
-	notFound := &NotFoundError{ID: id, Store: st.String(), Hint: "voltar list " + group + "/" + volume}
+	nf := &NotFoundError{ID: id, Store: st.String()}
+	notFound := func() error { return fail.Hint(nf, "voltar list %s/%s", group, volume) }
 	if ts == Latest {
 		cat, err := List(ctx, st, host, group+"/"+volume)
 		if err != nil {
@@ -76,9 +84,9 @@ func Resolve(ctx context.Context, st store.Store, host, id string) (*Backup, err
 		}
 		if len(cat.Backups) == 0 {
 			if n := len(cat.Incomplete); n > 0 {
-				notFound.Reason = fmt.Sprintf("%d incomplete folder(s), no complete backup", n)
+				nf.Reason = fmt.Sprintf("%d incomplete folder(s), no complete backup", n)
 			}
-			return nil, notFound
+			return nil, notFound()
 		}
 		return &cat.Backups[len(cat.Backups)-1], nil
 	}
@@ -93,15 +101,15 @@ func Resolve(ctx context.Context, st store.Store, host, id string) (*Backup, err
 	}
 	folders := groupFolders(objs, group, volume)
 	if len(folders) != 1 {
-		return nil, notFound
+		return nil, notFound()
 	}
 	b, inc, err := load(ctx, st, folders[0])
 	if err != nil {
 		return nil, err
 	}
 	if b == nil {
-		notFound.Reason = "incomplete: " + inc.Reason
-		return nil, notFound
+		nf.Reason = "incomplete: " + inc.Reason
+		return nil, notFound()
 	}
 	return b, nil
 }

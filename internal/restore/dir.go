@@ -1,0 +1,230 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"voltar/internal/catalog"
+	"voltar/internal/fail"
+	"voltar/internal/manifest"
+	"voltar/internal/store"
+	"voltar/internal/verify"
+)
+
+// ToDir restores the backup's file archives into dir: a single filesystem
+// (the backup has one, or opts.Partition names one) directly into dir,
+// several into dir/p1, dir/p2, ... Raw and skipped filesystems are not
+// restored into a directory (a warning says so). dir is created if missing
+// and must be empty (lost+found aside) unless opts.Overwrite.
+//
+// Entries with absolute or ".." paths, and any that would be created
+// through a symlink, are refused; refused or failed entries make ToDir
+// return an error matching ErrSkippedEntries after restoring the rest. A
+// corrupt or unreadable archive stops the restore with a *PartialError
+// (ErrChecksum for a hash mismatch). The Result is filled as far as the
+// restore got.
+func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, opts Options) (Result, error) {
+	res := Result{ID: b.ID, Target: dir, Filesystems: []FSResult{}, Warnings: []string{}}
+	fss, err := pick(b, opts.Partition, &res)
+	if err != nil {
+		return res, err
+	}
+	sums, err := readSums(ctx, st, b, fss, &res)
+	if err != nil {
+		return res, err
+	}
+	targets := make([]string, len(fss))
+	for i, fs := range fss {
+		targets[i] = dir
+		if len(fss) > 1 {
+			targets[i] = filepath.Join(dir, fs.Name)
+		}
+	}
+	// Check every target before writing anything.
+	for _, t := range targets {
+		if err := checkTarget(t, opts.Overwrite); err != nil {
+			return res, err
+		}
+	}
+	for i, fs := range fss {
+		if err := os.MkdirAll(targets[i], 0o700); err != nil {
+			return res, fmt.Errorf("create target: %w", err)
+		}
+		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], opts.logger())
+		res.Filesystems = append(res.Filesystems, fr)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, skippedError(&res)
+}
+
+func skippedError(res *Result) error {
+	t := res.Totals()
+	if t.RefusedCount+t.FailedCount == 0 {
+		return nil
+	}
+	return fail.Hint(fmt.Errorf("%w: %d refused, %d failed", ErrSkippedEntries, t.RefusedCount, t.FailedCount),
+		"the entries are listed above (or in --json output); the rest was restored")
+}
+
+// pick chooses the archives to restore into a directory.
+func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesystem, error) {
+	m := b.Manifest
+	if partition != "" {
+		want := partition
+		if want[0] >= '0' && want[0] <= '9' {
+			want = "p" + want
+		}
+		for _, fs := range m.Filesystems {
+			if fs.Name != want {
+				continue
+			}
+			switch {
+			case fs.Mode == manifest.ModeRaw:
+				return nil, fail.Hint(fmt.Errorf("%s of %s (%s) is stored raw, not as files", fs.Name, b.ID, fs.Type),
+					"restore the whole volume with --to-image or --to-device")
+			case fs.Mode != manifest.ModeFiles || fs.Archive == "":
+				return nil, fmt.Errorf("%s of %s (%s) was not backed up: %s", fs.Name, b.ID, fs.Type, fs.Reason)
+			}
+			return []manifest.Filesystem{fs}, nil
+		}
+		return nil, fail.Usage(fmt.Errorf("backup %s has no filesystem %s; it has %s", b.ID, partition, catalog.Filesystems(m)))
+	}
+	var out []manifest.Filesystem
+	for _, fs := range m.Filesystems {
+		switch {
+		case fs.Mode == manifest.ModeFiles && fs.Archive != "":
+			out = append(out, fs)
+		case fs.Mode == manifest.ModeRaw:
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (%s) is stored raw and not restored into a directory; use --to-image", fs.Name, fs.Type))
+		default:
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (%s) was not backed up: %s", fs.Name, fs.Type, fs.Reason))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("backup %s has no file archives (%s)", b.ID, catalog.Filesystems(m))
+	}
+	return out, nil
+}
+
+// readSums loads SHA256SUMS and checks that it and the manifest agree on
+// every archive to restore, before anything is written. A missing
+// SHA256SUMS is a warning: the manifest's hashes still count.
+func readSums(ctx context.Context, st store.Store, b *catalog.Backup, fss []manifest.Filesystem, res *Result) (catalog.Sums, error) {
+	sums, err := catalog.ReadSums(ctx, st, b)
+	if errors.Is(err, catalog.ErrNoSums) {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s has no %s; checking against %s only", b.ID, manifest.SumsName, manifest.FileName))
+		sums, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, fs := range fss {
+		if msg := verify.Disagree(fs, sums); msg != "" {
+			return nil, fail.Hint(fmt.Errorf("%s: %s; not restoring", fs.Archive, msg), "voltar verify %s", b.FullID())
+		}
+	}
+	return sums, nil
+}
+
+// checkTarget refuses a target that is not a directory, or (without
+// overwrite) holds anything but lost+found.
+func checkTarget(dir string, overwrite bool) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fail.Usage(fmt.Errorf("restore target %s is not a directory", dir))
+	}
+	if overwrite {
+		return nil
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	for _, n := range names {
+		if n != "lost+found" {
+			return fail.Hint(fail.Usage(fmt.Errorf("restore target %s is not empty (it holds %s)", dir, n)),
+				"restore into a new or empty directory")
+		}
+	}
+	return nil
+}
+
+// restoreArchive streams one archive into dir, verifying it on the way.
+func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, log *slog.Logger) (fr FSResult, _ error) {
+	// fr is named: the deferred finish below still adds its warnings.
+	fr = FSResult{Name: fs.Name, Archive: fs.Archive, Dir: dir, Refused: []Skipped{}, Failed: []Skipped{}, Warnings: []string{}}
+	partial := func(err error) error {
+		return fail.Hint(&PartialError{Archive: fs.Archive, Dir: dir, Files: fr.Files, Bytes: fr.Bytes, Err: err},
+			"voltar verify %s", b.FullID())
+	}
+	s, err := verify.Open(ctx, st, b, fs.Archive)
+	if err != nil {
+		return fr, fmt.Errorf("%s: %w", fs.Archive, err)
+	}
+	defer s.Close()
+	x, err := newExtractor(dir, log.With("backup", b.ID), &fr)
+	if err != nil {
+		return fr, err
+	}
+	defer x.close()
+	ok := false
+	// Directory metadata only for a verified archive: until then the new
+	// directories stay 0700 and root's.
+	defer func() { x.finish(ok) }()
+	// broken explains a failed read: if the stored bytes do not hash as
+	// recorded, the archive is corrupt (ErrChecksum), else the store, the
+	// decoder or ctx failed.
+	broken := func(err error) error {
+		d, _ := s.Finish()
+		fr.SHA256 = d.SHA256
+		if msg := verify.Mismatch(d.SHA256, fs, sums); msg != "" && ctx.Err() == nil {
+			return partial(fmt.Errorf("%w: %s (%v)", ErrChecksum, msg, err))
+		}
+		return partial(err)
+	}
+	for {
+		h, err := s.Tar.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fr, broken(fmt.Errorf("read archive after %d entries: %w", fr.Entries, err))
+		}
+		if err := x.entry(h, s.Tar); err != nil {
+			var se *streamError
+			if errors.As(err, &se) {
+				return fr, broken(err)
+			}
+			return fr, partial(err)
+		}
+	}
+	d, err := s.Finish()
+	fr.SHA256 = d.SHA256
+	msg := verify.Mismatch(d.SHA256, fs, sums)
+	switch {
+	case msg != "" && ctx.Err() == nil:
+		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))
+	case err != nil:
+		return fr, partial(err)
+	}
+	fr.Verified, ok = true, true
+	return fr, nil
+}

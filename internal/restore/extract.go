@@ -1,0 +1,333 @@
+package restore
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// blockSize is the unit of hole detection: an all-zero aligned block of
+// file data is skipped, leaving a hole, as cp --sparse=always does.
+const blockSize = 4096
+
+// maxListed bounds the refused and failed entries a result lists by name;
+// the counts stay exact.
+const maxListed = 1000
+
+// extractor writes one tar stream beneath a directory.
+type extractor struct {
+	root int // O_PATH descriptor of the target directory
+	dir  string
+	log  *slog.Logger
+	res  *FSResult
+	dirs []pendingDir
+	buf  []byte
+	zero []byte
+	// warned aggregates repeated metadata failures into one warning each.
+	warned map[string]*warning
+}
+
+type pendingDir struct {
+	rel string
+	hdr *tar.Header
+}
+
+type warning struct {
+	example string
+	count   int
+}
+
+func newExtractor(dir string, log *slog.Logger, res *FSResult) (*extractor, error) {
+	root, err := unix.Open(dir, dirFlags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open target %s: %w", dir, err)
+	}
+	return &extractor{
+		root: root, dir: dir, log: log, res: res,
+		buf: make([]byte, 1<<20), zero: make([]byte, blockSize), warned: map[string]*warning{},
+	}, nil
+}
+
+func (x *extractor) close() { unix.Close(x.root) }
+
+// refuse records an entry that would escape the target or write through a
+// symlink. It is never written.
+func (x *extractor) refuse(name, reason string) {
+	x.res.RefusedCount++
+	if len(x.res.Refused) < maxListed {
+		x.res.Refused = append(x.res.Refused, Skipped{Name: name, Reason: reason})
+	}
+	x.log.Warn("restore: refused archive entry", "fs", x.res.Name, "name", name, "reason", reason)
+}
+
+// fail records an entry that could not be restored.
+func (x *extractor) fail(name string, err error) {
+	x.res.FailedCount++
+	if len(x.res.Failed) < maxListed {
+		x.res.Failed = append(x.res.Failed, Skipped{Name: name, Reason: err.Error()})
+	}
+	x.log.Warn("restore: entry not restored", "fs", x.res.Name, "name", name, "err", err)
+}
+
+// warn records a metadata failure, aggregated by what failed and why
+// (key, e.g. "set xattr user.x: operation not supported").
+func (x *extractor) warn(key, name string) {
+	if w := x.warned[key]; w != nil {
+		w.count++
+		return
+	}
+	x.warned[key] = &warning{example: name, count: 1}
+	x.log.Warn("restore: "+key, "fs", x.res.Name, "name", name)
+}
+
+// fatal errors stop the restore: the archive is unreadable, or the target
+// cannot take more.
+func fatal(err error) bool {
+	var se *streamError
+	if errors.As(err, &se) {
+		return true
+	}
+	for _, e := range []error{unix.ENOSPC, unix.EDQUOT, unix.EIO, unix.EROFS, unix.EMFILE, unix.ENFILE, unix.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// entry restores one archive entry whose data is read from r. Only errors
+// that make going on pointless are returned; a refused or failed entry is
+// recorded and skipped.
+func (x *extractor) entry(h *tar.Header, r io.Reader) error {
+	x.res.Entries++
+	rel, err := cleanName(h.Name)
+	if err != nil {
+		x.refuse(h.Name, err.Error())
+		return nil
+	}
+	if rel == "" {
+		if h.Typeflag != tar.TypeDir {
+			x.refuse(h.Name, "the archive root is not a directory")
+			return nil
+		}
+		x.dirs = append(x.dirs, pendingDir{"", h})
+		return nil
+	}
+	parentRel, base := split(rel)
+	parent, err := openDir(x.root, parentRel, true, func(p string) {
+		x.warn("created directories the archive lacks (mode 0700)", p)
+	})
+	if errors.Is(err, errSymlink) {
+		x.refuse(h.Name, err.Error())
+		return nil
+	}
+	if err != nil {
+		if fatal(err) {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		x.fail(h.Name, fmt.Errorf("open parent: %w", err))
+		return nil
+	}
+	defer unix.Close(parent)
+	if err := x.create(h, rel, parent, base, r); err != nil {
+		if fatal(err) {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		x.fail(h.Name, err)
+	}
+	return nil
+}
+
+func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r io.Reader) error {
+	isDir, err := makeRoom(parent, base)
+	if err != nil {
+		return err
+	}
+	if isDir && h.Typeflag != tar.TypeDir {
+		return errors.New("a directory is in the way")
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		if !isDir {
+			if err := unix.Mkdirat(parent, base, 0o700); err != nil {
+				return err
+			}
+		}
+		x.res.Dirs++
+		x.dirs = append(x.dirs, pendingDir{rel, h})
+		return nil
+	case tar.TypeReg, tar.TypeGNUSparse:
+		return x.file(h, parent, base, r)
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(h.Linkname, parent, base); err != nil {
+			return err
+		}
+		x.res.Symlinks++
+		x.symlinkMeta(h, parent, base)
+		return nil
+	case tar.TypeLink:
+		return x.hardlink(h, parent, base)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
+		dev := int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor)))
+		if err := unix.Mknodat(parent, base, mode|0o600, dev); err != nil {
+			return err
+		}
+		if h.Typeflag == tar.TypeFifo {
+			x.res.Fifos++
+		} else {
+			x.res.Devices++
+		}
+		fd, err := unix.Openat(parent, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		x.meta(h, fdPath(fd))
+		return nil
+	}
+	return fmt.Errorf("unsupported entry type %q", h.Typeflag)
+}
+
+func (x *extractor) hardlink(h *tar.Header, parent int, base string) error {
+	target, err := cleanName(h.Linkname)
+	if err != nil || target == "" {
+		if err == nil {
+			err = errors.New("links to the archive root")
+		}
+		x.refuse(h.Name, "hard link target "+h.Linkname+": "+err.Error())
+		return nil
+	}
+	tParentRel, tBase := split(target)
+	tParent, err := openDir(x.root, tParentRel, false, nil)
+	if errors.Is(err, errSymlink) {
+		x.refuse(h.Name, "hard link target "+h.Linkname+": "+err.Error())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("hard link target %s: %w", h.Linkname, err)
+	}
+	defer unix.Close(tParent)
+	// Flags 0: a symlink target is linked itself, never followed.
+	if err := unix.Linkat(tParent, tBase, parent, base, 0); err != nil {
+		return fmt.Errorf("hard link to %s: %w", h.Linkname, err)
+	}
+	x.res.Hardlinks++
+	return nil
+}
+
+// file writes a regular file sparse: aligned all-zero blocks are skipped
+// and the size set at the end, so holes (and runs of zeros) stay unallocated.
+func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) error {
+	fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	x.res.Files++
+	var off int64
+	for {
+		n, rerr := io.ReadFull(r, x.buf)
+		if err := x.writeSparse(fd, x.buf[:n], off); err != nil {
+			return err
+		}
+		off += int64(n)
+		x.res.Bytes += int64(n)
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return &streamError{rerr}
+		}
+	}
+	if off != h.Size {
+		return &streamError{fmt.Errorf("read %d bytes of file data, header says %d", off, h.Size)}
+	}
+	if err := unix.Ftruncate(fd, off); err != nil {
+		return err
+	}
+	x.meta(h, fdPath(fd))
+	return nil
+}
+
+// streamError is a failure reading the archive, not writing the target.
+type streamError struct{ err error }
+
+func (e *streamError) Error() string { return e.err.Error() }
+func (e *streamError) Unwrap() error { return e.err }
+
+func (x *extractor) writeSparse(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		// Skip zero blocks, then write the run of data blocks after them.
+		n := min(blockSize, len(b))
+		if bytes.Equal(b[:n], x.zero[:n]) {
+			b, off = b[n:], off+int64(n)
+			continue
+		}
+		end := n
+		for end < len(b) {
+			m := min(blockSize, len(b)-end)
+			if bytes.Equal(b[end:end+m], x.zero[:m]) {
+				break
+			}
+			end += m
+		}
+		for w := 0; w < end; {
+			k, err := unix.Pwrite(fd, b[w:end], off+int64(w))
+			if err != nil {
+				return err
+			}
+			w += k
+		}
+		b, off = b[end:], off+int64(end)
+	}
+	return nil
+}
+
+// finish sets the directories' metadata (with dirs), deepest first, now
+// that nothing more is created in them (which would change their mtimes, and
+// a default ACL set early would be inherited by entries the archive gives
+// none), and moves the aggregated warnings into the result.
+func (x *extractor) finish(dirs bool) {
+	if !dirs {
+		x.dirs = nil
+	}
+	sort.SliceStable(x.dirs, func(i, j int) bool { return depth(x.dirs[i].rel) > depth(x.dirs[j].rel) })
+	for _, d := range x.dirs {
+		fd, err := openDir(x.root, d.rel, false, nil)
+		if err != nil {
+			x.warn("cannot set directory metadata: "+err.Error(), d.rel)
+			continue
+		}
+		x.meta(d.hdr, fdPath(fd))
+		unix.Close(fd)
+	}
+	x.dirs = nil
+	keys := make([]string, 0, len(x.warned))
+	for k := range x.warned {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w := x.warned[k]
+		msg := fmt.Sprintf("%s (%s", k, w.example)
+		if w.count > 1 {
+			msg += fmt.Sprintf(" and %d more", w.count-1)
+		}
+		x.res.Warnings = append(x.res.Warnings, msg+")")
+	}
+}
+
+func depth(rel string) int {
+	if rel == "" {
+		return -1
+	}
+	return strings.Count(rel, "/")
+}
