@@ -51,6 +51,19 @@ func (s *sparseImage) ReadAt(b []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// slice returns the n bytes at off for writing, when they lie wholly in the
+// head or the tail.
+func (s *sparseImage) slice(off, n int64) []byte {
+	tailStart := s.size - int64(len(s.tail))
+	switch {
+	case off >= 0 && off+n <= int64(len(s.head)):
+		return s.head[off : off+n]
+	case off >= tailStart && off+n <= s.size:
+		return s.tail[off-tailStart : off-tailStart+n]
+	}
+	return nil
+}
+
 // sparseFromFile cuts an image file into head and tail for newSparseImage:
 // tail is the last tailBytes bytes, head ends after the last non-zero
 // 512-byte sector before it.

@@ -48,8 +48,10 @@ type Table struct {
 }
 
 // ErrNoTable means the volume has no partition table: no MBR boot signature,
-// an MBR sector that is really a FAT/NTFS boot sector, or an MBR with all four
-// entries empty. The caller then looks for a filesystem on the whole volume.
+// a sector 0 that is really a FAT/exFAT/NTFS boot sector, an MBR with all
+// four entries empty, or table-like garbage in front of a filesystem that
+// starts at offset 0. The caller then looks for a filesystem on the whole
+// volume with DetectFS.
 var ErrNoTable = errors.New("no partition table")
 
 // TableError is a partition table that is present but cannot be trusted.
