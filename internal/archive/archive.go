@@ -1,0 +1,415 @@
+// Package archive writes a mounted filesystem as one PAX tar stream,
+// compressed and hashed on the way out.
+//
+// The stream is meant to outlive voltar: every archive extracts with
+//
+//	zstd -d < p1.tar.zst | tar -x --xattrs --xattrs-include='*' --acls --numeric-owner -p -C DIR
+//
+// (GNU tar 1.34), and reads back with Go's archive/tar. Sparse files are
+// written as PAX 1.0 sparse entries, which archive/tar can read but not
+// write, so those entries are encoded here (see sparse.go).
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"voltar/internal/codec"
+)
+
+// Options tune Write. The zero value writes zstd at its default level on
+// all cores with no excludes besides lost+found.
+type Options struct {
+	Compression string         // codec.Zstd (default), codec.Gzip or codec.None
+	Level       int            // 0 = codec default
+	Threads     int            // compressor threads, 0 = all cores
+	Excludes    []string       // doublestar globs; see Write
+	Progress    func(Progress) // optional; called at most ~10x/s and once at the end
+	Logger      *slog.Logger   // optional; warnings for skipped sockets etc.
+}
+
+// Progress is a running count of what Write has archived.
+type Progress struct {
+	Bytes int64 // logical regular-file bytes done (holes of sparse files included)
+	Files int64 // regular files done
+}
+
+// Result describes a finished archive.
+type Result struct {
+	StoredBytes int64  // bytes written to w (compressed)
+	SHA256      string // hex SHA-256 of exactly the bytes written to w
+	SourceBytes int64  // logical (apparent) size of the regular files archived
+	Files       int64  // regular files archived with their data (not hardlinks to them)
+	Entries     int64  // tar entries written, of every type
+	Excluded    int64  // entries left out by lost+found or an exclude pattern
+	Skipped     int64  // entries that cannot be archived: sockets, other filesystems
+}
+
+// Ext returns the archive's file-name suffix: ".tar.zst", ".tar.gz", ".tar".
+func Ext(compression string) string {
+	if compression == "" {
+		compression = codec.Zstd
+	}
+	return ".tar" + codec.Ext(compression)
+}
+
+// progressEvery throttles Options.Progress.
+const progressEvery = 100 * time.Millisecond
+
+// bufSize is the read size for file data.
+const bufSize = 1 << 20
+
+// Write archives the tree at root into w. It never closes w. On error the
+// stream is incomplete and must be discarded by the caller.
+//
+// Entry names are relative to root with a "./" prefix, in lexical order,
+// as `tar -C root -c .` names them; root itself is "./". Write stays on
+// root's filesystem. uname/gname come only from root's own etc/passwd and
+// etc/group (the tree belongs to a guest, not to this host).
+//
+// Excludes: lost+found directly under root is always left out. A pattern
+// without "/" matches an entry's base name at any depth ("*.tmp",
+// ".cache"); a pattern with "/" matches the path relative to root
+// ("home/*/tmp"; a leading "/" is ignored). "var/cache/**" leaves out
+// what is inside var/cache but keeps the directory. A trailing "/"
+// restricts a pattern to directories. Excluded directories are not entered.
+func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result, error) {
+	if opts.Compression == "" {
+		opts.Compression = codec.Zstd
+	}
+	excl, err := newExcluder(opts.Excludes)
+	if err != nil {
+		return Result{}, err
+	}
+	var rootSt unix.Stat_t
+	if err := unix.Lstat(root, &rootSt); err != nil {
+		return Result{}, fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: root, Err: err})
+	}
+	if rootSt.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return Result{}, fmt.Errorf("archive %s: not a directory", root)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	owners, err := loadOwners(root)
+	if err != nil {
+		// Names are a convenience; restores use the numeric ids.
+		log.Warn("archive: owner names unavailable, archiving numeric ids only", "err", err)
+		owners = &ownerNames{}
+	}
+
+	out := &sink{w: w, hash: sha256.New()}
+	cw, err := codec.NewWriter(out, opts.Compression, opts.Level, opts.Threads)
+	if err != nil {
+		return Result{}, err
+	}
+	bw := bufio.NewWriterSize(cw, 256<<10)
+	a := &archiver{
+		ctx:    ctx,
+		root:   root,
+		dev:    rootSt.Dev,
+		tw:     tar.NewWriter(bw),
+		raw:    bw,
+		buf:    make([]byte, bufSize),
+		links:  make(map[fileID]*link),
+		owners: owners,
+		excl:   excl,
+		opts:   opts,
+		log:    log,
+	}
+
+	err = a.entry(root, "", &rootSt)
+	if err == nil {
+		err = a.tw.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		if err = cw.Close(); err != nil {
+			err = fmt.Errorf("archive %s: %s: %w", root, opts.Compression, err)
+		}
+	}
+	if err != nil {
+		// Closing flushes (compresses) what is pending, which would delay
+		// a cancel. Cut the compressor off from w and let it finish alone.
+		a.res.StoredBytes = out.abort()
+		go cw.Close()
+		return a.res, err
+	}
+	a.res.StoredBytes = out.n
+	a.res.SHA256 = hex.EncodeToString(out.hash.Sum(nil))
+	a.report(true)
+	return a.res, nil
+}
+
+// sink counts and hashes the bytes w takes. After abort, no write reaches
+// w any more, so compressor goroutines cannot touch w once Write returned.
+type sink struct {
+	mu      sync.Mutex
+	w       io.Writer
+	hash    hash.Hash
+	n       int64
+	aborted bool
+}
+
+var errAborted = errors.New("archive aborted")
+
+func (s *sink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		return 0, errAborted
+	}
+	n, err := s.w.Write(p)
+	s.hash.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// abort waits for a write in progress and returns the bytes written.
+func (s *sink) abort() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aborted = true
+	return s.n
+}
+
+// fileID identifies an inode on the archived filesystem.
+type fileID struct{ dev, ino uint64 }
+
+// link remembers the first archived name of a multiply linked inode. left
+// counts names not seen yet, so the entry is dropped once all were seen.
+type link struct {
+	name string
+	left uint64
+}
+
+type archiver struct {
+	ctx    context.Context
+	root   string
+	dev    uint64
+	tw     *tar.Writer
+	raw    io.Writer // the writer under tw, for hand-encoded sparse entries
+	buf    []byte
+	links  map[fileID]*link
+	owners *ownerNames
+	excl   *excluder
+	opts   Options
+	log    *slog.Logger
+	res    Result
+
+	doneBytes  int64
+	lastReport time.Time
+}
+
+// entry archives one filesystem object (and, for a directory, its tree).
+// rel is the path relative to root without "./"; "" is root itself.
+func (a *archiver) entry(abs, rel string, st *unix.Stat_t) error {
+	if err := a.ctx.Err(); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	name := "./" + rel
+	if st.Dev != a.dev {
+		a.res.Skipped++
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			// Like tar --one-file-system: keep the mount point, not its content.
+			a.log.Warn("archive: not entering another filesystem", "path", name)
+			return a.writeHeader(abs, st, &tar.Header{Typeflag: tar.TypeDir, Name: name + "/"})
+		}
+		a.log.Warn("archive: skipping file on another filesystem", "path", name)
+		return nil
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if rel == "" {
+			name = "./"
+		} else {
+			name += "/"
+		}
+		if err := a.writeHeader(abs, st, &tar.Header{Typeflag: tar.TypeDir, Name: name}); err != nil {
+			return err
+		}
+		return a.dir(abs, rel)
+	case unix.S_IFSOCK:
+		a.res.Skipped++
+		a.log.Warn("archive: skipping socket, sockets cannot be archived", "path", name)
+		return nil
+	}
+
+	// Every non-directory may have more names.
+	if st.Nlink > 1 {
+		id := fileID{st.Dev, st.Ino}
+		if l, ok := a.links[id]; ok {
+			if l.left--; l.left == 0 {
+				delete(a.links, id)
+			}
+			return a.writeHeader(abs, st, &tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: l.name})
+		}
+		a.links[id] = &link{name: name, left: st.Nlink - 1}
+	}
+
+	hdr := &tar.Header{Name: name}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return a.file(abs, st, hdr)
+	case unix.S_IFLNK:
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+	default:
+		return fmt.Errorf("archive %s: unknown file type %#o", abs, st.Mode&unix.S_IFMT)
+	}
+	return a.writeHeader(abs, st, hdr)
+}
+
+// dir archives the entries of a directory in lexical (byte) order.
+func (a *archiver) dir(abs, rel string) error {
+	f, err := os.Open(abs)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		crel, cabs := n, abs+"/"+n
+		if rel != "" {
+			crel = rel + "/" + n
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(cabs, &st); err != nil {
+			return fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: cabs, Err: err})
+		}
+		if a.excl.match(crel, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+			a.res.Excluded++
+			continue
+		}
+		if err := a.entry(cabs, crel, &st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// file archives a regular file, as a sparse entry when holes save space.
+func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
+	f, err := os.OpenFile(abs, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
+
+	hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
+	done := a.doneBytes
+	var segs []segment
+	sparse := false
+	if st.Size > 0 && st.Blocks*512 < st.Size { // cheap test first: holes or inline data
+		if segs, sparse, err = dataSegments(fd, st.Size); err != nil {
+			return fmt.Errorf("archive %s: find holes: %w", abs, err)
+		}
+	}
+	if sparse {
+		err = a.writeSparse(f, abs, st, hdr, segs)
+	} else {
+		if err = a.writeHeader(abs, st, hdr); err == nil {
+			err = a.copyData(f, abs, 0, st.Size, a.tw)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if st.Size > bufSize {
+		// The snapshot is read once; leave the host's page cache alone.
+		_ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
+	}
+	a.doneBytes = done + st.Size // holes count as done
+	a.res.Files++
+	a.res.SourceBytes += st.Size
+	a.report(false)
+	return nil
+}
+
+// copyData copies n bytes at off from f to dst, checking ctx per buffer.
+func (a *archiver) copyData(f *os.File, abs string, off, n int64, dst io.Writer) error {
+	for n > 0 {
+		if err := a.ctx.Err(); err != nil {
+			return fmt.Errorf("archive %s: %w", abs, err)
+		}
+		chunk := a.buf[:min(n, int64(len(a.buf)))]
+		m, err := f.ReadAt(chunk, off)
+		if m < len(chunk) {
+			var pe *os.PathError
+			switch {
+			case err == nil, errors.Is(err, io.EOF):
+				err = errors.New("file shrank") // impossible on a frozen snapshot
+			case errors.As(err, &pe):
+				err = pe.Err
+			}
+			return fmt.Errorf("archive %s: read at %d: %w", abs, off+int64(m), err)
+		}
+		if _, err := dst.Write(chunk); err != nil {
+			return fmt.Errorf("archive %s: %w", abs, err)
+		}
+		off += int64(m)
+		n -= int64(m)
+		a.doneBytes += int64(m)
+		a.report(false)
+	}
+	return nil
+}
+
+// writeHeader completes hdr with st's metadata and xattrs and writes it.
+func (a *archiver) writeHeader(abs string, st *unix.Stat_t, hdr *tar.Header) error {
+	if err := a.fillHeader(abs, st, hdr); err != nil {
+		return err
+	}
+	if err := a.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("archive %s: %w", abs, err)
+	}
+	a.res.Entries++
+	return nil
+}
+
+// report calls Options.Progress, at most every progressEvery unless final.
+func (a *archiver) report(final bool) {
+	if a.opts.Progress == nil {
+		return
+	}
+	now := time.Now()
+	if !final && now.Sub(a.lastReport) < progressEvery {
+		return
+	}
+	a.lastReport = now
+	a.opts.Progress(Progress{Bytes: a.doneBytes, Files: a.res.Files})
+}
