@@ -62,7 +62,10 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 		return nil, fail.Hint(fmt.Errorf("%s: partition table: %w", r.v.ID(), err),
 			"the volume's partition table is damaged or not MBR/GPT; inspect it with `sfdisk -d %s`", r.v.Path)
 	}
-	r.m.Table = manifest.Table{Type: tbl.Type, SectorSize: tbl.SectorSize, DiskID: tbl.DiskID}
+	r.m.Table = manifest.Table{Type: tbl.Type, SectorSize: tbl.SectorSize, DiskID: tbl.DiskID, Warnings: tbl.Warnings}
+	for _, w := range tbl.Warnings {
+		r.log.Warn("partition table needs repair", "problem", w)
+	}
 	var parts []part
 	for _, p := range tbl.Partitions {
 		r.m.Table.Partitions = append(r.m.Table.Partitions, manifest.Partition{

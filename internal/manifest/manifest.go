@@ -78,6 +78,9 @@ type Table struct {
 	SectorSize int         `json:"sector_size,omitempty"`
 	DiskID     string      `json:"disk_id,omitempty"` // MBR signature or GPT disk GUID
 	Partitions []Partition `json:"partitions,omitempty"`
+	// Warnings: problems found and worked around, e.g. a damaged primary
+	// GPT read from its backup copy. The disk needs repair.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Partition is one table entry; Start and Size are in bytes.
