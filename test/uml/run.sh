@@ -125,7 +125,10 @@ while kill -0 "$uml_pid" 2>/dev/null; do
 	fi
 	sleep 0.2
 done
-stop_guest
+wait "$uml_pid" 2>/dev/null
+# UML has stopped its helpers; this only catches a straggler.
+kill -KILL -- "-$uml_pid" 2>/dev/null
+uml_pid=
 
 ms=$((($(date +%s%N) - start) / 1000000))
 elapsed=$((ms / 1000)).$(printf '%03d' $((ms % 1000)))

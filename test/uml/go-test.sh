@@ -1,0 +1,30 @@
+#!/bin/bash
+# go-test.sh PKG [TEST_BINARY_FLAGS...] — run a package's tests inside the
+# UML guest: builds them with -tags uml on the host (the guest has no Go
+# toolchain or cache to write to) and runs the binary via run.sh in the
+# package's directory, as `go test` would.
+#
+#   test/uml/go-test.sh ./internal/volume/lvm -test.v -test.run UML
+#
+# run.sh's settings (UML_TIMEOUT, KEEP, ...) apply.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+if [ $# -lt 1 ]; then
+	echo "usage: $0 PKG [TEST_BINARY_FLAGS...]" >&2
+	exit 2
+fi
+pkg=$1
+shift
+
+# Not under /tmp: the guest has its own /tmp.
+bin=$(mktemp -d /var/tmp/voltar-uml-test.XXXXXX)
+trap 'rm -rf "$bin"' EXIT
+cd "$root"
+go test -c -tags uml -o "$bin/pkg.test" "$pkg"
+dir=$(go list -f '{{.Dir}}' "$pkg")
+cd "$dir"
+rc=0
+"$here/run.sh" "$bin/pkg.test" "$@" || rc=$?
+exit "$rc"
