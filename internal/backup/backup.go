@@ -11,6 +11,7 @@ package backup
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,8 +72,16 @@ func NewRunID(now time.Time) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-// LoopTag marks loop devices made by run runID.
-func LoopTag(runID string) string { return "voltar:" + runID }
+// LoopTag marks loop devices made by run runID of the voltar whose runtime
+// directory is runtimeDir. The directory's hash keeps one voltar's sweep
+// (say, make demo's) off the loop devices of another that uses a different
+// runtime directory and lock.
+func LoopTag(runtimeDir, runID string) string { return loopTagPrefix(runtimeDir) + runID }
+
+func loopTagPrefix(runtimeDir string) string {
+	h := sha256.Sum256([]byte(filepath.Clean(runtimeDir)))
+	return "voltar:" + hex.EncodeToString(h[:4]) + ":"
+}
 
 // Prefix is the store folder of a backup.
 func Prefix(host string, v volume.Volume, ts time.Time) string {
@@ -97,9 +106,29 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		Compression: o.Compression,
 		Started:     started,
 	}
-	if objs, err := o.Store.List(ctx, prefix); err == nil && len(objs) > 0 {
-		return nil, fmt.Errorf("backup folder %s already exists in %s; wait a second and retry", prefix, o.Store)
+	// Folders are named by the second; a backup of the same volume in the
+	// same second waits for the next one.
+	for tries := 0; ; tries++ {
+		objs, err := o.Store.List(ctx, prefix)
+		if err != nil {
+			return nil, storeError(&run{o: o}, prefix, err)
+		}
+		if len(objs) == 0 {
+			break
+		}
+		if tries == 3 {
+			return nil, fmt.Errorf("backup folder %s already exists in %s", prefix, o.Store)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Until(started.Add(time.Second))):
+		}
+		started = o.Now().UTC().Truncate(time.Second)
+		prefix = Prefix(o.Host, v, started)
 	}
+	m.Started = started
+	m.ID = strings.TrimSuffix(strings.TrimPrefix(prefix, o.Host+"/"), "/")
 	r := &run{o: o, v: v, log: log, prefix: prefix, m: m}
 	defer r.releaseAll(&err)
 
@@ -111,8 +140,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
 	}
 	r.snap = snap
-	r.hold(cleanup.Clone, snap.Name, snap.Kind == "reflink" || snap.Kind == "copy")
-	r.hold(cleanup.LV, snap.Name, snap.Kind == "thick" || snap.Kind == "thin")
+	r.hold(snapKind(snap), snapRef(snap), snapKind(snap) != "")
 	m.Snapshot = manifest.Snapshot{Kind: snap.Kind, Name: snap.Name, Size: snap.Size}
 	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
 
@@ -173,6 +201,25 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	}
 	log.Info("backup complete", "id", m.ID, "stored_bytes", m.StoredBytes(), "files", m.Files())
 	return m, nil
+}
+
+// snapKind is the journal kind of a snapshot, "" for none.
+func snapKind(s *volume.Snapshot) string {
+	switch s.Kind {
+	case "reflink", "copy":
+		return cleanup.Clone
+	case "thick", "thin":
+		return cleanup.LV
+	}
+	return ""
+}
+
+// snapRef is how the journal names a snapshot: vg/lv or the clone's path.
+func snapRef(s *volume.Snapshot) string {
+	if snapKind(s) == cleanup.LV {
+		return strings.TrimPrefix(s.Path, "/dev/")
+	}
+	return s.Name
 }
 
 func skippedReasons(m *manifest.Manifest) string {
@@ -251,8 +298,7 @@ func (r *run) releaseAll(errp *error) {
 		if err := r.o.Snapshotter.Release(ctx, r.snap); err != nil {
 			errs = append(errs, fmt.Errorf("release snapshot %s: %w", r.snap.Name, err))
 		} else {
-			r.done(cleanup.Clone, r.snap.Name)
-			r.done(cleanup.LV, r.snap.Name)
+			r.done(snapKind(r.snap), snapRef(r.snap))
 			r.log.Info("snapshot removed", "snapshot", r.snap.Name)
 		}
 	}
@@ -284,6 +330,11 @@ func RemovePartial(ctx context.Context, st store.Store, prefix string) error {
 	var errs []error
 	for _, o := range objs {
 		if err := st.Delete(ctx, o.Key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if tr, ok := st.(store.TempRemover); ok {
+		if err := tr.RemoveTemp(ctx, prefix); err != nil {
 			errs = append(errs, err)
 		}
 	}

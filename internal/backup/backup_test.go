@@ -64,7 +64,7 @@ func (e *env) assertNothingLeft() {
 		t.Errorf("list loops: %v", err)
 	}
 	for _, l := range loops {
-		if strings.HasPrefix(l.Tag, "voltar:") || strings.HasPrefix(l.Backing, e.dir) {
+		if strings.HasPrefix(l.Tag, backup.LoopTag(e.runtime, "")) || strings.HasPrefix(l.Backing, e.dir) {
 			t.Errorf("loop device left attached: %+v", l)
 			exec.Command("losetup", "-d", l.Path).Run()
 		}

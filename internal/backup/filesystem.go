@@ -110,7 +110,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	if err := r.inject(StageMap); err != nil {
 		return fs, err
 	}
-	loop, err := disk.AttachLoop(ctx, r.snap.Path, p.start, p.size, r.snap.ReadOnly, LoopTag(r.o.RunID))
+	loop, err := disk.AttachLoop(ctx, r.snap.Path, p.start, p.size, r.snap.ReadOnly, LoopTag(r.o.RuntimeDir, r.o.RunID))
 	if err != nil {
 		return fs, fmt.Errorf("map partition: %w", err)
 	}

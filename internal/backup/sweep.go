@@ -43,7 +43,7 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			os.Remove(dir)
 			return nil
 		},
-		cleanup.Loop: func(ctx context.Context, dev string) error { return detachIfOurs(dev) },
+		cleanup.Loop: func(ctx context.Context, dev string) error { return detachIfOurs(dev, o.RuntimeDir) },
 		cleanup.Clone: func(ctx context.Context, p string) error {
 			if !strings.HasPrefix(filepath.Base(p), image.ClonePrefix) {
 				return fmt.Errorf("%s is not a voltar clone", p)
@@ -98,7 +98,7 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 		errs = append(errs, err)
 	}
 	for _, l := range loops {
-		if !strings.HasPrefix(l.Tag, "voltar:") {
+		if !strings.HasPrefix(l.Tag, loopTagPrefix(o.RuntimeDir)) {
 			continue
 		}
 		if err := disk.DetachLoop(l.Path); err != nil {
@@ -139,15 +139,15 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// detachIfOurs detaches dev only if it still carries voltar's tag: the number
-// may have been reused by someone else since the run died.
-func detachIfOurs(dev string) error {
+// detachIfOurs detaches dev only if it still carries this voltar's tag: the
+// number may have been reused by someone else since the run died.
+func detachIfOurs(dev, runtimeDir string) error {
 	loops, err := disk.ListLoops()
 	if err != nil {
 		return err
 	}
 	for _, l := range loops {
-		if l.Path == dev && strings.HasPrefix(l.Tag, "voltar:") {
+		if l.Path == dev && strings.HasPrefix(l.Tag, loopTagPrefix(runtimeDir)) {
 			return disk.DetachLoop(dev)
 		}
 	}

@@ -32,7 +32,7 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	clone := filepath.Join(e.scratch, image.ClonePrefix+"dead1-disk.img")
 	testutil.Run(t, "cp", "--sparse=always", img, clone)
 	j.Add(cleanup.Clone, clone)
-	loop, err := disk.AttachLoop(ctx, clone, 0, 64<<20, false, backup.LoopTag("dead1"))
+	loop, err := disk.AttachLoop(ctx, clone, 0, 64<<20, false, backup.LoopTag(e.runtime, "dead1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	e.store.Put(ctx, prefix+"fs.tar.zst", io.LimitReader(zero{}, 1000))
 	j.Add(cleanup.Partial, e.store.String()+"\t"+prefix)
 	// An unjournaled loop that still carries the tag.
-	stray, err := disk.AttachLoop(ctx, img, 0, 64<<20, true, backup.LoopTag("dead2"))
+	stray, err := disk.AttachLoop(ctx, img, 0, 64<<20, true, backup.LoopTag(e.runtime, "dead2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +55,12 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	// so the kernel defers the sweep's detach (it sets AUTOCLEAR) until they
 	// close below. crash.txtar covers a real kill -9.
 	defer stray.Detach()
+	// A voltar with another runtime directory is alive: hands off.
+	other, err := disk.AttachLoop(ctx, img, 0, 64<<20, true, backup.LoopTag("/run/other-voltar", "live1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Detach()
 	defer loop.Detach()
 
 	n, err := backup.Sweep(ctx, backup.SweepOptions{
@@ -82,6 +88,14 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.runtime, "dead1")); !os.IsNotExist(err) {
 		t.Errorf("run directory still present: %v", err)
+	}
+	loops, _ := disk.ListLoops()
+	found := false
+	for _, l := range loops {
+		found = found || l.Path == other.Path && l.Tag == other.Tag
+	}
+	if !found {
+		t.Errorf("sweep detached %s, a loop device of another voltar's live run", other.Path)
 	}
 	// env's cleanup asserts that no tagged loop device is left.
 }

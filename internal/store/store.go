@@ -49,3 +49,10 @@ type Space interface {
 	// Usage returns the bytes free and total of the filesystem holding the store.
 	Usage(ctx context.Context) (free, total int64, err error)
 }
+
+// TempRemover is implemented by stores where a killed writer can leave
+// half-written data behind (temporary files, multipart uploads).
+type TempRemover interface {
+	// RemoveTemp removes what unfinished writes left under prefix.
+	RemoveTemp(ctx context.Context, prefix string) error
+}

@@ -32,8 +32,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store = (*Store)(nil)
-	_ store.Space = (*Store)(nil)
+	_ store.Store       = (*Store)(nil)
+	_ store.Space       = (*Store)(nil)
+	_ store.TempRemover = (*Store)(nil)
 )
 
 // New returns a store rooted at dir. The directory is created (0700) on the
@@ -176,21 +177,28 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// RemoveTemp deletes objects left half-written under prefix by a dead run.
-func (s *Store) RemoveTemp(prefix string) (int, error) {
-	n := 0
-	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if !d.IsDir() && strings.HasPrefix(d.Name(), TempPrefix) {
-			if os.Remove(p) == nil {
-				n++
+// RemoveTemp deletes objects left half-written in the folder prefix by a
+// dead run, and the folder itself once empty. It implements store.TempRemover.
+func (s *Store) RemoveTemp(ctx context.Context, prefix string) error {
+	dir, err := s.path(strings.TrimSuffix(prefix, "/"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), TempPrefix) {
+			if err := os.Remove(p); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		return nil
 	})
-	return n, err
+	for d := dir; d != s.root && strings.HasPrefix(d, s.root+string(filepath.Separator)); d = filepath.Dir(d) {
+		if os.Remove(d) != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Usage implements store.Space.

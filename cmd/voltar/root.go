@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/backup"
+	"voltar/internal/config"
+	"voltar/internal/fail"
+	"voltar/internal/lock"
+	"voltar/internal/store"
+	"voltar/internal/store/local"
+	"voltar/internal/volume"
+)
+
+// app is what every command shares: flags, config, logger.
+type app struct {
+	stdout, stderr io.Writer
+	cfgPath        string
+	logLevel       string
+	cfg            *config.Config
+	log            *slog.Logger
+	// failed is set by commands that report failures themselves and still
+	// want exit status 1.
+	failed bool
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "voltar",
+		Short: "Snapshot-consistent, space-efficient backups of block volumes",
+		Long: `voltar backs up LVM logical volumes and raw disk images: it snapshots each
+volume, finds the partitions inside, mounts every filesystem read-only from the
+snapshot and streams the used data into compressed tar archives with SHA-256
+checksums. Every archive restores with plain sha256sum, zstd and tar.
+
+Exit codes: 0 all good, 1 some volume failed, 2 usage or config error,
+3 another run holds the lock, 130 interrupted (after cleanup).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return a.setup(cmd)
+		},
+	}
+	root.PersistentFlags().StringVar(&a.cfgPath, "config", config.DefaultPath, "configuration file")
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fail.Usage(fail.Hint(err, "see `%s --help`", c.CommandPath()))
+	})
+	root.AddCommand(a.backupCmd(), a.volumesCmd(), a.versionCmd())
+	for _, c := range root.Commands() {
+		c.Args = wrapArgs(c.Args)
+	}
+	return root
+}
+
+// wrapArgs marks argument-count errors as usage errors.
+func wrapArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	if check == nil {
+		return nil
+	}
+	return func(c *cobra.Command, args []string) error {
+		if err := check(c, args); err != nil {
+			return fail.Usage(fail.Hint(err, "usage: %s", c.UseLine()))
+		}
+		return nil
+	}
+}
+
+func (a *app) setup(cmd *cobra.Command) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+		return fail.Usage(fmt.Errorf("--log-level %q: want debug, info, warn or error", a.logLevel))
+	}
+	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	if cmd.Name() == "version" {
+		return nil
+	}
+	cfg, err := config.Load(a.cfgPath, cmd.Flags().Changed("config"))
+	if err != nil {
+		return fail.Hint(err, "every key is documented in examples/voltar.yaml")
+	}
+	a.cfg = cfg
+	return nil
+}
+
+// openStore opens a store by name: a directory or s3://bucket/prefix.
+func (a *app) openStore(ctx context.Context, name string) (store.Store, error) {
+	switch {
+	case name == "":
+		return nil, fail.Usage(fail.Hint(fmt.Errorf("no store given"), "set store: in the config or pass --to DIR"))
+	case strings.HasPrefix(name, "s3://"):
+		return nil, fail.Usage(fail.Hint(fmt.Errorf("store %s: S3 stores are not supported by this build yet", name), "use a local directory store"))
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, fail.Usage(fail.Hint(fmt.Errorf("store %s: %w", name, err), "create the directory (mkdir -m 0700 %s) or fix store: in the config", name))
+	}
+	if !fi.IsDir() {
+		return nil, fail.Usage(fmt.Errorf("store %s is not a directory", name))
+	}
+	return local.New(name), nil
+}
+
+// lockAndSweep takes the run lock and releases what dead runs left behind.
+// The caller must release the returned lock.
+func (a *app) lockAndSweep(ctx context.Context, withLVM bool) (*lock.Lock, error) {
+	l, err := lock.Acquire(a.cfg.RuntimeDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.sweep(ctx, withLVM); err != nil {
+		l.Release()
+		return nil, err
+	}
+	return l, nil
+}
+
+// sweepIfIdle sweeps when no other run is active; read-only commands use it.
+func (a *app) sweepIfIdle(ctx context.Context) {
+	l, ok := lock.TryShared(a.cfg.RuntimeDir)
+	if !ok {
+		return
+	}
+	defer l.Release()
+	if err := a.sweep(ctx, len(a.cfg.LVM.VolumeGroups) > 0); err != nil {
+		a.log.Warn("cleanup of a dead run's leftovers failed", "err", err)
+	}
+}
+
+func (a *app) sweep(ctx context.Context, withLVM bool) error {
+	o := backup.SweepOptions{
+		RuntimeDir: a.cfg.RuntimeDir, StateDir: a.cfg.StateDir, Scratch: a.cfg.Scratch(),
+		OpenStore: a.openStore, Logger: a.log,
+	}
+	if withLVM || len(a.cfg.LVM.VolumeGroups) > 0 {
+		if s, err := a.lvm(); err == nil {
+			o.RemoveLV = func(ctx context.Context, vglv string) error {
+				return s.Release(ctx, &volume.Snapshot{Name: vglv})
+			}
+			o.LeftoverLVs = s.Leftovers
+		}
+	}
+	n, err := backup.Sweep(ctx, o)
+	if n > 0 {
+		a.log.Info("released leftovers of dead runs", "count", n)
+	}
+	if err != nil {
+		return fail.Hint(fmt.Errorf("cleanup of a dead run's leftovers: %w", err),
+			"release them by hand (umount, losetup -d, lvremove), then run voltar again")
+	}
+	return nil
+}
