@@ -27,6 +27,14 @@ type Options struct {
 	Overwrite bool
 	// Logger gets a warning per refused or failed entry; nil discards.
 	Logger *slog.Logger
+	// MountDir holds the private directories where ToImage and ToDevice
+	// mount the filesystems they re-make; "" is os.TempDir(). The CLI may
+	// pass voltar's runtime directory so a crash sweep finds leftovers.
+	MountDir string
+	// LoopTag tags the loop devices ToImage and ToDevice attach
+	// (disk.AttachLoop); "" is "voltar:restore-<pid>", which the backup
+	// sweep of a concurrent run does not touch.
+	LoopTag string
 }
 
 func (o Options) logger() *slog.Logger {

@@ -1,0 +1,187 @@
+package restore
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"voltar/internal/manifest"
+)
+
+// sfdiskScript renders the manifest's partition table as sfdisk(8) script
+// input for a target with the given logical sector size: label, label-id,
+// and per partition its number, start, size, type, GPT UUID and flags.
+// GPT names are set afterwards with sfdisk --part-label, which takes any
+// characters (the script format cannot quote a '"').
+//
+// The manifest lists the partitions that hold data, not an MBR's extended
+// container; when there are logical partitions one is re-made in a free
+// primary slot, spanning them from just after the preceding primary.
+func sfdiskScript(t manifest.Table, sector int64) (string, error) {
+	var b strings.Builder
+	var label string
+	switch t.Type {
+	case "mbr":
+		label = "dos"
+	case "gpt":
+		label = "gpt"
+	default:
+		return "", fmt.Errorf("partition table type %q cannot be re-made", t.Type)
+	}
+	fmt.Fprintf(&b, "label: %s\n", label)
+	if t.DiskID != "" {
+		fmt.Fprintf(&b, "label-id: %s\n", t.DiskID)
+	}
+	if label == "gpt" {
+		// The manifest does not record the first usable LBA. sfdisk's
+		// default is 2048 (1 MiB); a partition starting below it (as
+		// sgdisk and parted allow) needs the lowest possible, 34.
+		for _, p := range t.Partitions {
+			if p.Start < 2048*sector {
+				b.WriteString("first-lba: 34\n")
+				break
+			}
+		}
+	}
+	b.WriteString("unit: sectors\n\n")
+
+	parts := append([]manifest.Partition(nil), t.Partitions...)
+	sort.Slice(parts, func(i, j int) bool { return parts[i].Number < parts[j].Number })
+	sectors := func(p manifest.Partition) (int64, int64, error) {
+		if p.Start%sector != 0 || p.Size%sector != 0 {
+			return 0, 0, fmt.Errorf("partition %d (start %d, size %d bytes) is not aligned to the target's %d-byte sectors",
+				p.Number, p.Start, p.Size, sector)
+		}
+		return p.Start / sector, p.Size / sector, nil
+	}
+	if label == "dos" {
+		ext, err := extendedFor(parts, sector)
+		if err != nil {
+			return "", err
+		}
+		if ext != nil {
+			parts = append(parts, *ext)
+			sort.Slice(parts, func(i, j int) bool { return parts[i].Number < parts[j].Number })
+		}
+	}
+	for _, p := range parts {
+		start, size, err := sectors(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "part%d : start=%d, size=%d, type=%s", p.Number, start, size, sfdiskType(label, p.Type))
+		if label == "gpt" && p.UUID != "" {
+			fmt.Fprintf(&b, ", uuid=%s", p.UUID)
+		}
+		if p.Bootable {
+			if label == "gpt" {
+				b.WriteString(`, attrs="LegacyBIOSBootable"`)
+			} else {
+				b.WriteString(", bootable")
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), nil
+}
+
+// sfdiskType turns "0x83" into sfdisk's "83"; GPT type GUIDs pass as they are.
+func sfdiskType(label, typ string) string {
+	if label == "dos" {
+		return strings.TrimPrefix(strings.ToLower(typ), "0x")
+	}
+	return typ
+}
+
+// extendedFor makes the MBR extended partition holding the logical ones.
+func extendedFor(parts []manifest.Partition, sector int64) (*manifest.Partition, error) {
+	var first, end int64 = -1, 0
+	used := map[int]bool{}
+	for _, p := range parts {
+		if !p.Logical {
+			used[p.Number] = true
+			continue
+		}
+		if first < 0 || p.Start < first {
+			first = p.Start
+		}
+		end = max(end, p.Start+p.Size)
+	}
+	if first < 0 {
+		return nil, nil
+	}
+	slot := 0
+	for n := 1; n <= 4; n++ {
+		if !used[n] {
+			slot = n
+			break
+		}
+	}
+	if slot == 0 {
+		return nil, fmt.Errorf("mbr table has logical partitions but four primary ones: no slot for the extended partition")
+	}
+	// The first logical partition's EBR sits at the container's start:
+	// begin up to 1 MiB earlier, but not inside a primary partition.
+	start := max(first-1<<20, sector)
+	for _, p := range parts {
+		if !p.Logical && p.Start < first && p.Start+p.Size > start {
+			start = p.Start + p.Size
+		}
+	}
+	if start >= first {
+		return nil, fmt.Errorf("no room for the extended partition's boot record before logical partition at byte %d", first)
+	}
+	return &manifest.Partition{Number: slot, Start: start, Size: end - start, Type: "0x05"}, nil
+}
+
+// mkfsCommand returns the command that re-makes a filesystem with its
+// type, UUID and label on dev.
+func mkfsCommand(fs manifest.Filesystem, dev string) ([]string, error) {
+	var args []string
+	switch fs.Type {
+	case "ext2", "ext3", "ext4":
+		args = []string{"mkfs." + fs.Type, "-q", "-F"}
+		if fs.UUID != "" {
+			args = append(args, "-U", fs.UUID)
+		}
+		if fs.Label != "" {
+			args = append(args, "-L", fs.Label)
+		}
+	case "xfs":
+		args = []string{"mkfs.xfs", "-q", "-f"}
+		if fs.UUID != "" {
+			args = append(args, "-m", "uuid="+fs.UUID)
+		}
+		if fs.Label != "" {
+			args = append(args, "-L", fs.Label)
+		}
+	case "btrfs":
+		args = []string{"mkfs.btrfs", "-q", "-f"}
+		if fs.UUID != "" {
+			args = append(args, "-U", fs.UUID)
+		}
+		if fs.Label != "" {
+			args = append(args, "-L", fs.Label)
+		}
+	case "vfat":
+		args = []string{"mkfs.vfat"}
+		if fs.UUID != "" {
+			// blkid shows the volume serial as "ABCD-1234".
+			args = append(args, "-i", strings.ReplaceAll(fs.UUID, "-", ""))
+		}
+		if fs.Label != "" {
+			args = append(args, "-n", fs.Label)
+		}
+	case "swap":
+		args = []string{"mkswap"}
+		if fs.UUID != "" {
+			args = append(args, "-U", fs.UUID)
+		}
+		if fs.Label != "" {
+			args = append(args, "-L", fs.Label)
+		}
+	default:
+		return nil, fmt.Errorf("%s: cannot re-make a %q filesystem", fs.Name, fs.Type)
+	}
+	return append(args, dev), nil
+}

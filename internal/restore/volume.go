@@ -1,0 +1,441 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"voltar/internal/catalog"
+	"voltar/internal/disk"
+	"voltar/internal/fail"
+	"voltar/internal/manifest"
+	"voltar/internal/store"
+	"voltar/internal/sysexec"
+	"voltar/internal/verify"
+)
+
+// ToImage recreates the backed-up volume in file: the partition table from
+// the manifest, each filesystem re-made with its type, UUID and label and
+// its archive restored into it, raw partitions written back.
+//
+// file must not exist (it is created sparse, with the volume's size) or be
+// an empty regular file; anything else is refused, so a restore never
+// overwrites an image that holds data. If the restore fails, a file it
+// created is removed and an empty one truncated back to empty.
+func ToImage(ctx context.Context, st store.Store, b *catalog.Backup, file string, opts Options) (res Result, err error) {
+	res = Result{ID: b.ID, Target: file, Filesystems: []FSResult{}, Warnings: []string{}}
+	plan, sums, err := prepareVolume(ctx, st, b, opts, &res)
+	if err != nil {
+		return res, err
+	}
+	f, created, err := createImage(file, plan.size)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		f.Close()
+		// An image with entries refused is kept: everything else is in it.
+		if err != nil && !errors.Is(err, ErrSkippedEntries) {
+			if created {
+				os.Remove(file)
+			} else {
+				os.Truncate(file, 0)
+			}
+			err = fmt.Errorf("restore to image %s failed, image removed: %w", file, err)
+		}
+	}()
+	t := &volTarget{path: file, f: f, sector: 512, fresh: true}
+	return res, restoreVolume(ctx, st, b, t, plan, sums, &res, opts)
+}
+
+// ToDevice recreates the backed-up volume on the block device dev, like
+// ToImage. dev is refused, before anything is written, when it or any of
+// its partitions is mounted, used as swap, held by device-mapper or md,
+// backs a loop device or is open exclusively, and when it is smaller than
+// the volume. It stays open exclusively during the restore.
+func ToDevice(ctx context.Context, st store.Store, b *catalog.Backup, dev string, opts Options) (res Result, err error) {
+	res = Result{ID: b.ID, Target: dev, Filesystems: []FSResult{}, Warnings: []string{}}
+	plan, sums, err := prepareVolume(ctx, st, b, opts, &res)
+	if err != nil {
+		return res, err
+	}
+	d, err := claimDevice(dev)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		d.f.Close()
+		// Let the kernel see the new table, where it reads tables.
+		if f, oerr := os.Open(dev); oerr == nil {
+			unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0)
+			f.Close()
+		}
+		if err != nil && !errors.Is(err, ErrSkippedEntries) {
+			err = fmt.Errorf("restore to %s failed, the device holds a partial restore: %w", dev, err)
+		}
+	}()
+	if d.size < plan.size {
+		return res, fail.Usage(fmt.Errorf("restore target %s has %d bytes, the volume %s needs %d", dev, d.size, b.ID, plan.size))
+	}
+	t := &volTarget{path: dev, f: d.f, sector: d.sectorSize}
+	return res, restoreVolume(ctx, st, b, t, plan, sums, &res, opts)
+}
+
+// volTarget is an image file or device being written.
+type volTarget struct {
+	path   string
+	f      *os.File
+	sector int64
+	fresh  bool // all zero: a new image
+}
+
+type volPlan struct {
+	size  int64
+	table manifest.Table
+	steps []volStep
+}
+
+// volStep is one filesystem and where it goes.
+type volStep struct {
+	fs        manifest.Filesystem
+	off, size int64
+}
+
+// prepareVolume checks everything that can be checked before the target
+// is touched: the layout, the tools and kernel support for each
+// filesystem, and that SHA256SUMS and the manifest agree.
+func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts Options, res *Result) (*volPlan, catalog.Sums, error) {
+	if opts.Partition != "" {
+		return nil, nil, fail.Usage(errors.New("--partition restores one filesystem into a directory (--to DIR), not a volume"))
+	}
+	m := b.Manifest
+	p := &volPlan{size: m.Volume.Size, table: m.Table}
+	res.Table = m.Table.Type
+	if p.size <= 0 {
+		return nil, nil, fmt.Errorf("backup %s records no volume size; restore its filesystems with --to DIR", b.ID)
+	}
+	if m.Table.Type == "mbr" || m.Table.Type == "gpt" {
+		if _, err := exec.LookPath("sfdisk"); err != nil {
+			return nil, nil, fmt.Errorf("re-making the %s partition table needs sfdisk: %w", m.Table.Type, err)
+		}
+		if _, err := sfdiskScript(m.Table, 512); err != nil {
+			return nil, nil, err
+		}
+	} else if m.Table.Type != "none" && m.Table.Type != "" {
+		return nil, nil, fmt.Errorf("backup %s: partition table type %q cannot be re-made", b.ID, m.Table.Type)
+	}
+	var archives []manifest.Filesystem
+	for _, fs := range m.Filesystems {
+		s := volStep{fs: fs, off: 0, size: p.size}
+		if m.Table.Type == "mbr" || m.Table.Type == "gpt" {
+			i := -1
+			for j, part := range m.Table.Partitions {
+				if part.Number == fs.Partition {
+					i = j
+				}
+			}
+			if i < 0 {
+				return nil, nil, fmt.Errorf("backup %s: %s names partition %d, which the table lacks", b.ID, fs.Name, fs.Partition)
+			}
+			s.off, s.size = m.Table.Partitions[i].Start, m.Table.Partitions[i].Size
+		}
+		if s.off+s.size > p.size {
+			return nil, nil, fmt.Errorf("backup %s: %s ends at byte %d, past the volume's %d", b.ID, fs.Name, s.off+s.size, p.size)
+		}
+		switch {
+		case fs.Mode == manifest.ModeFiles:
+			if err := canMake(fs, true); err != nil {
+				return nil, nil, err
+			}
+			archives = append(archives, fs)
+		case fs.Mode == manifest.ModeRaw:
+			archives = append(archives, fs)
+		case fs.Type == "swap":
+			if err := canMake(fs, false); err != nil {
+				return nil, nil, err
+			}
+		default:
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (%s) was not backed up (%s); left empty", fs.Name, fs.Type, fs.Reason))
+			continue
+		}
+		p.steps = append(p.steps, s)
+	}
+	sums, err := readSums(ctx, st, b, archives, res)
+	return p, sums, err
+}
+
+// canMake checks the mkfs tool and, to restore files, kernel support.
+func canMake(fs manifest.Filesystem, mount bool) error {
+	args, err := mkfsCommand(fs, "DEV")
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath(args[0]); err != nil {
+		return fmt.Errorf("%s: re-making %s needs %s: %w", fs.Name, fs.Type, args[0], err)
+	}
+	if kt, _ := disk.MountSpec(fs.Type, true); mount && !kernelHas(kt) {
+		return fmt.Errorf("%s: the kernel cannot mount %s (not in /proc/filesystems), so its files cannot be restored here", fs.Name, kt)
+	}
+	return nil
+}
+
+func kernelHas(fsType string) bool {
+	b, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return true // let mount tell
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == fsType {
+			return true
+		}
+	}
+	return false
+}
+
+// createImage creates file sparse with size bytes, or takes an existing
+// empty regular file.
+func createImage(file string, size int64) (f *os.File, created bool, err error) {
+	f, err = os.OpenFile(file, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+	created = err == nil
+	if errors.Is(err, os.ErrExist) {
+		f, err = os.OpenFile(file, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			fi, serr := f.Stat()
+			switch {
+			case serr != nil:
+				err = serr
+			case fi.Mode()&os.ModeDevice != 0:
+				err = fail.Hint(fail.Usage(fmt.Errorf("restore target %s is a device", file)), "use --to-device %s", file)
+			case !fi.Mode().IsRegular() || fi.Size() != 0:
+				err = fail.Hint(fail.Usage(fmt.Errorf("restore target %s exists and is not empty; refusing to overwrite it", file)),
+					"remove it or choose a new file name")
+			}
+			if err != nil {
+				f.Close()
+			}
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("create image: %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		if created {
+			os.Remove(file)
+		}
+		return nil, false, fmt.Errorf("size image %s: %w", file, err)
+	}
+	return f, created, nil
+}
+
+// restoreVolume writes the table, then each filesystem.
+func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarget, p *volPlan, sums catalog.Sums, res *Result, opts Options) error {
+	log := opts.logger().With("backup", b.ID, "target", t.path)
+	if !t.fresh {
+		// Old signatures at either end (a previous table, a filesystem at
+		// offset 0, a GPT backup header) must not survive to confuse blkid.
+		if err := zero(t, 0, min(1<<20, p.size)); err != nil {
+			return err
+		}
+		if err := zero(t, max(0, p.size-1<<20), min(1<<20, p.size)); err != nil {
+			return err
+		}
+	}
+	if p.table.Type == "mbr" || p.table.Type == "gpt" {
+		if err := writeTable(ctx, t, p.table); err != nil {
+			return err
+		}
+		log.Info("restore: partition table written", "type", p.table.Type)
+	}
+	for _, s := range p.steps {
+		if !t.fresh {
+			if err := zero(t, s.off, min(1<<20, s.size)); err != nil {
+				return err
+			}
+		}
+		var fr FSResult
+		var err error
+		switch s.fs.Mode {
+		case manifest.ModeFiles:
+			fr, err = restoreFS(ctx, st, b, t, s, sums, opts, log)
+		case manifest.ModeRaw:
+			fr, err = writeRaw(ctx, st, b, t, s, sums)
+		default: // swap
+			fr, err = makeOnly(ctx, t, s, opts)
+		}
+		var pe *PartialError
+		if errors.As(err, &pe) {
+			pe.Dir = s.fs.Name + " of " + t.path
+		}
+		res.Filesystems = append(res.Filesystems, fr)
+		if err != nil {
+			return err
+		}
+		log.Info("restore: filesystem restored", "fs", s.fs.Name, "type", s.fs.Type, "files", fr.Files)
+	}
+	if err := t.f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", t.path, err)
+	}
+	return skippedError(res)
+}
+
+func zero(t *volTarget, off, n int64) error {
+	buf := make([]byte, n)
+	if _, err := t.f.WriteAt(buf, off); err != nil {
+		return fmt.Errorf("wipe %s at %d: %w", t.path, off, err)
+	}
+	return nil
+}
+
+func writeTable(ctx context.Context, t *volTarget, table manifest.Table) error {
+	script, err := sfdiskScript(table, t.sector)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--wipe", "always", "--no-reread", "--no-tell-kernel", t.path)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("write partition table with sfdisk: %w: %s\nscript:\n%s", err, strings.TrimSpace(string(out)), script)
+	}
+	for _, part := range table.Partitions {
+		if table.Type != "gpt" || part.Name == "" {
+			continue
+		}
+		_, err := sysexec.Exec{}.Run(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel",
+			"--part-label", t.path, strconv.Itoa(part.Number), part.Name)
+		if err != nil {
+			return fmt.Errorf("name partition %d: %w", part.Number, err)
+		}
+	}
+	return nil
+}
+
+// attach maps a step's region of the target to a loop device and makes its
+// filesystem; release detaches it.
+func attach(ctx context.Context, t *volTarget, s volStep, opts Options) (*disk.Loop, error) {
+	tag := opts.LoopTag
+	if tag == "" {
+		tag = "voltar:restore-" + strconv.Itoa(os.Getpid())
+	}
+	loop, err := disk.AttachLoop(ctx, t.path, s.off, s.size, false, tag)
+	if err != nil {
+		return nil, err
+	}
+	args, err := mkfsCommand(s.fs, loop.Path)
+	if err == nil {
+		_, err = sysexec.Exec{}.Run(ctx, args[0], args[1:]...)
+	}
+	if err != nil {
+		loop.Detach()
+		return nil, fmt.Errorf("make %s filesystem for %s: %w", s.fs.Type, s.fs.Name, err)
+	}
+	return loop, nil
+}
+
+func made(s volStep) *Made {
+	return &Made{Type: s.fs.Type, UUID: s.fs.UUID, Label: s.fs.Label, Offset: s.off, Size: s.size}
+}
+
+// restoreFS re-makes one filesystem, mounts it writable in a private
+// directory and restores its archive into it. Everything it sets up is
+// released on every path.
+func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarget, s volStep, sums catalog.Sums, opts Options, log *slog.Logger) (fr FSResult, err error) {
+	fr = FSResult{Name: s.fs.Name, Archive: s.fs.Archive, Made: made(s)}
+	loop, err := attach(ctx, t, s, opts)
+	if err != nil {
+		return fr, err
+	}
+	defer func() {
+		if derr := loop.Detach(); derr != nil && err == nil {
+			err = fmt.Errorf("release %s: %w", loop.Path, derr)
+		}
+	}()
+	dir, err := os.MkdirTemp(opts.MountDir, "voltar-restore-")
+	if err != nil {
+		return fr, err
+	}
+	defer os.Remove(dir)
+	kt, data := disk.MountSpec(s.fs.Type, true)
+	if err := unix.Mount(loop.Path, dir, kt, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
+		return fr, &disk.MountError{Dev: loop.Path, Dir: dir, Type: kt, Data: data, Err: err}
+	}
+	defer func() {
+		if uerr := disk.Unmount(dir); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
+	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, log)
+	got.Made = fr.Made
+	return got, err
+}
+
+// makeOnly re-makes a filesystem that was not archived (swap).
+func makeOnly(ctx context.Context, t *volTarget, s volStep, opts Options) (FSResult, error) {
+	fr := FSResult{Name: s.fs.Name, Made: made(s)}
+	loop, err := attach(ctx, t, s, opts)
+	if err != nil {
+		return fr, err
+	}
+	return fr, loop.Detach()
+}
+
+// writeRaw writes a raw archive (the partition's bytes, compressed) back
+// to its region, verifying it as it streams. On a new image all-zero
+// blocks are skipped.
+func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarget, s volStep, sums catalog.Sums) (FSResult, error) {
+	fr := FSResult{Name: s.fs.Name, Archive: s.fs.Archive, Made: made(s)}
+	partial := func(err error) error {
+		return &PartialError{Archive: s.fs.Archive, Files: 0, Bytes: fr.Bytes, Err: err}
+	}
+	stream, err := verify.Open(ctx, st, b, s.fs.Archive)
+	if err != nil {
+		return fr, fmt.Errorf("%s: %w", s.fs.Archive, err)
+	}
+	defer stream.Close()
+	buf := make([]byte, 1<<20)
+	zeros := make([]byte, blockSize)
+	for {
+		n, rerr := io.ReadFull(stream.Data, buf)
+		if fr.Bytes+int64(n) > s.size {
+			return fr, partial(fmt.Errorf("raw archive is larger than the partition (%d bytes)", s.size))
+		}
+		for i := 0; i < n; i += blockSize {
+			blk := buf[i:min(i+blockSize, n)]
+			if t.fresh && string(blk) == string(zeros[:len(blk)]) {
+				continue
+			}
+			if _, err := t.f.WriteAt(blk, s.off+fr.Bytes+int64(i)); err != nil {
+				return fr, partial(err)
+			}
+		}
+		fr.Bytes += int64(n)
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			d, _ := stream.Finish()
+			if msg := verify.Mismatch(d.SHA256, s.fs, sums); msg != "" {
+				rerr = fmt.Errorf("%w: %s (%v)", ErrChecksum, msg, rerr)
+			}
+			return fr, partial(rerr)
+		}
+	}
+	d, err := stream.Finish()
+	fr.SHA256 = d.SHA256
+	if msg := verify.Mismatch(d.SHA256, s.fs, sums); msg != "" {
+		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))
+	}
+	if err != nil {
+		return fr, partial(err)
+	}
+	fr.Verified = true
+	return fr, nil
+}
