@@ -135,6 +135,11 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StageSnapshot); err != nil {
 		return nil, err
 	}
+	if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
+		if _, err := pf.Preflight(ctx, v); err != nil {
+			return nil, fmt.Errorf("preflight %s: %w", v.ID(), err)
+		}
+	}
 	snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)

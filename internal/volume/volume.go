@@ -55,3 +55,11 @@ type Snapshotter interface {
 // ErrOverflow means the snapshot filled up while voltar read it, so what was
 // read is not a consistent image.
 var ErrOverflow = errors.New("snapshot overflowed; archive discarded; raise snapshot_size")
+
+// Preflighter is implemented by snapshotters that can tell, before creating
+// anything, whether the snapshot will fit (e.g. LVM: VG or thin-pool space).
+type Preflighter interface {
+	// Preflight returns the bytes the snapshot needs, or an error saying
+	// why it cannot be made.
+	Preflight(ctx context.Context, v Volume) (need int64, err error)
+}
