@@ -136,7 +136,7 @@ func readSums(ctx context.Context, st store.Store, b *catalog.Backup, fss []mani
 // checkTarget refuses a target that is not a directory, or (without
 // overwrite) holds anything but lost+found.
 func checkTarget(dir string, overwrite bool) error {
-	fi, err := os.Lstat(dir)
+	fi, err := os.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

@@ -45,7 +45,9 @@ type warning struct {
 }
 
 func newExtractor(dir string, log *slog.Logger, res *FSResult) (*extractor, error) {
-	root, err := unix.Open(dir, dirFlags, 0)
+	// dir is the caller's choice and may be reached through symlinks;
+	// only what lies beneath it comes from the archive.
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open target %s: %w", dir, err)
 	}
@@ -107,6 +109,9 @@ func fatal(err error) bool {
 // recorded and skipped.
 func (x *extractor) entry(h *tar.Header, r io.Reader) error {
 	x.res.Entries++
+	if h.Typeflag == tar.TypeXGlobalHeader {
+		return nil // global PAX records (git archive puts a comment there); not applied
+	}
 	rel, err := cleanName(h.Name)
 	if err != nil {
 		x.refuse(h.Name, err.Error())

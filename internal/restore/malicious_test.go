@@ -1,8 +1,10 @@
 package restore_test
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"voltar/internal/catalog"
 	"voltar/internal/catalog/catalogtest"
@@ -111,9 +115,6 @@ func TestMaliciousArchiveStaysInside(t *testing.T) {
 		t.Error("/abs created")
 	}
 	fr := res.Filesystems[0]
-	for _, r := range fr.Refused {
-		t.Logf("refused %s: %s", r.Name, r.Reason)
-	}
 	refused := map[string]string{}
 	for _, r := range fr.Refused {
 		refused[r.Name] = r.Reason
@@ -146,6 +147,16 @@ func TestMaliciousArchiveStaysInside(t *testing.T) {
 	if !fr.Verified {
 		t.Error("archive not verified")
 	}
+	var text strings.Builder
+	if err := restore.WriteText(&text, res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"restored vg/v/2026-11-25T013000Z to " + target, "fs -> " + target + ": 3 files",
+		"fs: refused ../evil: path contains \"..\"", "sha256 verified"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
 }
 
 func TestRefusesNonEmptyTarget(t *testing.T) {
@@ -165,5 +176,51 @@ func TestRefusesNonEmptyTarget(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(target, "a")); string(got) != "a" {
 		t.Errorf("a = %q", got)
+	}
+}
+
+// Paths longer than PATH_MAX are created one directory at a time, and a
+// PAX global header (git archive writes one) is no entry to restore.
+func TestLongPathsAndGlobalHeader(t *testing.T) {
+	deep := "."
+	for len(deep) < 5000 {
+		deep += "/" + strings.Repeat("x", 200)
+	}
+	global := catalogtest.Entry{Header: tar.Header{Typeflag: tar.TypeXGlobalHeader,
+		PAXRecords: map[string]string{"comment": "made by hand"}}}
+	st, b := storeTar(t, catalogtest.Tar(t, global, catalogtest.Dir("./", 0o755), catalogtest.File(deep+"/leaf", 0o600, "deep")))
+	target := t.TempDir()
+	res, err := restore.ToDir(context.Background(), st, b, target, restore.Options{})
+	if err != nil {
+		t.Fatalf("%v\n%+v", err, res)
+	}
+	// Read it back relative to each directory, as PATH_MAX applies.
+	dir, err := os.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(strings.TrimPrefix(deep, "./"), "/")
+	for _, p := range parts {
+		fd, err := unix.Openat(int(dir.Fd()), p, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		dir.Close()
+		if err != nil {
+			t.Fatalf("open %s: %v", p, err)
+		}
+		dir = os.NewFile(uintptr(fd), p)
+	}
+	fd, err := unix.Openat(int(dir.Fd()), "leaf", unix.O_RDONLY, 0)
+	dir.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := os.NewFile(uintptr(fd), "leaf")
+	defer leaf.Close()
+	got, _ := io.ReadAll(leaf)
+	if string(got) != "deep" {
+		t.Errorf("leaf = %q", got)
+	}
+	fr := res.Filesystems[0]
+	if fr.Files != 1 || fr.FailedCount != 0 || len(fr.Warnings) != 1 || !strings.Contains(fr.Warnings[0], "created directories the archive lacks") {
+		t.Errorf("result: %+v", fr)
 	}
 }

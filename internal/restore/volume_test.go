@@ -421,3 +421,44 @@ func TestToDevice(t *testing.T) {
 	compareTrees(t, mountRO(t, src, p.Start, p.Size, "ext4"), mountRO(t, dev, p.Start, p.Size, "ext4"))
 	checkNoLeftovers(t, "voltar-restore-")
 }
+
+func TestToImageRawPartition(t *testing.T) {
+	testutil.RequireTools(t, "sfdisk")
+	raw := make([]byte, 4<<20)
+	for i := range raw[:1<<20] {
+		raw[i] = byte(i*31 + i>>11)
+	}
+	copy(raw[3<<20:], "tail data")
+	st := local.New(t.TempDir())
+	f := catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: t0,
+		Volume0: manifest.Volume{Kind: "image", Name: "v", Group: "vg", Size: 8 << 20},
+		Table: manifest.Table{Type: "mbr", SectorSize: 512, DiskID: "0x0badcafe", Partitions: []manifest.Partition{
+			{Number: 1, Start: 1 << 20, Size: 4 << 20, Type: "0x07"}}},
+		Archives: []catalogtest.Archive{{
+			FS:   manifest.Filesystem{Name: "p1", Partition: 1, Type: "ntfs", Mode: manifest.ModeRaw, Archive: "p1.raw.zst"},
+			Data: catalogtest.Compress(t, raw, codec.Zstd),
+		}}}
+	catalogtest.Write(t, st, f)
+	b := catalogtest.Resolve(t, st, f)
+	out := filepath.Join(t.TempDir(), "raw.img")
+	res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{})
+	if err != nil {
+		t.Fatalf("ToImage: %v", err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[1<<20:5<<20]) != string(raw) || !res.Filesystems[0].Verified {
+		t.Error("raw partition content differs")
+	}
+	if js := testutil.Run(t, "sfdisk", "--json", out); !strings.Contains(js, `"id": "0x0badcafe"`) || !strings.Contains(js, `"type": "7"`) {
+		t.Errorf("table: %s", js)
+	}
+
+	// A directory restore cannot take a raw partition.
+	if _, err := restore.ToDir(context.Background(), st, b, t.TempDir(), restore.Options{Partition: "p1"}); err == nil ||
+		!strings.Contains(err.Error(), "stored raw") {
+		t.Errorf("ToDir raw: err = %v", err)
+	}
+}

@@ -205,10 +205,10 @@ func Tar(t testing.TB, entries ...Entry) []byte {
 		if h.Typeflag == tar.TypeReg {
 			h.Size = int64(len(e.Body))
 		}
-		if h.Format == tar.FormatUnknown {
+		if h.Format == tar.FormatUnknown && h.Typeflag != tar.TypeXGlobalHeader {
 			h.Format = tar.FormatPAX
 		}
-		if h.ModTime.IsZero() {
+		if h.ModTime.IsZero() && h.Typeflag != tar.TypeXGlobalHeader {
 			h.ModTime = time.Unix(1700000000, 0)
 		}
 		if err := tw.WriteHeader(&h); err != nil {
