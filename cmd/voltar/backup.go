@@ -35,7 +35,7 @@ snapshot, and the snapshot is removed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if cmd.Flags().Changed("to") {
-				a.cfg.Store = to
+				a.cfg.Store.Path = to
 			}
 			if cmd.Flags().Changed("compress") {
 				if !codec.Valid(compress) {
@@ -43,7 +43,7 @@ snapshot, and the snapshot is removed.`,
 				}
 				a.cfg.Compression, a.cfg.CompressionLevel = compress, 0
 			}
-			st, err := a.openStore(ctx, a.cfg.Store)
+			st, err := a.openStore(ctx, a.cfg.Store.Path)
 			if err != nil {
 				return err
 			}

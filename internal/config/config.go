@@ -22,8 +22,9 @@ const DefaultPath = "/etc/voltar/voltar.yaml"
 
 // Config is the whole configuration file.
 type Config struct {
-	// Store is where backups go: a directory or s3://bucket/prefix.
-	Store string `yaml:"store"`
+	// Store is where backups go. In YAML either a plain path or a mapping
+	// with path and require_mount.
+	Store Store `yaml:"store"`
 	// Host names this machine in the store; default: the short host name.
 	Host string `yaml:"host"`
 	// RuntimeDir holds the lock and the private mount points.
@@ -50,6 +51,82 @@ type Config struct {
 	Concurrency int `yaml:"concurrency"`
 	// CleanupTimeout bounds the release of snapshots, mounts and loop devices.
 	CleanupTimeout time.Duration `yaml:"cleanup_timeout"`
+
+	Retention Retention `yaml:"retention"`
+	Report    Report    `yaml:"report"`
+}
+
+// Store says where backups go.
+type Store struct {
+	// Path is a directory (or, later, s3://bucket/prefix).
+	Path string `yaml:"path"`
+	// RequireMount: the path (or the directory given here) must be a mount
+	// point, so an unmounted backup disk never fills the root filesystem.
+	RequireMount string `yaml:"require_mount"`
+	// MinFreePercent: `run` refuses to start when less is free.
+	MinFreePercent float64 `yaml:"min_free_percent"`
+}
+
+// UnmarshalYAML accepts `store: /path` as well as the mapping.
+func (s *Store) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		s.Path = n.Value
+		return nil
+	}
+	if n.Kind == yaml.MappingNode {
+		// n.Decode does not inherit KnownFields; check the keys here.
+		for i := 0; i < len(n.Content); i += 2 {
+			switch k := n.Content[i].Value; k {
+			case "path", "require_mount", "min_free_percent":
+			default:
+				return fmt.Errorf("line %d: field %s not found in type config.Store", n.Content[i].Line, k)
+			}
+		}
+	}
+	type plain Store
+	p := plain(*s)
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*s = Store(p)
+	return nil
+}
+
+// Retention decides which backups `run` and `prune` delete.
+type Retention struct {
+	KeepDays        int           `yaml:"keep_days"`
+	KeepLast        int           `yaml:"keep_last"`
+	KeepDaily       int           `yaml:"keep_daily"`
+	KeepWeekly      int           `yaml:"keep_weekly"`
+	KeepMonthly     int           `yaml:"keep_monthly"`
+	IncompleteGrace time.Duration `yaml:"incomplete_grace"`
+	// TimeZone for daily/weekly/monthly buckets; default the host's.
+	TimeZone string `yaml:"time_zone"`
+}
+
+// Report configures what `run` tells about itself.
+type Report struct {
+	JSONFile           string `yaml:"json_file"`
+	PrometheusTextfile string `yaml:"prometheus_textfile"`
+	Mail               Mail   `yaml:"mail"`
+}
+
+// Mail is the SMTP report.
+type Mail struct {
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// TLS: starttls (default), tls (implicit), or none (loopback relays only).
+	TLS          string        `yaml:"tls"`
+	Username     string        `yaml:"username"`
+	PasswordFile string        `yaml:"password_file"`
+	PasswordEnv  string        `yaml:"password_env"`
+	From         string        `yaml:"from"`
+	To           []string      `yaml:"to"`
+	Timeout      time.Duration `yaml:"timeout"`
+	// InsecureSkipVerify accepts any server certificate.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// OnlyOnFailure sends mail only when something failed.
+	OnlyOnFailure bool `yaml:"only_on_failure"`
 }
 
 // LVM selects logical volumes and sizes their snapshots.
@@ -79,6 +156,8 @@ func Default() *Config {
 			Include:      []string{"volume-*"},
 			SnapshotSize: "100%ORIGIN",
 		},
+		Retention: Retention{IncompleteGrace: 24 * time.Hour},
+		Report:    Report{Mail: Mail{TLS: "starttls", Timeout: time.Minute}},
 	}
 }
 
@@ -172,6 +251,25 @@ func (c *Config) Validate() error {
 	for i, im := range c.Images {
 		if im.Path == "" {
 			errs = append(errs, fmt.Errorf("images[%d]: path is empty", i))
+		}
+	}
+	for _, r := range []struct {
+		key string
+		n   int
+	}{{"keep_days", c.Retention.KeepDays}, {"keep_last", c.Retention.KeepLast}, {"keep_daily", c.Retention.KeepDaily}, {"keep_weekly", c.Retention.KeepWeekly}, {"keep_monthly", c.Retention.KeepMonthly}} {
+		if r.n < 0 {
+			errs = append(errs, fmt.Errorf("retention.%s %d: must not be negative", r.key, r.n))
+		}
+	}
+	if c.Retention.IncompleteGrace < 0 {
+		errs = append(errs, fmt.Errorf("retention.incomplete_grace must not be negative"))
+	}
+	if c.Store.MinFreePercent < 0 || c.Store.MinFreePercent >= 100 {
+		errs = append(errs, fmt.Errorf("store.min_free_percent %v: want 0..99", c.Store.MinFreePercent))
+	}
+	if c.Retention.TimeZone != "" {
+		if _, err := time.LoadLocation(c.Retention.TimeZone); err != nil {
+			errs = append(errs, fmt.Errorf("retention.time_zone: %w", err))
 		}
 	}
 	for _, d := range []struct{ key, val string }{{"runtime_dir", c.RuntimeDir}, {"state_dir", c.StateDir}} {

@@ -65,6 +65,8 @@ func TestValidate(t *testing.T) {
 		{"excludes: ['[']", "not a valid glob"},
 		{"runtime_dir: run", "absolute path"},
 		{"volume_excludes: {vol1: ['x']}", "want <vg>/<volume>"},
+		{"retention: {keep_last: -1}", "keep_last -1"},
+		{"retention: {time_zone: Mars/Olympus}", "time_zone"},
 	} {
 		c, err := config.Parse(strings.NewReader(tc.yaml))
 		if err != nil {
@@ -77,5 +79,19 @@ func TestValidate(t *testing.T) {
 	}
 	if err := config.Default().Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+func TestStoreShortAndLongForm(t *testing.T) {
+	c, err := config.Parse(strings.NewReader("store: /srv/b\n"))
+	if err != nil || c.Store.Path != "/srv/b" {
+		t.Fatalf("short form: %+v, %v", c.Store, err)
+	}
+	c, err = config.Parse(strings.NewReader("store:\n  path: /srv/b\n  require_mount: /srv\n"))
+	if err != nil || c.Store.Path != "/srv/b" || c.Store.RequireMount != "/srv" {
+		t.Fatalf("long form: %+v, %v", c.Store, err)
+	}
+	if _, err := config.Parse(strings.NewReader("store:\n  pth: /srv/b\n")); err == nil || !strings.Contains(err.Error(), "pth") {
+		t.Fatalf("unknown store key: %v, want an error naming it", err)
 	}
 }
