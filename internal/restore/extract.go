@@ -151,6 +151,10 @@ func (x *extractor) entry(h *tar.Header, r io.Reader) error {
 }
 
 func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r io.Reader) error {
+	if h.Typeflag == tar.TypeLink {
+		// The target is checked before anything of this name is removed.
+		return x.hardlink(h, parent, base)
+	}
 	isDir, err := makeRoom(parent, base)
 	if err != nil {
 		return err
@@ -168,7 +172,7 @@ func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r
 		x.res.Dirs++
 		x.dirs = append(x.dirs, pendingDir{rel, h})
 		return nil
-	case tar.TypeReg, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont:
 		return x.file(h, parent, base, r)
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(h.Linkname, parent, base); err != nil {
@@ -177,8 +181,6 @@ func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r
 		x.res.Symlinks++
 		x.symlinkMeta(h, parent, base)
 		return nil
-	case tar.TypeLink:
-		return x.hardlink(h, parent, base)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
 		dev := int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor)))
@@ -220,6 +222,13 @@ func (x *extractor) hardlink(h *tar.Header, parent int, base string) error {
 		return fmt.Errorf("hard link target %s: %w", h.Linkname, err)
 	}
 	defer unix.Close(tParent)
+	isDir, err := makeRoom(parent, base)
+	if err != nil {
+		return err
+	}
+	if isDir {
+		return errors.New("a directory is in the way")
+	}
 	// Flags 0: a symlink target is linked itself, never followed.
 	if err := unix.Linkat(tParent, tBase, parent, base, 0); err != nil {
 		return fmt.Errorf("hard link to %s: %w", h.Linkname, err)

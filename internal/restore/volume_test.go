@@ -403,6 +403,28 @@ func TestToDevice(t *testing.T) {
 		t.Errorf("opened exclusively: err = %v", err)
 	}
 
+	// A mounted partition of the device (partx adds the partition node
+	// that this kernel does not scan for by itself).
+	if _, err := exec.LookPath("partx"); err == nil {
+		cmd := exec.Command("sfdisk", "-q", "--no-reread", dev)
+		cmd.Stdin = strings.NewReader("label: dos\nstart=2048, size=65536, type=83\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("sfdisk: %v %s", err, out)
+		}
+		testutil.Run(t, "partx", "-a", dev)
+		t.Cleanup(func() { exec.Command("partx", "-d", dev).Run() })
+		testutil.Run(t, "mkfs.ext4", "-q", "-F", dev+"p1")
+		testutil.Run(t, "mount", dev+"p1", mnt)
+		_, err := restore.ToDevice(ctx, st, b, dev, restore.Options{})
+		umount(t, mnt)
+		testutil.Run(t, "partx", "-d", dev)
+		if err == nil || !strings.Contains(err.Error(), dev+"p1 is mounted on "+mnt) {
+			t.Errorf("partition mounted: err = %v", err)
+		}
+	} else if testutil.RequireAll() {
+		t.Error("partx missing: mounted-partition refusal not tested")
+	}
+
 	if _, err := restore.ToDevice(ctx, st, b, src, restore.Options{}); err == nil || !strings.Contains(err.Error(), "not a block device") {
 		t.Errorf("regular file: err = %v", err)
 	}

@@ -168,7 +168,7 @@ func Archives(m *manifest.Manifest) []manifest.Filesystem {
 // IsRegular reports whether a tar entry counts as a file in the manifest:
 // a regular file (sparse or not), not a hard link.
 func IsRegular(h *tar.Header) bool {
-	return h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeGNUSparse
+	return h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeGNUSparse || h.Typeflag == tar.TypeCont
 }
 
 var errTruncated = errors.New("entry data shorter than its header says")
