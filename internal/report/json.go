@@ -1,0 +1,191 @@
+package report
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+)
+
+// JSONSchema is the version of the JSON report; it changes only when a field
+// changes meaning or goes away.
+const JSONSchema = 1
+
+// The JSON report. Sizes and percentages that are unknown are null, never
+// -1; times are RFC 3339 with the run's zone offset and absent when unknown.
+type jsonRun struct {
+	Schema          int         `json:"schema"`
+	Version         string      `json:"version,omitempty"`
+	Host            string      `json:"host"`
+	OK              bool        `json:"ok"`
+	Started         time.Time   `json:"started,omitzero"`
+	Finished        time.Time   `json:"finished,omitzero"`
+	DurationSeconds *float64    `json:"duration_seconds"`
+	Store           string      `json:"store"`
+	Retention       string      `json:"retention"`
+	VolumesOK       int         `json:"volumes_ok"`
+	VolumesFailed   int         `json:"volumes_failed"`
+	VolumesSkipped  int         `json:"volumes_skipped"`
+	VolumesTotal    int         `json:"volumes_total"`
+	DumpsOK         int         `json:"dumps_ok"`
+	DumpsFailed     int         `json:"dumps_failed"`
+	DumpsTotal      int         `json:"dumps_total"`
+	WrittenBytes    int64       `json:"written_bytes"`
+	StoreTotalBytes *int64      `json:"store_total_bytes"`
+	DestUsedBytes   *int64      `json:"dest_used_bytes"`
+	DestTotalBytes  *int64      `json:"dest_total_bytes"`
+	DestUsedPercent *float64    `json:"dest_used_percent"`
+	Errors          []jsonError `json:"errors"`
+	Volumes         []jsonVol   `json:"volumes"`
+	Dumps           []jsonDump  `json:"dumps"`
+}
+
+type jsonVol struct {
+	ID              string     `json:"id"`
+	Status          string     `json:"status"`
+	BackupID        string     `json:"backup_id,omitempty"`
+	Started         time.Time  `json:"started,omitzero"`
+	Finished        time.Time  `json:"finished,omitzero"`
+	DurationSeconds *float64   `json:"duration_seconds"`
+	StoredBytes     *int64     `json:"stored_bytes"`
+	SourceBytes     *int64     `json:"source_bytes"`
+	Files           *int64     `json:"files"`
+	PeakCOWPercent  *float64   `json:"peak_cow_percent"`
+	Filesystems     []jsonFS   `json:"filesystems"`
+	Removed         []jsonRm   `json:"removed"`
+	Error           *jsonError `json:"error,omitempty"`
+}
+
+type jsonFS struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	Mode        string `json:"mode"`
+	Reason      string `json:"reason,omitempty"`
+	StoredBytes *int64 `json:"stored_bytes"`
+}
+
+type jsonRm struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+type jsonDump struct {
+	Name            string     `json:"name"`
+	Status          string     `json:"status"`
+	BackupID        string     `json:"backup_id,omitempty"`
+	Started         time.Time  `json:"started,omitzero"`
+	Finished        time.Time  `json:"finished,omitzero"`
+	DurationSeconds *float64   `json:"duration_seconds"`
+	StoredBytes     *int64     `json:"stored_bytes"`
+	Error           *jsonError `json:"error,omitempty"`
+}
+
+type jsonError struct {
+	Message string   `json:"message"`
+	Hints   []string `json:"hints"`
+}
+
+// JSON writes the report for machines (the `report.json_file` and the mail
+// attachment), indented, one object.
+func JSON(w io.Writer, r *Run) error {
+	vok, vfailed, vtotal := r.Counts()
+	dok, dfailed, dtotal := r.DumpCounts()
+	j := jsonRun{
+		Schema:          JSONSchema,
+		Version:         r.Version,
+		Host:            r.Host,
+		OK:              r.OK(),
+		Started:         r.Started,
+		Finished:        r.Finished,
+		DurationSeconds: seconds(r.Started, r.Finished),
+		Store:           redact(r.Store),
+		Retention:       r.Retention,
+		VolumesOK:       vok,
+		VolumesFailed:   vfailed,
+		VolumesSkipped:  vtotal - vok - vfailed,
+		VolumesTotal:    vtotal,
+		DumpsOK:         dok,
+		DumpsFailed:     dfailed,
+		DumpsTotal:      dtotal,
+		WrittenBytes:    r.WrittenBytes(),
+		StoreTotalBytes: known(r.StoreTotalBytes),
+		DestUsedBytes:   known(r.DestUsedBytes),
+		DestTotalBytes:  known(r.DestTotalBytes),
+		Errors:          []jsonError{},
+		Volumes:         []jsonVol{},
+		Dumps:           []jsonDump{},
+	}
+	if pct, ok := usedPercent(r.DestUsedBytes, r.DestTotalBytes); ok {
+		j.DestUsedPercent = &pct
+	}
+	for _, e := range r.Errors {
+		j.Errors = append(j.Errors, *jsonErr(&e))
+	}
+	for _, v := range r.Volumes {
+		jv := jsonVol{
+			ID:              v.ID,
+			Status:          v.Status,
+			BackupID:        v.BackupID,
+			Started:         v.Started,
+			Finished:        v.Finished,
+			DurationSeconds: seconds(v.Started, v.Finished),
+			StoredBytes:     known(v.StoredBytes),
+			SourceBytes:     known(v.SourceBytes),
+			Files:           known(v.Files),
+			Filesystems:     []jsonFS{},
+			Removed:         []jsonRm{},
+			Error:           jsonErr(v.Err),
+		}
+		if v.PeakCOWPct >= 0 {
+			jv.PeakCOWPercent = &v.PeakCOWPct
+		}
+		for _, fs := range v.Filesystems {
+			jv.Filesystems = append(jv.Filesystems, jsonFS{fs.Name, fs.Type, fs.Mode, fs.Reason, known(fs.StoredBytes)})
+		}
+		for _, rm := range v.Removed {
+			jv.Removed = append(jv.Removed, jsonRm(rm))
+		}
+		j.Volumes = append(j.Volumes, jv)
+	}
+	for _, d := range r.Dumps {
+		j.Dumps = append(j.Dumps, jsonDump{
+			Name:            d.Name,
+			Status:          d.Status,
+			BackupID:        d.BackupID,
+			Started:         d.Started,
+			Finished:        d.Finished,
+			DurationSeconds: seconds(d.Started, d.Finished),
+			StoredBytes:     known(d.StoredBytes),
+			Error:           jsonErr(d.Err),
+		})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(j)
+}
+
+func known(n int64) *int64 {
+	if n < 0 {
+		return nil
+	}
+	return &n
+}
+
+func seconds(start, end time.Time) *float64 {
+	d, ok := duration(start, end)
+	if !ok {
+		return nil
+	}
+	s := d.Seconds()
+	return &s
+}
+
+func jsonErr(p *Problem) *jsonError {
+	if p == nil {
+		return nil
+	}
+	hints := p.Hints
+	if hints == nil {
+		hints = []string{}
+	}
+	return &jsonError{Message: p.Message, Hints: hints}
+}

@@ -1,0 +1,255 @@
+// Package report turns the results of one `voltar run` into what operators
+// read and what monitoring scrapes: a plain-text report (Text), JSON (JSON),
+// a Prometheus textfile for node_exporter (WritePrometheus) and a mail over
+// SMTP (Send).
+//
+// Everything here reads a Run and writes; nothing decides what happened. The
+// run command fills a Run as it goes and hands it over at the end, also when
+// the run failed early, so that a failure is reported like a success.
+package report
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"voltar/internal/fail"
+)
+
+// Volume and dump statuses. Any other status counts as failed.
+const (
+	StatusOK      = "ok"
+	StatusFailed  = "failed"
+	StatusPartial = "partial" // a backup exists but part of the volume is missing from it
+	StatusSkipped = "skipped" // not attempted (run aborted, or not due)
+)
+
+// Filesystem modes, as in the manifest.
+const (
+	ModeFiles   = "files"
+	ModeRaw     = "raw"
+	ModeSkipped = "skipped"
+)
+
+// Run is what one `voltar run` did.
+type Run struct {
+	Host              string
+	Started, Finished time.Time
+	Store             string // where backups went (directory or s3:// URL)
+	Retention         string // human summary of the policy, e.g. "keep_days 7, keep_last 3"
+	Volumes           []Volume
+	Dumps             []Dump // database dumps, may be empty
+	// StoreTotalBytes is the size of all this host's backups in the store
+	// after pruning; -1 when unknown.
+	StoreTotalBytes int64
+	// DestUsedBytes and DestTotalBytes describe the filesystem holding a
+	// local store; -1 when unknown (always for S3).
+	DestUsedBytes, DestTotalBytes int64
+	Errors                        []Problem // run-level errors: preflight, lock, ...
+	Version                       string    // voltar's version
+}
+
+// Volume is the outcome of one volume's backup.
+type Volume struct {
+	ID                string // vg/volume
+	Status            string // StatusOK, StatusFailed, StatusPartial or StatusSkipped
+	BackupID          string // the published backup, "" when none
+	Started, Finished time.Time
+	// StoredBytes is what this backup added to the store; SourceBytes the
+	// used data it was read from. Negative when unknown.
+	StoredBytes, SourceBytes int64
+	Files                    int64 // files archived; negative when unknown
+	// PeakCOWPct is the highest snapshot COW usage seen; negative when it does
+	// not apply (thin snapshots, image volumes).
+	PeakCOWPct  float64
+	Filesystems []FS
+	Removed     []Removed // backups pruned after this volume's success
+	Err         *Problem
+}
+
+// FS is one filesystem (partition or whole disk) of a volume.
+type FS struct {
+	Name        string // p1, p2, ... or fs for a whole-disk filesystem
+	Type        string // ext4, xfs, swap, ntfs, ...
+	Mode        string // ModeFiles, ModeRaw or ModeSkipped
+	Reason      string // why raw or skipped
+	StoredBytes int64
+}
+
+// Removed is a backup deleted by retention.
+type Removed struct {
+	ID     string
+	Reason string
+}
+
+// Problem is an error as the user reads it: what went wrong and what to do.
+type Problem struct {
+	Message string
+	Hints   []string
+}
+
+// NewProblem returns err's message with the hints attached to it (see
+// package fail), or nil for a nil err.
+func NewProblem(err error) *Problem {
+	if err == nil {
+		return nil
+	}
+	return &Problem{Message: err.Error(), Hints: fail.Hints(err)}
+}
+
+// Dump is the outcome of one database dump.
+type Dump struct {
+	Name              string
+	Status            string // StatusOK, StatusFailed or StatusSkipped
+	BackupID          string
+	Started, Finished time.Time
+	StoredBytes       int64
+	Err               *Problem
+}
+
+// failed reports whether a status counts as a failure: everything but ok and
+// skipped, so that a new or misspelt status is never reported as success.
+func failed(status string) bool {
+	return status != StatusOK && status != StatusSkipped
+}
+
+// OK reports whether the run needs no attention: no run-level error, no
+// volume or dump failed or partial. Skipped volumes do not make a run fail.
+func (r *Run) OK() bool {
+	_, vf, _ := r.Counts()
+	_, df, _ := r.DumpCounts()
+	return len(r.Errors) == 0 && vf == 0 && df == 0
+}
+
+// Counts counts volumes: ok, failed (failed, partial or unknown status) and
+// all of them. total-ok-failed were skipped.
+func (r *Run) Counts() (ok, failed, total int) {
+	for _, v := range r.Volumes {
+		ok, failed = count(v.Status, ok, failed)
+	}
+	return ok, failed, len(r.Volumes)
+}
+
+// DumpCounts is Counts for database dumps.
+func (r *Run) DumpCounts() (ok, failed, total int) {
+	for _, d := range r.Dumps {
+		ok, failed = count(d.Status, ok, failed)
+	}
+	return ok, failed, len(r.Dumps)
+}
+
+func count(status string, ok, nfailed int) (int, int) {
+	switch {
+	case status == StatusOK:
+		ok++
+	case failed(status):
+		nfailed++
+	}
+	return ok, nfailed
+}
+
+// WrittenBytes is what this run added to the store: the stored bytes of
+// every volume backup and dump.
+func (r *Run) WrittenBytes() int64 {
+	var n int64
+	for _, v := range r.Volumes {
+		n += max(v.StoredBytes, 0)
+	}
+	for _, d := range r.Dumps {
+		n += max(d.StoredBytes, 0)
+	}
+	return n
+}
+
+// Subject is the mail subject: the outcome first, so that it reads in a
+// list of mails, e.g. "[voltar] host1: 12/12 volumes OK",
+// "[voltar] host1: FAILED 2/12 volumes, 3/3 dumps OK" or
+// "[voltar] host1: FAILED: lock held by PID 12; 0/12 volumes OK (12 skipped)".
+func Subject(r *Run) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[voltar] %s: ", r.Host)
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(&b, "FAILED: %s; ", oneLine(r.Errors[0].Message, 80))
+	}
+	ok, nfailed, total := r.Counts()
+	if nfailed > 0 {
+		fmt.Fprintf(&b, "FAILED %d/%d volumes", nfailed, total)
+	} else {
+		fmt.Fprintf(&b, "%d/%d volumes OK", ok, total)
+	}
+	if skipped := total - ok - nfailed; skipped > 0 {
+		fmt.Fprintf(&b, " (%d skipped)", skipped)
+	}
+	if ok, nfailed, total := r.DumpCounts(); total > 0 {
+		if nfailed > 0 {
+			fmt.Fprintf(&b, ", FAILED %d/%d dumps", nfailed, total)
+		} else {
+			fmt.Fprintf(&b, ", %d/%d dumps OK", ok, total)
+		}
+	}
+	return b.String()
+}
+
+// oneLine keeps the first line of s, cut to n runes.
+func oneLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// FormatDuration writes d rounded to the second as "1h 15m 35s", "2m 3s" or
+// "45s". Hours are not folded into days, so that 26 hours reads "26h 0m 0s".
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		return "-" + FormatDuration(-d)
+	}
+	s := int64(d.Round(time.Second) / time.Second)
+	h, m, s := s/3600, s/60%60, s%60
+	switch {
+	case h > 0:
+		return fmt.Sprintf("%dh %dm %ds", h, m, s)
+	case m > 0:
+		return fmt.Sprintf("%dm %ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
+}
+
+// FormatBytes writes n in binary units: "512 B", "1.5 GiB". Negative n (the
+// marker for unknown) is "unknown".
+func FormatBytes(n int64) string {
+	if n < 0 {
+		return "unknown"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 5 {
+		v /= unit
+		i++
+	}
+	// 1023.96 KiB would print as "1024.0 KiB"; say 1.0 MiB instead.
+	if v >= unit-0.05 && i < 5 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[i])
+}
+
+// usedPercent is used/total in percent, ok false when either is unknown.
+func usedPercent(used, total int64) (pct float64, ok bool) {
+	if used < 0 || total <= 0 {
+		return 0, false
+	}
+	return float64(used) / float64(total) * 100, true
+}
+
+func duration(start, end time.Time) (time.Duration, bool) {
+	if start.IsZero() || end.IsZero() {
+		return 0, false
+	}
+	return end.Sub(start), true
+}

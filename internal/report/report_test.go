@@ -1,0 +1,209 @@
+package report_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"voltar/internal/fail"
+	"voltar/internal/report"
+)
+
+func TestText(t *testing.T) {
+	for _, name := range sortedKeys() {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := report.Text(&b, runs[name]()); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "text/"+name+".golden", b.Bytes())
+		})
+	}
+}
+
+func TestJSON(t *testing.T) {
+	for _, name := range sortedKeys() {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := report.JSON(&b, runs[name]()); err != nil {
+				t.Fatal(err)
+			}
+			if !json.Valid(b.Bytes()) {
+				t.Fatalf("invalid JSON:\n%s", b.Bytes())
+			}
+			golden(t, "json/"+name+".golden.json", b.Bytes())
+		})
+	}
+}
+
+func TestJSONUnknownIsNull(t *testing.T) {
+	var b bytes.Buffer
+	if err := report.JSON(&b, runs["unknown-sizes"]()); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"store_total_bytes", "dest_used_bytes", "dest_total_bytes", "dest_used_percent"} {
+		if v, ok := got[k]; !ok || v != nil {
+			t.Errorf("%s = %v (present %v), want null", k, v, ok)
+		}
+	}
+	v := got["volumes"].([]any)[0].(map[string]any)
+	for _, k := range []string{"source_bytes", "files", "peak_cow_percent"} {
+		if v[k] != nil {
+			t.Errorf("volume %s = %v, want null", k, v[k])
+		}
+	}
+}
+
+func sortedKeys() []string {
+	var names []string
+	for n := range runs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func TestFormatDuration(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{400 * time.Millisecond, "0s"},
+		{500 * time.Millisecond, "1s"},
+		{59 * time.Second, "59s"},
+		{59*time.Second + 600*time.Millisecond, "1m 0s"},
+		{60 * time.Second, "1m 0s"},
+		{2*time.Minute + 3*time.Second, "2m 3s"},
+		{time.Hour, "1h 0m 0s"},
+		{time.Hour + 15*time.Minute + 35*time.Second, "1h 15m 35s"},
+		{4535 * time.Second, "1h 15m 35s"}, // the classic printed this as "1 h 75 m"
+		{26 * time.Hour, "26h 0m 0s"},
+		{100*time.Hour + 59*time.Minute + 59*time.Second, "100h 59m 59s"},
+		{-90 * time.Second, "-1m 30s"},
+	} {
+		if got := report.FormatDuration(c.d); got != c.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for _, c := range []struct {
+		n    int64
+		want string
+	}{
+		{-1, "unknown"},
+		{0, "0 B"},
+		{1023, "1023 B"},
+		{1024, "1.0 KiB"},
+		{1536, "1.5 KiB"},
+		{MiB - 1, "1.0 MiB"},
+		{3*GiB + GiB/2, "3.5 GiB"},
+		{267 * GiB, "267.0 GiB"},
+		{1 << 50, "1.0 PiB"},
+		{1<<63 - 1, "8.0 EiB"},
+	} {
+		if got := report.FormatBytes(c.n); got != c.want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}
+
+func TestSubject(t *testing.T) {
+	ok := func(id string) report.Volume { return report.Volume{ID: id, Status: report.StatusOK} }
+	bad := func(id, status string) report.Volume { return report.Volume{ID: id, Status: status} }
+	var twelve []report.Volume
+	for i := range 12 {
+		twelve = append(twelve, ok(fmt.Sprint("vg/v", i)))
+	}
+	failed2 := slices.Clone(twelve)
+	failed2[3].Status, failed2[7].Status = report.StatusFailed, report.StatusPartial
+	dumps := []report.Dump{{Name: "a", Status: report.StatusOK}, {Name: "b", Status: report.StatusOK}, {Name: "c", Status: report.StatusOK}}
+	dumpFailed := slices.Clone(dumps)
+	dumpFailed[1].Status = report.StatusFailed
+
+	for _, c := range []struct {
+		name   string
+		run    report.Run
+		want   string
+		wantOK bool
+	}{
+		{"all ok", report.Run{Host: "host1", Volumes: twelve}, "[voltar] host1: 12/12 volumes OK", true},
+		{"two failed", report.Run{Host: "host1", Volumes: failed2}, "[voltar] host1: FAILED 2/12 volumes", false},
+		{"dumps ok", report.Run{Host: "host1", Volumes: twelve, Dumps: dumps}, "[voltar] host1: 12/12 volumes OK, 3/3 dumps OK", true},
+		{"dump failed", report.Run{Host: "host1", Volumes: twelve, Dumps: dumpFailed}, "[voltar] host1: 12/12 volumes OK, FAILED 1/3 dumps", false},
+		{"both failed", report.Run{Host: "host1", Volumes: failed2, Dumps: dumpFailed}, "[voltar] host1: FAILED 2/12 volumes, FAILED 1/3 dumps", false},
+		{"skipped", report.Run{Host: "h", Volumes: []report.Volume{ok("a"), bad("b", report.StatusSkipped)}}, "[voltar] h: 1/2 volumes OK (1 skipped)", true},
+		{"unknown status fails", report.Run{Host: "h", Volumes: []report.Volume{bad("a", "weird")}}, "[voltar] h: FAILED 1/1 volumes", false},
+		{"run error", report.Run{Host: "h", Errors: []report.Problem{{Message: "another voltar run holds the lock\nPID 12"}}},
+			"[voltar] h: FAILED: another voltar run holds the lock; 0/0 volumes OK", false},
+		{"long run error", report.Run{Host: "h", Errors: []report.Problem{{Message: strings.Repeat("x", 100)}}},
+			"[voltar] h: FAILED: " + strings.Repeat("x", 79) + "…; 0/0 volumes OK", false},
+		{"nothing", report.Run{Host: "h"}, "[voltar] h: 0/0 volumes OK", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := report.Subject(&c.run); got != c.want {
+				t.Errorf("Subject = %q\n           want %q", got, c.want)
+			}
+			if got := c.run.OK(); got != c.wantOK {
+				t.Errorf("OK() = %v, want %v", got, c.wantOK)
+			}
+		})
+	}
+}
+
+func TestCounts(t *testing.T) {
+	r := report.Run{Volumes: []report.Volume{
+		{Status: report.StatusOK}, {Status: report.StatusOK}, {Status: report.StatusFailed},
+		{Status: report.StatusPartial}, {Status: report.StatusSkipped}, {Status: ""},
+	}}
+	ok, failed, total := r.Counts()
+	if ok != 2 || failed != 3 || total != 6 {
+		t.Errorf("Counts() = %d, %d, %d; want 2, 3, 6", ok, failed, total)
+	}
+}
+
+func TestWrittenBytes(t *testing.T) {
+	r := runs["with-dumps"]()
+	if got, want := r.WrittenBytes(), 3*GiB+GiB/2+150*MiB; got != want {
+		t.Errorf("WrittenBytes() = %d, want %d", got, want)
+	}
+}
+
+func TestNewProblem(t *testing.T) {
+	if report.NewProblem(nil) != nil {
+		t.Error("NewProblem(nil) != nil")
+	}
+	err := fmt.Errorf("backup vg/a: %w", fail.Hint(errors.New("snapshot overflowed"), "raise snapshot_size"))
+	p := report.NewProblem(err)
+	if p.Message != "backup vg/a: snapshot overflowed" || !slices.Equal(p.Hints, []string{"raise snapshot_size"}) {
+		t.Errorf("NewProblem = %+v", p)
+	}
+}
+
+func TestTextRedactsStorePassword(t *testing.T) {
+	r := base()
+	r.Store = "s3://AKIAEXAMPLE:s3cr3t@rgw.example.net/backups"
+	var text, js bytes.Buffer
+	if err := report.Text(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := report.JSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"text": text.String(), "json": js.String()} {
+		if strings.Contains(out, "s3cr3t") {
+			t.Errorf("%s report contains the store password:\n%s", name, out)
+		}
+	}
+}
