@@ -1,0 +1,52 @@
+package main
+
+import (
+	"encoding/json"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/catalog"
+)
+
+func (a *app) listCmd() *cobra.Command {
+	var asJSON, allHosts bool
+	cmd := &cobra.Command{
+		Use:   "list [--json] [VOLUME]",
+		Short: "List complete backups, and incomplete folders separately",
+		Long: `List every complete backup (one with manifest.json) of this host, or of
+VOLUME (vg/lv, lv or an image path). Folders without a manifest are shown
+apart as incomplete: they are never backups.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			a.sweepIfIdle(ctx)
+			st, err := a.openStore(ctx, a.cfg.Store.Path)
+			if err != nil {
+				return err
+			}
+			host := ""
+			if !allHosts {
+				if host, err = a.cfg.HostName(); err != nil {
+					return err
+				}
+			}
+			filter := ""
+			if len(args) == 1 {
+				filter = args[0]
+			}
+			c, err := catalog.List(ctx, st, host, filter)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(c)
+			}
+			return c.WriteText(a.stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "list the backups of every host in the store")
+	return cmd
+}

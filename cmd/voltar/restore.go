@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/backup"
+	"voltar/internal/catalog"
+	"voltar/internal/fail"
+	"voltar/internal/restore"
+)
+
+func (a *app) restoreCmd() *cobra.Command {
+	var partition, toDir, toImage, toDevice string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "restore BACKUP [--partition pN] --to DIR | --to-image FILE | --to-device DEV",
+		Short: "Restore a backup into a directory, or re-create the whole volume",
+		Long: `Restore BACKUP (<vg>/<volume>/<timestamp>, or .../latest), checking every byte
+against its SHA-256 while reading.
+
+  --to DIR          extract the filesystems into DIR (one filesystem directly,
+                    several as DIR/p1, DIR/p2 ...); --partition picks one
+  --to-image FILE   re-create the volume in a new sparse image file: the
+                    partition table, each filesystem with its type, UUID and
+                    label, and its files
+  --to-device DEV   the same onto a block device; refused if it is mounted,
+                    in use, or smaller than the volume
+
+Entries that would land outside the target (.., absolute paths, paths through
+symlinks) are refused and reported.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			n := 0
+			for _, t := range []string{toDir, toImage, toDevice} {
+				if t != "" {
+					n++
+				}
+			}
+			if n != 1 {
+				return fail.Usage(fail.Hint(errors.New("restore needs exactly one of --to, --to-image or --to-device"), "usage: voltar restore BACKUP --to DIR"))
+			}
+			if partition != "" && toDir == "" {
+				return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
+			}
+			st, err := a.openStore(ctx, a.cfg.Store.Path)
+			if err != nil {
+				return err
+			}
+			host, err := a.cfg.HostName()
+			if err != nil {
+				return err
+			}
+			opts := restore.Options{Partition: partition, Overwrite: force, Logger: a.log}
+			var res restore.Result
+			if toDir != "" {
+				a.sweepIfIdle(ctx)
+				b, err := catalog.Resolve(ctx, st, host, args[0])
+				if err != nil {
+					return err
+				}
+				res, err = restore.ToDir(ctx, st, b, toDir, opts)
+				restore.WriteText(a.stdout, res)
+				return restoreError(err)
+			}
+			// Re-creating a volume maps loop devices and mounts: take the
+			// lock, and name them so a crash sweep finds them.
+			l, err := a.lockAndSweep(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer l.Release()
+			b, err := catalog.Resolve(ctx, st, host, args[0])
+			if err != nil {
+				return err
+			}
+			runID := backup.NewRunID(time.Now())
+			opts.LoopTag = backup.LoopTag(a.cfg.RuntimeDir, runID)
+			opts.MountDir = filepath.Join(a.cfg.RuntimeDir, runID)
+			if err := os.MkdirAll(opts.MountDir, 0o700); err != nil {
+				return fmt.Errorf("mount directory: %w", err)
+			}
+			defer os.Remove(opts.MountDir)
+			if toImage != "" {
+				res, err = restore.ToImage(ctx, st, b, toImage, opts)
+			} else {
+				res, err = restore.ToDevice(ctx, st, b, toDevice, opts)
+			}
+			restore.WriteText(a.stdout, res)
+			return restoreError(err)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&partition, "partition", "", "restore only this filesystem (p1, p2, ... or fs)")
+	f.StringVar(&toDir, "to", "", "extract into this directory (must be empty or missing, unless --force)")
+	f.StringVar(&toImage, "to-image", "", "re-create the volume in this new image file")
+	f.StringVar(&toDevice, "to-device", "", "re-create the volume on this block device (overwrites it)")
+	f.BoolVar(&force, "force", false, "with --to: write into a non-empty directory")
+	return cmd
+}
+
+func restoreError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, restore.ErrChecksum):
+		return fail.Hint(err, "the stored archive is damaged; restore an older backup (voltar list) and run voltar verify")
+	case errors.Is(err, restore.ErrSkippedEntries):
+		return fmt.Errorf("restore finished, but not every entry was restored: %w", err)
+	}
+	return err
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/catalog"
+	"voltar/internal/fail"
+	"voltar/internal/verify"
+)
+
+func (a *app) verifyCmd() *cobra.Command {
+	var asJSON bool
+	var sample float64
+	cmd := &cobra.Command{
+		Use:   "verify [--json] [--sample PCT] [BACKUP...]",
+		Short: "Re-hash and read back every stored archive",
+		Long: `Verify backups (all of this host's when none is named): re-hash every stored
+object against SHA256SUMS and the manifest, decompress and read every tar
+stream to its end, and compare entry, file and byte counts with the manifest.
+BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if sample < 0 || sample > 100 {
+				return fail.Usage(fmt.Errorf("--sample %v: want a percentage 0..100", sample))
+			}
+			a.sweepIfIdle(ctx)
+			st, err := a.openStore(ctx, a.cfg.Store.Path)
+			if err != nil {
+				return err
+			}
+			host, err := a.cfg.HostName()
+			if err != nil {
+				return err
+			}
+			var backups []catalog.Backup
+			if len(args) == 0 {
+				c, err := catalog.List(ctx, st, host, "")
+				if err != nil {
+					return err
+				}
+				backups = c.Backups
+			}
+			for _, id := range args {
+				b, err := catalog.Resolve(ctx, st, host, id)
+				if err != nil {
+					return err
+				}
+				backups = append(backups, *b)
+			}
+			if sample > 0 && len(backups) > 0 {
+				backups = verify.Sample(backups, sample, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+			}
+			var results []verify.Result
+			for i := range backups {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r := verify.Backup(ctx, st, &backups[i])
+				a.log.Debug("verified", "id", r.ID, "ok", r.OK)
+				results = append(results, r)
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(results); err != nil {
+					return err
+				}
+			} else if err := verify.WriteText(a.stdout, results); err != nil {
+				return err
+			}
+			if n := verify.Failed(results); n > 0 {
+				return fail.Hint(fmt.Errorf("%d of %d backups failed verification", n, len(results)),
+					"the objects named above are damaged: do not restore from them; make a new backup and check the store's disk")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print results as JSON")
+	cmd.Flags().Float64Var(&sample, "sample", 0, "verify a random PCT percent of the backups (at least one)")
+	return cmd
+}
