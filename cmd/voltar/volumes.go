@@ -117,4 +117,5 @@ func (a *app) volumesCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }
+
 var _ volume.Preflighter = (*lvm.Snapshotter)(nil)
