@@ -162,6 +162,14 @@ func (a *app) resolve(ctx context.Context, arg string, offline bool) (volume.Vol
 	return v, &image.Snapshotter{Scratch: a.cfg.Scratch(), Logger: a.log}, nil
 }
 
+// snapshotter returns what snapshots v.
+func (a *app) snapshotter(v volume.Volume) (volume.Snapshotter, error) {
+	if v.Kind == volume.KindLVM {
+		return a.lvm()
+	}
+	return &image.Snapshotter{Scratch: a.cfg.Scratch(), Logger: a.log}, nil
+}
+
 // isLVMSpec tells vg/lv and /dev/vg/lv from image paths: an existing regular
 // file is always an image.
 func isLVMSpec(arg string) bool {

@@ -86,6 +86,9 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 		errs = append(errs, err)
 	}
 	for _, m := range mounts {
+		if m == filepath.Clean(o.RuntimeDir) {
+			continue // only what is mounted below it is ours
+		}
 		if err := disk.Unmount(m); err != nil {
 			errs = append(errs, fmt.Errorf("unmount leftover %s: %w", m, err))
 			continue

@@ -24,8 +24,9 @@ const TimeFormat = "2006-01-02T150405Z"
 // Status values.
 const (
 	StatusComplete = "complete"
-	// StatusPartial: some filesystems were skipped (swap, unsupported); every
-	// archived one is complete.
+	// StatusPartial: a filesystem that may hold data was skipped (type not
+	// supported here); every archived one is complete. Swap is skipped
+	// without making a backup partial.
 	StatusPartial = "partial"
 )
 

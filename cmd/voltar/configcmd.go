@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/fail"
+)
+
+func (a *app) configCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Work with the configuration file",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check [--config FILE]",
+		Short: "Validate the configuration and print what voltar run would do",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cfg := a.cfg
+			pol, _, err := retentionPolicy(cfg)
+			if err != nil {
+				return fail.Usage(err)
+			}
+			mail := mailConfig(cfg)
+			if mail.Host != "" {
+				if err := mail.Validate(); err != nil {
+					return fail.Usage(fmt.Errorf("report.mail: %w", err))
+				}
+			}
+			host, err := cfg.HostName()
+			if err != nil {
+				return err
+			}
+			w := a.stdout
+			fmt.Fprintf(w, "config %s is valid\n\n", a.cfgPath)
+			fmt.Fprintf(w, "store        %s (host folder %s/)\n", cfg.Store.Path, host)
+			if cfg.Store.RequireMount != "" {
+				fmt.Fprintf(w, "             must be mounted at %s\n", cfg.Store.RequireMount)
+			}
+			level := "default level"
+			if cfg.CompressionLevel != 0 {
+				level = fmt.Sprintf("level %d", cfg.CompressionLevel)
+			}
+			fmt.Fprintf(w, "compression  %s, %s\n", cfg.Compression, level)
+			fmt.Fprintf(w, "concurrency  %d volume(s) at a time\n", cfg.Concurrency)
+			fmt.Fprintf(w, "snapshots    LVM %s\n", cfg.LVM.SnapshotSize)
+			fmt.Fprintf(w, "retention    %s\n", pol)
+			if mail.Host != "" {
+				fmt.Fprintf(w, "mail         via %s to %v\n", mail.Host, mail.To)
+			} else {
+				fmt.Fprintln(w, "mail         none")
+			}
+			if cfg.Report.JSONFile != "" {
+				fmt.Fprintf(w, "json report  %s\n", cfg.Report.JSONFile)
+			}
+			if cfg.Report.PrometheusTextfile != "" {
+				fmt.Fprintf(w, "metrics      %s\n", cfg.Report.PrometheusTextfile)
+			}
+			cs, _, err := a.selection(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "\nvolumes:\n")
+			for _, c := range cs {
+				state := "backed up"
+				if !c.Selected {
+					state = "not backed up: " + c.Reason
+				}
+				fmt.Fprintf(w, "  %-40s %s\n", c.Volume, state)
+			}
+			if len(cs) == 0 {
+				fmt.Fprintln(w, "  none: set lvm.volume_groups or images")
+			}
+			return nil
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/prune"
+)
+
+func (a *app) pruneCmd() *cobra.Command {
+	var dryRun, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "prune [--dry-run] [VOLUME]",
+		Short: "Delete backups the retention policy no longer keeps",
+		Long: `Apply the retention policy (retention: in the config) to every volume's
+backups of this host, or VOLUME's. The newest complete backup of a volume is
+never deleted; folders without manifest.json older than incomplete_grace are.
+--dry-run prints every decision with its reason and deletes nothing.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			pol, loc, err := retentionPolicy(a.cfg)
+			if err != nil {
+				return err
+			}
+			st, err := a.openStore(ctx, a.cfg.Store.Path)
+			if err != nil {
+				return err
+			}
+			host, err := a.cfg.HostName()
+			if err != nil {
+				return err
+			}
+			l, err := a.lockAndSweep(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer l.Release()
+			filter := ""
+			if len(args) == 1 {
+				filter = args[0]
+			}
+			res, err := prune.Store(ctx, st, host, filter, prune.Options{Policy: pol, Loc: loc, DryRun: dryRun, Logger: a.log})
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				if jerr := enc.Encode(res); jerr != nil {
+					return jerr
+				}
+				return err
+			}
+			fmt.Fprintf(a.stdout, "policy: %s\n", pol)
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BACKUP\tDECISION\tBYTES\tWHY")
+			var removed, kept int
+			for _, v := range res {
+				for _, d := range v.Decisions {
+					what := "keep"
+					switch {
+					case d.Keep:
+						kept++
+					case d.Removed:
+						what, removed = "removed", removed+1
+					case dryRun:
+						what, removed = "would remove", removed+1
+					default:
+						what = "remove FAILED: " + d.Error
+					}
+					id := v.Volume + d.ID[len(v.Volume):]
+					if !d.Complete {
+						id += " (incomplete)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, what, humanBytes(d.Bytes), strings.Join(d.Reasons, ", "))
+				}
+			}
+			tw.Flush()
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			fmt.Fprintf(a.stdout, "%d kept, %s %d\n", kept, verb, removed)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the decisions, delete nothing")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print decisions as JSON")
+	return cmd
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/backup"
+	"voltar/internal/cleanup"
+	"voltar/internal/config"
+	"voltar/internal/fail"
+	"voltar/internal/nightly"
+	"voltar/internal/progress"
+	"voltar/internal/prune"
+	"voltar/internal/report"
+	"voltar/internal/retention"
+)
+
+func (a *app) runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run [--config FILE]",
+		Short: "The nightly job: back up every selected volume, prune, report",
+		Long: `Take the lock, release leftovers of dead runs, check the destination, back up
+every volume the config selects (see voltar volumes), concurrency at a time,
+prune each volume after its new backup succeeded, then report: text on
+stdout, report.json_file, report.prometheus_textfile and mail.
+Exit 0 when everything succeeded, 1 when anything failed (mail included).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.nightly(cmd.Context())
+		},
+	}
+	return cmd
+}
+
+func (a *app) nightly(ctx context.Context) error {
+	cfg := a.cfg
+	pol, loc, err := retentionPolicy(cfg)
+	if err != nil {
+		return fail.Usage(err)
+	}
+	mail := mailConfig(cfg)
+	if mail.Host != "" {
+		if err := mail.Validate(); err != nil {
+			return fail.Usage(fmt.Errorf("report.mail: %w", err))
+		}
+	}
+	st, err := a.openStore(ctx, cfg.Store.Path)
+	if err != nil {
+		return err
+	}
+	host, err := cfg.HostName()
+	if err != nil {
+		return err
+	}
+	l, err := a.lockAndSweep(ctx, len(cfg.LVM.VolumeGroups) > 0)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	_, vols, err := a.selection(ctx)
+	if err != nil {
+		return err
+	}
+	var jobs []nightly.Job
+	for _, v := range vols {
+		snap, err := a.snapshotter(v)
+		if err != nil {
+			return err
+		}
+		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil)})
+	}
+	runID := backup.NewRunID(time.Now())
+	j, err := cleanup.Start(cfg.StateDir, runID)
+	if err != nil {
+		return fail.Hint(err, "set state_dir to a writable directory")
+	}
+	bars := progress.New(stderrFile(a))
+	rep := nightly.Run(ctx, nightly.Options{
+		Store: st, StorePath: cfg.Store.Path, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
+		Backup: backup.Options{
+			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
+			RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
+			Version: version, Logger: a.log, Progress: bars,
+		},
+		Prune:        prune.Options{Policy: pol, Loc: loc, Logger: a.log},
+		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,
+		Retention: pol.String(), Version: version, Logger: a.log,
+	})
+	bars.Wait()
+	if err := j.Finish(); err != nil {
+		rep.Errors = append(rep.Errors, *report.NewProblem(err))
+	}
+	if len(jobs) == 0 {
+		rep.Errors = append(rep.Errors, report.Problem{Message: "no volumes selected", Hints: []string{"set lvm.volume_groups or images in the config; voltar volumes shows the selection"}})
+	}
+	return a.deliver(ctx, cfg, mail, rep)
+}
+
+// deliver prints and sends the report. Failures to deliver make the run fail.
+func (a *app) deliver(ctx context.Context, cfg *config.Config, mail report.MailConfig, rep *report.Run) error {
+	var errs []error
+	if err := report.Text(a.stdout, rep); err != nil {
+		errs = append(errs, err)
+	}
+	if p := cfg.Report.JSONFile; p != "" {
+		var buf bytes.Buffer
+		if err := report.JSON(&buf, rep); err == nil {
+			err = writeFileAtomic(p, buf.Bytes())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("report.json_file: %w", err))
+			}
+		}
+	}
+	if p := cfg.Report.PrometheusTextfile; p != "" {
+		if err := report.WritePrometheus(p, rep); err != nil {
+			errs = append(errs, fmt.Errorf("report.prometheus_textfile: %w", err))
+		}
+	}
+	if mail.Host != "" && !(cfg.Report.Mail.OnlyOnFailure && rep.OK()) {
+		// A cancelled run still mails its report.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mail.Timeout+10*time.Second)
+		err := report.Send(mctx, mail, rep)
+		cancel()
+		if err != nil {
+			errs = append(errs, fail.Hint(fmt.Errorf("the report could not be mailed: %w", err), "check report.mail in the config; the report above is complete"))
+		} else {
+			a.log.Info("report mailed", "to", mail.To)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if !rep.OK() {
+		ok, failed, total := rep.Counts()
+		errs = append([]error{fmt.Errorf("run finished with failures: %d of %d volumes ok, %d failed", ok, total, failed)}, errs...)
+	}
+	return errors.Join(errs...)
+}
+
+func mailConfig(cfg *config.Config) report.MailConfig {
+	m := cfg.Report.Mail
+	return report.MailConfig{
+		Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username,
+		PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
+		From: m.From, To: m.To, Timeout: m.Timeout, InsecureSkipVerify: m.InsecureSkipVerify,
+	}
+}
+
+func retentionPolicy(cfg *config.Config) (retention.Policy, *time.Location, error) {
+	r := cfg.Retention
+	p := retention.Policy{KeepDays: r.KeepDays, KeepLast: r.KeepLast, KeepDaily: r.KeepDaily,
+		KeepWeekly: r.KeepWeekly, KeepMonthly: r.KeepMonthly, IncompleteGrace: r.IncompleteGrace}
+	if err := p.Validate(); err != nil {
+		return p, nil, fmt.Errorf("retention: %w", err)
+	}
+	loc := time.Local
+	if r.TimeZone != "" {
+		l, err := time.LoadLocation(r.TimeZone)
+		if err != nil {
+			return p, nil, fmt.Errorf("retention.time_zone: %w", err)
+		}
+		loc = l
+	}
+	return p, loc, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

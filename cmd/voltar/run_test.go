@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"voltar/internal/catalog"
+	"voltar/internal/catalog/catalogtest"
+	"voltar/internal/store/local"
+	"voltar/internal/testutil"
+)
+
+// mailpitAPI returns the address of the mailpit API `make test` starts.
+func mailpitAPI(t *testing.T) string {
+	api := os.Getenv("VOLTAR_TEST_MAILPIT")
+	if api == "" {
+		api = "127.0.0.1:8025"
+	}
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + api + "/api/v1/info")
+	if err != nil {
+		testutil.Unavailable(t, "mailpit API at %s: %v (scripts/start-mailpit.sh starts it)", api, err)
+	}
+	resp.Body.Close()
+	return api
+}
+
+type mailpitMessage struct {
+	ID      string
+	Subject string
+	To      []struct{ Address string }
+}
+
+func mailTo(t *testing.T, api, to string) []mailpitMessage {
+	resp, err := http.Get("http://" + api + "/api/v1/messages?limit=500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct{ Messages []mailpitMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	var out []mailpitMessage
+	for _, m := range list.Messages {
+		for _, a := range m.To {
+			if a.Address == to {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// The nightly job over two image volumes with history: one fails, the other
+// is backed up and pruned; the failed one keeps all its backups; the report
+// reaches a real SMTP server, the JSON file and the metrics file.
+func TestRunEndToEnd(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.ext4")
+	api := mailpitAPI(t)
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	os.Mkdir(storeDir, 0o700)
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc/motd"), []byte("hello\n"), 0o644)
+	good := filepath.Join(dir, "good.img")
+	testutil.Run(t, "truncate", "-s", "64M", good)
+	testutil.Run(t, "mkfs.ext4", "-q", "-F", "-d", src, good)
+	bad := filepath.Join(dir, "bad.img")
+	testutil.Run(t, "truncate", "-s", "8M", bad) // no table, no filesystem
+
+	st := local.New(storeDir)
+	now := time.Now().UTC()
+	seed := func(vol string, days int) {
+		for d := 1; d <= days; d++ {
+			catalogtest.Write(t, st, catalogtest.Folder{Host: "h1", Group: "image", Volume: vol, Time: now.Add(-time.Duration(d) * 24 * time.Hour),
+				Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("a", 0o644, "old")), "zstd")}}})
+		}
+	}
+	seed("good.img", 5)
+	seed("bad.img", 3)
+
+	to := fmt.Sprintf("ops-%d@example.org", time.Now().UnixNano())
+	cfg := filepath.Join(dir, "voltar.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: %[1]s/store
+host: h1
+runtime_dir: %[1]s/run
+state_dir: %[1]s/state
+images:
+  - path: %[1]s/good.img
+  - path: %[1]s/bad.img
+retention:
+  keep_last: 2
+report:
+  json_file: %[1]s/last-run.json
+  prometheus_textfile: %[1]s/voltar.prom
+  mail:
+    host: 127.0.0.1
+    port: %[2]s
+    tls: none
+    from: voltar@h1.example.org
+    to: [%[3]s]
+`, dir, mailpitSMTPPort(), to)), 0o600)
+
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--config", cfg, "run"}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("run exit %d, want 1 (one volume fails)\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+	out := stdout.String()
+	for _, want := range []string{"FAILED 1/2 volumes", "image/good.img", "no partition table and no known filesystem", "hint:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	c, err := catalog.List(context.Background(), st, "h1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	newest := map[string]time.Time{}
+	for _, b := range c.Backups {
+		counts[b.Volume]++
+		if b.Time.After(newest[b.Volume]) {
+			newest[b.Volume] = b.Time
+		}
+	}
+	if counts["good.img"] != 2 || now.Sub(newest["good.img"]) > time.Hour {
+		t.Errorf("good.img: %d backups, newest %v; want the new one plus one old (keep_last 2)", counts["good.img"], newest["good.img"])
+	}
+	if counts["bad.img"] != 3 {
+		t.Errorf("bad.img has %d backups, want its 3 old ones untouched: a failed volume is never pruned", counts["bad.img"])
+	}
+	if len(c.Incomplete) != 0 {
+		t.Errorf("incomplete folders left: %+v", c.Incomplete)
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "last-run.json"))
+	if err != nil || !bytes.Contains(js, []byte(`"ok": false`)) {
+		t.Errorf("JSON report: %v\n%s", err, js)
+	}
+	prom, err := os.ReadFile(filepath.Join(dir, "voltar.prom"))
+	if err != nil || !bytes.Contains(prom, []byte(`voltar_volume_backup_failed{volume="image/bad.img"} 1`)) || !bytes.Contains(prom, []byte(`voltar_volume_last_success_timestamp_seconds{volume="image/good.img"}`)) {
+		t.Errorf("metrics file: %v\n%s", err, prom)
+	}
+	msgs := mailTo(t, api, to)
+	if len(msgs) != 1 || msgs[0].Subject != "[voltar] h1: FAILED 1/2 volumes" {
+		t.Fatalf("mail to %s: %+v, want one with subject [voltar] h1: FAILED 1/2 volumes", to, msgs)
+	}
+}
+
+func mailpitSMTPPort() string {
+	addr := os.Getenv("VOLTAR_TEST_MAILPIT_SMTP")
+	if addr == "" {
+		addr = "127.0.0.1:1025"
+	}
+	return addr[strings.LastIndex(addr, ":")+1:]
+}

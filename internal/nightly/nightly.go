@@ -1,0 +1,242 @@
+// Package nightly is `voltar run`: preflight the destination, back up every
+// selected volume (a few at a time), prune each volume after its new backup
+// succeeded, and collect everything into a report. One volume's failure
+// never stops the others.
+package nightly
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"voltar/internal/backup"
+	"voltar/internal/catalog"
+	"voltar/internal/disk"
+	"voltar/internal/fail"
+	"voltar/internal/manifest"
+	"voltar/internal/prune"
+	"voltar/internal/report"
+	"voltar/internal/store"
+	"voltar/internal/volume"
+)
+
+// Job is one volume to back up and how to snapshot it.
+type Job struct {
+	Volume      volume.Volume
+	Snapshotter volume.Snapshotter
+	Excludes    []string
+}
+
+// Options configure a run.
+type Options struct {
+	Store       store.Store
+	StorePath   string // local directory, for the mount and space checks
+	Host        string
+	Jobs        []Job
+	Concurrency int
+	// Backup is the template for each volume's backup options; Snapshotter,
+	// Excludes and Logger are set per job.
+	Backup backup.Options
+	Prune  prune.Options
+	// RequireMount: this directory must be a mount point.
+	RequireMount   string
+	MinFreePercent float64
+	Retention      string // for the report
+	Version        string
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Run performs the nightly job and returns its report.
+func Run(ctx context.Context, o Options) *report.Run {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &report.Run{
+		Host: o.Host, Started: o.Now(), Store: o.Store.String(), Retention: o.Retention,
+		StoreTotalBytes: -1, DestUsedBytes: -1, DestTotalBytes: -1, Version: o.Version,
+	}
+	defer func() { r.Finished = o.Now() }()
+
+	if err := preflight(ctx, o); err != nil {
+		r.Errors = append(r.Errors, *report.NewProblem(err))
+		for _, j := range o.Jobs {
+			r.Volumes = append(r.Volumes, report.Volume{ID: j.Volume.ID(), Status: report.StatusSkipped,
+				StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1,
+				Err: &report.Problem{Message: "not attempted: the run's preflight failed"}})
+		}
+		usage(ctx, o, r)
+		return r
+	}
+
+	r.Volumes = make([]report.Volume, len(o.Jobs))
+	sem := make(chan struct{}, max(o.Concurrency, 1))
+	var wg sync.WaitGroup
+	for i, j := range o.Jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+			}
+			r.Volumes[i] = one(ctx, o, j)
+		}()
+	}
+	wg.Wait()
+	usage(ctx, o, r)
+	return r
+}
+
+// one backs up and then prunes one volume.
+func one(ctx context.Context, o Options, j Job) (v report.Volume) {
+	v = report.Volume{ID: j.Volume.ID(), Started: o.Now(), StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1}
+	defer func() { v.Finished = o.Now() }()
+	if err := ctx.Err(); err != nil {
+		v.Status, v.Err = report.StatusSkipped, report.NewProblem(fmt.Errorf("not attempted: %w", err))
+		return v
+	}
+	bo := o.Backup
+	bo.Snapshotter, bo.Excludes = j.Snapshotter, j.Excludes
+	m, err := backup.Volume(ctx, j.Volume, bo)
+	if err != nil {
+		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
+		return v
+	}
+	v.Status = report.StatusOK
+	if m.Status == manifest.StatusPartial {
+		v.Status = report.StatusPartial
+	}
+	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.StoredBytes(), m.SourceBytes(), m.Files()
+	if m.Snapshot.Kind == "thick" {
+		v.PeakCOWPct = m.Snapshot.PeakCOWPct
+	}
+	for _, f := range m.Filesystems {
+		v.Filesystems = append(v.Filesystems, report.FS{Name: f.Name, Type: f.Type, Mode: f.Mode, Reason: f.Reason, StoredBytes: f.StoredBytes})
+	}
+	// Only now, with a new good backup in place, may old ones go.
+	res, err := prune.Store(ctx, o.Store, o.Host, j.Volume.ID(), o.Prune)
+	for _, pv := range res {
+		if pv.Volume != j.Volume.ID() {
+			continue
+		}
+		for _, d := range pv.Decisions {
+			if d.Removed {
+				v.Removed = append(v.Removed, report.Removed{ID: d.ID, Reason: strings.Join(d.Reasons, ", ")})
+			}
+		}
+	}
+	if err != nil {
+		v.Status = report.StatusFailed
+		v.Err = report.NewProblem(fail.Hint(fmt.Errorf("backup %s succeeded, but pruning failed: %w", m.ID, err),
+			"check the store's permissions; `voltar prune --dry-run` shows what is due"))
+	}
+	return v
+}
+
+// preflight checks the destination before any snapshot is made.
+func preflight(ctx context.Context, o Options) error {
+	if o.StorePath == "" {
+		return nil
+	}
+	fi, err := os.Stat(o.StorePath)
+	if err != nil {
+		return fail.Hint(fmt.Errorf("store %s: %w", o.StorePath, err), "create it (mkdir -m 0700) or mount the backup disk")
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("store %s is not a directory", o.StorePath)
+	}
+	if o.RequireMount != "" {
+		ok, err := isMountPoint(o.RequireMount)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fail.Hint(fmt.Errorf("store: %s is not mounted (store.require_mount)", o.RequireMount),
+				"mount the backup filesystem; voltar will not fill the filesystem underneath")
+		}
+	}
+	probe, err := os.CreateTemp(o.StorePath, ".voltar-probe-")
+	if err != nil {
+		return fail.Hint(fmt.Errorf("store %s is not writable: %w", o.StorePath, err), "check its permissions and that it is not mounted read-only")
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+
+	sp, ok := o.Store.(store.Space)
+	if !ok {
+		return nil
+	}
+	free, total, err := sp.Usage(ctx)
+	if err != nil {
+		return err
+	}
+	if o.MinFreePercent > 0 && total > 0 && float64(free)*100/float64(total) < o.MinFreePercent {
+		return fail.Hint(fmt.Errorf("store %s has %s free (%.1f%%), less than store.min_free_percent %.0f%%",
+			o.StorePath, report.FormatBytes(free), float64(free)*100/float64(total), o.MinFreePercent),
+			"free space or prune old backups (voltar prune --dry-run shows what is due)")
+	}
+	need := estimate(ctx, o)
+	if need > free {
+		return fail.Hint(fmt.Errorf("store %s has %s free, but the last backups of the selected volumes took %s",
+			o.StorePath, report.FormatBytes(free), report.FormatBytes(need)),
+			"free space or prune old backups before the run; voltar does not start backups it expects to fill the disk")
+	}
+	return nil
+}
+
+// estimate is what the last backup of each selected volume stored.
+func estimate(ctx context.Context, o Options) int64 {
+	c, err := catalog.List(ctx, o.Store, o.Host, "")
+	if err != nil {
+		return 0
+	}
+	last := map[string]int64{}
+	for _, b := range c.Backups {
+		last[b.Group+"/"+b.Volume] = b.Manifest.StoredBytes() // sorted by time: the last wins
+	}
+	var n int64
+	for _, j := range o.Jobs {
+		n += last[j.Volume.ID()]
+	}
+	return n
+}
+
+// usage fills in the store's totals after the run.
+func usage(ctx context.Context, o Options, r *report.Run) {
+	if objs, err := o.Store.List(ctx, o.Host+"/"); err == nil {
+		var n int64
+		for _, obj := range objs {
+			n += obj.Size
+		}
+		r.StoreTotalBytes = n
+	}
+	if sp, ok := o.Store.(store.Space); ok {
+		if free, total, err := sp.Usage(ctx); err == nil {
+			r.DestUsedBytes, r.DestTotalBytes = total-free, total
+		}
+	}
+}
+
+func isMountPoint(dir string) (bool, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	mounts, err := disk.MountsUnder(abs)
+	if err != nil {
+		return false, fmt.Errorf("read mounts: %w", err)
+	}
+	for _, m := range mounts {
+		if m == abs {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,164 @@
+// Package prune applies the retention policy to the backups in a store and
+// deletes what it does not keep. The decisions come from the pure
+// retention.Apply; this package only lists and deletes.
+package prune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"sort"
+	"time"
+
+	"voltar/internal/catalog"
+	"voltar/internal/manifest"
+	"voltar/internal/retention"
+	"voltar/internal/store"
+)
+
+// Options configure a prune.
+type Options struct {
+	Policy retention.Policy
+	Loc    *time.Location
+	Now    func() time.Time
+	DryRun bool
+	Logger *slog.Logger
+}
+
+// Decision is one backup folder's fate.
+type Decision struct {
+	ID       string   `json:"id"`
+	Time     string   `json:"time"`
+	Complete bool     `json:"complete"`
+	Keep     bool     `json:"keep"`
+	Reasons  []string `json:"reasons"`
+	Bytes    int64    `json:"bytes"`
+	Removed  bool     `json:"removed"`
+	Error    string   `json:"error,omitempty"`
+}
+
+// Volume is the result for one volume.
+type Volume struct {
+	Volume    string     `json:"volume"` // <vg>/<volume>
+	Decisions []Decision `json:"decisions"`
+}
+
+// Store prunes every volume of host in st (filter "" = all, else a volume).
+func Store(ctx context.Context, st store.Store, host, filter string, o Options) ([]Volume, error) {
+	c, err := catalog.List(ctx, st, host, filter)
+	if err != nil {
+		return nil, err
+	}
+	type group struct {
+		backups    []catalog.Backup
+		incomplete []catalog.Incomplete
+	}
+	groups := map[string]*group{}
+	get := func(g, v string) *group {
+		k := g + "/" + v
+		if groups[k] == nil {
+			groups[k] = &group{}
+		}
+		return groups[k]
+	}
+	for _, b := range c.Backups {
+		get(b.Group, b.Volume).backups = append(get(b.Group, b.Volume).backups, b)
+	}
+	for _, in := range c.Incomplete {
+		get(in.Group, in.Volume).incomplete = append(get(in.Group, in.Volume).incomplete, in)
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []Volume
+	var errs []error
+	for _, k := range keys {
+		g := groups[k]
+		v, err := apply(ctx, st, k, g.backups, g.incomplete, o)
+		out = append(out, v)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// apply decides and deletes for one volume.
+func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Backup, incomplete []catalog.Incomplete, o Options) (Volume, error) {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	var in []retention.Backup
+	prefixes := map[string]string{}
+	sizes := map[string]int64{}
+	unreadable := map[string]bool{}
+	for _, b := range backups {
+		in = append(in, retention.Backup{ID: b.ID, Time: b.Time, Complete: true})
+		prefixes[b.ID] = b.Prefix
+		for _, obj := range b.Objects {
+			sizes[b.ID] += obj.Size
+		}
+	}
+	for _, f := range incomplete {
+		// A manifest that exists but cannot be read (say, from a newer
+		// voltar) may describe a good backup: never delete it blindly.
+		if f.HasManifest {
+			unreadable[f.ID] = true
+		}
+		in = append(in, retention.Backup{ID: f.ID, Time: f.Time, Complete: false})
+		prefixes[f.ID] = f.Prefix
+		sizes[f.ID] = f.Bytes
+	}
+	res := Volume{Volume: vol}
+	var errs []error
+	for _, d := range retention.Apply(in, o.Policy, now(), o.Loc) {
+		dec := Decision{
+			ID: d.Backup.ID, Time: d.Backup.Time.UTC().Format(time.RFC3339), Complete: d.Backup.Complete,
+			Keep: d.Keep, Reasons: d.Reasons, Bytes: sizes[d.Backup.ID],
+		}
+		if !dec.Keep && unreadable[dec.ID] {
+			dec.Keep = true
+			dec.Reasons = []string{"manifest.json unreadable; left for a person to inspect"}
+		}
+		if !dec.Keep && !o.DryRun {
+			if err := Delete(ctx, st, prefixes[dec.ID]); err != nil {
+				dec.Error = err.Error()
+				errs = append(errs, fmt.Errorf("remove %s: %w", dec.ID, err))
+			} else {
+				dec.Removed = true
+				if o.Logger != nil {
+					o.Logger.Info("backup removed", "id", dec.ID, "reasons", dec.Reasons)
+				}
+			}
+		}
+		res.Decisions = append(res.Decisions, dec)
+	}
+	return res, errors.Join(errs...)
+}
+
+// Delete removes a backup folder. The manifest goes first: an interrupted
+// delete leaves an incomplete folder, never a "complete" backup with
+// missing archives.
+func Delete(ctx context.Context, st store.Store, prefix string) error {
+	objs, err := st.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	sort.SliceStable(objs, func(i, j int) bool {
+		return path.Base(objs[i].Key) == manifest.FileName && path.Base(objs[j].Key) != manifest.FileName
+	})
+	for _, obj := range objs {
+		if err := st.Delete(ctx, obj.Key); err != nil {
+			return err
+		}
+	}
+	if tr, ok := st.(store.TempRemover); ok {
+		return tr.RemoveTemp(ctx, prefix)
+	}
+	return nil
+}
