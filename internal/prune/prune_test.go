@@ -17,7 +17,7 @@ func TestPruneKeepsNewestAndRemovesTheRest(t *testing.T) {
 	now := time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 	for d := 0; d < 10; d++ {
 		catalogtest.Write(t, st, catalogtest.Folder{Host: "h", Group: "vg", Volume: "volume-1",
-			Time: now.Add(-time.Duration(d)*24*time.Hour - time.Hour),
+			Time:     now.Add(-time.Duration(d)*24*time.Hour - time.Hour),
 			Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("a", 0o644, "x")), "zstd")}}})
 	}
 	// A killed run's folder, two days old, and another volume's only backup
