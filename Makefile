@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/voltar
 
-.PHONY: all build deps test-deps demo test test-unit test-lvm bench fuzz vet clean
+.PHONY: all build deps test-deps services demo test test-unit test-lvm bench fuzz vet clean
 
 all: build
 
@@ -27,7 +27,11 @@ vet:
 
 # Every test, with the real components. VOLTAR_TEST_REQUIRE_ALL=1 (set by CI)
 # turns a missing component into a failure instead of a skip.
-test: test-deps build vet test-unit test-lvm
+test: test-deps build vet services test-unit test-lvm
+
+# Real servers the tests talk to, on 127.0.0.1: mailpit (SMTP + API).
+services:
+	scripts/start-mailpit.sh
 
 test-unit:
 	$(GO) test -count=1 -timeout 20m ./...
