@@ -54,6 +54,35 @@ type Config struct {
 
 	Retention Retention `yaml:"retention"`
 	Report    Report    `yaml:"report"`
+	Dumps     []Dump    `yaml:"dumps"`
+	// DumpsWhen: run the dumps "before" (default) or "after" the volumes.
+	DumpsWhen string `yaml:"dumps_when"`
+	// DumpConcurrency: dumps running at once.
+	DumpConcurrency int `yaml:"dump_concurrency"`
+}
+
+// Dump is a database dump taken over SSH inside an instance.
+type Dump struct {
+	Name string `yaml:"name"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	User string `yaml:"user"`
+	// KeyFile is the private key voltar logs in with.
+	KeyFile string `yaml:"key_file"`
+	// KnownHosts must hold the instance's host key: host keys are always
+	// verified.
+	KnownHosts string `yaml:"known_hosts"`
+	// AcceptNewHostKey trusts and records an unknown host's key on first
+	// contact (never a changed one).
+	AcceptNewHostKey bool `yaml:"accept_new_host_key"`
+	// Command writes the dump to stdout; default mysqldump of everything.
+	Command string `yaml:"command"`
+	// CredentialsFile is sent over the SSH session's stdin, never in argv:
+	// e.g. a [client] option file for --defaults-extra-file=/dev/stdin.
+	CredentialsFile string        `yaml:"credentials_file"`
+	Timeout         time.Duration `yaml:"timeout"`
+	// Retention overrides the global retention for this dump.
+	Retention *Retention `yaml:"retention"`
 }
 
 // Store says where backups go.
@@ -156,8 +185,10 @@ func Default() *Config {
 			Include:      []string{"volume-*"},
 			SnapshotSize: "100%ORIGIN",
 		},
-		Retention: Retention{IncompleteGrace: 24 * time.Hour},
-		Report:    Report{Mail: Mail{TLS: "starttls", Timeout: time.Minute}},
+		Retention:       Retention{IncompleteGrace: 24 * time.Hour},
+		DumpsWhen:       "before",
+		DumpConcurrency: 1,
+		Report:          Report{Mail: Mail{TLS: "starttls", Timeout: time.Minute}},
 	}
 }
 
@@ -246,6 +277,31 @@ func (c *Config) Validate() error {
 			if !doublestar.ValidatePattern(p) {
 				errs = append(errs, fmt.Errorf("volume_excludes %s: pattern %q is not a valid glob", k, p))
 			}
+		}
+	}
+	if c.DumpsWhen != "before" && c.DumpsWhen != "after" {
+		errs = append(errs, fmt.Errorf("dumps_when %q: want before or after", c.DumpsWhen))
+	}
+	if c.DumpConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("dump_concurrency %d: must be at least 1", c.DumpConcurrency))
+	}
+	names := map[string]bool{}
+	for i, d := range c.Dumps {
+		switch {
+		case d.Name == "" || strings.ContainsAny(d.Name, "/ ") || d.Name == "." || d.Name == "..":
+			errs = append(errs, fmt.Errorf("dumps[%d]: name %q must be a plain word (it names the store folder)", i, d.Name))
+		case names[d.Name]:
+			errs = append(errs, fmt.Errorf("dumps[%d]: name %q is used twice", i, d.Name))
+		}
+		names[d.Name] = true
+		if d.Host == "" || d.User == "" || d.KeyFile == "" {
+			errs = append(errs, fmt.Errorf("dumps[%d] %s: host, user and key_file are required", i, d.Name))
+		}
+		if d.KnownHosts == "" {
+			errs = append(errs, fmt.Errorf("dumps[%d] %s: known_hosts is required: voltar always verifies host keys", i, d.Name))
+		}
+		if d.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("dumps[%d] %s: timeout must not be negative", i, d.Name))
 		}
 	}
 	for i, im := range c.Images {
