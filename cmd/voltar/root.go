@@ -124,7 +124,7 @@ func (a *app) lockAndSweep(ctx context.Context, withLVM bool) (*lock.Lock, error
 
 // sweepIfIdle sweeps when no other run is active; read-only commands use it.
 func (a *app) sweepIfIdle(ctx context.Context) {
-	l, ok := lock.TryShared(a.cfg.RuntimeDir)
+	l, ok := lock.TryAcquire(a.cfg.RuntimeDir)
 	if !ok {
 		return
 	}
@@ -139,11 +139,14 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 		RuntimeDir: a.cfg.RuntimeDir, StateDir: a.cfg.StateDir, Scratch: a.cfg.Scratch(),
 		OpenStore: a.openStore, Logger: a.log,
 	}
-	if withLVM || len(a.cfg.LVM.VolumeGroups) > 0 {
-		if s, err := a.lvm(); err == nil {
-			o.RemoveLV = func(ctx context.Context, vglv string) error {
-				return s.Release(ctx, &volume.Snapshot{Name: vglv})
-			}
+	// A dead run's journal may name a snapshot even when this command has
+	// nothing to do with LVM; remove it whenever LVM is here. Scanning all
+	// VGs for tagged LVs is left to commands that use LVM.
+	if s, err := a.lvm(); err == nil {
+		o.RemoveLV = func(ctx context.Context, vglv string) error {
+			return s.Release(ctx, &volume.Snapshot{Name: vglv})
+		}
+		if withLVM || len(a.cfg.LVM.VolumeGroups) > 0 {
 			o.LeftoverLVs = s.Leftovers
 		}
 	}

@@ -48,9 +48,9 @@ func Acquire(dir string) (*Lock, error) {
 	return &Lock{fl: fl}, nil
 }
 
-// TryShared reports whether no run holds the lock right now, taking it if
-// so; read-only commands use it to decide whether sweeping is safe.
-func TryShared(dir string) (*Lock, bool) {
+// TryAcquire takes the lock if no run holds it right now; read-only
+// commands use it to decide whether sweeping leftovers is safe.
+func TryAcquire(dir string) (*Lock, bool) {
 	l, err := Acquire(dir)
 	if err != nil {
 		return nil, false
