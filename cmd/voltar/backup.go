@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -99,9 +98,7 @@ snapshot, and the snapshot is removed.`,
 			}
 			bars.Wait()
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(results); err != nil {
+				if err := a.printJSON(results); err != nil {
 					return err
 				}
 			} else {

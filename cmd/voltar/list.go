@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-
 	"github.com/spf13/cobra"
 
 	"voltar/internal/catalog"
@@ -39,9 +37,7 @@ apart as incomplete: they are never backups.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(c)
+				return a.printJSON(c)
 			}
 			return c.WriteText(a.stdout)
 		},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -46,9 +45,7 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 			}
 			res, err := prune.Store(ctx, st, host, filter, prune.Options{Policy: pol, Loc: loc, DryRun: dryRun, Logger: a.log})
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(res); jerr != nil {
+				if jerr := a.printJSON(res); jerr != nil {
 					return jerr
 				}
 				return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 
@@ -67,9 +66,7 @@ BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.`,
 				return ctx.Err()
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(results); err != nil {
+				if err := a.printJSON(results); err != nil {
 					return err
 				}
 			} else if err := verify.WriteText(a.stdout, results); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"text/tabwriter"
@@ -94,9 +93,7 @@ func (a *app) volumesCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(cs)
+				return a.printJSON(cs)
 			}
 			if len(cs) == 0 {
 				fmt.Fprintln(a.stdout, "no volumes configured: set lvm.volume_groups or images in the config")
