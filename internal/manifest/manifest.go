@@ -24,9 +24,9 @@ const TimeFormat = "2006-01-02T150405Z"
 // Status values.
 const (
 	StatusComplete = "complete"
-	// StatusPartial: a filesystem that may hold data was skipped (type not
-	// supported here); every archived one is complete. Swap is skipped
-	// without making a backup partial.
+	// StatusPartial: a filesystem that may hold data was left out; every
+	// archived one is complete. This voltar never writes it (what it cannot
+	// read as files it stores raw; only swap is skipped), but reads it.
 	StatusPartial = "partial"
 )
 
