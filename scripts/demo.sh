@@ -77,11 +77,9 @@ step "3. the store: plain files, restorable without voltar"
 dir=$(dirname "$(find "$demo/store" -name manifest.json | head -1)")
 (cd "$dir" && sha256sum -c SHA256SUMS | sed 's/^/   /')
 
-if "$voltar" --help | grep -q '^  verify'; then
-	step "4. voltar list and verify"
-	"$voltar" --config "$demo/voltar.yaml" list
-	"$voltar" --config "$demo/voltar.yaml" verify
-fi
+step "4. voltar list and verify (re-hash, decompress and read every archive)"
+"$voltar" --config "$demo/voltar.yaml" list
+"$voltar" --config "$demo/voltar.yaml" verify
 
 step "5. restore by hand with standard tools: zstd -d | tar -x"
 mkdir -p "$demo/restore/p1"
@@ -91,12 +89,20 @@ echo "   sparse.bin: $(du -h --apparent-size "$demo/restore/p1/home/alice/sparse
 ls -ln "$demo/restore/p1/home/alice" | sed 's/^/   /'
 test ! -e "$demo/restore/p1/var/cache/junk.bin" && echo "   var/cache/junk.bin was excluded, as configured"
 
-if "$voltar" --help | grep -q '^  restore'; then
-	step "6. voltar restore (checks every byte against SHA256SUMS)"
-	id=$("$voltar" --config "$demo/voltar.yaml" list --json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
-	"$voltar" --config "$demo/voltar.yaml" restore "$id" --partition p2 --to "$demo/restore/p2"
-	cmp "$demo/restore/p2/db/numbers.txt" <(seq 1 200000) && echo "   p2/db/numbers.txt restored identical"
-fi
+step "6. voltar restore (checks every byte against SHA256SUMS)"
+"$voltar" --config "$demo/voltar.yaml" restore image/disk.img/latest --partition p2 --to "$demo/restore/p2"
+cmp "$demo/restore/p2/db/numbers.txt" <(seq 1 200000) && echo "   p2/db/numbers.txt restored identical"
+
+step "7. the nightly job: voltar run backs up, prunes (keep_last 1) and reports"
+cat >> "$demo/voltar.yaml" <<YAML
+images:
+  - path: $img
+retention:
+  keep_last: 1
+report:
+  json_file: $demo/last-run.json
+YAML
+"$voltar" --config "$demo/voltar.yaml" --log-level warn run
 
 step "done: nothing left attached"
 losetup -a | grep -F "$demo" && { echo "demo: loop devices left behind!" >&2; exit 1; }
