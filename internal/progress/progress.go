@@ -27,7 +27,7 @@ func New(out *os.File) *Printer {
 	if _, err := unix.IoctlGetTermios(int(out.Fd()), unix.TCGETS); err != nil {
 		return &Printer{}
 	}
-	return &Printer{p: mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))}
+	return &Printer{p: mpb.New(mpb.WithOutput(out), mpb.WithWidth(40), mpb.WithAutoRefresh())}
 }
 
 // Bar tracks one filesystem.
