@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"voltar/internal/backup"
+	"voltar/internal/catalog"
+	"voltar/internal/cleanup"
+	"voltar/internal/dump"
+	"voltar/internal/fail"
+	"voltar/internal/store"
+)
+
+func (a *app) dumpCmd() *cobra.Command {
+	var to string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "dump [--to STORE] [NAME...]",
+		Short: "Dump the configured databases over SSH now",
+		Long: `Run the database dumps configured under dumps: (all of them, or the NAMEs),
+dump_concurrency at a time. Each logs in over SSH (the host key is checked
+against known_hosts), runs its command, and streams the command's stdout
+through zstd and SHA-256 into <store>/<host>/dumps/<NAME>/<timestamp>/.
+credentials_file goes to the command's stdin, never onto a command line.
+
+A non-zero exit status, a lost connection, errors on stderr or a truncated
+dump fail the dump and leave nothing in the store. Exit status 1 when any
+dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			dumps, err := dump.Select(a.cfg.Dumps, args)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("to") {
+				a.cfg.Store.Path = to
+			}
+			st, err := a.openStore(ctx, a.cfg.Store.Path)
+			if err != nil {
+				return err
+			}
+			host, err := a.cfg.HostName()
+			if err != nil {
+				return err
+			}
+			l, err := a.lockAndSweep(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer l.Release()
+			runID := backup.NewRunID(time.Now())
+			j, err := cleanup.Start(a.cfg.StateDir, runID)
+			if err != nil {
+				return fail.Hint(err, "set state_dir to a writable directory")
+			}
+			defer func() {
+				if err := j.Finish(); err != nil {
+					a.log.Error("cleanup incomplete", "err", err)
+				}
+			}()
+			results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{
+				Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
+				Threads: a.cfg.Threads, Version: version, Logger: a.log, Journal: j,
+				CleanupTimeout: a.cfg.CleanupTimeout,
+			})
+			failed := 0
+			for _, r := range results {
+				if r.Err != nil {
+					failed++
+				}
+			}
+			if asJSON {
+				out := make([]dumpJSON, 0, len(results))
+				for _, r := range results {
+					out = append(out, newDumpJSON(r))
+				}
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range results {
+					printDump(a, r)
+				}
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d dumps failed", failed, len(results))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&to, "to", "", "store: a directory (default: store: from the config)")
+	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	return cmd
+}
+
+// printDump prints one line per dump, and for a failed one its error and
+// hints indented below:
+//
+//	ok      dumps/db1/2026-11-25T013000Z  1.2 MiB stored, 8.4 MiB SQL, in 3s
+//	FAILED  db2  (after 1s)
+//	        dump db2: host key for 10.0.0.2:22 changed: ...
+//	        hint: someone may be intercepting the connection; ...
+func printDump(a *app, r dump.Result) {
+	if r.Err == nil {
+		m := r.Manifest
+		fmt.Fprintf(a.stdout, "ok      %s  %s stored, %s SQL, in %s\n", m.ID, humanBytes(m.StoredBytes()),
+			humanBytes(m.SourceBytes()), humanDuration(m.Finished.Sub(m.Started)))
+		return
+	}
+	status := "FAILED"
+	if r.Skipped {
+		status = "SKIPPED"
+	}
+	fmt.Fprintf(a.stdout, "%-7s %s  (after %s)\n", status, r.Name, humanDuration(r.Finished.Sub(r.Started)))
+	fmt.Fprintf(a.stdout, "        %s\n", indentLines(r.Err.Error(), "        "))
+	for _, h := range fail.Hints(r.Err) {
+		fmt.Fprintf(a.stdout, "        hint: %s\n", h)
+	}
+}
+
+func indentLines(s, indent string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		out = append(out, s[i])
+		if s[i] == '\n' {
+			out = append(out, indent...)
+		}
+	}
+	return string(out)
+}
+
+// dumpJSON is one dump in `voltar dump --json`.
+type dumpJSON struct {
+	Name        string    `json:"name"`
+	Status      string    `json:"status"` // ok, failed, skipped
+	ID          string    `json:"id,omitempty"`
+	StoredBytes int64     `json:"stored_bytes"`
+	SQLBytes    int64     `json:"sql_bytes"`
+	SHA256      string    `json:"sha256,omitempty"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Error       string    `json:"error,omitempty"`
+	Hints       []string  `json:"hints,omitempty"`
+}
+
+func newDumpJSON(r dump.Result) dumpJSON {
+	j := dumpJSON{Name: r.Name, Status: "ok", Started: r.Started, Finished: r.Finished}
+	switch {
+	case r.Skipped:
+		j.Status = "skipped"
+	case r.Err != nil:
+		j.Status = "failed"
+	default:
+		m := r.Manifest
+		j.ID, j.StoredBytes, j.SQLBytes = m.ID, m.StoredBytes(), m.SourceBytes()
+		if len(m.Filesystems) > 0 {
+			j.SHA256 = m.Filesystems[0].SHA256
+		}
+	}
+	if r.Err != nil {
+		j.Error, j.Hints = r.Err.Error(), fail.Hints(r.Err)
+	}
+	return j
+}
+
+// restoreDump is `voltar restore dumps/NAME/TS --to DIR`: it writes
+// DIR/dump.sql, decompressed and checked against its SHA-256, and prints
+// one line. restore.go calls it for backups where dump.IsDump is true.
+func (a *app) restoreDump(ctx context.Context, st store.Store, b *catalog.Backup, dir, partition string, force bool) error {
+	if partition != "" {
+		return fail.Usage(fmt.Errorf("--partition does not apply to %s: a database dump has no partitions", b.ID))
+	}
+	res, err := dump.Restore(ctx, st, b, dir, force)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "restored %s to %s: %s of SQL, sha256 verified\n", res.ID, res.Path, humanBytes(res.SQLBytes))
+	fmt.Fprintf(a.stdout, "load it with e.g.: mariadb < %s (or psql -f %s)\n", res.Path, res.Path)
+	return nil
+}
+
+// errDumpNotVolume refuses --to-image and --to-device for a database dump.
+func errDumpNotVolume(b *catalog.Backup) error {
+	return fail.Usage(fail.Hint(errors.New(b.ID+" is a database dump, not a volume"),
+		"restore it with: voltar restore %s --to DIR, then load DIR/%s into the database", b.ID, dump.SQLName))
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"voltar/internal/catalog"
+	"voltar/internal/config"
+	"voltar/internal/fail"
+	"voltar/internal/store/local"
+	"voltar/internal/testutil"
+)
+
+// sshdMariaDB returns the state dir of scripts/start-sshd-mariadb.sh and
+// the sshd's port, or skips (fails under VOLTAR_TEST_REQUIRE_ALL=1).
+func sshdMariaDB(t *testing.T) (dir, host, port string) {
+	t.Helper()
+	dir = os.Getenv("VOLTAR_TEST_SSHD_MARIADB")
+	if dir == "" {
+		dir = "/tmp/voltar-sshd-mariadb"
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil {
+		testutil.Unavailable(t, "sshd and MariaDB: %v (scripts/start-sshd-mariadb.sh starts them)", err)
+	}
+	for _, l := range strings.Split(string(env), "\n") {
+		if v, ok := strings.CutPrefix(l, "VOLTAR_TEST_SSHD="); ok {
+			host, port, _ = net.SplitHostPort(v)
+		}
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 2*time.Second)
+	if err != nil {
+		testutil.Unavailable(t, "sshd at %s:%s: %v (scripts/start-sshd-mariadb.sh starts it)", host, port, err)
+	}
+	c.Close()
+	return dir, host, port
+}
+
+// runCLI runs one voltar command line like main does and returns its exit
+// code and output. It registers the dump command if the root does not
+// have it yet.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb}
+	root := a.rootCmd()
+	if c, _, err := root.Find([]string{"dump"}); err != nil || c.Name() != "dump" {
+		dc := a.dumpCmd()
+		dc.Args = wrapArgs(dc.Args)
+		root.AddCommand(dc)
+	}
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.Execute()
+	var cfgErr *config.Error
+	switch {
+	case err == nil && a.failed:
+		code = fail.ExitFailed
+	case err == nil:
+		code = fail.ExitOK
+	case fail.IsUsage(err), errors.As(err, &cfgErr):
+		code = fail.ExitUsage
+	case errors.Is(err, fail.ErrLocked):
+		code = fail.ExitLocked
+	default:
+		code = fail.ExitFailed
+	}
+	if err != nil {
+		printError(&errb, err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestDumpCommand(t *testing.T) {
+	dir, host, port := sshdMariaDB(t)
+	work := t.TempDir()
+	store := filepath.Join(work, "store")
+	os.Mkdir(store, 0o700)
+	kh := filepath.Join(work, "known_hosts")
+	data, err := os.ReadFile(filepath.Join(dir, "known_hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(kh, data, 0o600)
+	entry := func(name, command string) string {
+		return fmt.Sprintf(`  - name: %s
+    host: %s
+    port: %s
+    user: root
+    key_file: %s/client_key
+    known_hosts: %s
+    credentials_file: %s/my.cnf
+    command: %s
+    timeout: 2m
+`, name, host, port, dir, kh, dir, command)
+	}
+	cfg := filepath.Join(work, "voltar.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: %s
+host: testhost
+runtime_dir: %s/run
+state_dir: %s/state
+dump_concurrency: 2
+dumps:
+%s%s`, store, work, work,
+		entry("mariadb", "mysqldump --defaults-extra-file=/dev/stdin --single-transaction --no-data mysql"),
+		entry("broken", "mysqldump --defaults-extra-file=/dev/stdin no_such_database_here"))), 0o600)
+
+	code, out, errs := runCLI(t, "--config", cfg, "dump", "mariadb")
+	if code != 0 || !strings.HasPrefix(out, "ok      dumps/mariadb/") {
+		t.Fatalf("dump mariadb: exit %d\n%s%s", code, out, errs)
+	}
+
+	code, _, errs = runCLI(t, "--config", cfg, "dump", "nope")
+	if code != fail.ExitUsage || !strings.Contains(errs, `no dump named "nope"`) || !strings.Contains(errs, "hint: configured dumps: mariadb, broken") {
+		t.Errorf("dump nope: exit %d\n%s", code, errs)
+	}
+
+	// All of them: one fails, the other is still taken.
+	code, out, errs = runCLI(t, "--config", cfg, "dump")
+	if code != fail.ExitFailed || !strings.Contains(out, "ok      dumps/mariadb/") ||
+		!strings.Contains(out, "FAILED  broken") || !strings.Contains(out, "Unknown database") ||
+		!strings.Contains(errs, "voltar: 1 of 2 dumps failed") {
+		t.Errorf("dump: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(store, "testhost", "dumps", "broken")); err == nil {
+		t.Errorf("the failed dump left a folder in the store")
+	}
+
+	code, out, errs = runCLI(t, "--config", cfg, "dump", "--json", "mariadb")
+	var res []struct {
+		Name, Status, ID string
+		SQLBytes         int64 `json:"sql_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || len(res) != 1 || res[0].Status != "ok" || res[0].SQLBytes == 0 {
+		t.Errorf("dump --json: exit %d, %v: %+v\n%s%s", code, err, res, out, errs)
+	}
+
+	code, out, errs = runCLI(t, "--config", cfg, "list", "dumps/mariadb")
+	if code != 0 || strings.Count(out, "dumps/mariadb/") < 2 {
+		t.Errorf("list: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "--config", cfg, "verify", "dumps/mariadb/latest")
+	if code != 0 || !strings.Contains(out, "ok      dumps/mariadb/") {
+		t.Errorf("verify: exit %d\n%s%s", code, out, errs)
+	}
+
+	// What restore.go runs for a dump.
+	st := local.New(store)
+	b, err := catalog.Resolve(context.Background(), st, "testhost", "dumps/mariadb/latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	target := filepath.Join(work, "restored")
+	if err := (&app{stdout: &buf}).restoreDump(context.Background(), st, b, target, "", false); err != nil {
+		t.Fatal(err)
+	}
+	sql, _ := os.ReadFile(filepath.Join(target, "dump.sql"))
+	if !strings.Contains(buf.String(), "sha256 verified") || !bytes.Contains(sql, []byte("CREATE TABLE `db`")) || !bytes.Contains(sql, []byte("-- Dump completed")) {
+		t.Errorf("restoreDump printed %q, wrote %d bytes", buf.String(), len(sql))
+	}
+	if err := (&app{stdout: &buf}).restoreDump(context.Background(), st, b, target, "p1", false); !fail.IsUsage(err) {
+		t.Errorf("--partition with a dump: %v", err)
+	}
+	if err := errDumpNotVolume(b); !fail.IsUsage(err) {
+		t.Errorf("errDumpNotVolume: %v", err)
+	}
+}

@@ -1,0 +1,69 @@
+package dump
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"voltar/internal/config"
+	"voltar/internal/manifest"
+	"voltar/internal/report"
+)
+
+// Result is the outcome of one dump.
+type Result struct {
+	Name string
+	// Manifest is the published dump's, nil when it failed.
+	Manifest *manifest.Manifest
+	// Err says why the dump failed; nil on success.
+	Err error
+	// Skipped: the dump was not attempted (the run was interrupted first).
+	Skipped           bool
+	Started, Finished time.Time
+}
+
+// Report turns r into the nightly report's entry.
+func (r Result) Report() report.Dump {
+	d := report.Dump{Name: r.Name, Started: r.Started, Finished: r.Finished, StoredBytes: -1}
+	switch {
+	case r.Skipped:
+		d.Status, d.Err = report.StatusSkipped, report.NewProblem(r.Err)
+	case r.Err != nil:
+		d.Status, d.Err = report.StatusFailed, report.NewProblem(r.Err)
+	default:
+		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.StoredBytes()
+	}
+	return d
+}
+
+// All takes every dump, concurrency at a time (at least 1), and returns the
+// results in the order of dumps. One dump's failure never stops the others;
+// a cancelled ctx skips those not yet started.
+func All(ctx context.Context, dumps []config.Dump, concurrency int, o Options) []Result {
+	o.defaults()
+	out := make([]Result, len(dumps))
+	sem := make(chan struct{}, max(concurrency, 1))
+	var wg sync.WaitGroup
+	for i, d := range dumps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+			}
+			res := Result{Name: d.Name, Started: o.Now()}
+			if err := ctx.Err(); err != nil {
+				res.Skipped, res.Err = true, fmt.Errorf("dump %s not attempted: %w", d.Name, err)
+			} else {
+				res.Manifest, res.Err = Run(ctx, d, o)
+			}
+			res.Finished = o.Now()
+			out[i] = res
+		}()
+	}
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,364 @@
+// Package dump takes database dumps inside instances over SSH:
+//
+//	ssh (host key verified) -> remote command's stdout -> zstd -> SHA-256 -> store
+//
+// The dump streams straight into the store; nothing is written inside the
+// instance. Database credentials travel over the session's stdin, never on
+// a command line. A non-zero exit status, a signal, a session that ends
+// without an exit status (a truncated stream), stderr output that is not a
+// warning, or a dump program's missing completion trailer fail the dump,
+// and then nothing is published: the object is only committed after the
+// command was seen to succeed, and SHA256SUMS and manifest.json follow.
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"voltar/internal/backup"
+	"voltar/internal/cleanup"
+	"voltar/internal/codec"
+	"voltar/internal/config"
+	"voltar/internal/fail"
+	"voltar/internal/manifest"
+	"voltar/internal/store"
+)
+
+// Store layout and manifest values of a dump.
+const (
+	// Group is the store folder of every dump: <host>/dumps/<name>/<ts>/.
+	Group = "dumps"
+	// Kind is manifest.Volume.Kind of a dump.
+	Kind = "dump"
+	// Mode is manifest.Filesystem.Mode of the dump object.
+	Mode = "dump"
+	// ObjectBase is the dump object's name before the compression suffix.
+	ObjectBase = "dump.sql"
+	// SQLName is the file Restore writes.
+	SQLName = "dump.sql"
+)
+
+// Defaults for what a config.Dump leaves out.
+const (
+	DefaultCommand = "mysqldump --defaults-extra-file=/dev/stdin --all-databases --single-transaction --quick --routines --events --triggers"
+	DefaultPort    = 22
+	DefaultTimeout = time.Hour
+)
+
+// Options configure dumps; one Options serves every dump of a run.
+type Options struct {
+	Store store.Store
+	// Host names this machine in the store (<host>/dumps/...).
+	Host        string
+	Compression string // default zstd
+	Level       int
+	Threads     int
+	Version     string
+	Logger      *slog.Logger
+	// Journal, when set, records the folder being written, so the sweep of
+	// a later run removes it after a kill -9.
+	Journal *cleanup.Journal
+	// CleanupTimeout bounds the removal of a failed dump's objects
+	// (default 2 minutes).
+	CleanupTimeout time.Duration
+	Now            func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Compression == "" {
+		o.Compression = codec.Zstd
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CleanupTimeout <= 0 {
+		o.CleanupTimeout = 2 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// ObjectName is the dump object's name for a compression: dump.sql.zst.
+func ObjectName(compression string) string { return ObjectBase + codec.Ext(compression) }
+
+// Prefix is the store folder of a dump taken at ts.
+func Prefix(host, name string, ts time.Time) string {
+	return path.Join(host, Group, name, ts.UTC().Format(manifest.TimeFormat)) + "/"
+}
+
+// IsDump reports whether a manifest describes a database dump.
+func IsDump(m *manifest.Manifest) bool { return m != nil && m.Volume.Kind == Kind }
+
+// Command is the remote command of d, the default when unset.
+func Command(d config.Dump) string {
+	if strings.TrimSpace(d.Command) == "" {
+		return DefaultCommand
+	}
+	return d.Command
+}
+
+// Addr is d's SSH address, host:port.
+func Addr(d config.Dump) string {
+	port := d.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	return net.JoinHostPort(d.Host, strconv.Itoa(port))
+}
+
+// Timeout is d's limit for connecting plus dumping.
+func Timeout(d config.Dump) time.Duration {
+	if d.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return d.Timeout
+}
+
+// Retention is the policy for d's dumps: its own when set, else the global
+// one. An own policy inherits incomplete_grace and time_zone when it leaves
+// them out.
+func Retention(d config.Dump, global config.Retention) config.Retention {
+	if d.Retention == nil {
+		return global
+	}
+	r := *d.Retention
+	if r.IncompleteGrace == 0 {
+		r.IncompleteGrace = global.IncompleteGrace
+	}
+	if r.TimeZone == "" {
+		r.TimeZone = global.TimeZone
+	}
+	return r
+}
+
+// Select returns the named dumps in config order, all of them when names is
+// empty. An unknown name is a usage error.
+func Select(all []config.Dump, names []string) ([]config.Dump, error) {
+	if len(all) == 0 {
+		return nil, fail.Usage(fail.Hint(errors.New("no dumps are configured"), "add a dumps: entry to the config (see examples/voltar.yaml)"))
+	}
+	if len(names) == 0 {
+		return all, nil
+	}
+	byName := map[string]config.Dump{}
+	var known []string
+	for _, d := range all {
+		byName[d.Name] = d
+		known = append(known, d.Name)
+	}
+	var out []config.Dump
+	seen := map[string]bool{}
+	for _, n := range names {
+		d, ok := byName[n]
+		if !ok {
+			return nil, fail.Usage(fail.Hint(fmt.Errorf("no dump named %q in the config", n), "configured dumps: %s", strings.Join(known, ", ")))
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// passwordInArgv catches a password written into the command itself,
+// where every process listing on the instance would show it.
+var passwordInArgv = regexp.MustCompile(`(^|\s)(--password=\S|-p\S|(PGPASSWORD|MYSQL_PWD)=)`)
+
+// checkCommand refuses commands that would put a password into argv or the
+// environment of the remote process.
+func checkCommand(name, cmd string) error {
+	m := passwordInArgv.FindStringSubmatch(cmd)
+	if m == nil {
+		return nil
+	}
+	// pg_dump's -p is the port; only mysql tools take -pPASSWORD.
+	if strings.HasPrefix(m[2], "-p") && !strings.Contains(cmd, "mysql") && !strings.Contains(cmd, "mariadb") {
+		return nil
+	}
+	return fail.Usage(fail.Hint(fmt.Errorf("dump %s: the command carries a password (%s...), which every process listing on the instance shows", name, strings.TrimSpace(m[2])[:2]),
+		"put the credentials into credentials_file; voltar sends it over the session's stdin (e.g. mysqldump --defaults-extra-file=/dev/stdin ...)"))
+}
+
+// Run takes one dump and returns the published manifest. On error nothing
+// is left in the store.
+func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, error) {
+	o.defaults()
+	cmd := Command(d)
+	if err := checkCommand(d.Name, cmd); err != nil {
+		return nil, err
+	}
+	log := o.Logger.With("dump", d.Name)
+	// Read everything local before connecting, so a missing file fails fast.
+	signer, err := loadKey(d.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dump %s: %w", d.Name, err)
+	}
+	var creds []byte
+	if d.CredentialsFile != "" {
+		if creds, err = os.ReadFile(d.CredentialsFile); err != nil {
+			return nil, fail.Hint(fmt.Errorf("dump %s: credentials_file: %w", d.Name, err),
+				"credentials_file is sent to the remote command's stdin, e.g. a [client] option file with user= and password=")
+		}
+		if fi, err := os.Stat(d.CredentialsFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("credentials_file is readable by others; chmod 0600 it", "file", d.CredentialsFile)
+		}
+	}
+	hk, err := newHostKeys(d.KnownHosts, d.AcceptNewHostKey, log)
+	if err != nil {
+		return nil, fmt.Errorf("dump %s: %w", d.Name, err)
+	}
+
+	timeout := Timeout(d)
+	parent := ctx
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
+	defer cancel()
+
+	started := o.Now().UTC().Truncate(time.Second)
+	prefix, started, err := freeFolder(ctx, o, d.Name, started)
+	if err != nil {
+		return nil, fmt.Errorf("dump %s: %w", d.Name, err)
+	}
+	r := &run{d: d, o: o, log: log, cmd: cmd, key: signer, creds: creds, prefix: prefix, object: ObjectName(o.Compression)}
+	m, err := r.do(ctx, hk, started)
+	if err != nil {
+		if context.Cause(ctx) == errTimeout && parent.Err() == nil {
+			err = fail.Hint(fmt.Errorf("dump %s: timed out after %s: %w", d.Name, timeout, err),
+				"raise timeout: of dump %s (default %s), or check why the database is slow", d.Name, DefaultTimeout)
+		} else {
+			err = fmt.Errorf("dump %s: %w", d.Name, err)
+		}
+		return nil, err
+	}
+	log.Info("dump complete", "id", m.ID, "stored_bytes", m.StoredBytes(), "sql_bytes", m.SourceBytes())
+	return m, nil
+}
+
+var errTimeout = errors.New("dump timeout")
+
+// freeFolder finds the dump's folder. Folders are named by the second; a
+// dump of the same name in the same second waits for the next one.
+func freeFolder(ctx context.Context, o Options, name string, started time.Time) (string, time.Time, error) {
+	for tries := 0; ; tries++ {
+		prefix := Prefix(o.Host, name, started)
+		objs, err := o.Store.List(ctx, prefix)
+		if err != nil {
+			return "", started, fmt.Errorf("store %s: %w", o.Store, err)
+		}
+		if len(objs) == 0 {
+			return prefix, started, nil
+		}
+		if tries == 3 {
+			return "", started, fmt.Errorf("folder %s already exists in %s", prefix, o.Store)
+		}
+		select {
+		case <-ctx.Done():
+			return "", started, ctx.Err()
+		case <-time.After(time.Until(started.Add(time.Second))):
+		}
+		started = o.Now().UTC().Truncate(time.Second)
+	}
+}
+
+// run is the state of one dump.
+type run struct {
+	d      config.Dump
+	o      Options
+	log    *slog.Logger
+	cmd    string
+	key    ssh.Signer
+	creds  []byte
+	prefix string
+	object string
+}
+
+func (r *run) id() string { return strings.TrimSuffix(strings.TrimPrefix(r.prefix, r.o.Host+"/"), "/") }
+
+// do connects, streams and publishes; on error it removes what it wrote.
+func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manifest.Manifest, err error) {
+	addr := Addr(r.d)
+	client, stop, err := dial(ctx, addr, r.d.User, r.key, hk)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		stop()
+		client.Close()
+	}()
+	r.log.Info("connected", "addr", addr, "host_key", hk.fingerprint)
+
+	ref := r.o.Store.String() + "\t" + r.prefix
+	if r.o.Journal != nil {
+		r.o.Journal.Add(cleanup.Partial, ref)
+	}
+	defer func() {
+		if err == nil {
+			if r.o.Journal != nil {
+				r.o.Journal.Done(cleanup.Partial, ref)
+			}
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.CleanupTimeout)
+		defer cancel()
+		if rerr := backup.RemovePartial(cctx, r.o.Store, r.prefix); rerr != nil {
+			err = errors.Join(err, fail.Hint(fmt.Errorf("remove the unfinished dump %s: %w", r.prefix, rerr),
+				"the next voltar run (or voltar prune after incomplete_grace) removes it"))
+		} else if r.o.Journal != nil {
+			r.o.Journal.Done(cleanup.Partial, ref)
+		}
+	}()
+
+	fs, warnings, err := r.stream(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	m = &manifest.Manifest{
+		Schema: manifest.Schema, Tool: "voltar", Version: r.o.Version, Host: r.o.Host, ID: r.id(),
+		Volume: manifest.Volume{Kind: Kind, Name: r.d.Name, Group: Group,
+			Path: "ssh://" + r.d.User + "@" + addr, Size: fs.SourceBytes},
+		Snapshot:    manifest.Snapshot{Kind: "none"},
+		Table:       manifest.Table{Type: "none"},
+		Filesystems: []manifest.Filesystem{fs},
+		Compression: r.o.Compression,
+		Status:      manifest.StatusComplete,
+		Started:     started,
+		Extra: map[string]any{
+			"command":  r.cmd,
+			"host_key": hk.fingerprint,
+		},
+	}
+	if len(warnings) > 0 {
+		m.Extra["stderr_warnings"] = warnings
+	}
+	return m, r.publish(ctx, m)
+}
+
+// publish writes SHA256SUMS and then, last, the manifest.
+func (r *run) publish(ctx context.Context, m *manifest.Manifest) error {
+	fs := m.Filesystems[0]
+	sums := fmt.Sprintf("%s  %s\n", fs.SHA256, fs.Archive)
+	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.SumsName, strings.NewReader(sums)); err != nil {
+		return storeError(r.o.Store, manifest.SumsName, err)
+	}
+	m.Finished = r.o.Now().UTC()
+	var buf strings.Builder
+	if err := m.Encode(&buf); err != nil {
+		return err
+	}
+	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.FileName, strings.NewReader(buf.String())); err != nil {
+		return storeError(r.o.Store, manifest.FileName, err)
+	}
+	return nil
+}
