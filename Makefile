@@ -29,9 +29,11 @@ vet:
 # turns a missing component into a failure instead of a skip.
 test: test-deps build vet services test-unit test-lvm
 
-# Real servers the tests talk to, on 127.0.0.1: mailpit (SMTP + API).
+# Real servers the tests talk to, on 127.0.0.1: mailpit (SMTP + API), and an
+# sshd with a MariaDB behind it for the database dumps.
 services:
 	scripts/start-mailpit.sh
+	scripts/start-sshd-mariadb.sh
 
 test-unit:
 	$(GO) test -count=1 -timeout 20m ./...

@@ -22,7 +22,7 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			pol, loc, err := retentionPolicy(a.cfg)
+			po, err := a.pruneOptions(dryRun)
 			if err != nil {
 				return err
 			}
@@ -43,14 +43,14 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 			if len(args) == 1 {
 				filter = args[0]
 			}
-			res, err := prune.Store(ctx, st, host, filter, prune.Options{Policy: pol, Loc: loc, DryRun: dryRun, Logger: a.log})
+			res, err := prune.Store(ctx, st, host, filter, po)
 			if asJSON {
 				if jerr := a.printJSON(res); jerr != nil {
 					return jerr
 				}
 				return err
 			}
-			fmt.Fprintf(a.stdout, "policy: %s\n", pol)
+			fmt.Fprintf(a.stdout, "policy: %s\n", po.Policy)
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "BACKUP\tDECISION\tBYTES\tWHY")
 			var removed, kept int

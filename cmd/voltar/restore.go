@@ -11,6 +11,7 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/restore"
 )
@@ -65,6 +66,9 @@ symlinks) are refused and reported.`,
 				if err != nil {
 					return err
 				}
+				if dump.IsDump(b.Manifest) {
+					return a.restoreDump(ctx, st, b, toDir, partition, force)
+				}
 				res, err = restore.ToDir(ctx, st, b, toDir, opts)
 				restore.WriteText(a.stdout, res)
 				return restoreError(err)
@@ -79,6 +83,9 @@ symlinks) are refused and reported.`,
 			b, err := catalog.Resolve(ctx, st, host, args[0])
 			if err != nil {
 				return err
+			}
+			if dump.IsDump(b.Manifest) {
+				return errDumpNotVolume(b)
 			}
 			runID := backup.NewRunID(time.Now())
 			opts.LoopTag = backup.LoopTag(a.cfg.RuntimeDir, runID)

@@ -14,6 +14,7 @@ import (
 	"voltar/internal/backup"
 	"voltar/internal/cleanup"
 	"voltar/internal/config"
+	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/nightly"
 	"voltar/internal/progress"
@@ -41,9 +42,9 @@ Exit 0 when everything succeeded, 1 when anything failed (mail included).`,
 
 func (a *app) nightly(ctx context.Context) error {
 	cfg := a.cfg
-	pol, loc, err := retentionPolicy(cfg)
+	po, err := a.pruneOptions(false)
 	if err != nil {
-		return fail.Usage(err)
+		return err
 	}
 	mail := mailConfig(cfg)
 	if mail.Host != "" {
@@ -89,15 +90,20 @@ func (a *app) nightly(ctx context.Context) error {
 			RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
 			Version: version, Logger: a.log, Progress: bars,
 		},
-		Prune:        prune.Options{Policy: pol, Loc: loc, Logger: a.log},
+		Prune: po,
+		Dumps: cfg.Dumps, DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
+		Dump: dump.Options{
+			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
+			Version: version, Logger: a.log, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
+		},
 		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,
-		Retention: pol.String(), Version: version, Logger: a.log,
+		Retention: po.Policy.String(), Version: version, Logger: a.log,
 	})
 	bars.Wait()
 	if err := j.Finish(); err != nil {
 		rep.Errors = append(rep.Errors, *report.NewProblem(err))
 	}
-	if len(jobs) == 0 {
+	if len(jobs) == 0 && len(cfg.Dumps) == 0 {
 		rep.Errors = append(rep.Errors, report.Problem{Message: "no volumes selected", Hints: []string{"set lvm.volume_groups or images in the config; voltar volumes shows the selection"}})
 	}
 	return a.deliver(ctx, cfg, mail, rep)
@@ -154,21 +160,53 @@ func mailConfig(cfg *config.Config) report.MailConfig {
 }
 
 func retentionPolicy(cfg *config.Config) (retention.Policy, *time.Location, error) {
-	r := cfg.Retention
+	return policyOf(cfg.Retention, "retention")
+}
+
+func policyOf(r config.Retention, key string) (retention.Policy, *time.Location, error) {
 	p := retention.Policy{KeepDays: r.KeepDays, KeepLast: r.KeepLast, KeepDaily: r.KeepDaily,
 		KeepWeekly: r.KeepWeekly, KeepMonthly: r.KeepMonthly, IncompleteGrace: r.IncompleteGrace}
 	if err := p.Validate(); err != nil {
-		return p, nil, fmt.Errorf("retention: %w", err)
+		return p, nil, fmt.Errorf("%s: %w", key, err)
 	}
 	loc := time.Local
 	if r.TimeZone != "" {
 		l, err := time.LoadLocation(r.TimeZone)
 		if err != nil {
-			return p, nil, fmt.Errorf("retention.time_zone: %w", err)
+			return p, nil, fmt.Errorf("%s.time_zone: %w", key, err)
 		}
 		loc = l
 	}
 	return p, loc, nil
+}
+
+// pruneOptions is the global policy plus each dump's own.
+func (a *app) pruneOptions(dryRun bool) (prune.Options, error) {
+	pol, loc, err := retentionPolicy(a.cfg)
+	if err != nil {
+		return prune.Options{}, fail.Usage(err)
+	}
+	own := map[string]retention.Policy{}
+	for _, d := range a.cfg.Dumps {
+		if d.Retention == nil {
+			continue
+		}
+		p, _, err := policyOf(dump.Retention(d, a.cfg.Retention), "dumps "+d.Name+" retention")
+		if err != nil {
+			return prune.Options{}, fail.Usage(err)
+		}
+		own[d.Name] = p
+	}
+	return prune.Options{
+		Policy: pol, Loc: loc, DryRun: dryRun, Logger: a.log,
+		PolicyFor: func(group, volume string) (retention.Policy, bool) {
+			if group != dump.Group {
+				return retention.Policy{}, false
+			}
+			p, ok := own[volume]
+			return p, ok
+		},
+	}, nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

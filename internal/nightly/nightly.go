@@ -16,7 +16,9 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/config"
 	"voltar/internal/disk"
+	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/prune"
@@ -43,6 +45,12 @@ type Options struct {
 	// Excludes and Logger are set per job.
 	Backup backup.Options
 	Prune  prune.Options
+	// Dumps run before the volumes, or after them with DumpsAfter,
+	// DumpConcurrency at a time, with Dump's options.
+	Dumps           []config.Dump
+	DumpsAfter      bool
+	DumpConcurrency int
+	Dump            dump.Options
 	// RequireMount: this directory must be a mount point.
 	RequireMount   string
 	MinFreePercent float64
@@ -65,16 +73,51 @@ func Run(ctx context.Context, o Options) *report.Run {
 
 	if err := preflight(ctx, o); err != nil {
 		r.Errors = append(r.Errors, *report.NewProblem(err))
+		notAttempted := &report.Problem{Message: "not attempted: the run's preflight failed"}
 		for _, j := range o.Jobs {
 			r.Volumes = append(r.Volumes, report.Volume{ID: j.Volume.ID(), Status: report.StatusSkipped,
-				StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1,
-				Err: &report.Problem{Message: "not attempted: the run's preflight failed"}})
+				StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1, Err: notAttempted})
+		}
+		for _, d := range o.Dumps {
+			r.Dumps = append(r.Dumps, report.Dump{Name: d.Name, Status: report.StatusSkipped, StoredBytes: -1, Err: notAttempted})
 		}
 		usage(ctx, o, r)
 		return r
 	}
 
-	r.Volumes = make([]report.Volume, len(o.Jobs))
+	if !o.DumpsAfter {
+		r.Dumps = dumps(ctx, o)
+	}
+	r.Volumes = volumes(ctx, o)
+	if o.DumpsAfter {
+		r.Dumps = dumps(ctx, o)
+	}
+	usage(ctx, o, r)
+	return r
+}
+
+// dumps runs the database dumps and prunes each one that succeeded.
+func dumps(ctx context.Context, o Options) []report.Dump {
+	if len(o.Dumps) == 0 {
+		return nil
+	}
+	var out []report.Dump
+	for _, res := range dump.All(ctx, o.Dumps, o.DumpConcurrency, o.Dump) {
+		rd := res.Report()
+		if res.Err == nil && !res.Skipped {
+			if _, err := prune.Store(ctx, o.Store, o.Host, dump.Group+"/"+res.Name, o.Prune); err != nil {
+				rd.Status = report.StatusFailed
+				rd.Err = report.NewProblem(fmt.Errorf("dump %s succeeded, but pruning failed: %w", res.Name, err))
+			}
+		}
+		out = append(out, rd)
+	}
+	return out
+}
+
+// volumes backs up every job, Concurrency at a time.
+func volumes(ctx context.Context, o Options) []report.Volume {
+	out := make([]report.Volume, len(o.Jobs))
 	sem := make(chan struct{}, max(o.Concurrency, 1))
 	var wg sync.WaitGroup
 	for i, j := range o.Jobs {
@@ -86,12 +129,11 @@ func Run(ctx context.Context, o Options) *report.Run {
 				defer func() { <-sem }()
 			case <-ctx.Done():
 			}
-			r.Volumes[i] = one(ctx, o, j)
+			out[i] = one(ctx, o, j)
 		}()
 	}
 	wg.Wait()
-	usage(ctx, o, r)
-	return r
+	return out
 }
 
 // one backs up and then prunes one volume.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"voltar/internal/catalog"
@@ -21,10 +22,13 @@ import (
 // Options configure a prune.
 type Options struct {
 	Policy retention.Policy
-	Loc    *time.Location
-	Now    func() time.Time
-	DryRun bool
-	Logger *slog.Logger
+	// PolicyFor, when set, may give a volume (or dump) its own policy; ok
+	// false falls back to Policy.
+	PolicyFor func(group, volume string) (p retention.Policy, ok bool)
+	Loc       *time.Location
+	Now       func() time.Time
+	DryRun    bool
+	Logger    *slog.Logger
 }
 
 // Decision is one backup folder's fate.
@@ -115,8 +119,15 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 		sizes[f.ID] = f.Bytes
 	}
 	res := Volume{Volume: vol}
+	pol := o.Policy
+	if o.PolicyFor != nil {
+		group, name, _ := strings.Cut(vol, "/")
+		if p, ok := o.PolicyFor(group, name); ok {
+			pol = p
+		}
+	}
 	var errs []error
-	for _, d := range retention.Apply(in, o.Policy, now(), o.Loc) {
+	for _, d := range retention.Apply(in, pol, now(), o.Loc) {
 		dec := Decision{
 			ID: d.Backup.ID, Time: d.Backup.Time.UTC().Format(time.RFC3339), Complete: d.Backup.Complete,
 			Keep: d.Keep, Reasons: d.Reasons, Bytes: sizes[d.Backup.ID],
