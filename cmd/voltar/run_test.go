@@ -165,3 +165,60 @@ func mailpitSMTPPort() string {
 	}
 	return addr[strings.LastIndex(addr, ":")+1:]
 }
+
+// voltar run takes the dumps too (here after the volumes), reports them, and
+// prunes them by their own retention.
+func TestRunWithDump(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.ext4")
+	sdir, host, port := sshdMariaDB(t)
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "store"), 0o700)
+	img := filepath.Join(dir, "vm.img")
+	testutil.Run(t, "truncate", "-s", "64M", img)
+	testutil.Run(t, "mkfs.ext4", "-q", "-F", img)
+	kh, err := os.ReadFile(filepath.Join(sdir, "known_hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "known_hosts"), kh, 0o600)
+	cfg := filepath.Join(dir, "voltar.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: %[1]s/store
+host: h1
+runtime_dir: %[1]s/run
+state_dir: %[1]s/state
+images: [{path: %[1]s/vm.img}]
+retention: {keep_last: 5}
+dumps_when: after
+dumps:
+  - name: db
+    host: %[2]s
+    port: %[3]s
+    user: root
+    key_file: %[4]s/client_key
+    known_hosts: %[1]s/known_hosts
+    credentials_file: %[4]s/my.cnf
+    command: mysqldump --defaults-extra-file=/dev/stdin --single-transaction --no-data mysql
+    retention: {keep_last: 1}
+`, dir, host, port, sdir)), 0o600)
+	for i := 0; i < 2; i++ {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"--config", cfg, "--log-level", "warn", "run"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("run %d: exit %d\n%s%s", i, code, &stdout, &stderr)
+		}
+		if !strings.Contains(stdout.String(), "db") || !strings.Contains(stdout.String(), "1/1 volumes OK") {
+			t.Errorf("report lacks the dump or the volume:\n%s", &stdout)
+		}
+	}
+	c, err := catalog.List(context.Background(), local.New(filepath.Join(dir, "store")), "h1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, b := range c.Backups {
+		n[b.Group+"/"+b.Volume]++
+	}
+	if n["dumps/db"] != 1 || n["image/vm.img"] != 2 {
+		t.Errorf("backups per volume %v: want dumps/db pruned to 1 by its own keep_last, image/vm.img 2 under the global keep_last 5", n)
+	}
+}
