@@ -9,6 +9,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/spf13/cobra"
 
+	"voltar/internal/backup"
 	"voltar/internal/fail"
 	"voltar/internal/sysexec"
 	"voltar/internal/volume"
@@ -25,7 +26,7 @@ func (a *app) lvm() (*lvm.Snapshotter, error) {
 	if err != nil {
 		return nil, fail.Usage(fmt.Errorf("lvm.snapshot_size: %w", err))
 	}
-	return &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log}, nil
+	return &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir)}, nil
 }
 
 // candidate is one volume `run` would or would not back up, and why.

@@ -78,9 +78,13 @@ func NewRunID(now time.Time) string {
 // runtime directory and lock.
 func LoopTag(runtimeDir, runID string) string { return loopTagPrefix(runtimeDir) + runID }
 
-func loopTagPrefix(runtimeDir string) string {
+func loopTagPrefix(runtimeDir string) string { return "voltar:" + Scope(runtimeDir) + ":" }
+
+// Scope names one voltar installation by its runtime directory (which holds
+// its lock): what carries the scope was made under that lock.
+func Scope(runtimeDir string) string {
 	h := sha256.Sum256([]byte(filepath.Clean(runtimeDir)))
-	return "voltar:" + hex.EncodeToString(h[:4]) + ":"
+	return hex.EncodeToString(h[:4])
 }
 
 // Prefix is the store folder of a backup.
@@ -171,6 +175,11 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			stopWatch()
 			if cause := context.Cause(actx); cause != nil && errors.Is(cause, volume.ErrOverflow) {
 				err = cause
+			} else if pct, cerr := o.Snapshotter.Check(ctx, snap); errors.Is(cerr, volume.ErrOverflow) {
+				// An invalidated snapshot fails reads with EIO before the
+				// next poll sees it: name the real cause.
+				r.peak(pct)
+				err = cerr
 			}
 			return nil, fmt.Errorf("%s %s: %w", v.ID(), p.name, err)
 		}

@@ -203,7 +203,9 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	pw.CloseWithError(err)
 	pres := <-put
 	bar.Done(err == nil && pres.err == nil)
-	if pres.err != nil {
+	// A failed read reaches the store through the pipe too: blame the
+	// source, not the destination, when the store's error is the archive's.
+	if pres.err != nil && (err == nil || !errors.Is(pres.err, err)) {
 		return res, storeError(r, name, pres.err)
 	}
 	if err != nil {
@@ -302,7 +304,7 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	pw.CloseWithError(err)
 	perr := <-put
 	bar.Done(err == nil && perr == nil)
-	if perr != nil {
+	if perr != nil && (err == nil || !errors.Is(perr, err)) {
 		return fs, storeError(r, fs.Archive, perr)
 	}
 	if err != nil {

@@ -35,6 +35,11 @@ type Snapshotter struct {
 	Runner sysexec.Runner
 	Policy Policy
 	Logger *slog.Logger
+	// Scope, when set, is added to every snapshot as the tag
+	// voltar-scope-<Scope>, and Leftovers returns only snapshots of this
+	// scope (or of none): one voltar's sweep stays off the snapshots of
+	// another that uses a different runtime directory and lock.
+	Scope string
 }
 
 var _ volume.Snapshotter = (*Snapshotter)(nil)

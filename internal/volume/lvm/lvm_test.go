@@ -187,3 +187,26 @@ func TestLeftovers(t *testing.T) {
 		t.Errorf("Leftovers without any = %v, %v", got, err)
 	}
 }
+
+// Leftovers of another voltar (another runtime directory: another scope)
+// and snapshots someone has open are not swept.
+func TestLeftoversScopeAndOpen(t *testing.T) {
+	data := string(testdata(t, "lvs-all.json"))
+	data = strings.Replace(data, `"voltar,voltar-run-20261125T013000Z-ab12"`, `"voltar,voltar-run-20261125T013000Z-ab12,voltar-scope-other"`, 1)
+	s, f := newSnapshotter(t)
+	s.Scope = "mine"
+	f.resp[lvsCmd()] = []response{{stdout: []byte(data)}}
+	got, err := s.Leftovers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "nova-volumes/volume-00000010-voltar-" + runID; strings.Join(got, " ") != want {
+		t.Errorf("Leftovers with scope = %v, want only %s (the other is another scope's)", got, want)
+	}
+	// The same snapshot, now open ('o' in lv_attr[5]), is left alone.
+	data = strings.Replace(data, `"Vwi-a-tz-k"`, `"Vwi-aotz-k"`, 1)
+	f.resp[lvsCmd()] = []response{{stdout: []byte(data)}}
+	if got, err := s.Leftovers(context.Background()); err != nil || len(got) != 0 {
+		t.Errorf("Leftovers with the snapshot open = %v, %v; want none", got, err)
+	}
+}

@@ -143,7 +143,11 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 		snap.Size = s.policy().thickSize(origin.size(), parseBytes(g.ExtentSize))
 		args = append(args, "-L", strconv.FormatInt(snap.Size, 10)+"b")
 	}
-	args = append(args, "-n", name, "--addtag", Tag, "--addtag", runTag(runID), v.ID())
+	args = append(args, "-n", name, "--addtag", Tag, "--addtag", runTag(runID))
+	if s.Scope != "" {
+		args = append(args, "--addtag", scopeTag(s.Scope))
+	}
+	args = append(args, v.ID())
 	if _, err := s.Runner.Run(ctx, "lvcreate", args...); err != nil {
 		return nil, s.undo(ctx, v.Group, name, fmt.Errorf("snapshot %s: %w", v.ID(), err))
 	}
@@ -266,13 +270,34 @@ func (s *Snapshotter) Leftovers(ctx context.Context) ([]string, error) {
 	}
 	var ids []string
 	for _, l := range rows {
-		if l.hasTag(Tag) {
-			ids = append(ids, l.id())
+		if !l.hasTag(Tag) || !s.inScope(l) {
+			continue
 		}
+		if l.attr(5) == 'o' {
+			// Open: a live process (another voltar?) is reading it.
+			s.log().Warn("voltar snapshot is in use; not removing it", "lv", l.id())
+			continue
+		}
+		ids = append(ids, l.id())
 	}
 	slices.Sort(ids)
 	return ids, nil
 }
+
+// inScope: the LV carries this Snapshotter's scope tag, or no scope tag.
+func (s *Snapshotter) inScope(l lv) bool {
+	if s.Scope == "" {
+		return true
+	}
+	for _, t := range strings.Split(l.Tags, ",") {
+		if strings.HasPrefix(t, scopeTag("")) {
+			return t == scopeTag(s.Scope)
+		}
+	}
+	return true
+}
+
+func scopeTag(scope string) string { return Tag + "-scope-" + scope }
 
 // snapshotLV finds the VG and LV of a snapshot from its Name ("vg/lv") or,
 // for a bare LV name, its Path (/dev/vg/lv).
