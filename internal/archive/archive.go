@@ -131,9 +131,11 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		excl:   excl,
 		opts:   opts,
 		log:    log,
+		pf:     newPrefetcher(),
 	}
 
 	err = a.entry(root, "", &rootSt)
+	a.pf.close()
 	if err == nil {
 		err = a.tw.Close()
 	}
@@ -213,6 +215,7 @@ type archiver struct {
 	opts   Options
 	log    *slog.Logger
 	res    Result
+	pf     *prefetcher
 
 	doneBytes  int64
 	lastReport time.Time
@@ -300,8 +303,15 @@ func (a *archiver) dir(abs, rel string) error {
 		return fmt.Errorf("archive: %w", err)
 	}
 	sort.Strings(names)
-	for _, n := range names {
-		crel, cabs := n, abs+"/"+n
+	paths := make([]string, len(names))
+	for i, n := range names {
+		paths[i] = abs + "/" + n
+	}
+	pd := a.pf.push(paths)
+	defer a.pf.pop(pd)
+	for i, n := range names {
+		a.pf.advance(pd, i)
+		crel, cabs := n, paths[i]
 		if rel != "" {
 			crel = rel + "/" + n
 		}
