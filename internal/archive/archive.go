@@ -303,15 +303,11 @@ func (a *archiver) dir(abs, rel string) error {
 		return fmt.Errorf("archive: %w", err)
 	}
 	sort.Strings(names)
-	paths := make([]string, len(names))
-	for i, n := range names {
-		paths[i] = abs + "/" + n
-	}
-	pd := a.pf.push(paths)
+	pd := a.pf.push(abs, names)
 	defer a.pf.pop(pd)
 	for i, n := range names {
 		a.pf.advance(pd, i)
-		crel, cabs := n, paths[i]
+		crel, cabs := n, abs+"/"+n
 		if rel != "" {
 			crel = rel + "/" + n
 		}

@@ -38,7 +38,8 @@ type prefetcher struct {
 }
 
 type pfDir struct {
-	paths  []string
+	dir    string
+	names  []string
 	warmed []int64 // bytes asked for, per entry, until the archiver passes it
 	next   int     // next entry to prefetch
 	at     int     // entry the archiver is at
@@ -62,9 +63,10 @@ func (p *prefetcher) close() {
 	p.wg.Wait()
 }
 
-// push announces the entries of a directory about to be archived, in order.
-func (p *prefetcher) push(paths []string) *pfDir {
-	d := &pfDir{paths: paths, warmed: make([]int64, len(paths))}
+// push announces the entries of directory dir about to be archived, in
+// order. It keeps names, not a copy of them.
+func (p *prefetcher) push(dir string, names []string) *pfDir {
+	d := &pfDir{dir: dir, names: names, warmed: make([]int64, len(names))}
 	p.mu.Lock()
 	p.stack = append(p.stack, d)
 	p.cond.Broadcast()
@@ -85,7 +87,7 @@ func (p *prefetcher) advance(d *pfDir, i int) {
 
 // pop tells that the archiver is done with d, which must be innermost.
 func (p *prefetcher) pop(d *pfDir) {
-	p.advance(d, len(d.paths))
+	p.advance(d, len(d.names))
 	p.mu.Lock()
 	if n := len(p.stack); n > 0 && p.stack[n-1] == d {
 		p.stack = p.stack[:n-1]
@@ -105,7 +107,7 @@ func (p *prefetcher) take() (d *pfDir, i int, ok bool) {
 		if p.ahead < prefetchBytes {
 			for k := len(p.stack) - 1; k >= 0; k-- {
 				d := p.stack[k]
-				if d.next < len(d.paths) {
+				if d.next < len(d.names) {
 					if d.next >= d.at+prefetchEntries {
 						break // the innermost directory with work sets the pace
 					}
@@ -124,7 +126,7 @@ func (p *prefetcher) work() {
 		if !ok {
 			return
 		}
-		n := warm(d.paths[i])
+		n := warm(d.dir + "/" + d.names[i])
 		p.mu.Lock()
 		if d.at <= i { // not passed yet: count it until it is
 			d.warmed[i] = n
