@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -173,3 +174,29 @@ func TestZstdWriteError(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write(p []byte) (int, error) { return 0, errors.New("disk full") }
+
+// BenchmarkReaderFile decompresses the file VOLTAR_BENCH_ZST (for example
+// an archive bench/run.sh stored), to compare with `zstd -d`.
+func BenchmarkReaderFile(b *testing.B) {
+	path := os.Getenv("VOLTAR_BENCH_ZST")
+	if path == "" {
+		b.Skip("set VOLTAR_BENCH_ZST to a .zst file")
+	}
+	for b.Loop() {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := codec.NewReader(f, codec.FromName(path))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, r)
+		r.Close()
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(n)
+	}
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# bench/run.sh — voltar against the standard tools, side by side, on one ext4
+# image (see docs/performance.md). Run as root from anywhere; `make bench`
+# calls it.
+#
+# Environment:
+#   BENCH_DIR=/var/tmp/voltar-bench  work dir: corpus images (kept between runs),
+#                                    outputs, store, voltar runtime/state
+#   BENCH_ROUNDS=3       runs of each command; the table shows the fastest
+#   BENCH_CACHE=cold     cold: sync + drop caches before every timed run;
+#                        warm: read the image once and keep it cached
+#   BENCH_ONLY=REGEX     only the commands whose name matches (e.g. 'zstd')
+#   BENCH_SCALING=1      also the scaling runs (1k/100k files, 1/4 GiB); default 1
+#   BENCH_SCALE=1        add the long scaling runs: 1M files and 16 GiB
+#   VOLTAR=bin/voltar    the binary to measure (built by `make build`)
+#
+# Output: a table on stdout; every run's numbers in $BENCH_DIR/results/*.tsv.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROUNDS=${BENCH_ROUNDS:-3}
+CACHE=${BENCH_CACHE:-cold}
+ONLY=${BENCH_ONLY:-.}
+SCALING=${BENCH_SCALING:-1}
+SCALE=${BENCH_SCALE:-0}
+VOLTAR=${VOLTAR:-$REPO/bin/voltar}
+
+trap 'release_all; rm -rf "$BENCH_DIR/out" "$BENCH_DIR/restore" "$BENCH_DIR/restore.img" "$BENCH_DIR/store"' EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || die "run as root (loop devices, mounts, drop_caches)"
+need_tools
+release_all # leftovers of a killed run
+[ -x "$VOLTAR" ] || (cd "$REPO" && make build)
+
+corpora=(mixed)
+((SCALING)) && corpora+=(files-1k files-100k size-1g size-4g)
+((SCALE)) && corpora+=(files-1m size-16g)
+"$REPO/bench/corpus.sh" "${corpora[@]}"
+
+OUT=$BENCH_DIR/out MNT=$BENCH_DIR/mnt/src RESTORE=$BENCH_DIR/restore STORE=$BENCH_DIR/store
+RESULTS=$BENCH_DIR/results
+mkdir -p "$OUT" "$RESULTS" "$BENCH_DIR/run" "$BENCH_DIR/state"
+CFG=$BENCH_DIR/voltar.yaml
+cat >"$CFG" <<EOF
+store: $STORE
+host: bench
+runtime_dir: $BENCH_DIR/run
+state_dir: $BENCH_DIR/state
+scratch_dir: $BENCH_DIR/scratch
+compression: zstd
+EOF
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+TSV=$RESULTS/$STAMP.tsv
+printf 'corpus\tname\tround\twall_s\tuser_s\tsys_s\tmaxrss_kib\tout_bytes\n' >"$TSV"
+
+# timed NAME CORPUS ROUND PREP OUTPUT CMD: runs PREP (untimed), then CMD under
+# /usr/bin/time, followed by sync so every tool pays for getting its output
+# to disk (voltar fsyncs its objects). OUTPUT is a path whose size (du -sb)
+# is the output size. Appends a line to $TSV.
+timed() {
+	local name=$1 corpus=$2 round=$3 prep=$4 output=$5 cmd=$6 tf
+	tf=$(mktemp)
+	eval "$prep"
+	if [ "$CACHE" = cold ]; then drop_caches; else sync; fi
+	if ! /usr/bin/time -f '%e %U %S %M' -o "$tf" bash -c "$cmd && sync" >"$BENCH_DIR/last.log" 2>&1; then
+		cat "$BENCH_DIR/last.log" >&2
+		die "$name failed"
+	fi
+	local size=0
+	[ -e "$output" ] && size=$(du -sb "$output" | cut -f1)
+	read -r wall user sys rss <"$tf"
+	rm -f "$tf"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$corpus" "$name" "$round" "$wall" "$user" "$sys" "$rss" "$size" >>"$TSV"
+	log "$corpus $name #$round: ${wall}s wall, $(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')s cpu, $((rss / 1024)) MiB rss, $((size >> 20)) MiB out"
+}
+
+# The voltar archive of the last backup of image IMG (whole-disk fs).
+voltar_archive() { ls "$STORE"/bench/image/"$1"/*/fs.tar.* 2>/dev/null | tail -1; }
+
+# bench_corpus CORPUS ROUNDS FULL: the measurements on one image. FULL=1 runs
+# every command; FULL=0 (scaling) only tar|zstd and voltar zstd.
+bench_corpus() {
+	local corpus=$1 rounds=$2 full=$3 img=$BENCH_DIR/corpus/$1.img r
+	local vb="$VOLTAR --config $CFG --log-level error backup"
+	local clean="rm -rf $OUT/* $STORE; mkdir -m 0700 $STORE; sync"
+	for ((r = 1; r <= rounds; r++)); do
+		# The standard tools read the tree mounted read-only from the image.
+		attach_mount "$img" "$MNT" ro
+		[ "$CACHE" = warm ] && [ "$r" = 1 ] && tar -C "$MNT" -cf - . | cat >/dev/null
+		if [ "$r" = 1 ]; then
+			printf '%s\t%s\t%s\n' "$corpus" "$(du -sb "$MNT" | cut -f1)" "$(find "$MNT" -type f | wc -l)" >>"$TSV.src"
+		fi
+		if ((full)); then
+			run tar-gz "$clean" "$OUT/a.tar.gz" "tar -C $MNT -czf $OUT/a.tar.gz ."
+			run tar-pigz "$clean" "$OUT/a.tar.gz" "tar -C $MNT -I pigz -cf $OUT/a.tar.gz ."
+		fi
+		run tar-zstd "$clean" "$OUT/a.tar.zst" "tar -C $MNT -I 'zstd -T0 -3' -cf $OUT/a.tar.zst ."
+		unmount_detach "$MNT"
+		# voltar maps and mounts the image itself. --offline reads it in
+		# place (the pipeline alone); without it voltar first takes a
+		# point-in-time copy (no reflinks on ext4), timed separately.
+		run voltar-zstd "$clean" "$STORE" "$vb --offline $img"
+		if ((full)); then
+			run voltar-gzip "$clean" "$STORE" "$vb --offline --compress gzip $img"
+			run voltar-zstd-snapshot "$clean" "$STORE" "$vb $img"
+			run copy-only "rm -f $OUT/copy.img" "$OUT/copy.img" "cp --sparse=always $img $OUT/copy.img"
+			# Restore the same archive both ways (voltar's fs.tar.zst).
+			local keep="$clean; $vb --offline $img"
+			bash -c "$keep" >/dev/null 2>&1
+			local arch
+			arch=$(voltar_archive "$(basename "$img")")
+			local rclean="fresh_target"
+			run restore-zstd-tar "$rclean" "$RESTORE" \
+				"zstd -d -c $arch | tar -x --xattrs --xattrs-include='*' --acls --numeric-owner -p -C $RESTORE"
+			run restore-voltar "$rclean" "$RESTORE" \
+				"$VOLTAR --config $CFG --log-level error restore image/$(basename "$img")/latest --to $RESTORE"
+			drop_target
+		fi
+	done
+}
+
+# Restores go to a freshly made ext4 filesystem on a loop device, as onto a
+# new volume: a directory on a long-used filesystem made the kernel's inode
+# allocator (after rm -rf of the previous restore) most of the cost.
+fresh_target() {
+	drop_target
+	truncate -s 4G "$BENCH_DIR/restore.img"
+	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$BENCH_DIR/restore.img"
+	attach_mount "$BENCH_DIR/restore.img" "$RESTORE" rw
+}
+
+drop_target() {
+	if mountpoint -q "$RESTORE"; then unmount_detach "$RESTORE"; fi
+	rm -rf "$BENCH_DIR/restore.img" "$RESTORE"
+}
+
+run() {
+	local name=$1
+	[[ $name =~ $ONLY ]] || return 0
+	timed "$name" "$corpus" "$r" "$2" "$3" "$4"
+}
+
+bench_corpus mixed "$ROUNDS" 1
+if ((SCALING)); then
+	for c in "${corpora[@]:1}"; do
+		bench_corpus "$c" 1 0
+	done
+fi
+
+"$REPO/bench/table.sh" "$TSV" "$TSV.src"
+log "raw results: $TSV"

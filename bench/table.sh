@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# bench/table.sh RESULTS.tsv [SOURCES.tsv] — the table of bench/run.sh: for
+# each corpus and command the fastest round, with ratios to `tar -czf` and
+# to `tar -I 'zstd -T0 -3'` (wall time and output size).
+set -euo pipefail
+awk -F'\t' -v src="${2:-}" '
+BEGIN {
+	if (src != "") while ((getline line < src) > 0) { split(line, f, "\t"); sbytes[f[1]] = f[2]; sfiles[f[1]] = f[3] }
+}
+NR == 1 { next }
+{
+	k = $1 SUBSEP $2
+	if (!(k in wall) || $4 + 0 < wall[k] + 0) { wall[k] = $4; cpu[k] = $5 + $6; out[k] = $8 }
+	if ($7 + 0 > rss[k] + 0) rss[k] = $7
+	if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+	if (!($1 in cseen)) { cseen[$1] = 1; corder[++nc] = $1 }
+}
+END {
+	for (c = 1; c <= nc; c++) {
+		cp = corder[c]
+		printf "\n## corpus %s", cp
+		if (cp in sbytes) printf ": %.0f MiB in %d files", sbytes[cp] / 1048576, sfiles[cp]
+		printf "\n\n| command | wall s | x tar-gz | x tar-zstd | CPU s | peak RSS MiB | output MiB | size x tar-gz | MB/s |\n"
+		printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+		gz = cp SUBSEP "tar-gz"; zs = cp SUBSEP "tar-zstd"
+		for (i = 1; i <= n; i++) {
+			k = order[i]; split(k, p, SUBSEP); if (p[1] != cp) continue
+			rg = (gz in wall && wall[gz] > 0) ? sprintf("%.2f", wall[k] / wall[gz]) : "-"
+			rz = (zs in wall && wall[zs] > 0) ? sprintf("%.2f", wall[k] / wall[zs]) : "-"
+			sg = (gz in out && out[gz] > 0 && p[2] !~ /restore|copy/) ? sprintf("%.3f", out[k] / out[gz]) : "-"
+			mbs = (cp in sbytes && wall[k] > 0) ? sprintf("%.0f", sbytes[cp] / 1e6 / wall[k]) : "-"
+			printf "| %s | %.2f | %s | %s | %.2f | %.0f | %.1f | %s | %s |\n", p[2], wall[k], rg, rz, cpu[k], rss[k] / 1024, out[k] / 1048576, sg, mbs
+			if (p[2] ~ /^voltar/ && rss[k] > maxrss) maxrss = rss[k]
+		}
+	}
+	m = "mixed" SUBSEP
+	printf "\n## targets (corpus mixed; peak RSS over all corpora)\n\n"
+	target("voltar zstd wall / tar -czf wall", m "voltar-zstd", m "tar-gz", 0.5, "wall")
+	target("voltar zstd size / tar -czf size", m "voltar-zstd", m "tar-gz", 1.0, "out")
+	target("voltar zstd wall / tar -I zstd wall", m "voltar-zstd", m "tar-zstd", 1.1, "wall")
+	target("voltar gzip wall / tar -I pigz wall", m "voltar-gzip", m "tar-pigz", 1.1, "wall")
+	target("voltar restore wall / zstd -d | tar -x wall", m "restore-voltar", m "restore-zstd-tar", 1.2, "wall")
+	if (maxrss > 0) printf "- voltar peak RSS: %.0f MiB (target < 256): %s\n", maxrss / 1024, maxrss / 1024 < 256 ? "met" : "MISSED"
+}
+function target(what, a, b, limit, col,   x) {
+	if (col == "wall") { if (!(a in wall) || !(b in wall) || wall[b] == 0) return; x = wall[a] / wall[b] }
+	else { if (!(a in out) || !(b in out) || out[b] == 0) return; x = out[a] / out[b] }
+	printf "- %s: %.3f (target <= %s): %s\n", what, x, limit, x <= limit ? "met" : "MISSED"
+}' "$1"
