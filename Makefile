@@ -41,8 +41,11 @@ test-unit:
 test-lvm: test-deps
 	scripts/test-lvm.sh
 
-# Slow benchmarks, not part of `make test`.
+# Slow benchmarks, not part of `make test`: voltar side by side with tar,
+# pigz and zstd on a reproducible corpus (docs/performance.md), then the Go
+# benchmarks. BENCH_SCALE=1 adds the 1M-file and 16 GiB scaling runs.
 bench: test-deps build
+	bench/run.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 fuzz:
