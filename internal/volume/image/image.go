@@ -169,7 +169,9 @@ func sparseCopy(ctx context.Context, src *os.File, dst string, size int64) error
 		}
 		off = hole
 	}
-	return out.Sync()
+	// No fsync: the copy is read back at once and thrown away; a crash
+	// leaves it to the sweep, which deletes it anyway.
+	return out.Close()
 }
 
 func copyRange(ctx context.Context, src, dst *os.File, off, n int64) error {
