@@ -22,6 +22,21 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
 
+# The UML guest mounts its own /tmp, so a checkout under /tmp (CI's clone may
+# be one) is invisible inside it: run from a copy under /var/tmp instead.
+case "$root/" in
+/tmp/*)
+	copy=$(mktemp -d /var/tmp/voltar-src.XXXXXX) || exit 1
+	version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+	tar -C "$root" --exclude=./.git --exclude=./demo -cf - . | tar -C "$copy" -xf -
+	echo "test-lvm: $root is under /tmp, which the guest cannot see; running from $copy" >&2
+	VOLTAR_VERSION=$version "$copy/scripts/test-lvm.sh" "$@"
+	rc=$?
+	rm -rf "$copy"
+	exit "$rc"
+	;;
+esac
+
 # --- what is needed ------------------------------------------------------
 missing=()
 command -v linux.uml >/dev/null || missing+=("linux.uml (apt-get install user-mode-linux)")
@@ -84,7 +99,7 @@ else
 	# What `make build` does (go build leaves an up-to-date bin/voltar
 	# alone), then a private copy, so a rebuild during the run cannot
 	# change the binary under the tests.
-	version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+	version=${VOLTAR_VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 	if ! go build -trimpath -ldflags "-s -w -X main.version=$version" -o bin/voltar ./cmd/voltar; then
 		echo "FAIL test-lvm: go build ./cmd/voltar failed" >&2
 		exit 1
