@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
-	"voltar/internal/cleanup"
 	"voltar/internal/codec"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
@@ -67,16 +65,11 @@ snapshot, and the snapshot is removed.`,
 			if err != nil {
 				return err
 			}
-			runID := backup.NewRunID(time.Now())
-			j, err := cleanup.Start(a.cfg.StateDir, runID)
+			runID, j, err := a.startJournal()
 			if err != nil {
-				return fail.Hint(err, "set state_dir to a writable directory")
+				return err
 			}
-			defer func() {
-				if err := j.Finish(); err != nil {
-					a.log.Error("cleanup incomplete", "err", err)
-				}
-			}()
+			defer a.finishJournal(j)
 			bars := progress.New(stderrFile(a))
 			var results []*manifest.Manifest
 			var errs []error

@@ -8,9 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"voltar/internal/backup"
 	"voltar/internal/catalog"
-	"voltar/internal/cleanup"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/store"
@@ -53,16 +51,11 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 				return err
 			}
 			defer l.Release()
-			runID := backup.NewRunID(time.Now())
-			j, err := cleanup.Start(a.cfg.StateDir, runID)
+			_, j, err := a.startJournal()
 			if err != nil {
-				return fail.Hint(err, "set state_dir to a writable directory")
+				return err
 			}
-			defer func() {
-				if err := j.Finish(); err != nil {
-					a.log.Error("cleanup incomplete", "err", err)
-				}
-			}()
+			defer a.finishJournal(j)
 			results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{
 				Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
 				Threads: a.cfg.Threads, Version: version, Logger: a.log, Journal: j,

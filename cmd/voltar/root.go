@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
+	"voltar/internal/cleanup"
 	"voltar/internal/config"
 	"voltar/internal/fail"
 	"voltar/internal/lock"
@@ -159,4 +161,23 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 			"release them by hand (umount, losetup -d, lvremove), then run voltar again")
 	}
 	return nil
+}
+
+// startJournal begins a run that creates resources: its ID and the journal
+// a later run's sweep reads if this one dies. The caller must call
+// a.finishJournal.
+func (a *app) startJournal() (string, *cleanup.Journal, error) {
+	runID := backup.NewRunID(time.Now())
+	j, err := cleanup.Start(a.cfg.StateDir, runID)
+	if err != nil {
+		return "", nil, fail.Hint(err, "set state_dir to a writable directory")
+	}
+	return runID, j, nil
+}
+
+// finishJournal closes the journal, logging what is left for the next sweep.
+func (a *app) finishJournal(j *cleanup.Journal) {
+	if err := j.Finish(); err != nil {
+		a.log.Error("cleanup incomplete", "err", err)
+	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
-	"voltar/internal/cleanup"
 	"voltar/internal/config"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
@@ -77,10 +76,9 @@ func (a *app) nightly(ctx context.Context) error {
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil)})
 	}
-	runID := backup.NewRunID(time.Now())
-	j, err := cleanup.Start(cfg.StateDir, runID)
+	runID, j, err := a.startJournal()
 	if err != nil {
-		return fail.Hint(err, "set state_dir to a writable directory")
+		return err
 	}
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
