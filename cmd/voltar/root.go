@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -107,7 +108,13 @@ func (a *app) openStore(ctx context.Context, name string) (store.Store, error) {
 	if !fi.IsDir() {
 		return nil, fail.Usage(fmt.Errorf("store %s is not a directory", name))
 	}
-	return local.New(name), nil
+	// Absolute, because a run's journal names its store for a later sweep
+	// that may start in another directory.
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return nil, err
+	}
+	return local.New(abs), nil
 }
 
 // lockAndSweep takes the run lock and releases what dead runs left behind.
