@@ -20,6 +20,10 @@ type SweepOptions struct {
 	RuntimeDir string
 	StateDir   string
 	Scratch    string
+	// ImageDirs hold image volumes; a reflink clone lives next to its image
+	// and a kill between its creation and its journal entry leaves only
+	// its name to find it by.
+	ImageDirs []string
 	// OpenStore opens the store a journal names, to remove unfinished backups.
 	OpenStore func(ctx context.Context, name string) (store.Store, error)
 	// RemoveLV removes a leftover snapshot; LeftoverLVs lists LVs tagged
@@ -125,11 +129,15 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			log.Info("removed leftover snapshot of a dead run", "lv", lv)
 		}
 	}
-	clones, _ := filepath.Glob(filepath.Join(o.Scratch, image.ClonePrefix+"*"))
+	var clones []string
+	for _, d := range append([]string{o.Scratch}, o.ImageDirs...) {
+		m, _ := filepath.Glob(filepath.Join(d, image.ClonePrefix+"*"))
+		clones = append(clones, m...)
+	}
 	for _, c := range clones {
 		if err := os.Remove(c); err == nil {
 			n++
-			log.Info("removed leftover image copy of a dead run", "file", c)
+			log.Info("removed leftover image clone of a dead run", "file", c)
 		}
 	}
 	// Empty run directories under the runtime directory.

@@ -46,6 +46,12 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	prefix := "h/image/disk.img/2026-11-25T010000Z/"
 	e.store.Put(ctx, prefix+"fs.tar.zst", io.LimitReader(zero{}, 1000))
 	j.Add(cleanup.Partial, e.store.String()+"\t"+prefix)
+	// A reflink clone next to its image whose journal entry was never
+	// written (killed right after FICLONE).
+	imgClone := filepath.Join(filepath.Dir(img), image.ClonePrefix+"dead1-disk.img")
+	if err := os.WriteFile(imgClone, []byte("clone"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// An unjournaled loop that still carries the tag.
 	stray, err := disk.AttachLoop(ctx, img, 0, 64<<20, true, backup.LoopTag(e.runtime, "dead2"))
 	if err != nil {
@@ -64,7 +70,7 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	defer loop.Detach()
 
 	n, err := backup.Sweep(ctx, backup.SweepOptions{
-		RuntimeDir: e.runtime, StateDir: e.state, Scratch: e.scratch,
+		RuntimeDir: e.runtime, StateDir: e.state, Scratch: e.scratch, ImageDirs: []string{filepath.Dir(img)},
 		OpenStore: func(context.Context, string) (store.Store, error) { return e.store, nil },
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
