@@ -40,7 +40,7 @@ snapshot, and the snapshot is removed.`,
 				}
 				a.cfg.Compression, a.cfg.CompressionLevel = compress, 0
 			}
-			st, err := a.openStore(ctx, a.cfg.Store.Path)
+			st, host, err := a.storeAndHost(ctx)
 			if err != nil {
 				return err
 			}
@@ -61,10 +61,6 @@ snapshot, and the snapshot is removed.`,
 				return err
 			}
 			defer l.Release()
-			host, err := a.cfg.HostName()
-			if err != nil {
-				return err
-			}
 			runID, j, err := a.startJournal()
 			if err != nil {
 				return err

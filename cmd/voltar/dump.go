@@ -38,11 +38,7 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 			if cmd.Flags().Changed("to") {
 				a.cfg.Store.Path = to
 			}
-			st, err := a.openStore(ctx, a.cfg.Store.Path)
-			if err != nil {
-				return err
-			}
-			host, err := a.cfg.HostName()
+			st, host, err := a.storeAndHost(ctx)
 			if err != nil {
 				return err
 			}

@@ -26,11 +26,7 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 			if err != nil {
 				return err
 			}
-			st, err := a.openStore(ctx, a.cfg.Store.Path)
-			if err != nil {
-				return err
-			}
-			host, err := a.cfg.HostName()
+			st, host, err := a.storeAndHost(ctx)
 			if err != nil {
 				return err
 			}

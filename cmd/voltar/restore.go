@@ -50,11 +50,7 @@ symlinks) are refused and reported.`,
 			if partition != "" && toDir == "" {
 				return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
 			}
-			st, err := a.openStore(ctx, a.cfg.Store.Path)
-			if err != nil {
-				return err
-			}
-			host, err := a.cfg.HostName()
+			st, host, err := a.storeAndHost(ctx)
 			if err != nil {
 				return err
 			}

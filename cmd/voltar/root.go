@@ -117,6 +117,19 @@ func (a *app) openStore(ctx context.Context, name string) (store.Store, error) {
 	return local.New(abs), nil
 }
 
+// storeAndHost opens the configured store and names this host in it.
+func (a *app) storeAndHost(ctx context.Context) (store.Store, string, error) {
+	st, err := a.openStore(ctx, a.cfg.Store.Path)
+	if err != nil {
+		return nil, "", err
+	}
+	host, err := a.cfg.HostName()
+	if err != nil {
+		return nil, "", err
+	}
+	return st, host, nil
+}
+
 // lockAndSweep takes the run lock and releases what dead runs left behind.
 // The caller must release the returned lock.
 func (a *app) lockAndSweep(ctx context.Context, withLVM bool) (*lock.Lock, error) {
@@ -147,6 +160,9 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 	o := backup.SweepOptions{
 		RuntimeDir: a.cfg.RuntimeDir, StateDir: a.cfg.StateDir, Scratch: a.cfg.Scratch(),
 		OpenStore: a.openStore, Logger: a.log,
+	}
+	for _, im := range a.cfg.Images {
+		o.ImageDirs = append(o.ImageDirs, filepath.Dir(im.Path))
 	}
 	// A dead run's journal may name a snapshot even when this command has
 	// nothing to do with LVM; remove it whenever LVM is here. Scanning all

@@ -51,11 +51,7 @@ func (a *app) nightly(ctx context.Context) error {
 			return fail.Usage(fmt.Errorf("report.mail: %w", err))
 		}
 	}
-	st, err := a.openStore(ctx, cfg.Store.Path)
-	if err != nil {
-		return err
-	}
-	host, err := cfg.HostName()
+	st, host, err := a.storeAndHost(ctx)
 	if err != nil {
 		return err
 	}

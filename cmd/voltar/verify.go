@@ -27,11 +27,7 @@ BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.`,
 				return fail.Usage(fmt.Errorf("--sample %v: want a percentage 0..100", sample))
 			}
 			a.sweepIfIdle(ctx)
-			st, err := a.openStore(ctx, a.cfg.Store.Path)
-			if err != nil {
-				return err
-			}
-			host, err := a.cfg.HostName()
+			st, host, err := a.storeAndHost(ctx)
 			if err != nil {
 				return err
 			}

@@ -115,7 +115,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	for tries := 0; ; tries++ {
 		objs, err := o.Store.List(ctx, prefix)
 		if err != nil {
-			return nil, storeError(&run{o: o}, prefix, err)
+			return nil, storeError(o.Store, prefix, err)
 		}
 		if len(objs) == 0 {
 			break

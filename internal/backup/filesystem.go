@@ -19,6 +19,7 @@ import (
 	"voltar/internal/disk"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 )
 
 // part is one filesystem area of the snapshot.
@@ -206,7 +207,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	// A failed read reaches the store through the pipe too: blame the
 	// source, not the destination, when the store's error is the archive's.
 	if pres.err != nil && (err == nil || !errors.Is(pres.err, err)) {
-		return res, storeError(r, name, pres.err)
+		return res, storeError(r.o.Store, name, pres.err)
 	}
 	if err != nil {
 		return res, fmt.Errorf("archive: %w", err)
@@ -217,10 +218,10 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	return res, nil
 }
 
-func storeError(r *run, name string, err error) error {
+func storeError(st store.Store, name string, err error) error {
 	err = fmt.Errorf("store %s: %w", name, err)
 	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return fail.Hint(err, "the destination %s is full: free space, prune old backups (voltar prune) or move the store", r.o.Store)
+		return fail.Hint(err, "the destination %s is full: free space, prune old backups (voltar prune) or move the store", st)
 	}
 	return err
 }
@@ -234,7 +235,7 @@ func (r *run) publish(ctx context.Context) error {
 		}
 	}
 	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.SumsName, strings.NewReader(sums.String())); err != nil {
-		return storeError(r, manifest.SumsName, err)
+		return storeError(r.o.Store, manifest.SumsName, err)
 	}
 	r.m.Finished = r.o.Now().UTC()
 	var buf strings.Builder
@@ -242,7 +243,7 @@ func (r *run) publish(ctx context.Context) error {
 		return err
 	}
 	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.FileName, strings.NewReader(buf.String())); err != nil {
-		return storeError(r, manifest.FileName, err)
+		return storeError(r.o.Store, manifest.FileName, err)
 	}
 	return nil
 }
@@ -305,7 +306,7 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	perr := <-put
 	bar.Done(err == nil && perr == nil)
 	if perr != nil && (err == nil || !errors.Is(perr, err)) {
-		return fs, storeError(r, fs.Archive, perr)
+		return fs, storeError(r.o.Store, fs.Archive, perr)
 	}
 	if err != nil {
 		return fs, fmt.Errorf("raw copy of %s: %w", p.name, err)

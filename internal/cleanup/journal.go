@@ -25,7 +25,6 @@ const (
 	Clone   = "clone"   // ref: path of an image clone or copy
 	LV      = "lv"      // ref: vg/lv of a snapshot
 	Partial = "partial" // ref: store prefix of a backup being written
-	Dir     = "dir"     // ref: private runtime directory
 )
 
 type record struct {
