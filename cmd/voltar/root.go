@@ -90,6 +90,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 		return fail.Hint(err, "every key is documented in examples/voltar.yaml")
 	}
 	a.cfg = cfg
+	setMemoryLimit(cfg)
 	return nil
 }
 

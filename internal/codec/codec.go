@@ -55,22 +55,31 @@ func DefaultLevel(c string) int {
 	return 0
 }
 
-// NewWriter compresses into w using all cores (or threads when > 0).
-// The caller must Close the writer to flush the stream; closing does not
-// close w. Memory is bounded whatever the stream's length: zstd holds at
-// most threads+1 frames of FrameSize in flight (2*FrameSize each, input
-// and output) and an encoder per thread (FrameSize of history plus ~2 MiB
-// of tables): about 26 MiB per thread. gzip holds 2*threads blocks of 1 MiB.
-func NewWriter(w io.Writer, c string, level, threads int) (io.WriteCloser, error) {
-	if threads <= 0 {
-		threads = runtime.GOMAXPROCS(0)
+// MaxAutoThreads caps the compressor threads NewWriter starts when it is
+// given none: 16 zstd threads compress ~5 GB/s, more than a volume host's
+// disks deliver, and every thread costs memory.
+const MaxAutoThreads = 16
+
+// Threads returns the compressor threads NewWriter uses for threads: the
+// value itself when > 0, else all cores up to MaxAutoThreads.
+func Threads(threads int) int {
+	if threads > 0 {
+		return threads
 	}
+	return min(runtime.GOMAXPROCS(0), MaxAutoThreads)
+}
+
+// NewWriter compresses into w on Threads(threads) goroutines. The caller
+// must Close the writer to flush the stream; closing does not close w.
+// Memory is bounded whatever the stream's length, see WriterMemory.
+func NewWriter(w io.Writer, c string, level, threads int) (io.WriteCloser, error) {
+	threads = Threads(threads)
 	if level == 0 {
 		level = DefaultLevel(c)
 	}
 	switch c {
 	case Zstd:
-		return newZstdWriter(w, zstd.EncoderLevelFromZstd(level), threads)
+		return newZstdWriter(w, zstd.EncoderLevelFromZstd(level), threads, frameSize(threads))
 	case Gzip:
 		gw, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {
@@ -111,29 +120,78 @@ type zstdReadCloser struct{ *zstd.Decoder }
 
 func (z zstdReadCloser) Close() error { z.Decoder.Close(); return nil }
 
-// FrameSize is the input size of one zstd frame. A stream of zstd is
-// compressed as a sequence of independent frames, one per thread at a time:
-// klauspost's streaming encoder compresses one block after the other on a
-// single core whatever its concurrency, and a frame is the unit that can be
-// compressed in parallel and still be read by `zstd -d` (concatenated
-// frames decompress as one stream). Each frame restarts the match window,
-// which costs about 0.3% of output size at 8 MiB (0.6% at 4 MiB, 0.1% at
-// 16 MiB; measured on bench/run.sh's corpus).
+// FrameSize is the largest input size of one zstd frame. A stream of zstd
+// is compressed as a sequence of independent frames, one per thread at a
+// time: klauspost's streaming encoder compresses one block after the other
+// on a single core whatever its concurrency, and a frame is the unit that
+// can be compressed in parallel and still be read by `zstd -d`
+// (concatenated frames decompress as one stream). Each frame restarts the
+// match window, which costs about 0.3% of output size at 8 MiB (0.6% at
+// 4 MiB, 0.1% at 16 MiB; measured on bench/run.sh's corpus).
 const FrameSize = 8 << 20
+
+// minFrameSize is the smallest frame frameSize picks.
+const minFrameSize = 1 << 20
+
+// zstdBudget bounds the memory of one zstd writer: threads+1 frames of
+// input and output, and each encoder's history of one frame and tables.
+const zstdBudget = 96 << 20
+
+// encoderTables is what one zstd encoder holds besides its history (the
+// match tables of the default level, ~2 MiB).
+const encoderTables = 2 << 20
+
+// frameSize picks the frame size for threads compressors: FrameSize
+// halved until the writer's memory (zstdMemory) fits zstdBudget, but not
+// below minFrameSize. More threads get smaller frames, so memory stays
+// flat as threads grow: 8 MiB frames up to 3 threads, 4 MiB up to 6,
+// 2 MiB up to 11, 1 MiB beyond (96 MiB at most up to 16 threads).
+func frameSize(threads int) int {
+	f := FrameSize
+	for f > minFrameSize && zstdMemory(threads, f) > zstdBudget {
+		f /= 2
+	}
+	return f
+}
+
+// zstdMemory is what a zstd writer with threads encoders and frames of
+// frame bytes holds at most: threads+1 frames in flight (input and
+// output), and per encoder one frame of history (WithLowerEncoderMem) and
+// its tables.
+func zstdMemory(threads, frame int) int {
+	return (3*threads+2)*frame + threads*encoderTables
+}
+
+// WriterMemory is the most memory a writer of NewWriter holds with
+// Threads(threads) threads, whatever the stream's length: for zstd see
+// zstdMemory (68 MiB with 2 threads, 82 MiB with 16); for gzip (pgzip),
+// 2*threads blocks of 1 MiB in and out plus ~1 MiB of deflate state per
+// thread.
+func WriterMemory(c string, threads int) int64 {
+	t := Threads(threads)
+	switch c {
+	case Zstd:
+		return int64(zstdMemory(t, frameSize(t)))
+	case Gzip:
+		return int64(t * 5 << 20)
+	}
+	return 0
+}
 
 // zstdWriter cuts the stream into frames and compresses them on up to
 // threads goroutines; one goroutine writes the finished frames in order.
 type zstdWriter struct {
-	w    io.Writer
-	cur  *zstdFrame
-	free chan *zstdFrame // frames not in use; len(pool) bounds memory
-	todo chan *zstdFrame // to the compressors
-	out  chan *zstdFrame // to the writer, in stream order
-	done chan struct{}   // closed when the writer goroutine has ended
-	encs sync.WaitGroup
-	mu   sync.Mutex
-	err  error // first error of w
-	any  bool  // a frame was submitted
+	w     io.Writer
+	frame int // input bytes per frame
+	cur   *zstdFrame
+	free  chan *zstdFrame // frames not in use; len(pool) bounds memory
+	todo  chan *zstdFrame // to the compressors
+	out   chan *zstdFrame // to the writer, in stream order
+	done  chan struct{}   // closed when the writer goroutine has ended
+	encs  sync.WaitGroup
+	mu    sync.Mutex
+	err   error // first error of w
+	any   bool  // a frame was submitted
 }
 
 type zstdFrame struct {
@@ -141,20 +199,21 @@ type zstdFrame struct {
 	ready   chan struct{}
 }
 
-func newZstdWriter(w io.Writer, level zstd.EncoderLevel, threads int) (*zstdWriter, error) {
+func newZstdWriter(w io.Writer, level zstd.EncoderLevel, threads, frame int) (*zstdWriter, error) {
 	z := &zstdWriter{
-		w:    w,
-		free: make(chan *zstdFrame, threads+1),
-		todo: make(chan *zstdFrame, threads+1),
-		out:  make(chan *zstdFrame, threads+1),
-		done: make(chan struct{}),
+		w:     w,
+		frame: frame,
+		free:  make(chan *zstdFrame, threads+1),
+		todo:  make(chan *zstdFrame, threads+1),
+		out:   make(chan *zstdFrame, threads+1),
+		done:  make(chan struct{}),
 	}
 	for range threads {
 		// A frame is never longer than the window, so the low-memory
 		// history (window + one block, instead of twice the window) never
 		// has to be shifted: it saves memory at no cost here.
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(FrameSize), zstd.WithLowerEncoderMem(true))
+			zstd.WithWindowSize(max(frame, zstd.MinWindowSize)), zstd.WithLowerEncoderMem(true))
 		if err != nil {
 			return nil, err
 		}
@@ -213,13 +272,13 @@ func (z *zstdWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if z.cur.in == nil {
 			// Output of incompressible input is slightly larger.
-			z.cur.in = make([]byte, 0, FrameSize)
-			z.cur.out = make([]byte, 0, FrameSize+FrameSize/64+4096)
+			z.cur.in = make([]byte, 0, z.frame)
+			z.cur.out = make([]byte, 0, z.frame+z.frame/64+4096)
 		}
-		k := min(len(p), FrameSize-len(z.cur.in))
+		k := min(len(p), z.frame-len(z.cur.in))
 		z.cur.in = append(z.cur.in, p[:k]...)
 		p = p[k:]
-		if len(z.cur.in) == FrameSize {
+		if len(z.cur.in) == z.frame {
 			z.submit()
 		}
 	}

@@ -118,9 +118,14 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // read back by NewReader and, when installed, by the zstd command.
 func TestZstdFrames(t *testing.T) {
 	in := benchInput()
-	for _, n := range []int{0, 1, codec.FrameSize - 1, codec.FrameSize, 2*codec.FrameSize + 5} {
+	// 3 threads write 8 MiB frames, 16 threads 1 MiB frames.
+	for _, tn := range [][2]int{
+		{3, 0}, {3, 1}, {3, codec.FrameSize - 1}, {3, codec.FrameSize}, {3, 2*codec.FrameSize + 5},
+		{16, 1<<20 - 1}, {16, 1 << 20}, {16, 5<<20 + 3},
+	} {
+		threads, n := tn[0], tn[1]
 		var z bytes.Buffer
-		w, err := codec.NewWriter(&z, codec.Zstd, 0, 3)
+		w, err := codec.NewWriter(&z, codec.Zstd, 0, threads)
 		if err != nil {
 			t.Fatal(err)
 		}

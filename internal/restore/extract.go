@@ -32,6 +32,12 @@ type extractor struct {
 	zero []byte
 	// warned aggregates repeated metadata failures into one warning each.
 	warned map[string]*warning
+	// parent caches the descriptor of the last entry's parent directory
+	// (parentRel names it): archives list a directory's entries together,
+	// so most entries skip the openat2. It stays valid because a restore
+	// never removes or replaces a directory.
+	parent    int
+	parentRel string
 }
 
 type pendingDir struct {
@@ -54,10 +60,39 @@ func newExtractor(dir string, log *slog.Logger, res *FSResult) (*extractor, erro
 	return &extractor{
 		root: root, dir: dir, log: log, res: res,
 		buf: make([]byte, 1<<20), zero: make([]byte, blockSize), warned: map[string]*warning{},
+		parent: -1,
 	}, nil
 }
 
-func (x *extractor) close() { unix.Close(x.root) }
+func (x *extractor) close() {
+	x.dropParent()
+	unix.Close(x.root)
+}
+
+func (x *extractor) dropParent() {
+	if x.parent >= 0 {
+		unix.Close(x.parent)
+		x.parent = -1
+	}
+}
+
+// openParent returns the descriptor of the directory rel, from the cache
+// or opened (and created, if missing) beneath the target. The extractor
+// owns it.
+func (x *extractor) openParent(rel string) (int, error) {
+	if x.parent >= 0 && x.parentRel == rel {
+		return x.parent, nil
+	}
+	x.dropParent()
+	fd, err := openDir(x.root, rel, true, func(p string) {
+		x.warn("created directories the archive lacks (mode 0700)", p)
+	})
+	if err != nil {
+		return -1, err
+	}
+	x.parent, x.parentRel = fd, rel
+	return fd, nil
+}
 
 // refuse records an entry that would escape the target or write through a
 // symlink. It is never written.
@@ -126,9 +161,7 @@ func (x *extractor) entry(h *tar.Header, r io.Reader) error {
 		return nil
 	}
 	parentRel, base := split(rel)
-	parent, err := openDir(x.root, parentRel, true, func(p string) {
-		x.warn("created directories the archive lacks (mode 0700)", p)
-	})
+	parent, err := x.openParent(parentRel)
 	if errors.Is(err, errSymlink) {
 		x.refuse(h.Name, err.Error())
 		return nil
@@ -140,7 +173,6 @@ func (x *extractor) entry(h *tar.Header, r io.Reader) error {
 		x.fail(h.Name, fmt.Errorf("open parent: %w", err))
 		return nil
 	}
-	defer unix.Close(parent)
 	if err := x.create(h, rel, parent, base, r); err != nil {
 		if fatal(err) {
 			return fmt.Errorf("%s: %w", h.Name, err)
@@ -151,23 +183,22 @@ func (x *extractor) entry(h *tar.Header, r io.Reader) error {
 }
 
 func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r io.Reader) error {
-	if h.Typeflag == tar.TypeLink {
+	switch h.Typeflag {
+	case tar.TypeLink:
 		// The target is checked before anything of this name is removed.
 		return x.hardlink(h, parent, base)
-	}
-	isDir, err := makeRoom(parent, base)
-	if err != nil {
-		return err
-	}
-	if isDir && h.Typeflag != tar.TypeDir {
-		return errors.New("a directory is in the way")
-	}
-	switch h.Typeflag {
 	case tar.TypeDir:
-		if !isDir {
-			if err := unix.Mkdirat(parent, base, 0o700); err != nil {
-				return err
+		err := unix.Mkdirat(parent, base, 0o700)
+		if errors.Is(err, unix.EEXIST) {
+			// A directory there is reused (its metadata is set at the
+			// end); anything else is replaced.
+			var isDir bool
+			if isDir, err = makeRoom(parent, base); err == nil && !isDir {
+				err = unix.Mkdirat(parent, base, 0o700)
 			}
+		}
+		if err != nil {
+			return err
 		}
 		x.res.Dirs++
 		x.dirs = append(x.dirs, pendingDir{rel, h})
@@ -175,7 +206,7 @@ func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r
 	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeCont:
 		return x.file(h, parent, base, r)
 	case tar.TypeSymlink:
-		if err := unix.Symlinkat(h.Linkname, parent, base); err != nil {
+		if err := replacing(parent, base, func() error { return unix.Symlinkat(h.Linkname, parent, base) }); err != nil {
 			return err
 		}
 		x.res.Symlinks++
@@ -184,7 +215,7 @@ func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
 		dev := int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor)))
-		if err := unix.Mknodat(parent, base, mode|0o600, dev); err != nil {
+		if err := replacing(parent, base, func() error { return unix.Mknodat(parent, base, mode|0o600, dev) }); err != nil {
 			return err
 		}
 		if h.Typeflag == tar.TypeFifo {
@@ -197,10 +228,30 @@ func (x *extractor) create(h *tar.Header, rel string, parent int, base string, r
 			return err
 		}
 		defer unix.Close(fd)
-		x.meta(h, fdPath(fd))
+		x.meta(h, fd, true)
 		return nil
 	}
 	return fmt.Errorf("unsupported entry type %q", h.Typeflag)
+}
+
+// replacing runs mk, which creates a non-directory named base in dir. When
+// the name is taken (an archive may hold a name twice; the later entry
+// wins, as with tar), a non-directory there is removed and mk runs again;
+// a directory there is an error. Creating first spares the common case a
+// lookup.
+func replacing(dir int, base string, mk func() error) error {
+	err := mk()
+	if !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	isDir, err := makeRoom(dir, base)
+	if err != nil {
+		return err
+	}
+	if isDir {
+		return errors.New("a directory is in the way")
+	}
+	return mk()
 }
 
 func (x *extractor) hardlink(h *tar.Header, parent int, base string) error {
@@ -222,15 +273,8 @@ func (x *extractor) hardlink(h *tar.Header, parent int, base string) error {
 		return fmt.Errorf("hard link target %s: %w", h.Linkname, err)
 	}
 	defer unix.Close(tParent)
-	isDir, err := makeRoom(parent, base)
-	if err != nil {
-		return err
-	}
-	if isDir {
-		return errors.New("a directory is in the way")
-	}
 	// Flags 0: a symlink target is linked itself, never followed.
-	if err := unix.Linkat(tParent, tBase, parent, base, 0); err != nil {
+	if err := replacing(parent, base, func() error { return unix.Linkat(tParent, tBase, parent, base, 0) }); err != nil {
 		return fmt.Errorf("hard link to %s: %w", h.Linkname, err)
 	}
 	x.res.Hardlinks++
@@ -240,18 +284,24 @@ func (x *extractor) hardlink(h *tar.Header, parent int, base string) error {
 // file writes a regular file sparse: aligned all-zero blocks are skipped
 // and the size set at the end, so holes (and runs of zeros) stay unallocated.
 func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) error {
-	fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	var fd int
+	err := replacing(parent, base, func() (err error) {
+		fd, err = unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
 	x.res.Files++
-	var off int64
+	var off, end int64 // bytes read; end of the data written
 	for {
 		n, rerr := io.ReadFull(r, x.buf)
-		if err := x.writeSparse(fd, x.buf[:n], off); err != nil {
+		e, err := x.writeSparse(fd, x.buf[:n], off)
+		if err != nil {
 			return err
 		}
+		end = max(end, e)
 		off += int64(n)
 		x.res.Bytes += int64(n)
 		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
@@ -264,10 +314,14 @@ func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) er
 	if off != h.Size {
 		return &streamError{fmt.Errorf("read %d bytes of file data, header says %d", off, h.Size)}
 	}
-	if err := unix.Ftruncate(fd, off); err != nil {
-		return err
+	// A file that ends in a hole gets its size here; the new file is
+	// empty, so one whose last block was written already has it.
+	if end < off {
+		if err := unix.Ftruncate(fd, off); err != nil {
+			return err
+		}
 	}
-	x.meta(h, fdPath(fd))
+	x.meta(h, fd, false)
 	return nil
 }
 
@@ -277,7 +331,10 @@ type streamError struct{ err error }
 func (e *streamError) Error() string { return e.err.Error() }
 func (e *streamError) Unwrap() error { return e.err }
 
-func (x *extractor) writeSparse(fd int, b []byte, off int64) error {
+// writeSparse writes b at off, skipping aligned all-zero blocks. It returns
+// the end of the last run written (0 when all of b was zeros).
+func (x *extractor) writeSparse(fd int, b []byte, off int64) (int64, error) {
+	var last int64
 	for len(b) > 0 {
 		// Skip zero blocks, then write the run of data blocks after them.
 		n := min(blockSize, len(b))
@@ -296,13 +353,14 @@ func (x *extractor) writeSparse(fd int, b []byte, off int64) error {
 		for w := 0; w < end; {
 			k, err := unix.Pwrite(fd, b[w:end], off+int64(w))
 			if err != nil {
-				return err
+				return last, err
 			}
 			w += k
 		}
 		b, off = b[end:], off+int64(end)
+		last = off
 	}
-	return nil
+	return last, nil
 }
 
 // finish sets the directories' metadata (with dirs), deepest first, now
@@ -320,7 +378,7 @@ func (x *extractor) finish(dirs bool) {
 			x.warn("cannot set directory metadata: "+err.Error(), d.rel)
 			continue
 		}
-		x.meta(d.hdr, fdPath(fd))
+		x.meta(d.hdr, fd, true)
 		unix.Close(fd)
 	}
 	x.dirs = nil

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,27 +28,64 @@ func xattrs(h *tar.Header) [][2]string {
 	return out
 }
 
-// meta sets owner, xattrs, mode and times of a non-symlink through p, a
-// path that names the inode itself (fdPath). The order matters: chown
-// clears setuid/setgid bits and security.capability, so it goes first;
-// the mode goes after the ACL xattrs (which rewrite the group bits) so the
-// archived mode wins; the times go last because every other change
-// touches ctime and some touch mtime.
-func (x *extractor) meta(h *tar.Header, p string) {
-	if err := unix.Chown(p, h.Uid, h.Gid); err != nil {
+// meta sets owner, xattrs, mode and times of a non-symlink through fd. An
+// O_PATH descriptor (opath: directories, devices, fifos) is reached through
+// its /proc/self/fd path, since the f* calls refuse it; a regular file's
+// writable descriptor takes the f* calls directly, which spares the kernel
+// a path walk per call. The order matters: chown clears setuid/setgid bits
+// and security.capability, so it goes first; the mode goes after the ACL
+// xattrs (which rewrite the group bits) so the archived mode wins; the times
+// go last because every other change touches ctime and some touch mtime.
+func (x *extractor) meta(h *tar.Header, fd int, opath bool) {
+	var p string
+	if opath {
+		p = fdPath(fd)
+	}
+	var err error
+	if opath {
+		err = unix.Chown(p, h.Uid, h.Gid)
+	} else {
+		err = unix.Fchown(fd, h.Uid, h.Gid)
+	}
+	if err != nil {
 		x.warn(fmt.Sprintf("chown: %v", err), h.Name)
 	}
 	for _, kv := range xattrs(h) {
-		if err := unix.Setxattr(p, kv[0], []byte(kv[1]), 0); err != nil {
+		if opath {
+			err = unix.Setxattr(p, kv[0], []byte(kv[1]), 0)
+		} else {
+			err = unix.Fsetxattr(fd, kv[0], []byte(kv[1]), 0)
+		}
+		if err != nil {
 			x.warn(fmt.Sprintf("set xattr %s: %v", kv[0], err), h.Name)
 		}
 	}
-	if err := unix.Chmod(p, uint32(h.Mode)&0o7777); err != nil {
+	if opath {
+		err = unix.Chmod(p, uint32(h.Mode)&0o7777)
+	} else {
+		err = unix.Fchmod(fd, uint32(h.Mode)&0o7777)
+	}
+	if err != nil {
 		x.warn(fmt.Sprintf("chmod: %v", err), h.Name)
 	}
-	if err := unix.UtimesNano(p, times(h)); err != nil {
+	if opath {
+		err = unix.UtimesNano(p, times(h))
+	} else {
+		err = futimens(fd, times(h))
+	}
+	if err != nil {
 		x.warn(fmt.Sprintf("set times: %v", err), h.Name)
 	}
+}
+
+// futimens sets the times of the file open as fd: utimensat with a NULL
+// path, which x/sys/unix does not wrap.
+func futimens(fd int, ts []unix.Timespec) error {
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // symlinkMeta sets what a symlink has: owner, xattrs (the kernel allows

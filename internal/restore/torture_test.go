@@ -67,6 +67,8 @@ func buildTorture(t *testing.T, root string) {
 	must(f.Close())
 	write("sparse/empty", "", 0o644)
 	write("sparse/zeros", string(make([]byte, 3*4096+100)), 0o644)
+	// Data, then zeros to the end: the size comes from ftruncate.
+	write("sparse/tail", "data"+string(make([]byte, 2*4096+7)), 0o644)
 
 	// Hard links across directories, and one to a fifo.
 	write("links/a", "linked", 0o640)

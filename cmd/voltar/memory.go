@@ -1,0 +1,36 @@
+package main
+
+import (
+	"os"
+	"runtime/debug"
+
+	"voltar/internal/codec"
+	"voltar/internal/config"
+)
+
+// baseMemory is what a backup holds besides its compressors: the archive
+// writer's buffers, the prefetcher's bookkeeping, tar headers and names in
+// flight, the store's copy buffer, the Go runtime itself.
+const baseMemory = 96 << 20
+
+// memoryLimit is the soft limit voltar gives the Go runtime: what the
+// compressors running at once can hold (codec.WriterMemory, one writer per
+// volume or dump in flight) plus baseMemory, and a quarter more. Without
+// it the garbage collector lets the heap grow to twice the live data
+// (GOGC=100), so RSS would double what the buffers need; with it the heap
+// is collected sooner as it nears the limit. It is soft: if more is live,
+// the process gets it.
+func memoryLimit(cfg *config.Config) int64 {
+	writers := max(cfg.Concurrency, cfg.DumpConcurrency, 1)
+	need := baseMemory + int64(writers)*codec.WriterMemory(cfg.Compression, cfg.Threads)
+	return need + need/4
+}
+
+// setMemoryLimit applies memoryLimit unless GOMEMLIMIT is set: the
+// operator's own limit wins.
+func setMemoryLimit(cfg *config.Config) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(memoryLimit(cfg))
+}
