@@ -114,7 +114,7 @@ func checkNoLeftovers(t *testing.T, paths ...string) {
 // backupOf archives each named tree with archive.Write into a backup folder
 // of st, the manifest filled from archive.Result as the backup pipeline
 // does.
-func backupOf(t *testing.T, st store.Store, f catalogtest.Folder, trees map[string]string, fss []manifest.Filesystem) catalogtest.Folder {
+func backupOf(t testing.TB, st store.Store, f catalogtest.Folder, trees map[string]string, fss []manifest.Filesystem) catalogtest.Folder {
 	t.Helper()
 	for _, fs := range fss {
 		var buf bytes.Buffer
