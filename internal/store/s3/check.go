@@ -38,7 +38,11 @@ func LoadCredentials(accessFile, secretFile string, getenv func(string) string, 
 			missing = append(missing, "AWS_SECRET_ACCESS_KEY")
 		}
 		if len(missing) > 0 {
-			return c, fail.Usage(fail.Hint(fmt.Errorf("no S3 keys: store.access_key_file and store.secret_key_file are not set, and %s is empty", strings.Join(missing, " and ")),
+			empty := strings.Join(missing, " and ") + " is empty"
+			if len(missing) == 2 {
+				empty = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are empty"
+			}
+			return c, fail.Usage(fail.Hint(fmt.Errorf("no S3 keys: store.access_key_file and store.secret_key_file are not set, and %s", empty),
 				"put the access key and the secret key into two files only root can read (chmod 0600) and name them in store.access_key_file and store.secret_key_file, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))
 		}
 		return c, nil
@@ -132,7 +136,11 @@ func (s *Store) explain(ctx context.Context, err error) error {
 		return fail.Hint(wrap("endpoint %s://%s did not answer in time", scheme, s.endpoint),
 			"check store.endpoint, the network and that the S3 server runs")
 	case errors.As(err, &dnsErr), errors.As(err, &opErr):
-		return fail.Hint(wrap("endpoint %s://%s is unreachable: %v", scheme, s.endpoint, err),
+		var cause error = opErr
+		if dnsErr != nil {
+			cause = dnsErr
+		}
+		return fail.Hint(wrap("endpoint %s://%s is unreachable: %v", scheme, s.endpoint, cause),
 			"check store.endpoint, the network and that the S3 server runs")
 	case errors.Is(err, context.Canceled):
 		return err

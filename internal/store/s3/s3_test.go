@@ -436,7 +436,7 @@ func TestLoadCredentials(t *testing.T) {
 	env := map[string]string{}
 	getenv := func(k string) string { return env[k] }
 	_, err := s3.LoadCredentials("", "", getenv, nil)
-	assertErr(t, err, true, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is empty", "store.access_key_file")
+	assertErr(t, err, true, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are empty", "store.access_key_file")
 	env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "ak", "sk"
 	if c, err := s3.LoadCredentials("", "", getenv, nil); err != nil || c.AccessKey != "ak" || c.SecretKey != "sk" {
 		t.Errorf("from the environment: %+v, %v", c, err)
