@@ -184,7 +184,6 @@ func bucketUploads(t *testing.T, c *minio.Client, bucket string) []string {
 	return out
 }
 
-
 // What goes wrong with an S3 store is said plainly, with a hint, and is a
 // usage error (exit 2): missing settings, keys, bucket.
 func TestS3StoreErrors(t *testing.T) {
