@@ -97,7 +97,8 @@ type Store struct {
 	// stores only.
 	MinFreePercent float64 `yaml:"min_free_percent"`
 
-	// The rest applies to s3:// stores only (see S3).
+	// The rest applies to s3:// stores (see S3): the path's, or one named
+	// by `backup --to s3://...` next to a local path.
 
 	// Endpoint is the S3 server: host:port, or a URL http(s)://host:port.
 	Endpoint string `yaml:"endpoint"`

@@ -123,6 +123,14 @@ func TestS3Store(t *testing.T) {
 	if s != want {
 		t.Errorf("S3() = %+v\nwant %+v", s, want)
 	}
+	// S3 settings next to a local directory serve backup --to s3://...
+	c, err = config.Parse(strings.NewReader("store:\n  path: /srv/backup\n  endpoint: s3.example.org\n"))
+	if err != nil || c.Validate() != nil {
+		t.Fatalf("local path with S3 settings: %v, %v", err, c.Validate())
+	}
+	if s, err := c.Store.S3("s3://b12/x"); err != nil || s.Endpoint != "s3.example.org" || !s.Secure {
+		t.Errorf("S3(--to name) = %+v, %v", s, err)
+	}
 	// The short form and a loopback endpoint without TLS.
 	c, err = config.Parse(strings.NewReader("store:\n  path: s3://b12\n  endpoint: 127.0.0.1:7070\n  tls: false\n"))
 	if err != nil || c.Validate() != nil {
@@ -152,7 +160,8 @@ func TestS3StoreErrors(t *testing.T) {
 		{"store:\n  path: s3://b12/p" + ep + "\n  part_size: 1M", "want 5M to 512M", ""},
 		{"store:\n  path: s3://b12/p" + ep + "\n  part_size: lots", "want a size", ""},
 		{"store:\n  path: s3://b12/p" + ep + "\n  access_key_file: /k", "go together", "set both"},
-		{"store:\n  path: /srv/backup" + ep + "\n  region: x", "store.endpoint, store.region set, but store.path \"/srv/backup\" is not an s3:// URL", "remove them"},
+		{"store:\n  path: /srv/backup\n  region: x", "store.endpoint is not set", "set store.endpoint"},
+		{"store:\n  path: /srv/backup\n  endpoint: http://10.0.0.5", "plain http is allowed only to a loopback", "use https"},
 	} {
 		c, err := config.Parse(strings.NewReader(tc.yaml))
 		if err != nil {

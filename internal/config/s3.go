@@ -68,12 +68,17 @@ func ParseS3URL(name string) (bucket, prefix string, err error) {
 // store named elsewhere (backup --to, a dead run's journal): the endpoint,
 // keys and TLS settings always come from the store section.
 func (s Store) S3(name string) (S3, error) {
+	out, err := s.s3Settings()
+	var uerr error
+	out.Bucket, out.Prefix, uerr = ParseS3URL(name)
+	return out, errors.Join(uerr, err)
+}
+
+// s3Settings checks everything but the store's URL.
+func (s Store) s3Settings() (S3, error) {
 	var errs []error
 	out := S3{Region: s.Region, AccessKeyFile: s.AccessKeyFile, SecretKeyFile: s.SecretKeyFile, CAFile: s.CAFile}
 	var err error
-	if out.Bucket, out.Prefix, err = ParseS3URL(name); err != nil {
-		errs = append(errs, err)
-	}
 	if s.Endpoint == "" {
 		errs = append(errs, fail.Hint(errors.New("store.endpoint is not set"),
 			"an s3:// store takes its S3 settings from the store section of the config file (--config, default %s): set store.endpoint to the server's host:port or https:// URL; examples/voltar.yaml shows every key", DefaultPath))
@@ -175,20 +180,13 @@ func parseBytes(s string) (int64, error) {
 func (s Store) validate() []error {
 	var errs []error
 	if !IsS3(s.Path) {
-		set := []string{}
-		for _, k := range []struct {
-			key string
-			set bool
-		}{{"endpoint", s.Endpoint != ""}, {"region", s.Region != ""}, {"access_key_file", s.AccessKeyFile != ""},
-			{"secret_key_file", s.SecretKeyFile != ""}, {"tls", s.TLS != nil}, {"ca_file", s.CAFile != ""},
-			{"addressing", s.Addressing != ""}, {"part_size", s.PartSize != ""}} {
-			if k.set {
-				set = append(set, "store."+k.key)
+		// S3 settings next to a directory serve `backup --to s3://...`:
+		// check them now rather than at the first such backup.
+		if s.Endpoint != "" || s.Region != "" || s.AccessKeyFile != "" || s.SecretKeyFile != "" ||
+			s.TLS != nil || s.CAFile != "" || s.Addressing != "" || s.PartSize != "" {
+			if _, err := s.s3Settings(); err != nil {
+				errs = append(errs, err)
 			}
-		}
-		if len(set) > 0 {
-			errs = append(errs, fail.Hint(fmt.Errorf("%s set, but store.path %q is not an s3:// URL", strings.Join(set, ", "), s.Path),
-				"S3 settings apply to store.path: s3://bucket/prefix; remove them for a local store"))
 		}
 		return errs
 	}
