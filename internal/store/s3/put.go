@@ -37,7 +37,8 @@ const (
 // every single PUT carries its MD5 (Content-MD5) and a SHA-256 of the
 // payload (signed over https, per chunk over http), so the server refuses
 // bytes corrupted on the way instead of storing them. A read error, a
-// failed part or a cancelled ctx aborts the upload, also when ctx is done.
+// failed part or a cancelled ctx aborts the upload (the abort itself runs
+// outside ctx, so it happens although ctx is done).
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	obj, err := s.object(key)
 	if err != nil {
