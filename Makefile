@@ -34,6 +34,7 @@ test: test-deps build vet services test-unit test-lvm
 services:
 	scripts/start-mailpit.sh
 	scripts/start-sshd-mariadb.sh
+	scripts/start-versitygw.sh
 
 test-unit:
 	$(GO) test -count=1 -timeout 20m ./...

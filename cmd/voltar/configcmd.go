@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"voltar/internal/config"
 	"voltar/internal/fail"
 )
 
@@ -39,6 +40,13 @@ func (a *app) configCmd() *cobra.Command {
 			fmt.Fprintf(w, "store        %s (host folder %s/)\n", cfg.Store.Path, host)
 			if cfg.Store.RequireMount != "" {
 				fmt.Fprintf(w, "             must be mounted at %s\n", cfg.Store.RequireMount)
+			}
+			if set, err := cfg.Store.S3(cfg.Store.Path); config.IsS3(cfg.Store.Path) && err == nil {
+				scheme := "https"
+				if !set.Secure {
+					scheme = "http"
+				}
+				fmt.Fprintf(w, "             on %s://%s (not contacted by config check)\n", scheme, set.Endpoint)
 			}
 			level := "default level"
 			if cfg.CompressionLevel != 0 {

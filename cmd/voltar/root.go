@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -99,8 +98,8 @@ func (a *app) openStore(ctx context.Context, name string) (store.Store, error) {
 	switch {
 	case name == "":
 		return nil, fail.Usage(fail.Hint(fmt.Errorf("no store given"), "set store: in the config or pass --to DIR"))
-	case strings.HasPrefix(name, "s3://"):
-		return nil, fail.Usage(fail.Hint(fmt.Errorf("store %s: S3 stores are not supported by this build yet", name), "use a local directory store"))
+	case config.IsS3(name):
+		return a.openS3(ctx, name)
 	}
 	fi, err := os.Stat(name)
 	if err != nil {

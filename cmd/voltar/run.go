@@ -20,6 +20,7 @@ import (
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/retention"
+	"voltar/internal/store/local"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -76,9 +77,15 @@ func (a *app) nightly(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Mount, writability and free-space checks apply to a local store; an
+	// S3 store was checked when it was opened and reports no free space.
+	storePath := ""
+	if ls, ok := st.(*local.Store); ok {
+		storePath = ls.Root()
+	}
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
-		Store: st, StorePath: cfg.Store.Path, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
+		Store: st, StorePath: storePath, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
 		Backup: backup.Options{
 			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
 			RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,

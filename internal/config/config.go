@@ -23,7 +23,7 @@ const DefaultPath = "/etc/voltar/voltar.yaml"
 // Config is the whole configuration file.
 type Config struct {
 	// Store is where backups go. In YAML either a plain path or a mapping
-	// with path and require_mount.
+	// with path and the settings for a local or an S3 store.
 	Store Store `yaml:"store"`
 	// Host names this machine in the store; default: the short host name.
 	Host string `yaml:"host"`
@@ -87,13 +87,40 @@ type Dump struct {
 
 // Store says where backups go.
 type Store struct {
-	// Path is a directory (or, later, s3://bucket/prefix).
+	// Path is a directory or s3://bucket/prefix.
 	Path string `yaml:"path"`
 	// RequireMount: the path (or the directory given here) must be a mount
 	// point, so an unmounted backup disk never fills the root filesystem.
+	// Local stores only.
 	RequireMount string `yaml:"require_mount"`
-	// MinFreePercent: `run` refuses to start when less is free.
+	// MinFreePercent: `run` refuses to start when less is free. Local
+	// stores only.
 	MinFreePercent float64 `yaml:"min_free_percent"`
+
+	// The rest applies to s3:// stores (see S3): the path's, or one named
+	// by `backup --to s3://...` next to a local path.
+
+	// Endpoint is the S3 server: host:port, or a URL http(s)://host:port.
+	Endpoint string `yaml:"endpoint"`
+	// Region is sent in request signatures; "" = us-east-1, which Ceph
+	// RGW, MinIO and versitygw accept by default.
+	Region string `yaml:"region"`
+	// AccessKeyFile and SecretKeyFile hold the keys (mode 0600). When
+	// unset, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the
+	// environment are used. Never in this file, never on the command line.
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	// TLS: https (nil = default: on, or the endpoint URL's scheme). Plain
+	// http only to a loopback endpoint.
+	TLS *bool `yaml:"tls"`
+	// CAFile adds PEM certificates to the system's trusted roots.
+	CAFile string `yaml:"ca_file"`
+	// Addressing: "path" (default, bucket in the URL path) or
+	// "virtual-host" (bucket in the host name).
+	Addressing string `yaml:"addressing"`
+	// PartSize of multipart uploads, e.g. "16M" (default). An upload
+	// buffers two parts, and one object holds at most 10000 parts.
+	PartSize string `yaml:"part_size"`
 }
 
 // UnmarshalYAML accepts `store: /path` as well as the mapping.
@@ -106,7 +133,8 @@ func (s *Store) UnmarshalYAML(n *yaml.Node) error {
 		// n.Decode does not inherit KnownFields; check the keys here.
 		for i := 0; i < len(n.Content); i += 2 {
 			switch k := n.Content[i].Value; k {
-			case "path", "require_mount", "min_free_percent":
+			case "path", "require_mount", "min_free_percent", "endpoint", "region", "access_key_file",
+				"secret_key_file", "tls", "ca_file", "addressing", "part_size":
 			default:
 				return fmt.Errorf("line %d: field %s not found in type config.Store", n.Content[i].Line, k)
 			}
@@ -323,6 +351,7 @@ func (c *Config) Validate() error {
 	if c.Store.MinFreePercent < 0 || c.Store.MinFreePercent >= 100 {
 		errs = append(errs, fmt.Errorf("store.min_free_percent %v: want 0..99", c.Store.MinFreePercent))
 	}
+	errs = append(errs, c.Store.validate()...)
 	if c.Retention.TimeZone != "" {
 		if _, err := time.LoadLocation(c.Retention.TimeZone); err != nil {
 			errs = append(errs, fmt.Errorf("retention.time_zone: %w", err))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"voltar/internal/config"
+	"voltar/internal/fail"
 )
 
 func TestExampleParsesAndDocumentsEveryKey(t *testing.T) {
@@ -93,5 +94,112 @@ func TestStoreShortAndLongForm(t *testing.T) {
 	}
 	if _, err := config.Parse(strings.NewReader("store:\n  pth: /srv/b\n")); err == nil || !strings.Contains(err.Error(), "pth") {
 		t.Fatalf("unknown store key: %v, want an error naming it", err)
+	}
+}
+
+func TestS3Store(t *testing.T) {
+	c, err := config.Parse(strings.NewReader(`store:
+  path: s3://voltar-backups/site1/
+  endpoint: https://rgw.example.org:7480
+  region: eu-1
+  access_key_file: /etc/voltar/s3-access
+  secret_key_file: /etc/voltar/s3-secret
+  ca_file: /etc/voltar/ca.pem
+  addressing: virtual-host
+  part_size: 64M
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	s, err := c.Store.S3(c.Store.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.S3{Bucket: "voltar-backups", Prefix: "site1", Endpoint: "rgw.example.org:7480", Secure: true, Region: "eu-1",
+		AccessKeyFile: "/etc/voltar/s3-access", SecretKeyFile: "/etc/voltar/s3-secret", CAFile: "/etc/voltar/ca.pem", PartSize: 64 << 20}
+	if s != want {
+		t.Errorf("S3() = %+v\nwant %+v", s, want)
+	}
+	// S3 settings next to a local directory serve backup --to s3://...
+	c, err = config.Parse(strings.NewReader("store:\n  path: /srv/backup\n  endpoint: s3.example.org\n"))
+	if err != nil || c.Validate() != nil {
+		t.Fatalf("local path with S3 settings: %v, %v", err, c.Validate())
+	}
+	if s, err := c.Store.S3("s3://b12/x"); err != nil || s.Endpoint != "s3.example.org" || !s.Secure {
+		t.Errorf("S3(--to name) = %+v, %v", s, err)
+	}
+	// The short form and a loopback endpoint without TLS.
+	c, err = config.Parse(strings.NewReader("store:\n  path: s3://b12\n  endpoint: 127.0.0.1:7070\n  tls: false\n"))
+	if err != nil || c.Validate() != nil {
+		t.Fatalf("loopback without TLS: %v, %v", err, c.Validate())
+	}
+	if s, _ := c.Store.S3("s3://other/x/y"); s.Bucket != "other" || s.Prefix != "x/y" || s.Secure || !s.PathStyle || s.PartSize != config.DefaultPartSize {
+		t.Errorf("S3(other name) = %+v", s)
+	}
+}
+
+func TestS3StoreErrors(t *testing.T) {
+	const ep = "\n  endpoint: s3.example.org"
+	for _, tc := range []struct{ yaml, want, hint string }{
+		{"store: s3://b12/p", "store.endpoint is not set", "set store.endpoint"},
+		{"store:\n  path: s3://b12/p" + ep + "\n  require_mount: /srv", "require_mount makes no sense", "remove require_mount"},
+		{"store:\n  path: s3://b12/p" + ep + "\n  min_free_percent: 10", "min_free_percent makes no sense", "remove min_free_percent"},
+		{"store:\n  path: s3://b12/p" + ep + "\n  tls: false", "plain http is allowed only to a loopback", "store.ca_file"},
+		{"store:\n  path: s3://b12/p\n  endpoint: http://10.0.0.5:7480", "plain http is allowed only to a loopback", "use https"},
+		{"store:\n  path: s3://b12/p\n  endpoint: http://127.0.0.1:7070\n  tls: true", "disagree", ""},
+		{"store:\n  path: s3://b12/p\n  endpoint: https://s3.example.org/b12", "has a path", "store.path"},
+		{"store:\n  path: s3://b12/p\n  endpoint: https://k:s@s3.example.org", "must not carry credentials", "access_key_file"},
+		{"store:\n  path: s3://AK:SK@b12/p" + ep, "must not carry credentials", "AWS_ACCESS_KEY_ID"},
+		{"store:\n  path: s3://b/p" + ep, "not a valid bucket name", ""},
+		{"store:\n  path: s3://b12/a//b" + ep, "single slashes", ""},
+		{"store:\n  path: s3://b12/../b" + ep, "no . or ..", ""},
+		{"store:\n  path: s3://b12/p" + ep + "\n  addressing: dns", "want path or virtual-host", ""},
+		{"store:\n  path: s3://b12/p" + ep + "\n  part_size: 1M", "want 5M to 512M", ""},
+		{"store:\n  path: s3://b12/p" + ep + "\n  part_size: lots", "want a size", ""},
+		{"store:\n  path: s3://b12/p" + ep + "\n  access_key_file: /k", "go together", "set both"},
+		{"store:\n  path: /srv/backup\n  region: x", "store.endpoint is not set", "set store.endpoint"},
+		{"store:\n  path: /srv/backup\n  endpoint: http://10.0.0.5", "plain http is allowed only to a loopback", "use https"},
+	} {
+		c, err := config.Parse(strings.NewReader(tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		err = c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%q) = %v, want error containing %q", tc.yaml, err, tc.want)
+			continue
+		}
+		if hints := strings.Join(fail.Hints(err), "\n"); !strings.Contains(hints, tc.hint) {
+			t.Errorf("Validate(%q): hints %q lack %q", tc.yaml, hints, tc.hint)
+		}
+	}
+}
+
+// The commented-out S3 store in the example is a valid configuration.
+func TestExampleS3StoreValidates(t *testing.T) {
+	data, err := os.ReadFile("../../examples/voltar.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "#store:") || (len(block) > 0 && strings.HasPrefix(line, "#  ")) {
+			block = append(block, strings.TrimPrefix(line, "#"))
+		} else if len(block) > 0 {
+			break
+		}
+	}
+	c, err := config.Parse(strings.NewReader(strings.Join(block, "\n")))
+	if err != nil {
+		t.Fatalf("S3 example does not parse: %v\n%s", err, strings.Join(block, "\n"))
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("S3 example does not validate: %v", err)
+	}
+	if c.Store.Path != "s3://voltar-backups/site1" || c.Store.PartSize != "16M" {
+		t.Fatalf("S3 example parsed as %+v", c.Store)
 	}
 }

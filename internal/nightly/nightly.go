@@ -37,7 +37,7 @@ type Job struct {
 // Options configure a run.
 type Options struct {
 	Store       store.Store
-	StorePath   string // local directory, for the mount and space checks
+	StorePath   string // local directory, for the mount and space checks; "" for other stores
 	Host        string
 	Jobs        []Job
 	Concurrency int

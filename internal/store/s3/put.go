@@ -1,0 +1,225 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+)
+
+const (
+	// buffersPerPut bounds a Put's memory: while one part uploads, the
+	// next fills from the reader, so a Put holds at most
+	// buffersPerPut x part size = 2 x 16 MiB = 32 MiB at the default part
+	// size, however large the object. voltar backs up several volumes at
+	// once (one Put each) within a whole-process budget of 256 MiB.
+	buffersPerPut = 2
+	// maxParts is S3's limit, so one object holds at most
+	// maxParts x part size: 156 GiB at the default 16 MiB.
+	maxParts = 10000
+	// abortTimeout bounds aborting a failed upload, which runs even when
+	// the Put's context is cancelled.
+	abortTimeout = time.Minute
+)
+
+// Put implements store.Store. An object that fits in one part goes up in a
+// single PUT; a larger one as a multipart upload, which the server makes
+// visible only when it is completed, after the last part. Every part and
+// every single PUT carries its MD5 (Content-MD5) and a SHA-256 of the
+// payload (signed over https, per chunk over http), so the server refuses
+// bytes corrupted on the way instead of storing them. A read error, a
+// failed part or a cancelled ctx aborts the upload (the abort itself runs
+// outside ctx, so it happens although ctx is done).
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	obj, err := s.object(key)
+	if err != nil {
+		return 0, err
+	}
+	src := ctxReader{ctx, r}
+	first := s.getBuf()
+	n, err := io.ReadFull(src, *first)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		defer s.putBuf(first)
+		data := (*first)[:n]
+		md5b64, sha := s.sums(data)
+		if _, err := s.core.PutObject(ctx, s.bucket, obj, bytes.NewReader(data), int64(n), md5b64, sha, minio.PutObjectOptions{}); err != nil {
+			return 0, fmt.Errorf("put %s: %w", key, err)
+		}
+		return int64(n), nil
+	case err != nil:
+		s.putBuf(first)
+		return 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	return s.putMultipart(ctx, key, obj, src, first)
+}
+
+// putMultipart uploads first, which is full, and the rest of src in parts.
+func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader, first *[]byte) (total int64, err error) {
+	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, minio.PutObjectOptions{})
+	if err != nil {
+		s.putBuf(first)
+		return 0, fmt.Errorf("start upload of %s: %w", key, err)
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Not under ctx alone: a cancelled run must not leave parts behind.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+		defer cancel()
+		if aerr := s.core.AbortMultipartUpload(actx, s.bucket, obj, uploadID); aerr != nil && !isNoSuchUpload(aerr) {
+			err = fmt.Errorf("%w (aborting the upload failed too: %v; voltar's next run or prune aborts it)", err, aerr)
+		}
+	}()
+
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		parts []minio.CompletePart
+		upErr error
+	)
+	// Every buffer ends up in free: returned by its upload, or unused.
+	free := make(chan *[]byte, buffersPerPut)
+	allocated := 1
+	buf, fill := first, len(*first)
+	for num := 1; ; num++ {
+		data := (*buf)[:fill]
+		total += int64(fill)
+		wg.Add(1)
+		go func(num int, b *[]byte) {
+			defer wg.Done()
+			part, err := s.uploadPart(uctx, obj, uploadID, num, data)
+			mu.Lock()
+			if err != nil && upErr == nil {
+				upErr = err
+				cancel()
+			}
+			parts = append(parts, part)
+			mu.Unlock()
+			free <- b
+		}(num, buf)
+		if int64(fill) < s.partSize {
+			break // that was the short last part
+		}
+		if allocated < buffersPerPut {
+			buf = s.getBuf()
+			allocated++
+		} else {
+			select {
+			case buf = <-free:
+			case <-uctx.Done():
+				buf = nil
+			}
+		}
+		if buf == nil || uctx.Err() != nil {
+			if buf != nil {
+				free <- buf
+			}
+			break
+		}
+		var rerr error
+		fill, rerr = io.ReadFull(src, *buf)
+		if rerr == io.EOF {
+			free <- buf // the last part was full
+			break
+		}
+		if rerr != nil && rerr != io.ErrUnexpectedEOF {
+			free <- buf
+			err = fmt.Errorf("read %s: %w", key, rerr)
+			break
+		}
+		if uctx.Err() != nil {
+			free <- buf // an upload failed meanwhile
+			break
+		}
+		if num == maxParts {
+			free <- buf
+			err = fmt.Errorf("%s is larger than %d parts of %d MiB (%d GiB): raise store.part_size", key, maxParts, s.partSize>>20, maxParts*s.partSize>>30)
+			break
+		}
+	}
+	if err != nil {
+		cancel() // stop the uploads in flight
+	}
+	wg.Wait()
+	for range allocated {
+		s.putBuf(<-free)
+	}
+	switch {
+	case err != nil:
+		return 0, err
+	case ctx.Err() != nil:
+		return 0, fmt.Errorf("upload %s: %w", key, ctx.Err())
+	case upErr != nil:
+		return 0, fmt.Errorf("upload %s: %w", key, upErr)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
+	if _, err := s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, parts, minio.PutObjectOptions{}); err != nil {
+		return 0, fmt.Errorf("complete upload of %s: %w", key, err)
+	}
+	return total, nil
+}
+
+func (s *Store) uploadPart(ctx context.Context, obj, uploadID string, num int, data []byte) (minio.CompletePart, error) {
+	md5b64, sha := s.sums(data)
+	p, err := s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, num, bytes.NewReader(data), int64(len(data)),
+		minio.PutObjectPartOptions{Md5Base64: md5b64, Sha256Hex: sha})
+	if err != nil {
+		return minio.CompletePart{}, fmt.Errorf("part %d: %w", num, err)
+	}
+	return minio.CompletePart{PartNumber: num, ETag: p.ETag}, nil
+}
+
+// sums returns the Content-MD5 and, over https, the SHA-256 the request is
+// signed with. Over plain http minio-go signs each chunk's SHA-256 itself.
+func (s *Store) sums(data []byte) (md5b64, sha256hex string) {
+	m := md5.Sum(data)
+	md5b64 = base64.StdEncoding.EncodeToString(m[:])
+	if s.secure {
+		h := sha256.Sum256(data)
+		sha256hex = hex.EncodeToString(h[:])
+	}
+	return md5b64, sha256hex
+}
+
+func (s *Store) getBuf() *[]byte {
+	n := s.held.Add(1)
+	for {
+		p := s.peak.Load()
+		if n <= p || s.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	return s.bufs.Get().(*[]byte)
+}
+
+func (s *Store) putBuf(b *[]byte) {
+	s.held.Add(-1)
+	s.bufs.Put(b)
+}
+
+// ctxReader stops reading when ctx is done, so a cancelled Put aborts even
+// when its reader would go on.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
