@@ -52,18 +52,19 @@ func (a *app) nightly(ctx context.Context) error {
 			return fail.Usage(fmt.Errorf("report.mail: %w", err))
 		}
 	}
+	started := time.Now()
 	st, host, err := a.storeAndHost(ctx)
 	if err != nil {
-		return err
+		return a.aborted(ctx, mail, po.Policy.String(), started, err)
 	}
 	l, err := a.lockAndSweep(ctx, len(cfg.LVM.VolumeGroups) > 0)
 	if err != nil {
-		return err
+		return a.aborted(ctx, mail, po.Policy.String(), started, err)
 	}
 	defer l.Release()
 	_, vols, err := a.selection(ctx)
 	if err != nil {
-		return err
+		return a.aborted(ctx, mail, po.Policy.String(), started, err)
 	}
 	var jobs []nightly.Job
 	for _, v := range vols {
@@ -108,6 +109,31 @@ func (a *app) nightly(ctx context.Context) error {
 		rep.Errors = append(rep.Errors, report.Problem{Message: "no volumes selected", Hints: []string{"set lvm.volume_groups or images in the config; voltar volumes shows the selection"}})
 	}
 	return a.deliver(ctx, cfg, mail, rep)
+}
+
+// aborted reports a run that stopped before backing anything up: the
+// store could not be opened (an S3 endpoint unreachable at night), the
+// sweep or the volume selection failed. The operator who reads only the
+// mail, the JSON report or the metrics learns of it too, also of a
+// missing store directory (exit 2: an unmounted backup disk). Only another
+// run holding the lock (exit 3) is not reported: that run reports.
+func (a *app) aborted(ctx context.Context, mail report.MailConfig, retention string, started time.Time, err error) error {
+	if errors.Is(err, fail.ErrLocked) {
+		return err
+	}
+	host, herr := a.cfg.HostName()
+	if herr != nil {
+		host = "unknown host"
+	}
+	rep := &report.Run{
+		Host: host, Started: started, Finished: time.Now(), Store: a.cfg.Store.Path, Retention: retention,
+		StoreTotalBytes: -1, DestUsedBytes: -1, DestTotalBytes: -1,
+		Errors: []report.Problem{*report.NewProblem(err)}, Version: version,
+	}
+	if derr := a.deliver(ctx, a.cfg, mail, rep); derr != nil {
+		a.log.Error("the report of the aborted run was not delivered", "err", derr)
+	}
+	return err
 }
 
 // deliver prints and sends the report. Failures to deliver make the run fail.

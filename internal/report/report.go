@@ -172,9 +172,14 @@ func Subject(r *Run) string {
 		fmt.Fprintf(&b, "FAILED: %s; ", oneLine(r.Errors[0].Message, 80))
 	}
 	ok, nfailed, total := r.Counts()
-	if nfailed > 0 {
+	switch {
+	case total == 0 && len(r.Errors) > 0:
+		// The run stopped before it knew its volumes (store unreachable,
+		// sweep failed): the error is the whole story.
+		return strings.TrimSuffix(b.String(), "; ")
+	case nfailed > 0:
 		fmt.Fprintf(&b, "FAILED %d/%d volumes", nfailed, total)
-	} else {
+	default:
 		fmt.Fprintf(&b, "%d/%d volumes OK", ok, total)
 	}
 	if skipped := total - ok - nfailed; skipped > 0 {
