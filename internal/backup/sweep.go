@@ -62,11 +62,16 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			if !ok || o.OpenStore == nil {
 				return nil
 			}
+			// An unfinished backup is never mistaken for one (it has no
+			// manifest), so removing it can wait for a store that answers.
 			st, err := o.OpenStore(ctx, name)
 			if err != nil {
-				return err
+				return cleanup.Later(err)
 			}
-			return RemovePartial(ctx, st, prefix)
+			if err := RemovePartial(ctx, st, prefix); err != nil {
+				return cleanup.Later(err)
+			}
+			return nil
 		},
 	}
 	if o.RemoveLV != nil {

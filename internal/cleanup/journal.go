@@ -104,6 +104,18 @@ func (j *Journal) Finish() error {
 // must succeed.
 type Handler func(ctx context.Context, ref string) error
 
+// Later wraps the error of a release that can wait: the resource costs
+// nothing while it waits (an unfinished backup in a store that cannot be
+// reached now). SweepJournals then keeps the journal for the next sweep and
+// logs a warning instead of failing, so an unreachable store does not stop
+// every command from running.
+func Later(err error) error { return &laterError{err} }
+
+type laterError struct{ err error }
+
+func (e *laterError) Error() string { return e.err.Error() }
+func (e *laterError) Unwrap() error { return e.err }
+
 // Entry is a resource found in a dead run's journal.
 type Entry struct{ Kind, Ref string }
 
@@ -131,6 +143,11 @@ func SweepJournals(ctx context.Context, stateDir string, handlers map[string]Han
 			}
 			if err := h(ctx, e.Ref); err != nil {
 				failed = true
+				var later *laterError
+				if errors.As(err, &later) {
+					log.Warn("leftover of a dead run kept for a later run", "run", runOf(p), "kind", e.Kind, "ref", e.Ref, "err", err)
+					continue
+				}
 				errs = append(errs, fmt.Errorf("release %s %s left by run %s: %w", e.Kind, e.Ref, runOf(p), err))
 				continue
 			}

@@ -56,6 +56,31 @@ func TestSweepKeepsJournalWhenReleaseFails(t *testing.T) {
 	}
 }
 
+// A release that can wait (cleanup.Later) keeps the journal without failing
+// the sweep; the other resources are still released.
+func TestSweepLaterKeepsJournalWithoutFailing(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := cleanup.Start(dir, "run3")
+	j.Add(cleanup.Partial, "s3://b/p\th/vg/v/ts")
+	j.Add(cleanup.Mount, "/run/voltar/run3/p1")
+	var got []string
+	handlers := map[string]cleanup.Handler{
+		cleanup.Partial: func(context.Context, string) error { return cleanup.Later(errors.New("endpoint unreachable")) },
+		cleanup.Mount:   func(ctx context.Context, ref string) error { got = append(got, ref); return nil },
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	released, err := cleanup.SweepJournals(context.Background(), dir, handlers, log)
+	if err != nil {
+		t.Fatalf("sweep failed on a release that can wait: %v", err)
+	}
+	if len(released) != 1 || len(got) != 1 {
+		t.Fatalf("released %v (handler saw %v), want the mount", released, got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "runs", "run3.journal")); err != nil {
+		t.Fatalf("journal removed although the partial backup is still there: %v", err)
+	}
+}
+
 func TestFinishRemovesOnlyWhenAllReleased(t *testing.T) {
 	dir := t.TempDir()
 	j, _ := cleanup.Start(dir, "run3")
