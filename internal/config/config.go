@@ -41,7 +41,7 @@ type Config struct {
 
 	Compression      string `yaml:"compression"`
 	CompressionLevel int    `yaml:"compression_level"`
-	// Threads for compression; 0 = all cores.
+	// Threads for compression; 0 = all cores, at most codec.MaxAutoThreads.
 	Threads int `yaml:"threads"`
 	// Excludes are glob patterns left out of every filesystem archive.
 	Excludes []string `yaml:"excludes"`
