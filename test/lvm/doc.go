@@ -1,6 +1,7 @@
 // Package lvm holds voltar's scenario tests against real LVM: thick and thin
 // snapshots of volumes in use, partition tables and whole-volume
-// filesystems, `voltar volumes`, snapshot-size preflight, COW overflow, and
+// filesystems, a vfat EFI system partition (the host kernel has no vfat),
+// `voltar volumes`, snapshot-size preflight, COW overflow, and
 // recovery after kill -9 and SIGTERM. They drive the voltar binary and check
 // what it leaves: archives extracted with GNU tar, `lvs`, loop devices,
 // mounts, exit codes and messages.

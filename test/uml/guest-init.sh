@@ -60,7 +60,8 @@ mount -t tmpfs tmpfs /dev/shm >>"$log" 2>&1
 mount -t hostfs -o "$W" hostfs "$W" >>"$log" 2>&1 || fail "mount hostfs $W"
 
 # Module dependencies (dm-bufio, dm-persistent-data, ...) come via modules.dep.
-for m in dm-mod dm-snapshot dm-thin-pool loop vfat; do
+# vfat mounts need its default codepage (cp437) and iocharset (utf8).
+for m in dm-mod dm-snapshot dm-thin-pool loop vfat nls_cp437 nls_utf8 nls_iso8859-1; do
 	modprobe -d "$W/modroot" "$m" >>"$log" 2>&1 || fail "modprobe $m"
 done
 if [ ! -e /dev/mapper/control ]; then
