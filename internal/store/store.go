@@ -56,3 +56,18 @@ type TempRemover interface {
 	// RemoveTemp removes what unfinished writes left under prefix.
 	RemoveTemp(ctx context.Context, prefix string) error
 }
+
+type sizeHintKey struct{}
+
+// WithSizeHint tells a Put under ctx that the object will hold at most n
+// bytes (a partition's size bounds its archive), so a store with per-part
+// limits can size its parts up front. A store may ignore it.
+func WithSizeHint(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, sizeHintKey{}, n)
+}
+
+// SizeHint returns the bound WithSizeHint set, if any.
+func SizeHint(ctx context.Context) (int64, bool) {
+	n, ok := ctx.Value(sizeHintKey{}).(int64)
+	return n, ok && n > 0
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"voltar/internal/store"
 )
 
 const (
@@ -29,6 +31,8 @@ const (
 	// abortTimeout bounds aborting a failed upload, which runs even when
 	// the Put's context is cancelled.
 	abortTimeout = time.Minute
+	// maxPartSize is S3's largest part.
+	maxPartSize = 5 << 30
 )
 
 // Put implements store.Store. An object that fits in one part goes up in a
@@ -45,7 +49,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		return 0, err
 	}
 	src := ctxReader{ctx, r}
-	first := s.getBuf()
+	size := s.partSizeFor(ctx)
+	first := s.getBuf(size)
 	n, err := io.ReadFull(src, *first)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -60,11 +65,26 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		s.putBuf(first)
 		return 0, fmt.Errorf("read %s: %w", key, err)
 	}
-	return s.putMultipart(ctx, key, obj, src, first)
+	return s.putMultipart(ctx, key, obj, src, first, size)
+}
+
+// partSizeFor returns the part size of one Put: the configured one, or,
+// when the caller's store.SizeHint says the object may need more than
+// maxParts of those, the size that fits it in maxParts-100 parts (rounded
+// up to MiB, at most 5 GiB, S3's largest part). A huge volume's archive then
+// costs more memory (two parts) instead of failing after hours of upload.
+func (s *Store) partSizeFor(ctx context.Context) int64 {
+	hint, ok := store.SizeHint(ctx)
+	if !ok || hint <= s.partSize*(maxParts-100) {
+		return s.partSize
+	}
+	need := (hint + maxParts - 101) / (maxParts - 100)
+	need = (need + 1<<20 - 1) &^ (1<<20 - 1)
+	return min(need, maxPartSize)
 }
 
 // putMultipart uploads first, which is full, and the rest of src in parts.
-func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader, first *[]byte) (total int64, err error) {
+func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader, first *[]byte, size int64) (total int64, err error) {
 	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, minio.PutObjectOptions{})
 	if err != nil {
 		s.putBuf(first)
@@ -110,11 +130,11 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader
 			mu.Unlock()
 			free <- b
 		}(num, buf)
-		if int64(fill) < s.partSize {
+		if int64(fill) < size {
 			break // that was the short last part
 		}
 		if allocated < buffersPerPut {
-			buf = s.getBuf()
+			buf = s.getBuf(size)
 			allocated++
 		} else {
 			select {
@@ -146,7 +166,7 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader
 		}
 		if num == maxParts {
 			free <- buf
-			err = fmt.Errorf("%s is larger than %d parts of %d MiB (%d GiB): raise store.part_size", key, maxParts, s.partSize>>20, maxParts*s.partSize>>30)
+			err = fmt.Errorf("%s is larger than %d parts of %d MiB (%d GiB): raise store.part_size", key, maxParts, size>>20, maxParts*size>>30)
 			break
 		}
 	}
@@ -194,7 +214,9 @@ func (s *Store) sums(data []byte) (md5b64, sha256hex string) {
 	return md5b64, sha256hex
 }
 
-func (s *Store) getBuf() *[]byte {
+// getBuf returns a buffer of size bytes: from the pool for the configured
+// part size, else newly made.
+func (s *Store) getBuf(size int64) *[]byte {
 	n := s.held.Add(1)
 	for {
 		p := s.peak.Load()
@@ -202,12 +224,18 @@ func (s *Store) getBuf() *[]byte {
 			break
 		}
 	}
+	if size != s.partSize {
+		b := make([]byte, size)
+		return &b
+	}
 	return s.bufs.Get().(*[]byte)
 }
 
 func (s *Store) putBuf(b *[]byte) {
 	s.held.Add(-1)
-	s.bufs.Put(b)
+	if int64(len(*b)) == s.partSize {
+		s.bufs.Put(b)
+	}
 }
 
 // ctxReader stops reading when ctx is done, so a cancelled Put aborts even

@@ -15,6 +15,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -354,6 +356,60 @@ func TestPutMemoryBound(t *testing.T) {
 	if p := peak.Load(); p > 2 {
 		t.Errorf("%d part uploads ran at once, want at most 2", p)
 	}
+}
+
+// A size hint beyond what maxParts parts of the configured size hold makes
+// the parts larger up front: 13 MiB with a hint just over 9900 x 5 MiB goes
+// up in parts of 6 MiB, not 5.
+func TestSizeHintGrowsParts(t *testing.T) {
+	srv := testutil.S3(t)
+	var mu sync.Mutex
+	var sizes []int64
+	st, _ := open(t, srv, "p", func(c *s3.Config) {
+		c.Transport = partSizeTransport{next: http.DefaultTransport, record: func(n int64) {
+			mu.Lock()
+			sizes = append(sizes, n)
+			mu.Unlock()
+		}}
+	})
+	const size = 13 << 20
+	put := func(ctx context.Context) []int64 {
+		t.Helper()
+		sizes = nil
+		if n, err := st.Put(ctx, "h/hinted", io.LimitReader(zeros{}, size)); err != nil || n != size {
+			t.Fatalf("Put = %d, %v", n, err)
+		}
+		slices.Sort(sizes)
+		return sizes
+	}
+	if got, want := put(context.Background()), []int64{3 << 20, 5 << 20, 5 << 20}; !slices.Equal(got, want) {
+		t.Errorf("parts without a hint: %v, want %v", got, want)
+	}
+	ctx := store.WithSizeHint(context.Background(), 9900*partSize+1)
+	if got, want := put(ctx), []int64{1 << 20, 6 << 20, 6 << 20}; !slices.Equal(got, want) {
+		t.Errorf("parts with a hint: %v, want %v", got, want)
+	}
+	ctx = store.WithSizeHint(context.Background(), 9900*partSize)
+	if got, want := put(ctx), []int64{3 << 20, 5 << 20, 5 << 20}; !slices.Equal(got, want) {
+		t.Errorf("parts with a hint that fits: %v, want %v", got, want)
+	}
+}
+
+// partSizeTransport records the payload size of every part upload.
+type partSizeTransport struct {
+	next   http.RoundTripper
+	record func(int64)
+}
+
+func (p partSizeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
+		n := r.ContentLength
+		if d := r.Header.Get("X-Amz-Decoded-Content-Length"); d != "" {
+			n, _ = strconv.ParseInt(d, 10, 64)
+		}
+		p.record(n)
+	}
+	return p.next.RoundTrip(r)
 }
 
 func TestCheckMissingBucket(t *testing.T) {
