@@ -13,7 +13,7 @@ import (
 //	ok      vg/volume-1/2026-11-25T013000Z  2 objects, 1.2 GiB, 120345 files
 //	FAILED  vg/volume-2/2026-11-25T013000Z
 //	        p1.tar.zst: sha256 is 3f2a..., SHA256SUMS and manifest.json say 9b1c...
-//	ok      vg/volume-3/2026-11-25T013000Z  1 objects, 1.0 GiB, 0 files
+//	ok      vg/volume-3/2026-11-25T013000Z  1 objects, 1.0 GiB, content not checked
 //	        note: p1.tar.zst.age: content not checked: encrypted, and no identity ...
 //	verified 3 backups: 2 ok, 1 failed; 1 with content not checked (encrypted, no identity configured)
 func WriteText(w io.Writer, results []Result) error {
@@ -28,7 +28,11 @@ func WriteText(w io.Writer, results []Result) error {
 				stored += o.StoredBytes
 				files += o.Files
 			}
-			if _, err := fmt.Fprintf(w, "ok      %s  %d objects, %s, %d files\n", r.ID, len(r.Objects), catalog.Bytes(stored), files); err != nil {
+			what := fmt.Sprintf("%d files", files)
+			if r.ContentNotChecked() {
+				what = "content not checked"
+			}
+			if _, err := fmt.Fprintf(w, "ok      %s  %d objects, %s, %s\n", r.ID, len(r.Objects), catalog.Bytes(stored), what); err != nil {
 				return err
 			}
 		} else {
