@@ -21,7 +21,7 @@ import (
 
 // newKey writes a fresh age identity file with mode and returns its path
 // and public key.
-func newKey(t *testing.T, mode os.FileMode) (path, recipient string) {
+func newKey(t testing.TB, mode os.FileMode) (path, recipient string) {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
