@@ -44,6 +44,10 @@ snapshot, and the snapshot is removed.`,
 			if err != nil {
 				return err
 			}
+			rcpt, err := a.recipients()
+			if err != nil {
+				return err
+			}
 			// Resolve every volume before touching anything, so a typo in the
 			// third argument does not leave the first two half done.
 			var vols []volume.Volume
@@ -75,7 +79,7 @@ snapshot, and the snapshot is removed.`,
 				}
 				m, err := backup.Volume(ctx, v, backup.Options{
 					Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-					Threads: a.cfg.Threads, Excludes: a.excludesFor(v, excludes),
+					Threads: a.cfg.Threads, Excludes: a.excludesFor(v, excludes), Recipients: rcpt,
 					RuntimeDir: a.cfg.RuntimeDir, RunID: runID, Journal: j, Snapshotter: snaps[i],
 					CleanupTimeout: a.cfg.CleanupTimeout, Version: version, Logger: a.log, Progress: bars,
 				})

@@ -35,6 +35,13 @@ func (a *app) configCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rcpt, err := a.recipients()
+			if err != nil {
+				return err
+			}
+			if _, err := a.identities(); err != nil {
+				return err
+			}
 			w := a.stdout
 			fmt.Fprintf(w, "config %s is valid\n\n", a.cfgPath)
 			fmt.Fprintf(w, "store        %s (host folder %s/)\n", cfg.Store.Path, host)
@@ -53,6 +60,14 @@ func (a *app) configCmd() *cobra.Command {
 				level = fmt.Sprintf("level %d", cfg.CompressionLevel)
 			}
 			fmt.Fprintf(w, "compression  %s, %s\n", cfg.Compression, level)
+			if rcpt != nil {
+				fmt.Fprintf(w, "encryption   age, to %d recipient(s)\n", len(rcpt.Keys()))
+			} else {
+				fmt.Fprintln(w, "encryption   none")
+			}
+			if p := a.identityFile(); p != "" {
+				fmt.Fprintf(w, "identity     %s (verify and restore decrypt with it)\n", p)
+			}
 			fmt.Fprintf(w, "concurrency  %d volume(s) at a time\n", cfg.Concurrency)
 			fmt.Fprintf(w, "snapshots    LVM %s\n", cfg.LVM.SnapshotSize)
 			fmt.Fprintf(w, "retention    %s\n", pol)

@@ -42,6 +42,10 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 			if err != nil {
 				return err
 			}
+			rcpt, err := a.recipients()
+			if err != nil {
+				return err
+			}
 			l, err := a.lockAndSweep(ctx, false)
 			if err != nil {
 				return err
@@ -54,7 +58,7 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 			defer a.finishJournal(j)
 			results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{
 				Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-				Threads: a.cfg.Threads, Version: version, Logger: a.log, Journal: j,
+				Threads: a.cfg.Threads, Recipients: rcpt, Version: version, Logger: a.log, Journal: j,
 				CleanupTimeout: a.cfg.CleanupTimeout,
 			})
 			failed := 0
@@ -168,7 +172,11 @@ func (a *app) restoreDump(ctx context.Context, st store.Store, b *catalog.Backup
 	if partition != "" {
 		return fail.Usage(fmt.Errorf("--partition does not apply to %s: a database dump has no partitions", b.ID))
 	}
-	res, err := dump.Restore(ctx, st, b, dir, force)
+	ids, err := a.identitiesFor(b)
+	if err != nil {
+		return err
+	}
+	res, err := dump.Restore(ctx, st, b, dir, force, ids)
 	if err != nil {
 		return err
 	}

@@ -176,3 +176,68 @@ dumps:
 		t.Errorf("errDumpNotVolume: %v", err)
 	}
 }
+
+// An encrypted dump through the real sshd and MariaDB: dump.sql.zst.age,
+// restored by `voltar restore` with the key and by hand with age and zstd.
+func TestDumpCommandEncrypted(t *testing.T) {
+	dir, host, port := sshdMariaDB(t)
+	testutil.RequireTools(t, "age", "age-keygen", "zstd")
+	work := t.TempDir()
+	store := filepath.Join(work, "store")
+	os.Mkdir(store, 0o700)
+	kh := filepath.Join(work, "known_hosts")
+	data, err := os.ReadFile(filepath.Join(dir, "known_hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(kh, data, 0o600)
+	key := filepath.Join(work, "key.txt")
+	testutil.Run(t, "age-keygen", "-o", key)
+	pub := strings.TrimSpace(testutil.Run(t, "age-keygen", "-y", key))
+	cfg := filepath.Join(work, "voltar.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: %s
+host: testhost
+runtime_dir: %s/run
+state_dir: %s/state
+encryption:
+  recipients: [%s]
+dumps:
+  - name: mariadb
+    host: %s
+    port: %s
+    user: root
+    key_file: %s/client_key
+    known_hosts: %s
+    credentials_file: %s/my.cnf
+    command: mysqldump --defaults-extra-file=/dev/stdin --single-transaction --no-data mysql
+`, store, work, work, pub, host, port, dir, kh, dir)), 0o600)
+
+	code, out, errs := runCLI(t, "--config", cfg, "dump", "mariadb")
+	if code != 0 || !strings.HasPrefix(out, "ok      dumps/mariadb/") {
+		t.Fatalf("dump mariadb: exit %d\n%s%s", code, out, errs)
+	}
+	objs, _ := filepath.Glob(filepath.Join(store, "testhost", "dumps", "mariadb", "*", "dump.sql.zst.age"))
+	if len(objs) != 1 {
+		t.Fatalf("stored %v, want one dump.sql.zst.age", objs)
+	}
+	sql := testutil.Run(t, "sh", "-c", "age -d -i '"+key+"' '"+objs[0]+"' | zstd -d -q")
+	if !strings.Contains(sql, "CREATE TABLE `db`") || !strings.Contains(sql, "-- Dump completed") {
+		t.Errorf("decrypted by hand: %d bytes without the dump's tables", len(sql))
+	}
+
+	target := filepath.Join(work, "restored")
+	code, _, errs = runCLI(t, "--config", cfg, "restore", "dumps/mariadb/latest", "--to", target)
+	if code != fail.ExitUsage || !strings.Contains(errs, "no identity is configured") || !strings.Contains(errs, "hint: dumps/mariadb/") {
+		t.Errorf("restore without a key: exit %d\n%s", code, errs)
+	}
+	t.Setenv("VOLTAR_AGE_IDENTITY_FILE", key)
+	code, out, errs = runCLI(t, "--config", cfg, "restore", "dumps/mariadb/latest", "--to", target)
+	got, _ := os.ReadFile(filepath.Join(target, "dump.sql"))
+	if code != 0 || !strings.Contains(out, "sha256 verified") || string(got) != sql {
+		t.Errorf("restore with the key: exit %d, %d bytes (want %d)\n%s%s", code, len(got), len(sql), out, errs)
+	}
+	code, out, errs = runCLI(t, "--config", cfg, "verify", "dumps/mariadb/latest")
+	if code != 0 || strings.Contains(out, "content not checked") {
+		t.Errorf("verify with the key: exit %d\n%s%s", code, out, errs)
+	}
+}

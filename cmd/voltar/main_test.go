@@ -22,8 +22,20 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "mkfs.ext4", "sfdisk", "flock", "sha256sum", "zstd", "tar")
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+	testscript.Run(t, scriptParams("testdata/script"))
+}
+
+// TestEncryptionScripts runs the scenarios of encrypted backups, which
+// also need the real age to restore by hand.
+func TestEncryptionScripts(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.ext4", "sha256sum", "zstd", "tar", "age", "age-keygen")
+	testscript.Run(t, scriptParams("testdata/encrypt"))
+}
+
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// expand FILE...: replace $WORK in files, for configs that need
 			// absolute paths.
@@ -53,5 +65,5 @@ func TestScripts(t *testing.T) {
 			})
 			return nil
 		},
-	})
+	}
 }

@@ -34,7 +34,8 @@ against its SHA-256 while reading.
                     in use, or smaller than the volume
 
 Entries that would land outside the target (.., absolute paths, paths through
-symlinks) are refused and reported.`,
+symlinks) are refused and reported. An encrypted backup is decrypted with
+encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -65,6 +66,9 @@ symlinks) are refused and reported.`,
 				if dump.IsDump(b.Manifest) {
 					return a.restoreDump(ctx, st, b, toDir, partition, force)
 				}
+				if opts.Identities, err = a.identitiesFor(b); err != nil {
+					return err
+				}
 				res, err = restore.ToDir(ctx, st, b, toDir, opts)
 				restore.WriteText(a.stdout, res)
 				return restoreError(err)
@@ -82,6 +86,9 @@ symlinks) are refused and reported.`,
 			}
 			if dump.IsDump(b.Manifest) {
 				return errDumpNotVolume(b)
+			}
+			if opts.Identities, err = a.identitiesFor(b); err != nil {
+				return err
 			}
 			runID := backup.NewRunID(time.Now())
 			opts.LoopTag = backup.LoopTag(a.cfg.RuntimeDir, runID)

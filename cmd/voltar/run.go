@@ -57,6 +57,10 @@ func (a *app) nightly(ctx context.Context) error {
 	if err != nil {
 		return a.aborted(ctx, mail, po.Policy.String(), started, err)
 	}
+	rcpt, err := a.recipients()
+	if err != nil {
+		return err
+	}
 	l, err := a.lockAndSweep(ctx, len(cfg.LVM.VolumeGroups) > 0)
 	if err != nil {
 		return a.aborted(ctx, mail, po.Policy.String(), started, err)
@@ -89,14 +93,14 @@ func (a *app) nightly(ctx context.Context) error {
 		Store: st, StorePath: storePath, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
 		Backup: backup.Options{
 			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
+			Recipients: rcpt, RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
 			Version: version, Logger: a.log, Progress: bars,
 		},
 		Prune: po,
 		Dumps: cfg.Dumps, DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
 		Dump: dump.Options{
 			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			Version: version, Logger: a.log, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
+			Recipients: rcpt, Version: version, Logger: a.log, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
 		},
 		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,
 		Retention: po.Policy.String(), Version: version, Logger: a.log,

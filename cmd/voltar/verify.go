@@ -20,7 +20,11 @@ func (a *app) verifyCmd() *cobra.Command {
 		Long: `Verify backups (all of this host's when none is named): re-hash every stored
 object against SHA256SUMS and the manifest, decompress and read every tar
 stream to its end, and compare entry, file and byte counts with the manifest.
-BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.`,
+BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.
+
+Encrypted backups are decrypted with encryption.identity_file (or
+$VOLTAR_AGE_IDENTITY_FILE). Without an identity their stored size and SHA-256
+are still checked, and the output says their content was not checked.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if sample < 0 || sample > 100 {
@@ -49,12 +53,20 @@ BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.`,
 			if sample > 0 && len(backups) > 0 {
 				backups = verify.Sample(backups, sample, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 			}
+			var ptrs []*catalog.Backup
+			for i := range backups {
+				ptrs = append(ptrs, &backups[i])
+			}
+			ids, err := a.identitiesFor(ptrs...)
+			if err != nil {
+				return err
+			}
 			var results []verify.Result
 			for i := range backups {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				r := verify.Backup(ctx, st, &backups[i])
+				r := verify.Backup(ctx, st, &backups[i], ids)
 				a.log.Debug("verified", "id", r.ID, "ok", r.OK)
 				results = append(results, r)
 			}
@@ -69,8 +81,16 @@ BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.`,
 				return err
 			}
 			if n := verify.Failed(results); n > 0 {
-				return fail.Hint(fmt.Errorf("%d of %d backups failed verification", n, len(results)),
-					"the objects named above are damaged: do not restore from them; make a new backup and check the store's disk")
+				err := fmt.Errorf("%d of %d backups failed verification", n, len(results))
+				hints, damaged := problemHints(results)
+				if damaged {
+					err = fail.Hint(err, "the objects named above are damaged: do not restore from them; make a new backup and check the store's disk")
+				}
+				// Hints shows the outermost first: wrap in reverse.
+				for i := len(hints) - 1; i >= 0; i-- {
+					err = fail.Hint(err, "%s", hints[i])
+				}
+				return err
 			}
 			return nil
 		},
@@ -78,4 +98,21 @@ BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print results as JSON")
 	cmd.Flags().Float64Var(&sample, "sample", 0, "verify a random PCT percent of the backups (at least one)")
 	return cmd
+}
+
+// problemHints collects the distinct hints of the problems (say, which key
+// decrypts a backup) and reports whether any problem has none: damage.
+func problemHints(results []verify.Result) (hints []string, damaged bool) {
+	seen := map[string]bool{}
+	for _, r := range results {
+		for _, p := range r.Problems {
+			if p.Hint == "" {
+				damaged = true
+			} else if !seen[p.Hint] {
+				seen[p.Hint] = true
+				hints = append(hints, p.Hint)
+			}
+		}
+	}
+	return hints, damaged
 }

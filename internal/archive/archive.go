@@ -40,6 +40,10 @@ type Options struct {
 	Excludes    []string       // doublestar globs; see Write
 	Progress    func(Progress) // optional; called at most ~10x/s and once at the end
 	Logger      *slog.Logger   // optional; warnings for skipped sockets etc.
+	// Encrypt, when set, wraps the compressed stream before it is hashed
+	// and written (age: crypt.Recipients.Encrypt). Write closes what it
+	// returns after the compressor.
+	Encrypt func(io.Writer) (io.WriteCloser, error)
 }
 
 // Progress is a running count of what Write has archived.
@@ -114,7 +118,15 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 	}
 
 	out := &sink{w: w, hash: sha256.New()}
-	cw, err := codec.NewWriter(out, opts.Compression, opts.Level, opts.Threads)
+	var stored io.Writer = out
+	var ew io.WriteCloser
+	if opts.Encrypt != nil {
+		if ew, err = opts.Encrypt(out); err != nil {
+			return Result{}, fmt.Errorf("archive %s: %w", root, err)
+		}
+		stored = ew
+	}
+	cw, err := codec.NewWriter(stored, opts.Compression, opts.Level, opts.Threads)
 	if err != nil {
 		return Result{}, err
 	}
@@ -145,6 +157,11 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 	if err == nil {
 		if err = cw.Close(); err != nil {
 			err = fmt.Errorf("archive %s: %s: %w", root, opts.Compression, err)
+		}
+	}
+	if err == nil && ew != nil {
+		if err = ew.Close(); err != nil {
+			err = fmt.Errorf("archive %s: encrypt: %w", root, err)
 		}
 	}
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"voltar/internal/cleanup"
+	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
@@ -32,12 +33,14 @@ import (
 
 // Options configure the backup of one volume.
 type Options struct {
-	Store          store.Store
-	Host           string
-	Compression    string
-	Level          int
-	Threads        int
-	Excludes       []string
+	Store       store.Store
+	Host        string
+	Compression string
+	Level       int
+	Threads     int
+	Excludes    []string
+	// Recipients, when set, age-encrypt every archive (named *.age).
+	Recipients     *crypt.Recipients
 	RuntimeDir     string
 	RunID          string
 	Journal        *cleanup.Journal
@@ -104,12 +107,16 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	started := o.Now().UTC().Truncate(time.Second)
 	prefix := Prefix(o.Host, v, started)
 	m = &manifest.Manifest{
-		Schema: manifest.Schema, Tool: "voltar", Version: o.Version, Host: o.Host,
+		Tool: "voltar", Version: o.Version, Host: o.Host,
 		ID:          strings.TrimSuffix(strings.TrimPrefix(prefix, o.Host+"/"), "/"),
 		Volume:      manifest.Volume{Kind: v.Kind, Name: v.Name, Group: v.Group, Path: v.Path, Size: v.Size, UUID: v.UUID},
 		Compression: o.Compression,
 		Started:     started,
 	}
+	if o.Recipients != nil {
+		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: o.Recipients.Keys()}
+	}
+	m.Schema = manifest.SchemaFor(m)
 	// Folders are named by the second; a backup of the same volume in the
 	// same second waits for the next one.
 	for tries := 0; ; tries++ {

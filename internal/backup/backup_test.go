@@ -226,7 +226,7 @@ func TestBackupImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res := verify.Backup(context.Background(), e.store, b); !res.OK {
+			if res := verify.Backup(context.Background(), e.store, b, nil); !res.OK {
 				t.Errorf("verify: %+v", res.Problems)
 			}
 			assertModes(t, filepath.Join(e.store.Root(), "testhost"))

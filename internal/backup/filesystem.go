@@ -16,6 +16,7 @@ import (
 	"voltar/internal/archive"
 	"voltar/internal/cleanup"
 	"voltar/internal/codec"
+	"voltar/internal/crypt"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
@@ -162,7 +163,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.Mode = manifest.ModeFiles
-	fs.Archive = p.name + archive.Ext(r.o.Compression)
+	fs.Archive = p.name + archive.Ext(r.o.Compression) + r.encExt()
 	fs.Excludes = r.o.Excludes
 	res, err := r.archive(ctx, dir, fs.Archive, p.name)
 	if err != nil {
@@ -200,6 +201,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 		Compression: r.o.Compression, Level: r.o.Level, Threads: r.o.Threads,
 		Excludes: r.o.Excludes, Logger: r.log,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
+		Encrypt:  r.encrypter(),
 	})
 	pw.CloseWithError(err)
 	pres := <-put
@@ -263,7 +265,7 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	}
 	defer f.Close()
 	fs.Mode, fs.Reason = manifest.ModeRaw, reason
-	fs.Archive = p.name + ".raw" + codec.Ext(r.o.Compression)
+	fs.Archive = p.name + ".raw" + codec.Ext(r.o.Compression) + r.encExt()
 	bar := r.o.Progress.Start(r.v.ID()+" "+p.name+" (raw)", p.size)
 	pr, pw := io.Pipe()
 	put := make(chan error, 1)
@@ -275,7 +277,16 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 		put <- err
 	}()
 	h := sha256.New()
-	cw, err := codec.NewWriter(io.MultiWriter(h, pw), r.o.Compression, r.o.Level, r.o.Threads)
+	var out io.Writer = io.MultiWriter(h, pw)
+	var ew io.WriteCloser
+	if r.o.Recipients != nil {
+		ew, err = r.o.Recipients.Encrypt(out)
+		out = ew
+	}
+	var cw io.WriteCloser
+	if err == nil {
+		cw, err = codec.NewWriter(out, r.o.Compression, r.o.Level, r.o.Threads)
+	}
 	if err == nil {
 		src := io.NewSectionReader(f, p.start, p.size)
 		buf := make([]byte, 1<<20)
@@ -301,6 +312,9 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 		if cerr := cw.Close(); err == nil {
 			err = cerr
 		}
+		if ew != nil && err == nil {
+			err = ew.Close()
+		}
 	}
 	pw.CloseWithError(err)
 	perr := <-put
@@ -314,4 +328,20 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	fs.StoredBytes, fs.SourceBytes, fs.SHA256 = stored, p.size, hex.EncodeToString(h.Sum(nil))
 	fs.Finished = r.o.Now().UTC()
 	return fs, nil
+}
+
+// encExt is the suffix encryption adds to an archive's name.
+func (r *run) encExt() string {
+	if r.o.Recipients != nil {
+		return crypt.Ext
+	}
+	return ""
+}
+
+// encrypter is archive.Options.Encrypt: nil without recipients.
+func (r *run) encrypter() func(io.Writer) (io.WriteCloser, error) {
+	if r.o.Recipients == nil {
+		return nil
+	}
+	return r.o.Recipients.Encrypt
 }

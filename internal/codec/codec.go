@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -30,8 +31,10 @@ func Ext(c string) string {
 	return ""
 }
 
-// FromName returns the compression a stored object's name implies.
+// FromName returns the compression a stored object's name implies. An
+// encryption suffix after the compression's (p1.tar.zst.age) is skipped.
 func FromName(name string) string {
+	name = strings.TrimSuffix(name, ".age")
 	switch {
 	case len(name) > 4 && name[len(name)-4:] == ".zst":
 		return Zstd

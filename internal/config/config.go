@@ -15,6 +15,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"voltar/internal/codec"
+	"voltar/internal/crypt"
+	"voltar/internal/fail"
 )
 
 // DefaultPath is read when --config is not given.
@@ -59,6 +61,73 @@ type Config struct {
 	DumpsWhen string `yaml:"dumps_when"`
 	// DumpConcurrency: dumps running at once.
 	DumpConcurrency int `yaml:"dump_concurrency"`
+
+	// Encryption age-encrypts every stored object when it has recipients.
+	Encryption Encryption `yaml:"encryption"`
+}
+
+// Encryption configures age encryption of archives, raw partitions and
+// dumps. Backups need only the recipients (public keys); verify (of the
+// content) and restore need the identity (the private key).
+type Encryption struct {
+	// Recipients are public keys: age (age1...), or SSH (ssh-ed25519,
+	// ssh-rsa) as in a .pub file.
+	Recipients []Recipient `yaml:"recipients"`
+	// RecipientsFile names files in age's recipients-file format (one key
+	// per line, # comments); in YAML a path or a list of paths.
+	RecipientsFile Paths `yaml:"recipients_file"`
+	// IdentityFile holds the private key(s) verify and restore decrypt
+	// with; the environment variable VOLTAR_AGE_IDENTITY_FILE overrides it.
+	IdentityFile string `yaml:"identity_file"`
+}
+
+// Enabled reports whether backups are to be encrypted.
+func (e Encryption) Enabled() bool { return len(e.Recipients) > 0 || len(e.RecipientsFile) > 0 }
+
+// Keys returns the recipients given inline.
+func (e Encryption) Keys() []string {
+	var out []string
+	for _, r := range e.Recipients {
+		out = append(out, r.Key)
+	}
+	return out
+}
+
+// Recipient is one public key of encryption.recipients, with its line in
+// the file for error messages.
+type Recipient struct {
+	Key  string `yaml:"-"`
+	Line int    `yaml:"-"`
+}
+
+// UnmarshalYAML takes a scalar and remembers its line.
+func (r *Recipient) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: encryption.recipients: want a list of public keys (strings)", n.Line)
+	}
+	r.Key, r.Line = n.Value, n.Line
+	return nil
+}
+
+// Paths is a list of paths that YAML may also give as a single string.
+type Paths []string
+
+// UnmarshalYAML accepts `key: /path` as well as a list.
+func (p *Paths) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value == "" {
+			*p = nil
+		} else {
+			*p = Paths{n.Value}
+		}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*p = list
+	return nil
 }
 
 // Dump is a database dump taken over SSH inside an instance.
@@ -357,12 +426,34 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("retention.time_zone: %w", err))
 		}
 	}
+	errs = append(errs, c.Encryption.validate()...)
 	for _, d := range []struct{ key, val string }{{"runtime_dir", c.RuntimeDir}, {"state_dir", c.StateDir}} {
 		if !strings.HasPrefix(d.val, "/") {
 			errs = append(errs, fmt.Errorf("%s %q must be an absolute path", d.key, d.val))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate parses the inline recipients; files are read when used.
+func (e Encryption) validate() []error {
+	var errs []error
+	for i, r := range e.Recipients {
+		if _, _, err := crypt.ParseRecipient(r.Key); err != nil {
+			where := fmt.Sprintf("encryption.recipients[%d]", i)
+			if r.Line > 0 {
+				where += fmt.Sprintf(" (line %d)", r.Line)
+			}
+			errs = append(errs, fail.Hint(fmt.Errorf("%s: %w", where, err),
+				"a recipient is a public key: age1... as `age-keygen -y KEYFILE` prints it, or the ssh-ed25519/ssh-rsa line of a .pub file"))
+		}
+	}
+	for i, f := range e.RecipientsFile {
+		if strings.TrimSpace(f) == "" {
+			errs = append(errs, fmt.Errorf("encryption.recipients_file[%d] is empty", i))
+		}
+	}
+	return errs
 }
 
 // Scratch is the directory for full image copies.

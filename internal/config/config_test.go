@@ -203,3 +203,62 @@ func TestExampleS3StoreValidates(t *testing.T) {
 		t.Fatalf("S3 example parsed as %+v", c.Store)
 	}
 }
+
+func TestEncryptionRecipients(t *testing.T) {
+	const key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+	c, err := config.Parse(strings.NewReader("encryption:\n  recipients:\n    - " + key + "\n  recipients_file: /etc/voltar/team.txt\n  identity_file: /root/key.txt\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid encryption section: %v", err)
+	}
+	e := c.Encryption
+	if !e.Enabled() || len(e.Keys()) != 1 || e.Keys()[0] != key || len(e.RecipientsFile) != 1 || e.IdentityFile != "/root/key.txt" {
+		t.Errorf("encryption parsed as %+v", e)
+	}
+	c, err = config.Parse(strings.NewReader("encryption:\n  recipients_file: [/a, /b]\n"))
+	if err != nil || len(c.Encryption.RecipientsFile) != 2 || !c.Encryption.Enabled() {
+		t.Errorf("recipients_file as a list: %+v, %v", c.Encryption, err)
+	}
+	if config.Default().Encryption.Enabled() {
+		t.Errorf("encryption on by default")
+	}
+	// An identity alone (a host that only restores) encrypts nothing.
+	c, _ = config.Parse(strings.NewReader("encryption:\n  identity_file: /k\n"))
+	if c.Encryption.Enabled() {
+		t.Errorf("identity_file alone turned encryption on")
+	}
+}
+
+func TestEncryptionBadRecipient(t *testing.T) {
+	good := "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+	for _, tc := range []struct{ yaml, want string }{
+		{"store: /x\nencryption:\n  recipients:\n    - " + good + "\n    - age1nope\n", "encryption.recipients[1] (line 5)"},
+		{"encryption:\n  recipients: [AGE-SECRET-KEY-1ABC]\n", "private key"},
+		{"encryption:\n  recipients: [\"ssh-ed25519 AAAAbroken\"]\n", "encryption.recipients[0] (line 2)"},
+		{"encryption:\n  recipients_file: ['']\n", "recipients_file[0] is empty"},
+	} {
+		c, err := config.Parse(strings.NewReader(tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		err = c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%q) = %v, want an error containing %q", tc.yaml, err, tc.want)
+			continue
+		}
+		if strings.Contains(tc.want, "recipients[") && len(fail.Hints(err)) == 0 {
+			t.Errorf("Validate(%q): no hint", tc.yaml)
+		}
+		if strings.Contains(err.Error(), "AGE-SECRET-KEY") {
+			t.Errorf("the error echoes a private key: %v", err)
+		}
+	}
+	if _, err := config.Parse(strings.NewReader("encryption:\n  recipients:\n    - {key: x}\n")); err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("a mapping as recipient: %v, want an error naming line 3", err)
+	}
+	if _, err := config.Parse(strings.NewReader("encryption:\n  recipient: [x]\n")); err == nil || !strings.Contains(err.Error(), "recipient") {
+		t.Errorf("a typo in the section: %v", err)
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/codec"
 	"voltar/internal/config"
+	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
@@ -64,8 +65,10 @@ type Options struct {
 	Compression string // default zstd
 	Level       int
 	Threads     int
-	Version     string
-	Logger      *slog.Logger
+	// Recipients, when set, age-encrypt the dump (dump.sql.zst.age).
+	Recipients *crypt.Recipients
+	Version    string
+	Logger     *slog.Logger
 	// Journal, when set, records the folder being written, so the sweep of
 	// a later run removes it after a kill -9.
 	Journal *cleanup.Journal
@@ -90,8 +93,14 @@ func (o *Options) defaults() {
 	}
 }
 
-// ObjectName is the dump object's name for a compression: dump.sql.zst.
-func ObjectName(compression string) string { return ObjectBase + codec.Ext(compression) }
+// ObjectName is the dump object's name for a compression, encrypted or
+// not: dump.sql.zst, dump.sql.zst.age.
+func ObjectName(compression string, encrypted bool) string {
+	if encrypted {
+		return ObjectBase + codec.Ext(compression) + crypt.Ext
+	}
+	return ObjectBase + codec.Ext(compression)
+}
 
 // Prefix is the store folder of a dump taken at ts.
 func Prefix(host, name string, ts time.Time) string {
@@ -231,7 +240,7 @@ func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, err
 	if err != nil {
 		return nil, fmt.Errorf("dump %s: %w", d.Name, err)
 	}
-	r := &run{d: d, o: o, log: log, cmd: cmd, key: signer, creds: creds, prefix: prefix, object: ObjectName(o.Compression)}
+	r := &run{d: d, o: o, log: log, cmd: cmd, key: signer, creds: creds, prefix: prefix, object: ObjectName(o.Compression, o.Recipients != nil)}
 	m, err := r.do(ctx, hk, started)
 	if err != nil {
 		if context.Cause(ctx) == errTimeout && parent.Err() == nil {
@@ -325,7 +334,7 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 		return nil, err
 	}
 	m = &manifest.Manifest{
-		Schema: manifest.Schema, Tool: "voltar", Version: r.o.Version, Host: r.o.Host, ID: r.id(),
+		Tool: "voltar", Version: r.o.Version, Host: r.o.Host, ID: r.id(),
 		Volume: manifest.Volume{Kind: Kind, Name: r.d.Name, Group: Group,
 			Path: "ssh://" + r.d.User + "@" + addr, Size: fs.SourceBytes},
 		Snapshot:    manifest.Snapshot{Kind: "none"},
@@ -342,6 +351,10 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 	if len(warnings) > 0 {
 		m.Extra["stderr_warnings"] = warnings
 	}
+	if r.o.Recipients != nil {
+		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: r.o.Recipients.Keys()}
+	}
+	m.Schema = manifest.SchemaFor(m)
 	return m, r.publish(ctx, m)
 }
 

@@ -97,11 +97,11 @@ func TestDumpStoresVerifiesRestores(t *testing.T) {
 	if b.ID != m.ID {
 		t.Errorf("catalog id %s, manifest %s", b.ID, m.ID)
 	}
-	if res := verify.Backup(ctx, f.st, b); !res.OK {
+	if res := verify.Backup(ctx, f.st, b, nil); !res.OK {
 		t.Errorf("verify: %v", res.Problems)
 	}
 	dir := filepath.Join(t.TempDir(), "restore")
-	r, err := dump.Restore(ctx, f.st, b, dir, false)
+	r, err := dump.Restore(ctx, f.st, b, dir, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestDumpStoresVerifiesRestores(t *testing.T) {
 	if string(got) != want || !r.Verified || r.SHA256 != fs.SHA256 {
 		t.Errorf("restored %q (verified %v, sha %s), want %q", got, r.Verified, r.SHA256, want)
 	}
-	if _, err := dump.Restore(ctx, f.st, b, dir, false); !fail.IsUsage(err) {
+	if _, err := dump.Restore(ctx, f.st, b, dir, false, nil); !fail.IsUsage(err) {
 		t.Errorf("second restore into the same dir: %v, want a usage error", err)
 	}
 	// A damaged object is refused and leaves no dump.sql.
@@ -118,13 +118,13 @@ func TestDumpStoresVerifiesRestores(t *testing.T) {
 	data[len(data)/2] ^= 0xff
 	os.WriteFile(obj, data, 0o600)
 	dir2 := filepath.Join(t.TempDir(), "restore2")
-	if _, err := dump.Restore(ctx, f.st, b, dir2, false); !errors.Is(err, dump.ErrChecksum) {
+	if _, err := dump.Restore(ctx, f.st, b, dir2, false, nil); !errors.Is(err, dump.ErrChecksum) {
 		t.Errorf("restore of a damaged dump: %v, want ErrChecksum", err)
 	}
 	if ents, _ := os.ReadDir(dir2); len(ents) != 0 {
 		t.Errorf("a failed restore left %v", ents)
 	}
-	if res := verify.Backup(ctx, f.st, b); res.OK {
+	if res := verify.Backup(ctx, f.st, b, nil); res.OK {
 		t.Errorf("verify passed a damaged dump")
 	}
 }

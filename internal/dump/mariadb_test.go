@@ -212,7 +212,7 @@ func TestMariaDBDumpRestoresIntoFreshDatabase(t *testing.T) {
 	if b.ID != m.ID {
 		t.Errorf("latest is %s, want %s", b.ID, m.ID)
 	}
-	if res := verify.Backup(ctx, st, b); !res.OK {
+	if res := verify.Backup(ctx, st, b, nil); !res.OK {
 		t.Errorf("verify: %v", res.Problems)
 	}
 	// Standard tools check it too.
@@ -223,7 +223,7 @@ func TestMariaDBDumpRestoresIntoFreshDatabase(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	if _, err := dump.Restore(ctx, st, b, dir, false); err != nil {
+	if _, err := dump.Restore(ctx, st, b, dir, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	sqlFile, err := os.Open(filepath.Join(dir, dump.SQLName))
@@ -268,7 +268,7 @@ func TestMariaDBDefaultCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dump.Extract(context.Background(), st, b, &sql); err != nil {
+	if _, err := dump.Extract(context.Background(), st, b, &sql, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `" + src + "`", "CREATE TABLE `bulk`", "-- Dump completed on"} {

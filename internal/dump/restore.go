@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"voltar/internal/catalog"
+	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
@@ -43,11 +44,13 @@ func object(b *catalog.Backup) (manifest.Filesystem, error) {
 	return manifest.Filesystem{}, fmt.Errorf("dump %s: %s names no dump object", b.ID, manifest.FileName)
 }
 
-// Extract writes the dump's SQL, decompressed, to w while checking the
-// stored bytes against the SHA-256 in the manifest and SHA256SUMS. The
-// whole object is only known good at its end: on an error (ErrChecksum for
-// a mismatch) what was written to w must be discarded.
-func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer) (Restored, error) {
+// Extract writes the dump's SQL, decrypted with ids (an encrypted dump,
+// dump.sql.zst.age) and decompressed, to w while checking the stored bytes
+// against the SHA-256 in the manifest and SHA256SUMS. The whole object is
+// only known good at its end: on an error (ErrChecksum for a mismatch) what
+// was written to w must be discarded. An encrypted dump without ids is a
+// usage error, before anything is written.
+func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer, ids *crypt.Identities) (Restored, error) {
 	res := Restored{ID: b.ID}
 	fs, err := object(b)
 	if err != nil {
@@ -64,7 +67,10 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 	if msg := verify.Disagree(fs, sums); msg != "" {
 		return res, fail.Hint(fmt.Errorf("%s: %s; not restoring", fs.Archive, msg), "voltar verify %s", b.FullID())
 	}
-	s, err := verify.Open(ctx, st, b, fs.Archive)
+	if err := verify.CheckKeys(ctx, st, b, []string{fs.Archive}, ids); err != nil {
+		return res, err
+	}
+	s, err := verify.Open(ctx, st, b, fs.Archive, ids)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", fs.Archive, err)
 	}
@@ -93,11 +99,17 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 // Restore writes the dump's SQL into dir/dump.sql (mode 0600: it holds
 // every row). dir is created if missing. The file appears only when the
 // whole dump was read and its SHA-256 matched; an existing dump.sql is
-// refused unless overwrite.
-func Restore(ctx context.Context, st store.Store, b *catalog.Backup, dir string, overwrite bool) (Restored, error) {
+// refused unless overwrite. ids decrypt an encrypted dump (see Extract).
+func Restore(ctx context.Context, st store.Store, b *catalog.Backup, dir string, overwrite bool, ids *crypt.Identities) (Restored, error) {
 	target := filepath.Join(dir, SQLName)
 	if _, err := os.Lstat(target); err == nil && !overwrite {
 		return Restored{ID: b.ID}, fail.Usage(fail.Hint(fmt.Errorf("%s already exists", target), "restore into another directory, or pass --force to replace it"))
+	}
+	// Nothing is created for a dump the keys cannot decrypt.
+	if fs, err := object(b); err == nil {
+		if err := verify.CheckKeys(ctx, st, b, []string{fs.Archive}, ids); err != nil {
+			return Restored{ID: b.ID}, err
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Restored{ID: b.ID}, fmt.Errorf("restore target: %w", err)
@@ -112,7 +124,7 @@ func Restore(ctx context.Context, st store.Store, b *catalog.Backup, dir string,
 			os.Remove(f.Name())
 		}
 	}()
-	res, err := Extract(ctx, st, b, f)
+	res, err := Extract(ctx, st, b, f, ids)
 	if err != nil {
 		return res, err
 	}

@@ -40,7 +40,7 @@ func (e *RemoteError) Error() string {
 }
 
 // stream runs the command and stores its stdout: stdout -> compressor ->
-// SHA-256 tee -> store.Put. The object is committed only after the command
+// [age] -> SHA-256 tee -> store.Put. The object is committed only after the command
 // exited 0 with a clean stderr and a complete-looking stream; otherwise the
 // upload is aborted and nothing appears under its key.
 func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesystem, []string, error) {
@@ -81,7 +81,17 @@ func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesyst
 		put <- putResult{n, err, own}
 	}()
 	h := sha256.New()
-	cw, err := codec.NewWriter(io.MultiWriter(h, pw), r.o.Compression, r.o.Level, r.o.Threads)
+	var out io.Writer = io.MultiWriter(h, pw)
+	var ew io.WriteCloser
+	if r.o.Recipients != nil {
+		if ew, err = r.o.Recipients.Encrypt(out); err != nil {
+			abort(err)
+			<-put
+			return fs, nil, err
+		}
+		out = ew
+	}
+	cw, err := codec.NewWriter(out, r.o.Compression, r.o.Level, r.o.Threads)
 	if err != nil {
 		abort(err)
 		<-put
@@ -109,6 +119,11 @@ func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesyst
 	} else {
 		// Only now may the object be committed.
 		cerr = cw.Close()
+		if cerr == nil && ew != nil {
+			if cerr = ew.Close(); cerr != nil {
+				cerr = fmt.Errorf("encrypt: %w", cerr)
+			}
+		}
 		pw.CloseWithError(cerr)
 	}
 	pres := <-put

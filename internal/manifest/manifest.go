@@ -9,8 +9,23 @@ import (
 	"time"
 )
 
-// Schema is the version of the manifest format written by this voltar.
-const Schema = 1
+// Schema is the newest manifest format this voltar reads and writes:
+//
+//	1  the original
+//	2  adds "encryption": the archives are age-encrypted
+//
+// A manifest is written with the oldest schema that holds it (see
+// SchemaFor), so an unencrypted backup stays schema 1 and readable by an
+// older voltar, which in turn refuses an encrypted one it could not read.
+const Schema = 2
+
+// SchemaFor returns the schema a manifest is written with.
+func SchemaFor(m *Manifest) int {
+	if m.Encryption != nil {
+		return 2
+	}
+	return 1
+}
 
 // File names inside a backup folder.
 const (
@@ -53,6 +68,17 @@ type Manifest struct {
 	Started     time.Time      `json:"started"`
 	Finished    time.Time      `json:"finished"`
 	Extra       map[string]any `json:"extra,omitempty"`
+
+	// Encryption is set (schema 2) when every archive is age-encrypted.
+	Encryption *Encryption `json:"encryption,omitempty"`
+}
+
+// Encryption records how a backup's archives are encrypted: with age, to
+// these public keys (the archives' names end in ".age"). The private keys
+// are never recorded anywhere in the store.
+type Encryption struct {
+	Method     string   `json:"method"`     // "age"
+	Recipients []string `json:"recipients"` // age1..., ssh-ed25519 ..., ssh-rsa ...
 }
 
 // Volume is the backed-up source.

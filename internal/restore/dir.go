@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"voltar/internal/catalog"
+	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
@@ -38,6 +39,9 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 	if err != nil {
 		return res, err
 	}
+	if err := checkKeys(ctx, st, b, fss, opts.Identities); err != nil {
+		return res, err
+	}
 	targets := make([]string, len(fss))
 	for i, fs := range fss {
 		targets[i] = dir
@@ -55,7 +59,7 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 		if err := os.MkdirAll(targets[i], 0o700); err != nil {
 			return res, fmt.Errorf("create target: %w", err)
 		}
-		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], opts.logger())
+		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], opts.Identities, opts.logger())
 		res.Filesystems = append(res.Filesystems, fr)
 		if err != nil {
 			return res, err
@@ -133,6 +137,16 @@ func readSums(ctx context.Context, st store.Store, b *catalog.Backup, fss []mani
 	return sums, nil
 }
 
+// checkKeys makes sure the archives to restore can be decrypted, before
+// anything is written.
+func checkKeys(ctx context.Context, st store.Store, b *catalog.Backup, fss []manifest.Filesystem, ids *crypt.Identities) error {
+	var names []string
+	for _, fs := range fss {
+		names = append(names, fs.Archive)
+	}
+	return verify.CheckKeys(ctx, st, b, names, ids)
+}
+
 // checkTarget refuses a target that is not a directory, or (without
 // overwrite) holds anything but lost+found.
 func checkTarget(dir string, overwrite bool) error {
@@ -168,14 +182,14 @@ func checkTarget(dir string, overwrite bool) error {
 }
 
 // restoreArchive streams one archive into dir, verifying it on the way.
-func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, log *slog.Logger) (fr FSResult, _ error) {
+func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, ids *crypt.Identities, log *slog.Logger) (fr FSResult, _ error) {
 	// fr is named: the deferred finish below still adds its warnings.
 	fr = FSResult{Name: fs.Name, Archive: fs.Archive, Dir: dir, Refused: []Skipped{}, Failed: []Skipped{}, Warnings: []string{}}
 	partial := func(err error) error {
 		return fail.Hint(&PartialError{Archive: fs.Archive, Dir: dir, Files: fr.Files, Bytes: fr.Bytes, Err: err},
 			"voltar verify %s", b.FullID())
 	}
-	s, err := verify.Open(ctx, st, b, fs.Archive)
+	s, err := verify.Open(ctx, st, b, fs.Archive, ids)
 	if err != nil {
 		return fr, fmt.Errorf("%s: %w", fs.Archive, err)
 	}

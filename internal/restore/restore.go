@@ -3,7 +3,7 @@
 // (ToImage) or onto a block device (ToDevice).
 //
 // Every archive is verified while it streams: store.Get -> SHA-256 ->
-// decompressor -> tar -> files. Because the whole archive cannot be checked
+// [age] -> decompressor -> tar -> files. Because the whole archive cannot be checked
 // before its first file is written, a mismatch at the end fails the restore
 // with a *PartialError saying how much was already written, and where.
 package restore
@@ -14,6 +14,7 @@ import (
 	"log/slog"
 
 	"voltar/internal/catalog"
+	"voltar/internal/crypt"
 )
 
 // Options tune a restore.
@@ -35,6 +36,10 @@ type Options struct {
 	// (disk.AttachLoop); "" is "voltar:restore-<pid>", which the backup
 	// sweep of a concurrent run does not touch.
 	LoopTag string
+	// Identities decrypt encrypted (*.age) archives. Without them the
+	// restore of an encrypted backup is refused before anything is
+	// written (a usage error); with keys that do not fit, too.
+	Identities *crypt.Identities
 }
 
 func (o Options) logger() *slog.Logger {

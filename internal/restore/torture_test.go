@@ -151,7 +151,7 @@ func TestTortureTreeRoundTrip(t *testing.T) {
 	b := catalogtest.Resolve(t, st, f)
 
 	// What archive.Write records is what verify counts.
-	if r := verify.Backup(context.Background(), st, b); !r.OK {
+	if r := verify.Backup(context.Background(), st, b, nil); !r.OK {
 		t.Fatalf("verify: %v", r.Problems)
 	}
 

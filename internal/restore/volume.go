@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/catalog"
+	"voltar/internal/crypt"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
@@ -169,7 +170,13 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 		p.steps = append(p.steps, s)
 	}
 	sums, err := readSums(ctx, st, b, archives, res)
-	return p, sums, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkKeys(ctx, st, b, archives, opts.Identities); err != nil {
+		return nil, nil, err
+	}
+	return p, sums, nil
 }
 
 // canMake checks the mkfs tool and, to restore files, kernel support.
@@ -267,7 +274,7 @@ func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *vo
 		case manifest.ModeFiles:
 			fr, err = restoreFS(ctx, st, b, t, s, sums, opts, log)
 		case manifest.ModeRaw:
-			fr, err = writeRaw(ctx, st, b, t, s, sums)
+			fr, err = writeRaw(ctx, st, b, t, s, sums, opts.Identities)
 		default: // swap
 			fr, err = makeOnly(ctx, t, s, opts)
 		}
@@ -372,7 +379,7 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 			err = uerr
 		}
 	}()
-	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, log)
+	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, opts.Identities, log)
 	got.Made = fr.Made
 	return got, err
 }
@@ -390,12 +397,12 @@ func makeOnly(ctx context.Context, t *volTarget, s volStep, opts Options) (FSRes
 // writeRaw writes a raw archive (the partition's bytes, compressed) back
 // to its region, verifying it as it streams. On a new image all-zero
 // blocks are skipped.
-func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarget, s volStep, sums catalog.Sums) (FSResult, error) {
+func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarget, s volStep, sums catalog.Sums, ids *crypt.Identities) (FSResult, error) {
 	fr := FSResult{Name: s.fs.Name, Archive: s.fs.Archive, Made: made(s)}
 	partial := func(err error) error {
 		return &PartialError{Archive: s.fs.Archive, Files: 0, Bytes: fr.Bytes, Err: err}
 	}
-	stream, err := verify.Open(ctx, st, b, s.fs.Archive)
+	stream, err := verify.Open(ctx, st, b, s.fs.Archive, ids)
 	if err != nil {
 		return fr, fmt.Errorf("%s: %w", s.fs.Archive, err)
 	}

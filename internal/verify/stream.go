@@ -13,14 +13,16 @@ import (
 
 	"voltar/internal/catalog"
 	"voltar/internal/codec"
+	"voltar/internal/crypt"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
 
 // Stream reads one stored archive in a single pass: the stored bytes are
-// hashed as they arrive (store.Get -> SHA-256 tee -> decompressor -> tar), so
-// a reader of Tar verifies the object without reading it twice. The caller
-// must call Close; Finish tells whether the bytes were the expected ones.
+// hashed as they arrive (store.Get -> SHA-256 tee -> [age] -> decompressor
+// -> tar), so a reader of Tar verifies the object without reading it twice.
+// The caller must call Close; Finish tells whether the bytes were the
+// expected ones.
 type Stream struct {
 	Name string
 	// Data is the decompressed stream; Tar reads it for tar archives.
@@ -29,6 +31,7 @@ type Stream struct {
 
 	raw io.ReadCloser
 	tee *hashReader
+	dec io.Reader // the decrypted stream of an encrypted object, else nil
 	zr  io.ReadCloser
 }
 
@@ -36,19 +39,34 @@ type Stream struct {
 // not raw partition bytes ("p2.raw.zst").
 func IsTar(name string) bool { return strings.Contains(name, ".tar") }
 
-// Open starts reading the backup's object name.
-func Open(ctx context.Context, st store.Store, b *catalog.Backup, name string) (*Stream, error) {
+// Open starts reading the backup's object name. An encrypted one (*.age) is
+// decrypted with ids; its header is read at once, so an error matching
+// crypt.ErrNoIdentity (ids is nil) or crypt.ErrWrongIdentity comes from
+// Open, before anything is read of the data.
+func Open(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities) (*Stream, error) {
+	if crypt.Encrypted(name) && ids == nil {
+		return nil, crypt.ErrNoIdentity
+	}
 	raw, err := st.Get(ctx, b.Key(name))
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
 	tee := &hashReader{ctx: ctx, r: raw, h: sha256.New()}
-	zr, err := codec.NewReader(tee, codec.FromName(name))
+	var in io.Reader = tee
+	var dec io.Reader
+	if crypt.Encrypted(name) {
+		if dec, err = ids.Decrypt(tee); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("decrypt: %w", err)
+		}
+		in = dec
+	}
+	zr, err := codec.NewReader(in, codec.FromName(name))
 	if err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
-	s := &Stream{Name: name, Data: zr, raw: raw, tee: tee, zr: zr}
+	s := &Stream{Name: name, Data: zr, raw: raw, tee: tee, dec: dec, zr: zr}
 	if IsTar(name) {
 		s.Tar = tar.NewReader(zr)
 	}
@@ -71,6 +89,11 @@ func (s *Stream) Finish() (Digest, error) {
 	// The decompressors read ahead in goroutines; stop them before reading
 	// the stored stream here.
 	s.closeDecoder()
+	if s.dec != nil && err == nil {
+		// Anything after the compressed data must still decrypt, and the
+		// last chunk must be there: age authenticates the stream's end.
+		_, err = io.Copy(io.Discard, s.dec)
+	}
 	if _, err2 := io.Copy(io.Discard, s.tee); err == nil {
 		err = err2
 	}

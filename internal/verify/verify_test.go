@@ -58,7 +58,7 @@ func TestGoodBackupPasses(t *testing.T) {
 	for _, c := range []string{codec.Zstd, codec.Gzip, codec.None} {
 		t.Run(c, func(t *testing.T) {
 			st, _, b := setup(t, c)
-			r := verify.Backup(context.Background(), st, b)
+			r := verify.Backup(context.Background(), st, b, nil)
 			if !r.OK || len(r.Problems) != 0 {
 				t.Fatalf("problems:\n%s", problems(r))
 			}
@@ -117,7 +117,7 @@ func TestFlippedByteFails(t *testing.T) {
 				d[len(d)/2] ^= 0x01
 				return d
 			})
-			r := verify.Backup(context.Background(), st, reResolve(t, st, f))
+			r := verify.Backup(context.Background(), st, reResolve(t, st, f), nil)
 			wantProblem(t, r, "p1.tar"+codec.Ext(c), "sha256 is ", "SHA256SUMS and manifest.json say "+b.Manifest.Filesystems[0].SHA256)
 		})
 	}
@@ -129,7 +129,7 @@ func TestTruncatedZstdFails(t *testing.T) {
 	// The manifest is made to agree with the truncated object's size and
 	// hash, so only reading the stream to its end can catch it.
 	b = reResolve(t, st, f)
-	r := verify.Backup(context.Background(), st, b)
+	r := verify.Backup(context.Background(), st, b, nil)
 	wantProblem(t, r, "p1.tar.zst", "stored size is", "manifest.json says")
 	found := false
 	for _, p := range r.Problems {
@@ -150,7 +150,7 @@ func TestTruncatedStreamWithMatchingChecksumsFails(t *testing.T) {
 		Data: full[:len(full)/2],
 	}}}
 	catalogtest.Write(t, st, f)
-	r := verify.Backup(context.Background(), st, catalogtest.Resolve(t, st, f))
+	r := verify.Backup(context.Background(), st, catalogtest.Resolve(t, st, f), nil)
 	wantProblem(t, r, "fs.tar.zst", "EOF")
 	for _, p := range r.Problems {
 		if strings.Contains(p.Message, "sha256 is") {
@@ -167,7 +167,7 @@ func TestManifestCountMismatchFails(t *testing.T) {
 	m.Filesystems[0].Entries = 7
 	m.Filesystems[0].SourceBytes += 10
 	catalogtest.PutManifest(t, st, b.Prefix, &m)
-	r := verify.Backup(context.Background(), st, reResolve(t, st, f))
+	r := verify.Backup(context.Background(), st, reResolve(t, st, f), nil)
 	wantProblem(t, r, "p1.tar.zst", "files 2, manifest.json says 4")
 	wantProblem(t, r, "p1.tar.zst", "entries 6, manifest.json says 7")
 	wantProblem(t, r, "p1.tar.zst", "source bytes")
@@ -182,7 +182,7 @@ func TestMissingAndStrayObjects(t *testing.T) {
 	if _, err := st.Put(ctx, b.Key("junk"), strings.NewReader("x")); err != nil {
 		t.Fatal(err)
 	}
-	r := verify.Backup(ctx, st, reResolve(t, st, f))
+	r := verify.Backup(ctx, st, reResolve(t, st, f), nil)
 	wantProblem(t, r, "p1.tar.zst", "missing")
 	wantProblem(t, r, "junk", "stray")
 }
@@ -196,7 +196,7 @@ func TestSumsProblems(t *testing.T) {
 	if _, err := st.Put(ctx, b.Key(manifest.SumsName), strings.NewReader(sums)); err != nil {
 		t.Fatal(err)
 	}
-	r := verify.Backup(ctx, st, reResolve(t, st, f))
+	r := verify.Backup(ctx, st, reResolve(t, st, f), nil)
 	wantProblem(t, r, "p1.tar.zst", "SHA256SUMS says sha256 "+other)
 	wantProblem(t, r, "p1.tar.zst", "sha256 is "+b.Manifest.Filesystems[0].SHA256+", SHA256SUMS says "+other)
 	wantProblem(t, r, "gone.sql.zst", "missing: listed in SHA256SUMS")
@@ -204,7 +204,7 @@ func TestSumsProblems(t *testing.T) {
 	if err := st.Delete(ctx, b.Key(manifest.SumsName)); err != nil {
 		t.Fatal(err)
 	}
-	r = verify.Backup(ctx, st, reResolve(t, st, f))
+	r = verify.Backup(ctx, st, reResolve(t, st, f), nil)
 	wantProblem(t, r, "SHA256SUMS", "no SHA256SUMS")
 }
 
@@ -217,7 +217,7 @@ func TestOtherListedObjectsAreHashed(t *testing.T) {
 	if _, err := st.Put(ctx, f.Prefix()+manifest.SumsName, strings.NewReader(sum+"  dump.sql.zst\n")); err != nil {
 		t.Fatal(err)
 	}
-	r := verify.Backup(ctx, st, catalogtest.Resolve(t, st, f))
+	r := verify.Backup(ctx, st, catalogtest.Resolve(t, st, f), nil)
 	wantProblem(t, r, "dump.sql.zst", "sha256 is ", "SHA256SUMS says "+sum)
 }
 
@@ -242,9 +242,9 @@ func TestSample(t *testing.T) {
 
 func TestWriteText(t *testing.T) {
 	st, f, b := setup(t, codec.Zstd)
-	good := verify.Backup(context.Background(), st, b)
+	good := verify.Backup(context.Background(), st, b, nil)
 	corrupt(t, st, b.Key("p1.tar.zst"), func(d []byte) []byte { d[100] ^= 0xff; return d })
-	bad := verify.Backup(context.Background(), st, reResolve(t, st, f))
+	bad := verify.Backup(context.Background(), st, reResolve(t, st, f), nil)
 	var buf bytes.Buffer
 	if err := verify.WriteText(&buf, []verify.Result{good, bad}); err != nil {
 		t.Fatal(err)
