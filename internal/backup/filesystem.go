@@ -180,10 +180,18 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 
 // archive streams the tree at dir into the store under name.
 func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Result, error) {
-	var used int64
+	var used, size int64
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) == nil {
 		used = int64(st.Blocks-st.Bfree) * st.Bsize
+		size = int64(st.Blocks) * st.Bsize
+	}
+	// The archive of a filesystem is bounded by its size (sparse files
+	// are stored sparse), give or take tar headers: a store that cuts
+	// objects into parts sizes them from this.
+	putCtx := ctx
+	if size > 0 {
+		putCtx = store.WithSizeHint(ctx, size+size/4+64<<20)
 	}
 	bar := r.o.Progress.Start(r.v.ID()+" "+label, used)
 	pr, pw := io.Pipe()
@@ -193,7 +201,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	}
 	put := make(chan putResult, 1)
 	go func() {
-		n, err := r.o.Store.Put(ctx, r.prefix+name, pr)
+		n, err := r.o.Store.Put(putCtx, r.prefix+name, pr)
 		pr.CloseWithError(err) // unblocks the writer if the store gave up
 		put <- putResult{n, err}
 	}()
@@ -271,7 +279,9 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	put := make(chan error, 1)
 	var stored int64
 	go func() {
-		n, err := r.o.Store.Put(ctx, r.prefix+fs.Archive, pr)
+		// Compressed (and encrypted) bytes of the partition: at most its
+		// size plus the codec's framing.
+		n, err := r.o.Store.Put(store.WithSizeHint(ctx, p.size+p.size/64+1<<20), r.prefix+fs.Archive, pr)
 		stored = n
 		pr.CloseWithError(err)
 		put <- err

@@ -1,0 +1,78 @@
+package backup_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"voltar/internal/backup"
+	"voltar/internal/cleanup"
+	"voltar/internal/store"
+	"voltar/internal/store/local"
+	"voltar/internal/testutil"
+	"voltar/internal/volume/image"
+)
+
+// hintStore records the size hint each Put came with.
+type hintStore struct {
+	*local.Store
+	mu    sync.Mutex
+	hints map[string]int64
+}
+
+func (h *hintStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	n, _ := store.SizeHint(ctx)
+	h.mu.Lock()
+	h.hints[key[strings.LastIndexByte(key, '/')+1:]] = n
+	h.mu.Unlock()
+	return h.Store.Put(ctx, key, r)
+}
+
+// Every archive goes to the store with a bound on its size (what an S3
+// store sizes its parts from): at least the filesystem's or partition's
+// size, and not wildly more.
+func TestArchivesCarrySizeHints(t *testing.T) {
+	e := newEnv(t)
+	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "mbr", Parts: []testutil.Part{
+		{FS: "ext4", SizeMiB: 64, Fill: fillData},
+		{FS: "", SizeMiB: 8},
+	}})
+	testutil.Run(t, "sh", "-c", fmt.Sprintf("head -c 4M /dev/urandom | dd of=%s bs=1M seek=66 conv=notrunc status=none", img))
+	v, err := image.Resolve(img, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := cleanup.Start(e.state, "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.options("run1", j)
+	hs := &hintStore{Store: e.store, hints: map[string]int64{}}
+	o.Store = hs
+	m, err := backup.Volume(context.Background(), v, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Finish()
+	for _, c := range []struct {
+		key      string
+		min, max int64
+	}{
+		{"p1.tar.zst", 50 << 20, 64<<20*5/4 + 64<<20},
+		{"p2.raw.zst", 8 << 20, 10 << 20},
+		{"SHA256SUMS", 0, 0},
+		{"manifest.json", 0, 0},
+	} {
+		if h := hs.hints[c.key]; h < c.min || h > c.max {
+			t.Errorf("%s: size hint %d, want %d..%d", c.key, h, c.min, c.max)
+		}
+	}
+	for _, f := range m.Filesystems {
+		if f.StoredBytes > hs.hints[f.Archive] {
+			t.Errorf("%s: stored %d bytes, above its hint %d", f.Archive, f.StoredBytes, hs.hints[f.Archive])
+		}
+	}
+}
