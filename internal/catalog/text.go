@@ -14,6 +14,8 @@ import (
 //
 //	ID                                         TIME                  STATUS    FILESYSTEMS          STORED   SOURCE    FILES
 //	nova-volumes/volume-1/2026-11-25T013000Z  2026-11-25 01:30 UTC  complete  p1:ext4 p2:xfs       1.2 GiB  3.4 GiB  120345
+//
+// An encrypted backup's status reads "complete (age)".
 func (c *Catalog) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	hosts := map[string]bool{}
@@ -36,8 +38,12 @@ func (c *Catalog) WriteText(w io.Writer) error {
 		fmt.Fprintln(tw, "ID\tTIME\tSTATUS\tFILESYSTEMS\tSTORED\tSOURCE\tFILES")
 		for _, b := range c.Backups {
 			m := b.Manifest
+			status := m.Status
+			if m.Encryption != nil {
+				status += " (age)" // restoring it needs the identity
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id(b.Host, b.ID), b.Time.Format("2006-01-02 15:04 MST"),
-				m.Status, Filesystems(m), Bytes(m.StoredBytes()), Bytes(m.SourceBytes()), m.Files())
+				status, Filesystems(m), Bytes(m.StoredBytes()), Bytes(m.SourceBytes()), m.Files())
 		}
 	}
 	if len(c.Incomplete) > 0 {
