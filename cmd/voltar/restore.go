@@ -13,6 +13,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/progress"
 	"voltar/internal/restore"
 )
 
@@ -56,6 +57,12 @@ encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 				return err
 			}
 			opts := restore.Options{Partition: partition, Overwrite: force, Logger: a.log}
+			// A bar per filesystem on a terminal: a big restore is long.
+			bars := progress.New(stderrFile(a))
+			defer bars.Wait()
+			opts.Progress = func(name string, total int64) restore.Tracker {
+				return bars.Start(args[0]+" "+name, total)
+			}
 			var res restore.Result
 			if toDir != "" {
 				a.sweepIfIdle(ctx)
@@ -70,6 +77,7 @@ encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 					return err
 				}
 				res, err = restore.ToDir(ctx, st, b, toDir, opts)
+				bars.Wait()
 				restore.WriteText(a.stdout, res)
 				return restoreError(err)
 			}
@@ -102,6 +110,7 @@ encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 			} else {
 				res, err = restore.ToDevice(ctx, st, b, toDevice, opts)
 			}
+			bars.Wait()
 			restore.WriteText(a.stdout, res)
 			return restoreError(err)
 		},

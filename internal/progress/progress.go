@@ -14,8 +14,9 @@ import (
 
 // Printer owns the bars of one command.
 type Printer struct {
-	p  *mpb.Progress
-	mu sync.Mutex
+	p      *mpb.Progress
+	mu     sync.Mutex
+	waited bool
 }
 
 // New returns a Printer drawing on out when out is a terminal, else a
@@ -83,9 +84,15 @@ func (b *Bar) Done(ok bool) {
 	}
 }
 
-// Wait flushes the bars; call once at the end.
+// Wait flushes the bars once every bar is done; later calls do nothing.
 func (p *Printer) Wait() {
-	if p != nil && p.p != nil {
+	if p == nil || p.p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.waited {
+		p.waited = true
 		p.p.Wait()
 	}
 }

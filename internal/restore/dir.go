@@ -59,7 +59,7 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 		if err := os.MkdirAll(targets[i], 0o700); err != nil {
 			return res, fmt.Errorf("create target: %w", err)
 		}
-		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], opts.Identities, opts.logger())
+		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], opts, opts.logger())
 		res.Filesystems = append(res.Filesystems, fr)
 		if err != nil {
 			return res, err
@@ -182,7 +182,8 @@ func checkTarget(dir string, overwrite bool) error {
 }
 
 // restoreArchive streams one archive into dir, verifying it on the way.
-func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, ids *crypt.Identities, log *slog.Logger) (fr FSResult, _ error) {
+func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, opts Options, log *slog.Logger) (fr FSResult, _ error) {
+	ids := opts.Identities
 	// fr is named: the deferred finish below still adds its warnings.
 	fr = FSResult{Name: fs.Name, Archive: fs.Archive, Dir: dir, Refused: []Skipped{}, Failed: []Skipped{}, Warnings: []string{}}
 	partial := func(err error) error {
@@ -202,7 +203,13 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 	ok := false
 	// Directory metadata only for a verified archive: until then the new
 	// directories stay 0700 and root's.
-	defer func() { x.finish(ok) }()
+	tr := opts.track(fs.Name, fs.SourceBytes)
+	x.tracker = tr
+	defer func() {
+		x.finish(ok)
+		tr.Update(fr.Bytes, fr.Files)
+		tr.Done(ok)
+	}()
 	// broken explains a failed read: if the stored bytes do not hash as
 	// recorded, the archive is corrupt (ErrChecksum), else the store, the
 	// decoder or ctx failed.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,6 +39,23 @@ type extractor struct {
 	// never removes or replaces a directory.
 	parent    int
 	parentRel string
+	// tracker is told the progress at most every progressEvery.
+	tracker  Tracker
+	reported time.Time
+}
+
+// progressEvery throttles the tracker's updates.
+const progressEvery = 100 * time.Millisecond
+
+// progress tells the tracker how far the restore got, if it is time to.
+func (x *extractor) progress() {
+	if x.tracker == nil {
+		return
+	}
+	if now := time.Now(); now.Sub(x.reported) >= progressEvery {
+		x.reported = now
+		x.tracker.Update(x.res.Bytes, x.res.Files)
+	}
 }
 
 type pendingDir struct {
@@ -144,6 +162,7 @@ func fatal(err error) bool {
 // recorded and skipped.
 func (x *extractor) entry(h *tar.Header, r io.Reader) error {
 	x.res.Entries++
+	x.progress()
 	if h.Typeflag == tar.TypeXGlobalHeader {
 		return nil // global PAX records (git archive puts a comment there); not applied
 	}
@@ -304,6 +323,7 @@ func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) er
 		end = max(end, e)
 		off += int64(n)
 		x.res.Bytes += int64(n)
+		x.progress()
 		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
 			break
 		}

@@ -40,6 +40,31 @@ type Options struct {
 	// restore of an encrypted backup is refused before anything is
 	// written (a usage error); with keys that do not fit, too.
 	Identities *crypt.Identities
+	// Progress, when set, is called as each filesystem's file archive
+	// starts restoring, with its name ("p1", "fs") and the bytes of file
+	// data it holds; the Tracker it returns is told how far the restore
+	// got (the CLI draws a bar on a terminal).
+	Progress func(name string, total int64) Tracker
+}
+
+// Tracker follows the restore of one filesystem.
+type Tracker interface {
+	// Update reports the file bytes and files restored so far.
+	Update(bytes, files int64)
+	// Done ends it: ok when the archive was restored and verified.
+	Done(ok bool)
+}
+
+type noTracker struct{}
+
+func (noTracker) Update(int64, int64) {}
+func (noTracker) Done(bool)           {}
+
+func (o Options) track(name string, total int64) Tracker {
+	if o.Progress == nil {
+		return noTracker{}
+	}
+	return o.Progress(name, total)
 }
 
 func (o Options) logger() *slog.Logger {

@@ -379,7 +379,7 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 			err = uerr
 		}
 	}()
-	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, opts.Identities, log)
+	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, opts, log)
 	got.Made = fr.Made
 	return got, err
 }
