@@ -90,7 +90,7 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&to, "to", "", "store: a directory (default: store: from the config)")
+	f.StringVar(&to, "to", "", "store: a directory or s3://bucket/prefix (default: store: from the config)")
 	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
 	return cmd
 }
