@@ -57,6 +57,12 @@ snapshot, and the snapshot is removed.`,
 				if err != nil {
 					return err
 				}
+				for _, o := range vols {
+					if o.ID() == v.ID() {
+						return fail.Usage(fail.Hint(fmt.Errorf("%s and %s are both the volume %s", o.Path, v.Path, v.ID()),
+							"back up one at a time only if they are the same volume; image files need distinct names"))
+					}
+				}
 				vols = append(vols, v)
 				snaps = append(snaps, s)
 			}

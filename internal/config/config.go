@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -401,10 +402,21 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("dumps[%d] %s: timeout must not be negative", i, d.Name))
 		}
 	}
+	// An image volume is named by its file's base name in the store
+	// (image/<name>): two files of one name would share, and prune, one
+	// history.
+	byName := map[string]string{}
 	for i, im := range c.Images {
 		if im.Path == "" {
 			errs = append(errs, fmt.Errorf("images[%d]: path is empty", i))
+			continue
 		}
+		name := filepath.Base(im.Path)
+		if other, ok := byName[name]; ok {
+			errs = append(errs, fail.Hint(fmt.Errorf("images[%d] %s: same file name as %s; both would be the one volume image/%s in the store", i, im.Path, other, name),
+				"give the image files distinct names (e.g. web1.img, db1.img)"))
+		}
+		byName[name] = im.Path
 	}
 	for _, r := range []struct {
 		key string

@@ -262,3 +262,18 @@ func TestEncryptionBadRecipient(t *testing.T) {
 		t.Errorf("a typo in the section: %v", err)
 	}
 }
+
+// Two image files with one base name would be one volume in the store.
+func TestImagesNeedDistinctNames(t *testing.T) {
+	c, err := config.Parse(strings.NewReader("images:\n  - path: /vm/web1/disk.img\n  - path: /vm/db1/disk.img\n  - path: /vm/db1/other.img\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "images[1] /vm/db1/disk.img: same file name as /vm/web1/disk.img") {
+		t.Fatalf("Validate = %v, want the duplicate name named", err)
+	}
+	if hints := strings.Join(fail.Hints(err), "\n"); !strings.Contains(hints, "distinct names") {
+		t.Errorf("hints %q", hints)
+	}
+}
