@@ -39,6 +39,21 @@ type SweepOptions struct {
 // the scratch directory). The caller must hold the run lock.
 func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 	log := o.Logger
+	// Several dead runs' partial backups usually name one store: open it
+	// once (an unreachable S3 endpoint costs its timeout only once, too).
+	type opened struct {
+		st  store.Store
+		err error
+	}
+	stores := map[string]opened{}
+	openStore := func(ctx context.Context, name string) (store.Store, error) {
+		if s, ok := stores[name]; ok {
+			return s.st, s.err
+		}
+		st, err := o.OpenStore(ctx, name)
+		stores[name] = opened{st, err}
+		return st, err
+	}
 	handlers := map[string]cleanup.Handler{
 		cleanup.Mount: func(ctx context.Context, dir string) error {
 			if err := disk.Unmount(dir); err != nil {
@@ -64,7 +79,7 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			}
 			// An unfinished backup is never mistaken for one (it has no
 			// manifest), so removing it can wait for a store that answers.
-			st, err := o.OpenStore(ctx, name)
+			st, err := openStore(ctx, name)
 			if err != nil {
 				return cleanup.Later(err)
 			}

@@ -135,6 +135,7 @@ func SweepJournals(ctx context.Context, stateDir string, handlers map[string]Han
 			continue
 		}
 		failed := false
+		var here []Entry
 		for i := len(open) - 1; i >= 0; i-- {
 			e := open[i]
 			h := handlers[e.Kind]
@@ -151,14 +152,46 @@ func SweepJournals(ctx context.Context, stateDir string, handlers map[string]Han
 				errs = append(errs, fmt.Errorf("release %s %s left by run %s: %w", e.Kind, e.Ref, runOf(p), err))
 				continue
 			}
-			released = append(released, e)
+			here = append(here, e)
 			log.Info("released leftover of a dead run", "run", runOf(p), "kind", e.Kind, "ref", e.Ref)
 		}
+		released = append(released, here...)
 		if !failed {
 			os.Remove(p)
+		} else if err := markDone(p, here); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return released, errors.Join(errs...)
+}
+
+// markDone appends done records for entries released from a journal that
+// is kept (something else in it is not released yet), so the next sweep
+// does not release them again.
+func markDone(path string, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", path, err)
+	}
+	var b []byte
+	for _, e := range entries {
+		line, _ := json.Marshal(record{"done", e.Kind, e.Ref})
+		b = append(append(b, line...), '\n')
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", path, err)
+	}
+	return nil
 }
 
 func runOf(journal string) string {

@@ -79,6 +79,12 @@ func TestSweepLaterKeepsJournalWithoutFailing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "runs", "run3.journal")); err != nil {
 		t.Fatalf("journal removed although the partial backup is still there: %v", err)
 	}
+	// The next sweep retries only what is still held.
+	got = nil
+	released, err = cleanup.SweepJournals(context.Background(), dir, handlers, log)
+	if err != nil || len(released) != 0 || len(got) != 0 {
+		t.Fatalf("second sweep released %v (handler saw %v), err %v; want nothing again", released, got, err)
+	}
 }
 
 func TestFinishRemovesOnlyWhenAllReleased(t *testing.T) {
