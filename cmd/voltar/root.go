@@ -174,6 +174,10 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 		if withLVM || len(a.cfg.LVM.VolumeGroups) > 0 {
 			o.LeftoverLVs = s.Leftovers
 		}
+	} else if fail.IsUsage(err) {
+		// LVM is here but its config is wrong (lvm.snapshot_size): say so,
+		// or a leftover snapshot's "LVM is not available" hides the cause.
+		a.log.Warn("leftover snapshots cannot be released", "err", err)
 	}
 	n, err := backup.Sweep(ctx, o)
 	if n > 0 {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -81,9 +80,9 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s partition %d: %w", r.v.ID(), p.Number, err)
 		}
+		// ReadTable returns the partitions sorted by number.
 		parts = append(parts, part{name: fmt.Sprintf("p%d", p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs})
 	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].number < parts[j].number })
 	if len(parts) == 0 {
 		return nil, fail.Hint(fmt.Errorf("%s: the %s partition table has no partitions", r.v.ID(), tbl.Type),
 			"exclude this volume in the config if it is meant to be empty")
@@ -137,7 +136,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	if err := disk.Mount(ctx, loop.Path, dir, p.fs.Type, !r.snap.ReadOnly); err != nil {
 		r.done(cleanup.Mount, dir)
 		os.Remove(dir)
-		if errors.Is(err, unix.ENODEV) {
+		if errors.Is(err, disk.ErrUnsupportedFS) {
 			// Not the data's fault: this host's kernel cannot read the type.
 			return r.raw(ctx, p, fs, p.fs.Type+": this kernel cannot mount it, stored raw")
 		}

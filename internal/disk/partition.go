@@ -128,13 +128,11 @@ func checkLayout(t *Table, size int64) error {
 	ps := make([]Partition, len(t.Partitions))
 	copy(ps, t.Partitions)
 	for _, p := range ps {
-		switch {
-		case p.Size <= 0:
+		if p.Size <= 0 {
 			return tableErrorf(t.Type, "partition %d is empty", p.Number)
-		case p.Start <= 0:
-			return tableErrorf(t.Type, "partition %d starts at byte %d, over the partition table", p.Number, p.Start)
-		case p.Start >= size || p.Size > size-p.Start:
-			return tableErrorf(t.Type, "partition %d ends at byte %d past the end of the volume (%d bytes)", p.Number, p.Start+p.Size, size)
+		}
+		if err := checkBounds(t.Type, p, size); err != nil {
+			return err
 		}
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Start < ps[j].Start })
