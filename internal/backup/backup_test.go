@@ -76,7 +76,13 @@ func (e *env) assertNothingLeft() {
 		t.Errorf("mount left behind: %s", m)
 		unix.Unmount(m, unix.MNT_DETACH)
 	}
-	clones, _ := filepath.Glob(filepath.Join(e.dir, "*", image.ClonePrefix+"*"))
+	// Clones go to scratch or next to their image, which tests make in
+	// e.dir or in a directory of their own under the test's temp root.
+	var clones []string
+	for _, pat := range []string{"*", "*/*", "../*", "../*/*"} {
+		cs, _ := filepath.Glob(filepath.Join(e.dir, pat, image.ClonePrefix+"*"))
+		clones = append(clones, cs...)
+	}
 	for _, c := range clones {
 		t.Errorf("clone left behind: %s", c)
 	}

@@ -86,6 +86,9 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	if _, err := os.Stat(clone); !os.IsNotExist(err) {
 		t.Errorf("clone still present: %v", err)
 	}
+	if _, err := os.Stat(imgClone); !os.IsNotExist(err) {
+		t.Errorf("unjournaled clone next to the image still present: %v", err)
+	}
 	if objs, _ := e.store.List(ctx, ""); len(objs) != 0 {
 		t.Errorf("half-written backup still in the store: %v", objs)
 	}
