@@ -174,24 +174,35 @@ func sparseCopy(ctx context.Context, src *os.File, dst string, size int64) error
 	return out.Close()
 }
 
+// copyRange copies [off, off+n) of src to the same offsets of dst in
+// chunks, checking ctx between them: copy_file_range, or a plain read and
+// write where the kernel cannot (e.g. across some filesystems).
 func copyRange(ctx context.Context, src, dst *os.File, off, n int64) error {
+	plain := false
 	for n > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		chunk := min(n, 64<<20)
-		in, out := off, off
-		w, err := unix.CopyFileRange(int(src.Fd()), &in, int(dst.Fd()), &out, int(chunk), 0)
-		if err != nil || w == 0 {
-			// Fall back to a plain copy (e.g. across some filesystems).
-			if _, err := src.Seek(off, io.SeekStart); err != nil {
+		var w int
+		var err error
+		if !plain {
+			in, out := off, off
+			w, err = unix.CopyFileRange(int(src.Fd()), &in, int(dst.Fd()), &out, int(chunk), 0)
+			if err != nil || w == 0 {
+				plain = true
+				continue
+			}
+		} else {
+			var k int64
+			k, err = io.Copy(io.NewOffsetWriter(dst, off), io.NewSectionReader(src, off, chunk))
+			if err == nil && k < chunk {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
 				return err
 			}
-			if _, err := dst.Seek(off, io.SeekStart); err != nil {
-				return err
-			}
-			_, err = io.CopyN(dst, src, n)
-			return err
+			w = int(k)
 		}
 		off += int64(w)
 		n -= int64(w)
