@@ -122,7 +122,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	for tries := 0; ; tries++ {
 		objs, err := o.Store.List(ctx, prefix)
 		if err != nil {
-			return nil, storeError(o.Store, prefix, err)
+			return nil, StoreError(o.Store, prefix, err)
 		}
 		if len(objs) == 0 {
 			break
@@ -210,7 +210,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StagePublish); err != nil {
 		return nil, err
 	}
-	if err := r.publish(ctx); err != nil {
+	if err := Publish(ctx, o.Store, r.prefix, m, o.Now().UTC()); err != nil {
 		return nil, err
 	}
 	r.partial = false

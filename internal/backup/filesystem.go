@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -216,7 +217,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	// A failed read reaches the store through the pipe too: blame the
 	// source, not the destination, when the store's error is the archive's.
 	if pres.err != nil && (err == nil || !errors.Is(pres.err, err)) {
-		return res, storeError(r.o.Store, name, pres.err)
+		return res, StoreError(r.o.Store, name, pres.err)
 	}
 	if err != nil {
 		return res, fmt.Errorf("archive: %w", err)
@@ -227,7 +228,9 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	return res, nil
 }
 
-func storeError(st store.Store, name string, err error) error {
+// StoreError names the object a store failed to write; a full destination
+// gets a hint.
+func StoreError(st store.Store, name string, err error) error {
 	err = fmt.Errorf("store %s: %w", name, err)
 	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
 		return fail.Hint(err, "the destination %s is full: free space, prune old backups (voltar prune) or move the store", st)
@@ -235,24 +238,26 @@ func storeError(st store.Store, name string, err error) error {
 	return err
 }
 
-// publish writes SHA256SUMS and then, last, the manifest.
-func (r *run) publish(ctx context.Context) error {
+// Publish completes a backup folder under prefix: SHA256SUMS of every
+// object with a hash, then, last, the manifest, finished at now. Until the
+// manifest is stored the folder is not a backup.
+func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Manifest, now time.Time) error {
 	var sums strings.Builder
-	for _, f := range r.m.Filesystems {
+	for _, f := range m.Filesystems {
 		if f.SHA256 != "" {
 			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
 		}
 	}
-	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.SumsName, strings.NewReader(sums.String())); err != nil {
-		return storeError(r.o.Store, manifest.SumsName, err)
+	if _, err := st.Put(ctx, prefix+manifest.SumsName, strings.NewReader(sums.String())); err != nil {
+		return StoreError(st, manifest.SumsName, err)
 	}
-	r.m.Finished = r.o.Now().UTC()
+	m.Finished = now
 	var buf strings.Builder
-	if err := r.m.Encode(&buf); err != nil {
+	if err := m.Encode(&buf); err != nil {
 		return err
 	}
-	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.FileName, strings.NewReader(buf.String())); err != nil {
-		return storeError(r.o.Store, manifest.FileName, err)
+	if _, err := st.Put(ctx, prefix+manifest.FileName, strings.NewReader(buf.String())); err != nil {
+		return StoreError(st, manifest.FileName, err)
 	}
 	return nil
 }
@@ -329,7 +334,7 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	perr := <-put
 	bar.Done(err == nil && perr == nil)
 	if perr != nil && (err == nil || !errors.Is(perr, err)) {
-		return fs, storeError(r.o.Store, fs.Archive, perr)
+		return fs, StoreError(r.o.Store, fs.Archive, perr)
 	}
 	if err != nil {
 		return fs, fmt.Errorf("raw copy of %s: %w", p.name, err)

@@ -355,23 +355,7 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: r.o.Recipients.Keys()}
 	}
 	m.Schema = manifest.SchemaFor(m)
-	return m, r.publish(ctx, m)
+	return m, backup.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
 }
 
 // publish writes SHA256SUMS and then, last, the manifest.
-func (r *run) publish(ctx context.Context, m *manifest.Manifest) error {
-	fs := m.Filesystems[0]
-	sums := fmt.Sprintf("%s  %s\n", fs.SHA256, fs.Archive)
-	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.SumsName, strings.NewReader(sums)); err != nil {
-		return storeError(r.o.Store, manifest.SumsName, err)
-	}
-	m.Finished = r.o.Now().UTC()
-	var buf strings.Builder
-	if err := m.Encode(&buf); err != nil {
-		return err
-	}
-	if _, err := r.o.Store.Put(ctx, r.prefix+manifest.FileName, strings.NewReader(buf.String())); err != nil {
-		return storeError(r.o.Store, manifest.FileName, err)
-	}
-	return nil
-}

@@ -13,12 +13,11 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/sys/unix"
 
+	"voltar/internal/backup"
 	"voltar/internal/codec"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
-	"voltar/internal/store"
 )
 
 // RemoteError is a remote command that did not produce a complete dump.
@@ -131,13 +130,13 @@ func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesyst
 	case ctx.Err() != nil:
 		return fs, nil, fmt.Errorf("dump stopped after %d bytes: %w", sql.n, ctx.Err())
 	case pres.own:
-		return fs, nil, storeError(r.o.Store, r.object, pres.err)
+		return fs, nil, backup.StoreError(r.o.Store, r.object, pres.err)
 	case verr != nil:
 		return fs, nil, verr
 	case cerr != nil:
 		return fs, nil, fmt.Errorf("compress: %w", cerr)
 	case pres.err != nil:
-		return fs, nil, storeError(r.o.Store, r.object, pres.err)
+		return fs, nil, backup.StoreError(r.o.Store, r.object, pres.err)
 	}
 	fs.StoredBytes, fs.SourceBytes = pres.n, sql.n
 	fs.SHA256 = hex.EncodeToString(h.Sum(nil))
@@ -223,12 +222,4 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return len(p), nil
-}
-
-func storeError(st store.Store, name string, err error) error {
-	err = fmt.Errorf("store %s: %w", name, err)
-	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return fail.Hint(err, "the destination %s is full: free space, prune old backups (voltar prune) or move the store", st)
-	}
-	return err
 }
