@@ -79,7 +79,7 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 	res.SQLBytes = n
 	d, finErr := s.Finish()
 	res.SHA256, res.StoredBytes = d.SHA256, d.Bytes
-	if msg := verify.Mismatch(d.SHA256, fs, sums); d.SHA256 != "" && msg != "" {
+	if msg := d.Mismatch(fs, sums); msg != "" {
 		return res, fail.Hint(fmt.Errorf("%s: %w: %s", fs.Archive, ErrChecksum, msg),
 			"the stored dump is damaged; restore an older one (voltar list %s/%s)", Group, b.Volume)
 	}

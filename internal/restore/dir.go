@@ -215,8 +215,10 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 	// decoder or ctx failed.
 	broken := func(err error) error {
 		d, _ := s.Finish()
-		fr.SHA256 = d.SHA256
-		if msg := verify.Mismatch(d.SHA256, fs, sums); msg != "" && ctx.Err() == nil {
+		if d.Complete {
+			fr.SHA256 = d.SHA256
+		}
+		if msg := d.Mismatch(fs, sums); msg != "" {
 			return partial(fmt.Errorf("%w: %s (%v)", ErrChecksum, msg, err))
 		}
 		return partial(err)
@@ -239,9 +241,9 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 	}
 	d, err := s.Finish()
 	fr.SHA256 = d.SHA256
-	msg := verify.Mismatch(d.SHA256, fs, sums)
+	msg := d.Mismatch(fs, sums)
 	switch {
-	case msg != "" && ctx.Err() == nil:
+	case msg != "":
 		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))
 	case err != nil:
 		return fr, partial(err)

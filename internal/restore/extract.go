@@ -351,21 +351,27 @@ type streamError struct{ err error }
 func (e *streamError) Error() string { return e.err.Error() }
 func (e *streamError) Unwrap() error { return e.err }
 
-// writeSparse writes b at off, skipping aligned all-zero blocks. It returns
-// the end of the last run written (0 when all of b was zeros).
 func (x *extractor) writeSparse(fd int, b []byte, off int64) (int64, error) {
+	return writeSparse(fd, b, off, x.zero)
+}
+
+// writeSparse writes b at off, skipping blocks of blockSize that are all
+// zero (zero is such a block), so they stay holes; each run of data blocks
+// goes in one write. It returns the end of the last run written (0 when all
+// of b was zeros).
+func writeSparse(fd int, b []byte, off int64, zero []byte) (int64, error) {
 	var last int64
 	for len(b) > 0 {
 		// Skip zero blocks, then write the run of data blocks after them.
 		n := min(blockSize, len(b))
-		if bytes.Equal(b[:n], x.zero[:n]) {
+		if bytes.Equal(b[:n], zero[:n]) {
 			b, off = b[n:], off+int64(n)
 			continue
 		}
 		end := n
 		for end < len(b) {
 			m := min(blockSize, len(b)-end)
-			if bytes.Equal(b[end:end+m], x.zero[:m]) {
+			if bytes.Equal(b[end:end+m], zero[:m]) {
 				break
 			}
 			end += m

@@ -13,6 +13,9 @@ import (
 
 const paxXattr = "SCHILY.xattr."
 
+// xattrNameDecoder undoes GNU tar's escaping of "%" and "=" in xattr names.
+var xattrNameDecoder = strings.NewReplacer("%3D", "=", "%25", "%")
+
 // xattrs returns an entry's extended attributes (incl. POSIX ACLs in their
 // system.posix_acl_* binary form) in name order, names decoded as GNU tar
 // encodes them ("%25" -> "%", "%3D" -> "=").
@@ -20,7 +23,9 @@ func xattrs(h *tar.Header) [][2]string {
 	var out [][2]string
 	for k, v := range h.PAXRecords {
 		if name, ok := strings.CutPrefix(k, paxXattr); ok {
-			name = strings.NewReplacer("%3D", "=", "%25", "%").Replace(name)
+			if strings.IndexByte(name, '%') >= 0 {
+				name = xattrNameDecoder.Replace(name)
+			}
 			out = append(out, [2]string{name, v})
 		}
 	}

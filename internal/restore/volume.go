@@ -414,14 +414,14 @@ func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarg
 		if fr.Bytes+int64(n) > s.size {
 			return fr, partial(fmt.Errorf("raw archive is larger than the partition (%d bytes)", s.size))
 		}
-		for i := 0; i < n; i += blockSize {
-			blk := buf[i:min(i+blockSize, n)]
-			if t.fresh && string(blk) == string(zeros[:len(blk)]) {
-				continue
-			}
-			if _, err := t.f.WriteAt(blk, s.off+fr.Bytes+int64(i)); err != nil {
-				return fr, partial(err)
-			}
+		// A fresh image holds zeros already: leave them holes.
+		if t.fresh {
+			_, err = writeSparse(int(t.f.Fd()), buf[:n], s.off+fr.Bytes, zeros)
+		} else {
+			_, err = t.f.WriteAt(buf[:n], s.off+fr.Bytes)
+		}
+		if err != nil {
+			return fr, partial(err)
 		}
 		fr.Bytes += int64(n)
 		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
@@ -429,7 +429,7 @@ func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarg
 		}
 		if rerr != nil {
 			d, _ := stream.Finish()
-			if msg := verify.Mismatch(d.SHA256, s.fs, sums); msg != "" {
+			if msg := d.Mismatch(s.fs, sums); msg != "" {
 				rerr = fmt.Errorf("%w: %s (%v)", ErrChecksum, msg, rerr)
 			}
 			return fr, partial(rerr)
@@ -437,7 +437,7 @@ func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarg
 	}
 	d, err := stream.Finish()
 	fr.SHA256 = d.SHA256
-	if msg := verify.Mismatch(d.SHA256, s.fs, sums); msg != "" {
+	if msg := d.Mismatch(s.fs, sums); msg != "" {
 		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))
 	}
 	if err != nil {

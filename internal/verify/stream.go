@@ -77,6 +77,18 @@ func Open(ctx context.Context, st store.Store, b *catalog.Backup, name string, i
 type Digest struct {
 	SHA256 string `json:"sha256"`
 	Bytes  int64  `json:"stored_bytes"`
+	// Complete: the stored object was read to its end. A read cut short
+	// (cancelled, the store failed) hashes a prefix, which says nothing
+	// about the object: compare only a complete digest (Digest.Mismatch).
+	Complete bool `json:"-"`
+}
+
+// Mismatch is Mismatch for a complete digest; "" for one cut short.
+func (d Digest) Mismatch(fs manifest.Filesystem, sums catalog.Sums) string {
+	if !d.Complete {
+		return ""
+	}
+	return Mismatch(d.SHA256, fs, sums)
 }
 
 // Finish reads the rest of the stream, decompressed and stored (tar padding,
@@ -97,7 +109,7 @@ func (s *Stream) Finish() (Digest, error) {
 	if _, err2 := io.Copy(io.Discard, s.tee); err == nil {
 		err = err2
 	}
-	d := Digest{SHA256: hex.EncodeToString(s.tee.h.Sum(nil)), Bytes: s.tee.n}
+	d := Digest{SHA256: hex.EncodeToString(s.tee.h.Sum(nil)), Bytes: s.tee.n, Complete: s.tee.eof}
 	if err != nil {
 		return d, fmt.Errorf("read to end: %w", err)
 	}
@@ -122,6 +134,7 @@ type hashReader struct {
 	r   io.Reader
 	h   hash.Hash
 	n   int64
+	eof bool // the stored object was read to its end
 }
 
 func (r *hashReader) Read(p []byte) (int, error) {
@@ -131,6 +144,9 @@ func (r *hashReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.h.Write(p[:n])
 	r.n += int64(n)
+	if err == io.EOF {
+		r.eof = true
+	}
 	return n, err
 }
 

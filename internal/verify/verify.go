@@ -173,13 +173,16 @@ func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name st
 	if s.Tar != nil {
 		if err := readTar(s, &o); err != nil {
 			r.problem(name, "%v", err)
-			d, _ := s.Finish()
-			o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+			if d, _ := s.Finish(); d.Complete {
+				o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+			}
 			return o
 		}
 	}
 	d, err := s.Finish()
-	o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+	if d.Complete {
+		o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+	}
 	if err != nil {
 		r.problem(name, "%v", err)
 	}
