@@ -14,6 +14,7 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
+	"voltar/internal/units"
 	"voltar/internal/volume"
 	"voltar/internal/volume/image"
 )
@@ -197,8 +198,8 @@ func printBackup(a *app, m *manifest.Manifest) {
 		fss = append(fss, s)
 	}
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
-		m.ID, m.Status, humanBytes(m.StoredBytes()), humanBytes(m.SourceBytes()), m.Files(),
-		humanDuration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
+		m.ID, m.Status, units.Bytes(m.StoredBytes()), units.Bytes(m.SourceBytes()), m.Files(),
+		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
 }
 
 func stderrFile(a *app) *os.File {

@@ -12,6 +12,7 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/store"
+	"voltar/internal/units"
 )
 
 func (a *app) dumpCmd() *cobra.Command {
@@ -105,15 +106,15 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 func printDump(a *app, r dump.Result) {
 	if r.Err == nil {
 		m := r.Manifest
-		fmt.Fprintf(a.stdout, "ok      %s  %s stored, %s SQL, in %s\n", m.ID, humanBytes(m.StoredBytes()),
-			humanBytes(m.SourceBytes()), humanDuration(m.Finished.Sub(m.Started)))
+		fmt.Fprintf(a.stdout, "ok      %s  %s stored, %s SQL, in %s\n", m.ID, units.Bytes(m.StoredBytes()),
+			units.Bytes(m.SourceBytes()), units.Duration(m.Finished.Sub(m.Started)))
 		return
 	}
 	status := "FAILED"
 	if r.Skipped {
 		status = "SKIPPED"
 	}
-	fmt.Fprintf(a.stdout, "%-7s %s  (after %s)\n", status, r.Name, humanDuration(r.Finished.Sub(r.Started)))
+	fmt.Fprintf(a.stdout, "%-7s %s  (after %s)\n", status, r.Name, units.Duration(r.Finished.Sub(r.Started)))
 	fmt.Fprintf(a.stdout, "        %s\n", indentLines(r.Err.Error(), "        "))
 	for _, h := range fail.Hints(r.Err) {
 		fmt.Fprintf(a.stdout, "        hint: %s\n", h)
@@ -180,7 +181,7 @@ func (a *app) restoreDump(ctx context.Context, st store.Store, b *catalog.Backup
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "restored %s to %s: %s of SQL, sha256 verified\n", res.ID, res.Path, humanBytes(res.SQLBytes))
+	fmt.Fprintf(a.stdout, "restored %s to %s: %s of SQL, sha256 verified\n", res.ID, res.Path, units.Bytes(res.SQLBytes))
 	fmt.Fprintf(a.stdout, "load it with e.g.: mariadb < %s (or psql -f %s)\n", res.Path, res.Path)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"voltar/internal/prune"
+	"voltar/internal/units"
 )
 
 func (a *app) pruneCmd() *cobra.Command {
@@ -67,7 +68,7 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 					if !d.Complete {
 						id += " (incomplete)"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, what, humanBytes(d.Bytes), strings.Join(d.Reasons, ", "))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, what, units.Bytes(d.Bytes), strings.Join(d.Reasons, ", "))
 				}
 			}
 			tw.Flush()

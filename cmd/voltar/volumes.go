@@ -12,6 +12,7 @@ import (
 	"voltar/internal/backup"
 	"voltar/internal/fail"
 	"voltar/internal/sysexec"
+	"voltar/internal/units"
 	"voltar/internal/volume"
 	"voltar/internal/volume/image"
 	"voltar/internal/volume/lvm"
@@ -107,7 +108,7 @@ func (a *app) volumesCmd() *cobra.Command {
 				if !c.Selected {
 					yes = "no"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, c.Kind, humanBytes(c.Size), yes, c.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, c.Kind, units.Bytes(c.Size), yes, c.Reason)
 			}
 			return tw.Flush()
 		},

@@ -203,7 +203,4 @@ func TestTextAndJSON(t *testing.T) {
 	if err := json.Unmarshal(js, &back); err != nil || len(back.Backups) != 1 || back.Backups[0].Manifest.Files() != 1 {
 		t.Errorf("json round trip: %v %+v", err, back)
 	}
-	if got := catalog.Bytes(1536); got != "1.5 KiB" {
-		t.Errorf("Bytes(1536) = %s", got)
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"voltar/internal/manifest"
+	"voltar/internal/units"
 )
 
 // WriteText prints the catalog for humans: one line per backup, then the
@@ -43,14 +44,14 @@ func (c *Catalog) WriteText(w io.Writer) error {
 				status += " (age)" // restoring it needs the identity
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id(b.Host, b.ID), b.Time.Format("2006-01-02 15:04 MST"),
-				status, Filesystems(m), Bytes(m.StoredBytes()), Bytes(m.SourceBytes()), m.Files())
+				status, Filesystems(m), units.Bytes(m.StoredBytes()), units.Bytes(m.SourceBytes()), m.Files())
 		}
 	}
 	if len(c.Incomplete) > 0 {
 		fmt.Fprintln(tw, "\nINCOMPLETE (not backups)\tTIME\tOBJECTS\tBYTES\tWHY")
 		for _, f := range c.Incomplete {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", id(f.Host, f.ID), f.Time.Format("2006-01-02 15:04 MST"),
-				len(f.Objects), Bytes(f.Bytes), f.Reason)
+				len(f.Objects), units.Bytes(f.Bytes), f.Reason)
 		}
 	}
 	return tw.Flush()
@@ -73,18 +74,4 @@ func Filesystems(m *manifest.Manifest) string {
 		return "-"
 	}
 	return strings.Join(s, " ")
-}
-
-// Bytes formats n in binary units: "512 B", "1.5 KiB", "3.2 GiB".
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -24,6 +24,7 @@ import (
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/store"
+	"voltar/internal/units"
 	"voltar/internal/volume"
 )
 
@@ -221,13 +222,13 @@ func preflight(ctx context.Context, o Options) error {
 	}
 	if o.MinFreePercent > 0 && total > 0 && float64(free)*100/float64(total) < o.MinFreePercent {
 		return fail.Hint(fmt.Errorf("store %s has %s free (%.1f%%), less than store.min_free_percent %.0f%%",
-			o.StorePath, report.FormatBytes(free), float64(free)*100/float64(total), o.MinFreePercent),
+			o.StorePath, units.Bytes(free), float64(free)*100/float64(total), o.MinFreePercent),
 			"free space or prune old backups (voltar prune --dry-run shows what is due)")
 	}
 	need := estimate(ctx, o)
 	if need > free {
 		return fail.Hint(fmt.Errorf("store %s has %s free, but the last backups of the selected volumes took %s",
-			o.StorePath, report.FormatBytes(free), report.FormatBytes(need)),
+			o.StorePath, units.Bytes(free), units.Bytes(need)),
 			"free space or prune old backups before the run; voltar does not start backups it expects to fill the disk")
 	}
 	return nil

@@ -204,46 +204,6 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// FormatDuration writes d rounded to the second as "1h 15m 35s", "2m 3s" or
-// "45s". Hours are not folded into days, so that 26 hours reads "26h 0m 0s".
-func FormatDuration(d time.Duration) string {
-	if d < 0 {
-		return "-" + FormatDuration(-d)
-	}
-	s := int64(d.Round(time.Second) / time.Second)
-	h, m, s := s/3600, s/60%60, s%60
-	switch {
-	case h > 0:
-		return fmt.Sprintf("%dh %dm %ds", h, m, s)
-	case m > 0:
-		return fmt.Sprintf("%dm %ds", m, s)
-	}
-	return fmt.Sprintf("%ds", s)
-}
-
-// FormatBytes writes n in binary units: "512 B", "1.5 GiB". Negative n (the
-// marker for unknown) is "unknown".
-func FormatBytes(n int64) string {
-	if n < 0 {
-		return "unknown"
-	}
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/unit, 0
-	for v >= unit && i < 5 {
-		v /= unit
-		i++
-	}
-	// 1023.96 KiB would print as "1024.0 KiB"; say 1.0 MiB instead.
-	if v >= unit-0.05 && i < 5 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[i])
-}
-
 // usedPercent is used/total in percent, ok false when either is unknown.
 func usedPercent(used, total int64) (pct float64, ok bool) {
 	if used < 0 || total <= 0 {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"voltar/internal/units"
 )
 
 // Text writes the report a person reads, in a mail or on a terminal: plain
@@ -89,14 +91,14 @@ func Text(w io.Writer, r *Run) error {
 	if ok, nfailed, total := r.DumpCounts(); total > 0 {
 		p("  Dumps         %d ok, %d failed of %d\n", ok, nfailed, total)
 	}
-	p("  Written       %s this run\n", FormatBytes(r.WrittenBytes()))
-	p("  Store total   %s", FormatBytes(r.StoreTotalBytes))
+	p("  Written       %s this run\n", units.Bytes(r.WrittenBytes()))
+	p("  Store total   %s", units.Bytes(r.StoreTotalBytes))
 	if r.StoreTotalBytes >= 0 {
 		p(" (all backups of %s)", r.Host)
 	}
 	p("\n")
 	if pct, ok := usedPercent(r.DestUsedBytes, r.DestTotalBytes); ok {
-		p("  Destination   %.1f%% used (%s of %s)\n", pct, FormatBytes(r.DestUsedBytes), FormatBytes(r.DestTotalBytes))
+		p("  Destination   %.1f%% used (%s of %s)\n", pct, units.Bytes(r.DestUsedBytes), units.Bytes(r.DestTotalBytes))
 	} else {
 		p("  Destination   unknown\n")
 	}
@@ -128,7 +130,7 @@ func volumeDetails(w io.Writer, v Volume) {
 		mode := fs.Mode
 		if fs.Mode == ModeRaw {
 			mode = "raw copy"
-			what += ", " + FormatBytes(fs.StoredBytes)
+			what += ", " + units.Bytes(fs.StoredBytes)
 		}
 		if fs.Reason != "" {
 			what += ": " + fs.Reason
@@ -185,14 +187,14 @@ func stamp(t time.Time) string {
 
 func durationText(start, end time.Time) string {
 	if d, ok := duration(start, end); ok {
-		return FormatDuration(d)
+		return units.Duration(d)
 	}
 	return "unknown"
 }
 
 func durationCell(start, end time.Time) string {
 	if d, ok := duration(start, end); ok {
-		return FormatDuration(d)
+		return units.Duration(d)
 	}
 	return "-"
 }
@@ -201,7 +203,7 @@ func bytesCell(n int64) string {
 	if n < 0 {
 		return "?"
 	}
-	return FormatBytes(n)
+	return units.Bytes(n)
 }
 
 // countCell writes n with thousands separators: 1,234,567.

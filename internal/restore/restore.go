@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"voltar/internal/catalog"
 	"voltar/internal/crypt"
+	"voltar/internal/units"
 )
 
 // Options tune a restore.
@@ -170,7 +170,7 @@ type PartialError struct {
 
 func (e *PartialError) Error() string {
 	return fmt.Sprintf("%s: %v; %d files (%s) already written under %s must not be trusted",
-		e.Archive, e.Err, e.Files, catalog.Bytes(e.Bytes), e.Dir)
+		e.Archive, e.Err, e.Files, units.Bytes(e.Bytes), e.Dir)
 }
 
 func (e *PartialError) Unwrap() error { return e.Err }

@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"voltar/internal/catalog"
+	"voltar/internal/units"
 )
 
 // WriteText prints a restore result for humans:
@@ -43,7 +43,7 @@ func WriteText(w io.Writer, r Result) error {
 		}
 		if f.Archive != "" {
 			fmt.Fprintf(&b, ": %d files, %s, %d dirs, %d symlinks, %d hard links, %d devices, %d fifos",
-				f.Files, catalog.Bytes(f.Bytes), f.Dirs, f.Symlinks, f.Hardlinks, f.Devices, f.Fifos)
+				f.Files, units.Bytes(f.Bytes), f.Dirs, f.Symlinks, f.Hardlinks, f.Devices, f.Fifos)
 			if f.Verified {
 				b.WriteString("; sha256 verified")
 			} else {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"voltar/internal/catalog"
+	"voltar/internal/units"
 )
 
 // WriteText prints results for humans, one line per backup and one per
@@ -32,7 +32,7 @@ func WriteText(w io.Writer, results []Result) error {
 			if r.ContentNotChecked() {
 				what = "content not checked"
 			}
-			if _, err := fmt.Fprintf(w, "ok      %s  %d objects, %s, %s\n", r.ID, len(r.Objects), catalog.Bytes(stored), what); err != nil {
+			if _, err := fmt.Fprintf(w, "ok      %s  %d objects, %s, %s\n", r.ID, len(r.Objects), units.Bytes(stored), what); err != nil {
 				return err
 			}
 		} else {

@@ -152,18 +152,3 @@ func roundUp(n, unit int64) int64 {
 	}
 	return (n + unit - 1) / unit * unit
 }
-
-// formatBytes prints n in binary units with one decimal: "10.0 GiB".
-func formatBytes(n int64) string {
-	if n < 1024 {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	f := float64(n)
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	i := -1
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	return strconv.FormatFloat(f, 'f', 1, 64) + " " + units[i]
-}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"voltar/internal/sysexec"
+	"voltar/internal/units"
 	"voltar/internal/volume"
 )
 
@@ -38,7 +39,7 @@ type SpaceError struct {
 func (e *SpaceError) Error() string {
 	return fmt.Sprintf("snapshot of %s needs %s but %s has %s free\n"+
 		"hint: make room in %s, or lower snapshot_size (now %s) at the risk of an overflow",
-		e.Volume, formatBytes(e.Need), e.Where, formatBytes(e.Free), e.Where, e.Policy)
+		e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free), e.Where, e.Policy)
 }
 
 // Preflight checks that a snapshot of v fits: a thick one (its full COW size
