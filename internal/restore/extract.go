@@ -25,7 +25,6 @@ const maxListed = 1000
 // extractor writes one tar stream beneath a directory.
 type extractor struct {
 	root int // O_PATH descriptor of the target directory
-	dir  string
 	log  *slog.Logger
 	res  *FSResult
 	dirs []pendingDir
@@ -76,7 +75,7 @@ func newExtractor(dir string, log *slog.Logger, res *FSResult) (*extractor, erro
 		return nil, fmt.Errorf("open target %s: %w", dir, err)
 	}
 	return &extractor{
-		root: root, dir: dir, log: log, res: res,
+		root: root, log: log, res: res,
 		buf: make([]byte, 1<<20), zero: make([]byte, blockSize), warned: map[string]*warning{},
 		parent: -1,
 	}, nil

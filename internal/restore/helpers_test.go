@@ -22,6 +22,7 @@ import (
 
 	"voltar/internal/archive"
 	"voltar/internal/catalog/catalogtest"
+	"voltar/internal/disk"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 	"voltar/internal/testutil"
@@ -99,6 +100,15 @@ func umount(t *testing.T, mnt string) {
 // checkNoLeftovers fails t if a loop device or mount refers to path.
 func checkNoLeftovers(t *testing.T, paths ...string) {
 	t.Helper()
+	// Loops restore attached carry its default tag, whatever they map (a
+	// device restore's loop maps a /dev/loopN that names no test path).
+	if ls, err := disk.ListLoops(); err == nil {
+		for _, l := range ls {
+			if l.Tag == fmt.Sprintf("voltar:restore-%d", os.Getpid()) {
+				t.Errorf("restore's loop device left attached: %+v", l)
+			}
+		}
+	}
 	loops, _ := exec.Command("losetup", "-a").CombinedOutput()
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, p := range paths {

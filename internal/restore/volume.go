@@ -278,9 +278,15 @@ func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *vo
 		default: // swap
 			fr, err = makeOnly(ctx, t, s, opts)
 		}
+		// Name where it went, not the temporary mount point it was
+		// written through (gone by now).
+		where := s.fs.Name + " of " + t.path
+		if fr.Dir != "" {
+			fr.Dir = where
+		}
 		var pe *PartialError
 		if errors.As(err, &pe) {
-			pe.Dir = s.fs.Name + " of " + t.path
+			pe.Dir = where
 		}
 		res.Filesystems = append(res.Filesystems, fr)
 		if err != nil {

@@ -175,6 +175,11 @@ func TestToImage(t *testing.T) {
 				t.Fatalf("ToImage: %v\n%+v", err, res)
 			}
 			checkNoLeftovers(t, out, "voltar-restore-")
+			for _, fr := range res.Filesystems {
+				if fr.Dir != "" && fr.Dir != fr.Name+" of "+out {
+					t.Errorf("%s restored to %q, want %q (not the temporary mount point)", fr.Name, fr.Dir, fr.Name+" of "+out)
+				}
+			}
 			if tc.spec.Table != "none" {
 				if got, want := sfdiskJSON(t, out), sfdiskJSON(t, src); got != want {
 					t.Errorf("sfdisk --json:\n%s\nwant:\n%s", got, want)
