@@ -72,6 +72,12 @@ func ToDevice(ctx context.Context, st store.Store, b *catalog.Backup, dev string
 	if err != nil {
 		return res, err
 	}
+	// What the device itself decides (its size, its sector size for the
+	// table) is checked before the first byte is written to it.
+	if err := fits(plan, dev, d.size, d.sectorSize); err != nil {
+		d.f.Close()
+		return res, err
+	}
 	defer func() {
 		d.f.Close()
 		// Let the kernel see the new table, where it reads tables.
@@ -83,11 +89,22 @@ func ToDevice(ctx context.Context, st store.Store, b *catalog.Backup, dev string
 			err = fmt.Errorf("restore to %s failed, the device holds a partial restore: %w", dev, err)
 		}
 	}()
-	if d.size < plan.size {
-		return res, fail.Usage(fmt.Errorf("restore target %s has %d bytes, the volume %s needs %d", dev, d.size, b.ID, plan.size))
-	}
 	t := &volTarget{path: dev, f: d.f, sector: d.sectorSize}
 	return res, restoreVolume(ctx, st, b, t, plan, sums, &res, opts)
+}
+
+// fits checks that a device of size bytes and sector-byte sectors can take
+// the plan: large enough, and the table expressible in its sectors.
+func fits(p *volPlan, dev string, size, sector int64) error {
+	if size < p.size {
+		return fail.Usage(fmt.Errorf("restore target %s has %d bytes, the volume needs %d", dev, size, p.size))
+	}
+	if p.table.Type == "mbr" || p.table.Type == "gpt" {
+		if _, err := sfdiskScript(p.table, sector); err != nil {
+			return fail.Usage(fmt.Errorf("restore target %s (%d-byte sectors): %w", dev, sector, err))
+		}
+	}
+	return nil
 }
 
 // volTarget is an image file or device being written.
