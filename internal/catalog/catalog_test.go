@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,33 @@ func TestTextAndJSON(t *testing.T) {
 	var back catalog.Catalog
 	if err := json.Unmarshal(js, &back); err != nil || len(back.Backups) != 1 || back.Backups[0].Manifest.Files() != 1 {
 		t.Errorf("json round trip: %v %+v", err, back)
+	}
+}
+
+// getCounter counts the objects read from a store.
+type getCounter struct {
+	*local.Store
+	gets []string
+}
+
+func (g *getCounter) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	g.gets = append(g.gets, key)
+	return g.Store.Get(ctx, key)
+}
+
+// Resolving latest reads the newest manifest, not the volume's whole
+// history (a GET each on S3).
+func TestResolveLatestReadsOneManifest(t *testing.T) {
+	st := &getCounter{Store: local.New(t.TempDir())}
+	ctx := context.Background()
+	for i := range 10 {
+		catalogtest.Write(t, st.Store, folder(t, "h", "vg", "v", t0.Add(time.Duration(i)*time.Hour)))
+	}
+	b, err := catalog.Resolve(ctx, st, "h", "vg/v/latest")
+	if err != nil || b.Time != t0.Add(9*time.Hour) {
+		t.Fatalf("latest = %v, %v", b, err)
+	}
+	if len(st.gets) != 1 {
+		t.Errorf("resolving latest read %d objects: %v", len(st.gets), st.gets)
 	}
 }

@@ -78,17 +78,26 @@ func resolve(ctx context.Context, st store.Store, host, id string) (*Backup, err
 	nf := &NotFoundError{ID: id, Store: st.String()}
 	notFound := func() error { return fail.Hint(nf, "voltar list %s/%s", group, volume) }
 	if ts == Latest {
-		cat, err := List(ctx, st, host, group+"/"+volume)
+		// The newest folder with a manifest: read manifests from the
+		// newest back, not every one of the volume's history.
+		objs, err := st.List(ctx, host+"/"+group+"/"+volume+"/")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list %s: %w", st, err)
 		}
-		if len(cat.Backups) == 0 {
-			if n := len(cat.Incomplete); n > 0 {
-				nf.Reason = fmt.Sprintf("%d incomplete folder(s), no complete backup", n)
+		folders := groupFolders(objs, group, volume)
+		for i := len(folders) - 1; i >= 0; i-- {
+			b, _, err := load(ctx, st, folders[i])
+			if err != nil {
+				return nil, err
 			}
-			return nil, notFound()
+			if b != nil {
+				return b, nil
+			}
 		}
-		return &cat.Backups[len(cat.Backups)-1], nil
+		if n := len(folders); n > 0 {
+			nf.Reason = fmt.Sprintf("%d incomplete folder(s), no complete backup", n)
+		}
+		return nil, notFound()
 	}
 	t, err := time.Parse(manifest.TimeFormat, ts)
 	if err != nil {
