@@ -67,12 +67,9 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 	if msg := verify.Disagree(fs, sums); msg != "" {
 		return res, fail.Hint(fmt.Errorf("%s: %s; not restoring", fs.Archive, msg), "voltar verify %s", b.FullID())
 	}
-	if err := verify.CheckKeys(ctx, st, b, []string{fs.Archive}, ids); err != nil {
-		return res, err
-	}
 	s, err := verify.Open(ctx, st, b, fs.Archive, ids)
 	if err != nil {
-		return res, fmt.Errorf("%s: %w", fs.Archive, err)
+		return res, verify.KeyError(b, fs.Archive, err)
 	}
 	defer s.Close()
 	n, copyErr := io.Copy(w, s.Data)

@@ -35,13 +35,6 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 	if err != nil {
 		return res, err
 	}
-	sums, err := readSums(ctx, st, b, fss, &res)
-	if err != nil {
-		return res, err
-	}
-	if err := checkKeys(ctx, st, b, fss, opts.Identities); err != nil {
-		return res, err
-	}
 	targets := make([]string, len(fss))
 	for i, fs := range fss {
 		targets[i] = dir
@@ -49,11 +42,19 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 			targets[i] = filepath.Join(dir, fs.Name)
 		}
 	}
-	// Check every target before writing anything.
+	// Check every target (here), the records and the keys (in the store)
+	// before writing anything.
 	for _, t := range targets {
 		if err := checkTarget(t, opts.Overwrite); err != nil {
 			return res, err
 		}
+	}
+	sums, err := readSums(ctx, st, b, fss, &res)
+	if err != nil {
+		return res, err
+	}
+	if err := checkKeys(ctx, st, b, fss, opts.Identities); err != nil {
+		return res, err
 	}
 	for i, fs := range fss {
 		if err := os.MkdirAll(targets[i], 0o700); err != nil {

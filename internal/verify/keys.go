@@ -30,27 +30,34 @@ func KeyHint(b *catalog.Backup) string {
 	return fmt.Sprintf("%s is age-encrypted to %s: set encryption.identity_file (or %s) to the matching private key file", b.ID, to, crypt.IdentityEnv)
 }
 
-// CheckKeys makes sure ids decrypt each encrypted archive in names before a
-// restore writes anything: it reads each one's age header. Without ids the
-// error is a usage error; with keys that do not match, it names the
-// archive and matches crypt.ErrWrongIdentity. Both carry KeyHint.
+// CheckKeys makes sure ids decrypt the encrypted archives in names before a
+// restore writes anything. A backup's archives are all encrypted to the
+// recipients its manifest names, so it reads the age header of the first
+// one only. Errors are KeyError's.
 func CheckKeys(ctx context.Context, st store.Store, b *catalog.Backup, names []string, ids *crypt.Identities) error {
 	for _, name := range names {
 		if !crypt.Encrypted(name) {
 			continue
 		}
-		if ids == nil {
-			return fail.Usage(fail.Hint(fmt.Errorf("%s: %w", name, crypt.ErrNoIdentity), "%s", KeyHint(b)))
-		}
 		s, err := Open(ctx, st, b, name, ids)
 		if err != nil {
-			err = fmt.Errorf("%s: %w", name, err)
-			if errors.Is(err, crypt.ErrWrongIdentity) {
-				err = fail.Hint(err, "%s", KeyHint(b))
-			}
-			return err
+			return KeyError(b, name, err)
 		}
-		s.Close()
+		return s.Close()
 	}
 	return nil
+}
+
+// KeyError names the archive in an error of Open and, when the keys are
+// missing (a usage error) or do not match (crypt.ErrWrongIdentity), says
+// which key to configure (KeyHint).
+func KeyError(b *catalog.Backup, name string, err error) error {
+	err = fmt.Errorf("%s: %w", name, err)
+	switch {
+	case errors.Is(err, crypt.ErrNoIdentity):
+		return fail.Usage(fail.Hint(err, "%s", KeyHint(b)))
+	case errors.Is(err, crypt.ErrWrongIdentity):
+		return fail.Hint(err, "%s", KeyHint(b))
+	}
+	return err
 }
