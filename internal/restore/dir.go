@@ -36,6 +36,12 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 		return res, err
 	}
 	targets := make([]string, len(fss))
+	if len(fss) > 1 {
+		// dir itself must be empty too: it gets only p1, p2, ...
+		if err := checkTarget(dir, opts.Overwrite); err != nil {
+			return res, err
+		}
+	}
 	for i, fs := range fss {
 		targets[i] = dir
 		if len(fss) > 1 {

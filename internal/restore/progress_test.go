@@ -76,3 +76,25 @@ func TestProgress(t *testing.T) {
 		t.Errorf("tracker done=%v ok=%v, want done and ok", tr.done, tr.ok)
 	}
 }
+
+// Several filesystems go to dir/p1, dir/p2: dir itself must be empty too.
+func TestToDirSeveralNeedsEmptyDir(t *testing.T) {
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "a"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := local.New(t.TempDir())
+	f := backupOf(t, st, catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: time.Date(2026, 11, 25, 1, 30, 0, 0, time.UTC), Compression: codec.Zstd},
+		map[string]string{"p1": src, "p2": src}, []manifest.Filesystem{{Name: "p1", Type: "ext4"}, {Name: "p2", Type: "ext4"}})
+	b := catalogtest.Resolve(t, st, f)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.ToDir(context.Background(), st, b, dir, restore.Options{}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("restore of two filesystems into a non-empty dir: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p1")); !os.IsNotExist(err) {
+		t.Errorf("p1 was created: %v", err)
+	}
+}
