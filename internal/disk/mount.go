@@ -158,7 +158,7 @@ func parseMountInfo(f io.Reader, prefix string) ([]string, error) {
 		if len(fields) < 5 {
 			continue
 		}
-		p := unescapeMountPath(fields[4])
+		p := UnescapeMountPath(fields[4])
 		if !(p == prefix || prefix == "/" || strings.HasPrefix(p, prefix+"/")) {
 			continue
 		}
@@ -182,9 +182,9 @@ func parseMountInfo(f io.Reader, prefix string) ([]string, error) {
 	return out, nil
 }
 
-// unescapeMountPath decodes the \ooo octal escapes the kernel uses in
-// mountinfo for space, tab, newline and backslash.
-func unescapeMountPath(s string) string {
+// UnescapeMountPath decodes the \ooo octal escapes the kernel uses in
+// mountinfo and /proc/swaps for space, tab, newline and backslash.
+func UnescapeMountPath(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

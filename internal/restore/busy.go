@@ -145,7 +145,7 @@ func mountedIn(r io.Reader, devs map[uint64]string) error {
 			continue
 		}
 		if name, ok := devs[unix.Mkdev(maj, min)]; ok {
-			return fail.Hint(fmt.Errorf("restore target is in use: %s is mounted on %s", name, unescapeOctal(fields[4])),
+			return fail.Hint(fmt.Errorf("restore target is in use: %s is mounted on %s", name, disk.UnescapeMountPath(fields[4])),
 				"unmount it first; a restore overwrites the whole device")
 		}
 	}
@@ -163,25 +163,11 @@ func checkSwaps(devs map[uint64]string) error {
 			continue
 		}
 		var st unix.Stat_t
-		if unix.Stat(unescapeOctal(fields[0]), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		if unix.Stat(disk.UnescapeMountPath(fields[0]), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
 			if name, ok := devs[st.Rdev]; ok {
 				return fail.Hint(fmt.Errorf("restore target is in use: %s is active swap", name), "swapoff %s", name)
 			}
 		}
 	}
 	return nil
-}
-
-// unescapeOctal decodes the \040-style escapes of mountinfo and /proc/swaps.
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && s[i+1] <= '3' && s[i+1] >= '0' && s[i+2] >= '0' && s[i+2] <= '7' && s[i+3] >= '0' && s[i+3] <= '7' {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
