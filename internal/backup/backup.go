@@ -49,10 +49,6 @@ type Options struct {
 	Version        string
 	Logger         *slog.Logger
 	Progress       *progress.Printer
-	Now            func() time.Time
-	// CheckEvery is how often the snapshot's fill level is polled while
-	// archiving (default 5s).
-	CheckEvery time.Duration
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error
@@ -95,28 +91,15 @@ func Prefix(host string, v volume.Volume, ts time.Time) string {
 	return path.Join(host, v.Group, v.Name, ts.UTC().Format(manifest.TimeFormat)) + "/"
 }
 
+// checkEvery is how often a snapshot's fill level is polled while it is
+// read.
+const checkEvery = 5 * time.Second
+
 // Volume backs up v and returns the published manifest.
 func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manifest, err error) {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.CheckEvery == 0 {
-		o.CheckEvery = 5 * time.Second
-	}
 	log := o.Logger.With("volume", v.ID())
-	started := o.Now().UTC().Truncate(time.Second)
+	started := time.Now().UTC().Truncate(time.Second)
 	prefix := Prefix(o.Host, v, started)
-	m = &manifest.Manifest{
-		Tool: "voltar", Version: o.Version, Host: o.Host,
-		ID:          strings.TrimSuffix(strings.TrimPrefix(prefix, o.Host+"/"), "/"),
-		Volume:      manifest.Volume{Kind: v.Kind, Name: v.Name, Group: v.Group, Path: v.Path, Size: v.Size, UUID: v.UUID},
-		Compression: o.Compression,
-		Started:     started,
-	}
-	if o.Recipients != nil {
-		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: o.Recipients.Keys()}
-	}
-	m.Schema = manifest.SchemaFor(m)
 	// Folders are named by the second; a backup of the same volume in the
 	// same second waits for the next one.
 	for tries := 0; ; tries++ {
@@ -135,11 +118,20 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			return nil, ctx.Err()
 		case <-time.After(time.Until(started.Add(time.Second))):
 		}
-		started = o.Now().UTC().Truncate(time.Second)
+		started = time.Now().UTC().Truncate(time.Second)
 		prefix = Prefix(o.Host, v, started)
 	}
-	m.Started = started
-	m.ID = strings.TrimSuffix(strings.TrimPrefix(prefix, o.Host+"/"), "/")
+	m = &manifest.Manifest{
+		Tool: "voltar", Version: o.Version, Host: o.Host,
+		ID:          strings.TrimSuffix(strings.TrimPrefix(prefix, o.Host+"/"), "/"),
+		Volume:      manifest.Volume{Kind: v.Kind, Name: v.Name, Group: v.Group, Path: v.Path, Size: v.Size, UUID: v.UUID},
+		Compression: o.Compression,
+		Started:     started,
+	}
+	if o.Recipients != nil {
+		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: o.Recipients.Keys()}
+	}
+	m.Schema = manifest.SchemaFor(m)
 	r := &run{o: o, v: v, log: log, prefix: prefix, m: m}
 	defer r.releaseAll(&err)
 
@@ -210,7 +202,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StagePublish); err != nil {
 		return nil, err
 	}
-	if err := Publish(ctx, o.Store, r.prefix, m, o.Now().UTC()); err != nil {
+	if err := Publish(ctx, o.Store, r.prefix, m, time.Now().UTC()); err != nil {
 		return nil, err
 	}
 	r.partial = false
@@ -378,7 +370,7 @@ func (r *run) watch(ctx context.Context, cancel context.CancelCauseFunc) (stop f
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(r.o.CheckEvery)
+		t := time.NewTicker(checkEvery)
 		defer t.Stop()
 		for {
 			select {

@@ -94,7 +94,7 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 // filesystem maps, mounts and archives one partition, or records why not.
 func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, error) {
 	fs := manifest.Filesystem{Name: p.name, Partition: p.number, Type: p.fs.Type, UUID: p.fs.UUID, Label: p.fs.Label}
-	fs.Started = r.o.Now().UTC()
+	fs.Started = time.Now().UTC()
 	log := r.log.With("fs", p.name, "type", p.fs.Type)
 	if p.fs.Type == "swap" {
 		fs.Mode, fs.Reason = manifest.ModeSkipped, "swap space holds no data worth keeping"
@@ -171,7 +171,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	}
 	fs.StoredBytes, fs.SHA256 = res.StoredBytes, res.SHA256
 	fs.SourceBytes, fs.Files, fs.Entries = res.SourceBytes, res.Files, res.Entries
-	fs.Finished = r.o.Now().UTC()
+	fs.Finished = time.Now().UTC()
 	log.Info("archived", "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", res.StoredBytes, "excluded", res.Excluded)
 	// Unmount now rather than at the end, so a volume with many partitions
 	// holds one mount at a time.
@@ -340,7 +340,7 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 		return fs, fmt.Errorf("raw copy of %s: %w", p.name, err)
 	}
 	fs.StoredBytes, fs.SourceBytes, fs.SHA256 = stored, p.size, hex.EncodeToString(h.Sum(nil))
-	fs.Finished = r.o.Now().UTC()
+	fs.Finished = time.Now().UTC()
 	return fs, nil
 }
 
