@@ -148,7 +148,11 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
 	}
 	r.snap = snap
-	r.hold(snapKind(snap), snapRef(snap), snapKind(snap) != "")
+	if k := snapKind(snap); k != "" {
+		if err := r.hold(k, snapRef(snap)); err != nil {
+			return nil, err
+		}
+	}
 	m.Snapshot = manifest.Snapshot{Kind: snap.Kind, Name: snap.Name, Size: snap.Size}
 	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
 
@@ -163,8 +167,8 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	defer cancel(nil)
 	stopWatch := r.watch(actx, cancel)
 
-	if o.Journal != nil {
-		o.Journal.Add(cleanup.Partial, o.Store.String()+"\t"+prefix)
+	if err := r.hold(cleanup.Partial, o.Store.String()+"\t"+prefix); err != nil {
+		return nil, err
 	}
 	r.partial = true
 	archived := 0
@@ -274,10 +278,17 @@ func (r *run) peak(p float64) {
 }
 
 // hold journals a resource when cond is true.
-func (r *run) hold(kind, ref string, cond bool) {
-	if cond && r.o.Journal != nil {
-		r.o.Journal.Add(kind, ref)
+// hold journals a resource, so a later sweep finds it if this process
+// dies. A resource that cannot be journaled is not kept: the error stops
+// the backup, which releases it.
+func (r *run) hold(kind, ref string) error {
+	if r.o.Journal == nil {
+		return nil
 	}
+	if err := r.o.Journal.Add(kind, ref); err != nil {
+		return fail.Hint(err, "state_dir must be writable and have room: it records what to clean up after a crash")
+	}
+	return nil
 }
 
 func (r *run) done(kind, ref string) {

@@ -117,7 +117,6 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	if err != nil {
 		return fs, fmt.Errorf("map partition: %w", err)
 	}
-	r.hold(cleanup.Loop, loop.Path, true)
 	r.onRelease(func(context.Context) error {
 		if err := loop.Detach(); err != nil {
 			return fmt.Errorf("detach %s: %w", loop.Path, err)
@@ -125,6 +124,9 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		r.done(cleanup.Loop, loop.Path)
 		return nil
 	})
+	if err := r.hold(cleanup.Loop, loop.Path); err != nil {
+		return fs, err
+	}
 
 	if err := r.inject(StageMount); err != nil {
 		return fs, err
@@ -133,7 +135,10 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	if err != nil {
 		return fs, err
 	}
-	r.hold(cleanup.Mount, dir, true)
+	if err := r.hold(cleanup.Mount, dir); err != nil {
+		os.Remove(dir)
+		return fs, err
+	}
 	if err := disk.Mount(ctx, loop.Path, dir, p.fs.Type, !r.snap.ReadOnly); err != nil {
 		r.done(cleanup.Mount, dir)
 		os.Remove(dir)

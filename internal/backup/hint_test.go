@@ -76,3 +76,29 @@ func TestArchivesCarrySizeHints(t *testing.T) {
 		}
 	}
 }
+
+// A resource the journal cannot record is not kept: the backup stops and
+// releases it (the journal is closed here; a full state_dir does the same).
+func TestUnjournaledResourceStopsBackup(t *testing.T) {
+	e := newEnv(t)
+	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 32, Fill: fillData}}})
+	v, err := image.Resolve(img, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := cleanup.Start(e.state, "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Volume(context.Background(), v, e.options("run1", j))
+	if err == nil || !strings.Contains(err.Error(), "journal closed") {
+		t.Fatalf("backup with a journal that cannot record: %v", err)
+	}
+	if objs, _ := e.store.List(context.Background(), ""); len(objs) != 0 {
+		t.Errorf("objects left in the store: %v", objs)
+	}
+	// assertNothingLeft (cleanup) checks clones, loops and mounts.
+}
