@@ -20,7 +20,6 @@ import (
 	"voltar/internal/disk"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
-	"voltar/internal/manifest"
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/store"
@@ -148,13 +147,15 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	bo := o.Backup
 	bo.Snapshotter, bo.Excludes = j.Snapshotter, j.Excludes
 	m, err := backup.Volume(ctx, j.Volume, bo)
-	if err != nil {
+	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
 		return v
 	}
+	// A manifest means the backup is stored, even when releasing the
+	// snapshot afterwards failed (err): report it, and prune, as stored.
 	v.Status = report.StatusOK
-	if m.Status == manifest.StatusPartial {
-		v.Status = report.StatusPartial
+	if err != nil {
+		v.Status, v.Err = report.StatusFailed, report.NewProblem(fmt.Errorf("backup %s is stored, but: %w", m.ID, err))
 	}
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.StoredBytes(), m.SourceBytes(), m.Files()
 	if m.Snapshot.Kind == "thick" {
@@ -166,9 +167,6 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	// Only now, with a new good backup in place, may old ones go.
 	res, err := prune.Store(ctx, o.Store, o.Host, j.Volume.ID(), o.Prune)
 	for _, pv := range res {
-		if pv.Volume != j.Volume.ID() {
-			continue
-		}
 		for _, d := range pv.Decisions {
 			if d.Removed {
 				v.Removed = append(v.Removed, report.Removed{ID: d.ID, Reason: strings.Join(d.Reasons, ", ")})
