@@ -12,7 +12,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -70,4 +73,31 @@ func WithSizeHint(ctx context.Context, n int64) context.Context {
 func SizeHint(ctx context.Context) (int64, bool) {
 	n, ok := ctx.Value(sizeHintKey{}).(int64)
 	return n, ok && n > 0
+}
+
+// CheckKey rejects a key that is not a clean relative slash path (empty,
+// absolute, with "." or ".." elements, doubled or trailing slashes, or
+// backslashes): every store maps keys to names one to one.
+func CheckKey(key string) error {
+	clean := path.Clean("/" + key)
+	if key == "" || clean == "/" || clean[1:] != key || strings.Contains(key, "\\") {
+		return fmt.Errorf("invalid object key %q", key)
+	}
+	return nil
+}
+
+// ContextReader stops reading once ctx is done, so a Put copying from it
+// ends (and aborts) even when its source would go on.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

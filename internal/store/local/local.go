@@ -13,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -47,9 +46,8 @@ func (s *Store) String() string { return s.root }
 func (s *Store) Root() string { return s.root }
 
 func (s *Store) path(key string) (string, error) {
-	clean := path.Clean("/" + key)
-	if key == "" || clean == "/" || clean[1:] != key || strings.Contains(key, "\\") {
-		return "", fmt.Errorf("invalid object key %q", key)
+	if err := store.CheckKey(key); err != nil {
+		return "", err
 	}
 	return filepath.Join(s.root, filepath.FromSlash(key)), nil
 }
@@ -78,7 +76,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 			os.Remove(tmp)
 		}
 	}()
-	n, err := io.CopyBuffer(f, ctxReader{ctx, r}, make([]byte, 1<<20))
+	// Writes of 1 MiB: *os.File's ReadFrom would take over the copy with
+	// 32 KiB chunks, so hide it.
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, store.ContextReader(ctx, r), make([]byte, 1<<20))
 	if err != nil {
 		return n, fmt.Errorf("write %s: %w", dst, err)
 	}
@@ -245,16 +245,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -48,7 +48,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	if err != nil {
 		return 0, err
 	}
-	src := ctxReader{ctx, r}
+	src := store.ContextReader(ctx, r)
 	size := s.partSizeFor(ctx)
 	first := s.getBuf(size)
 	n, err := io.ReadFull(src, *first)
@@ -236,18 +236,4 @@ func (s *Store) putBuf(b *[]byte) {
 	if int64(len(*b)) == s.partSize {
 		s.bufs.Put(b)
 	}
-}
-
-// ctxReader stops reading when ctx is done, so a cancelled Put aborts even
-// when its reader would go on.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

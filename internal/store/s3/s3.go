@@ -18,7 +18,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -163,9 +162,8 @@ func (s *Store) Client() *minio.Client { return s.client }
 
 // object is the bucket key for a store key.
 func (s *Store) object(key string) (string, error) {
-	clean := path.Clean("/" + key)
-	if key == "" || clean == "/" || clean[1:] != key || strings.Contains(key, "\\") {
-		return "", fmt.Errorf("invalid object key %q", key)
+	if err := store.CheckKey(key); err != nil {
+		return "", err
 	}
 	return s.full(key), nil
 }
