@@ -21,10 +21,12 @@ func (a *app) configCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			cfg := a.cfg
-			pol, _, err := retentionPolicy(cfg)
+			// The global policy and each dump's own, as run would use them.
+			po, err := a.pruneOptions(false)
 			if err != nil {
-				return fail.Usage(err)
+				return err
 			}
+			pol := po.Policy
 			mail := mailConfig(cfg)
 			if mail.Host != "" {
 				if err := mail.Validate(); err != nil {

@@ -190,10 +190,8 @@ func mailConfig(cfg *config.Config) report.MailConfig {
 	}
 }
 
-func retentionPolicy(cfg *config.Config) (retention.Policy, *time.Location, error) {
-	return policyOf(cfg.Retention, "retention")
-}
-
+// policyOf is the retention policy r configures and the time zone it
+// counts days in; key names it in errors.
 func policyOf(r config.Retention, key string) (retention.Policy, *time.Location, error) {
 	p := retention.Policy{KeepDays: r.KeepDays, KeepLast: r.KeepLast, KeepDaily: r.KeepDaily,
 		KeepWeekly: r.KeepWeekly, KeepMonthly: r.KeepMonthly, IncompleteGrace: r.IncompleteGrace}
@@ -213,29 +211,33 @@ func policyOf(r config.Retention, key string) (retention.Policy, *time.Location,
 
 // pruneOptions is the global policy plus each dump's own.
 func (a *app) pruneOptions(dryRun bool) (prune.Options, error) {
-	pol, loc, err := retentionPolicy(a.cfg)
+	pol, loc, err := policyOf(a.cfg.Retention, "retention")
 	if err != nil {
 		return prune.Options{}, fail.Usage(err)
 	}
-	own := map[string]retention.Policy{}
+	type policy struct {
+		p   retention.Policy
+		loc *time.Location
+	}
+	own := map[string]policy{}
 	for _, d := range a.cfg.Dumps {
 		if d.Retention == nil {
 			continue
 		}
-		p, _, err := policyOf(dump.Retention(d, a.cfg.Retention), "dumps "+d.Name+" retention")
+		p, l, err := policyOf(dump.Retention(d, a.cfg.Retention), "dumps "+d.Name+" retention")
 		if err != nil {
 			return prune.Options{}, fail.Usage(err)
 		}
-		own[d.Name] = p
+		own[d.Name] = policy{p, l}
 	}
 	return prune.Options{
 		Policy: pol, Loc: loc, DryRun: dryRun, Logger: a.log,
-		PolicyFor: func(group, volume string) (retention.Policy, bool) {
+		PolicyFor: func(group, volume string) (retention.Policy, *time.Location, bool) {
 			if group != dump.Group {
-				return retention.Policy{}, false
+				return retention.Policy{}, nil, false
 			}
 			p, ok := own[volume]
-			return p, ok
+			return p.p, p.loc, ok
 		},
 	}, nil
 }

@@ -24,7 +24,8 @@ type Options struct {
 	Policy retention.Policy
 	// PolicyFor, when set, may give a volume (or dump) its own policy; ok
 	// false falls back to Policy.
-	PolicyFor func(group, volume string) (p retention.Policy, ok bool)
+	// with the time zone its days, weeks and months are counted in.
+	PolicyFor func(group, volume string) (p retention.Policy, loc *time.Location, ok bool)
 	Loc       *time.Location
 	Now       func() time.Time
 	DryRun    bool
@@ -119,15 +120,15 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 		sizes[f.ID] = f.Bytes
 	}
 	res := Volume{Volume: vol}
-	pol := o.Policy
+	pol, loc := o.Policy, o.Loc
 	if o.PolicyFor != nil {
 		group, name, _ := strings.Cut(vol, "/")
-		if p, ok := o.PolicyFor(group, name); ok {
-			pol = p
+		if p, l, ok := o.PolicyFor(group, name); ok {
+			pol, loc = p, l
 		}
 	}
 	var errs []error
-	for _, d := range retention.Apply(in, pol, now(), o.Loc) {
+	for _, d := range retention.Apply(in, pol, now(), loc) {
 		dec := Decision{
 			ID: d.Backup.ID, Time: d.Backup.Time.UTC().Format(time.RFC3339), Complete: d.Backup.Complete,
 			Keep: d.Keep, Reasons: d.Reasons, Bytes: sizes[d.Backup.ID],

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	_ "time/tzdata" // zones without the system database
 
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/prune"
@@ -65,5 +66,45 @@ func TestPruneKeepsNewestAndRemovesTheRest(t *testing.T) {
 		if strings.Contains(o.Key, "volume-1/") && !strings.HasPrefix(o.Key, "h/vg/volume-1/2026-11-2") {
 			t.Errorf("old object survived: %s", o.Key)
 		}
+	}
+}
+
+// A volume's own policy counts its days in its own time zone: 23:30 and
+// 00:30 UTC are two days in UTC but one evening in New York.
+func TestPolicyForTimeZone(t *testing.T) {
+	st := local.New(t.TempDir())
+	for _, at := range []time.Time{time.Date(2026, 11, 24, 23, 30, 0, 0, time.UTC), time.Date(2026, 11, 25, 0, 30, 0, 0, time.UTC)} {
+		catalogtest.Write(t, st, catalogtest.Folder{Host: "h", Group: "dumps", Volume: "db1", Time: at,
+			Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("a", 0o644, "x")), "zstd")}}})
+	}
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
+	removed := func(o prune.Options) int {
+		t.Helper()
+		res, err := prune.Store(context.Background(), st, "h", "", o)
+		if err != nil || len(res) != 1 {
+			t.Fatalf("prune: %v, %+v", err, res)
+		}
+		n := 0
+		for _, d := range res[0].Decisions {
+			if !d.Keep {
+				n++
+			}
+		}
+		return n
+	}
+	daily := retention.Policy{KeepDaily: 2}
+	o := prune.Options{Policy: daily, Loc: time.UTC, Now: func() time.Time { return now }, DryRun: true}
+	if n := removed(o); n != 0 {
+		t.Errorf("in UTC: %d would go, want 0 (two days)", n)
+	}
+	o.PolicyFor = func(group, volume string) (retention.Policy, *time.Location, bool) {
+		return daily, ny, group == "dumps" && volume == "db1"
+	}
+	if n := removed(o); n != 1 {
+		t.Errorf("in New York: %d would go, want 1 (one day)", n)
 	}
 }
