@@ -103,7 +103,7 @@ func (a *app) nightly(ctx context.Context) error {
 			Recipients: rcpt, Version: version, Logger: a.log, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
 		},
 		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,
-		Retention: po.Policy.String(), Version: version, Logger: a.log,
+		Retention: po.Policy.String(), Version: version,
 	})
 	bars.Wait()
 	if err := j.Finish(); err != nil {
@@ -162,7 +162,11 @@ func (a *app) deliver(ctx context.Context, cfg *config.Config, mail report.MailC
 	}
 	if mail.Host != "" && !(cfg.Report.Mail.OnlyOnFailure && rep.OK()) {
 		// A cancelled run still mails its report.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mail.Timeout+10*time.Second)
+		t := mail.Timeout
+		if t == 0 {
+			t = report.DefaultMailTimeout
+		}
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t+10*time.Second)
 		err := report.Send(mctx, mail, rep)
 		cancel()
 		if err != nil {

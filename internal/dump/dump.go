@@ -358,4 +358,3 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 	return m, backup.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
 }
 
-// publish writes SHA256SUMS and then, last, the manifest.

@@ -7,7 +7,6 @@ package nightly
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,8 +40,8 @@ type Options struct {
 	Host        string
 	Jobs        []Job
 	Concurrency int
-	// Backup is the template for each volume's backup options; Snapshotter,
-	// Excludes and Logger are set per job.
+	// Backup is the template for each volume's backup options; Snapshotter
+	// and Excludes are set per job.
 	Backup backup.Options
 	Prune  prune.Options
 	// Dumps run before the volumes, or after them with DumpsAfter,
@@ -56,7 +55,6 @@ type Options struct {
 	MinFreePercent float64
 	Retention      string // for the report
 	Version        string
-	Logger         *slog.Logger
 	Now            func() time.Time
 }
 

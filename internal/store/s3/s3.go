@@ -153,13 +153,6 @@ func (s *Store) String() string {
 	return "s3://" + s.bucket + "/" + s.prefix
 }
 
-// Bucket and Prefix name where the store's keys live.
-func (s *Store) Bucket() string { return s.bucket }
-func (s *Store) Prefix() string { return s.prefix }
-
-// Client is the underlying S3 client, for tests and tools.
-func (s *Store) Client() *minio.Client { return s.client }
-
 // object is the bucket key for a store key.
 func (s *Store) object(key string) (string, error) {
 	if err := store.CheckKey(key); err != nil {
