@@ -91,6 +91,32 @@ func Prefix(host string, v volume.Volume, ts time.Time) string {
 	return path.Join(host, v.Group, v.Name, ts.UTC().Format(manifest.TimeFormat)) + "/"
 }
 
+// FreeFolder returns the folder (prefix at the current second) a new
+// backup goes to, and that second. Folders are named by the second: when
+// the store holds one of that name already (a backup of the same volume in
+// the same second), it waits for the next second, up to three times.
+func FreeFolder(ctx context.Context, st store.Store, prefix func(time.Time) string) (string, time.Time, error) {
+	for tries := 0; ; tries++ {
+		started := time.Now().UTC().Truncate(time.Second)
+		p := prefix(started)
+		objs, err := st.List(ctx, p)
+		if err != nil {
+			return "", started, StoreError(st, p, err)
+		}
+		if len(objs) == 0 {
+			return p, started, nil
+		}
+		if tries == 3 {
+			return "", started, fmt.Errorf("backup folder %s already exists in %s", p, st)
+		}
+		select {
+		case <-ctx.Done():
+			return "", started, ctx.Err()
+		case <-time.After(time.Until(started.Add(time.Second))):
+		}
+	}
+}
+
 // checkEvery is how often a snapshot's fill level is polled while it is
 // read.
 const checkEvery = 5 * time.Second
@@ -98,28 +124,9 @@ const checkEvery = 5 * time.Second
 // Volume backs up v and returns the published manifest.
 func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manifest, err error) {
 	log := o.Logger.With("volume", v.ID())
-	started := time.Now().UTC().Truncate(time.Second)
-	prefix := Prefix(o.Host, v, started)
-	// Folders are named by the second; a backup of the same volume in the
-	// same second waits for the next one.
-	for tries := 0; ; tries++ {
-		objs, err := o.Store.List(ctx, prefix)
-		if err != nil {
-			return nil, StoreError(o.Store, prefix, err)
-		}
-		if len(objs) == 0 {
-			break
-		}
-		if tries == 3 {
-			return nil, fmt.Errorf("backup folder %s already exists in %s", prefix, o.Store)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Until(started.Add(time.Second))):
-		}
-		started = time.Now().UTC().Truncate(time.Second)
-		prefix = Prefix(o.Host, v, started)
+	prefix, started, err := FreeFolder(ctx, o.Store, func(t time.Time) string { return Prefix(o.Host, v, t) })
+	if err != nil {
+		return nil, err
 	}
 	m = &manifest.Manifest{
 		Tool: "voltar", Version: o.Version, Host: o.Host,

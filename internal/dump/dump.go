@@ -235,8 +235,7 @@ func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, err
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 
-	started := o.Now().UTC().Truncate(time.Second)
-	prefix, started, err := freeFolder(ctx, o, d.Name, started)
+	prefix, started, err := backup.FreeFolder(ctx, o.Store, func(t time.Time) string { return Prefix(o.Host, d.Name, t) })
 	if err != nil {
 		return nil, fmt.Errorf("dump %s: %w", d.Name, err)
 	}
@@ -256,30 +255,6 @@ func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, err
 }
 
 var errTimeout = errors.New("dump timeout")
-
-// freeFolder finds the dump's folder. Folders are named by the second; a
-// dump of the same name in the same second waits for the next one.
-func freeFolder(ctx context.Context, o Options, name string, started time.Time) (string, time.Time, error) {
-	for tries := 0; ; tries++ {
-		prefix := Prefix(o.Host, name, started)
-		objs, err := o.Store.List(ctx, prefix)
-		if err != nil {
-			return "", started, fmt.Errorf("store %s: %w", o.Store, err)
-		}
-		if len(objs) == 0 {
-			return prefix, started, nil
-		}
-		if tries == 3 {
-			return "", started, fmt.Errorf("folder %s already exists in %s", prefix, o.Store)
-		}
-		select {
-		case <-ctx.Done():
-			return "", started, ctx.Err()
-		case <-time.After(time.Until(started.Add(time.Second))):
-		}
-		started = o.Now().UTC().Truncate(time.Second)
-	}
-}
 
 // run is the state of one dump.
 type run struct {
