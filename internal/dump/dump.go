@@ -332,4 +332,3 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 	m.Schema = manifest.SchemaFor(m)
 	return m, backup.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
 }
-
