@@ -51,7 +51,7 @@ func (e *env) options(runID string, j *cleanup.Journal) backup.Options {
 	return backup.Options{
 		Store: e.store, Host: "testhost", Compression: "zstd",
 		RuntimeDir: e.runtime, RunID: runID, Journal: j,
-		Snapshotter:    &image.Snapshotter{Scratch: e.scratch},
+		Snapshotter:    &image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime)},
 		CleanupTimeout: time.Minute, Version: "test",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

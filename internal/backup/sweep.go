@@ -149,15 +149,20 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			log.Info("removed leftover snapshot of a dead run", "lv", lv)
 		}
 	}
+	// Clones of this installation (its scope in the name; another one's
+	// may be in use).
 	var clones []string
 	for _, d := range append([]string{o.Scratch}, o.ImageDirs...) {
-		m, _ := filepath.Glob(filepath.Join(d, image.ClonePrefix+"*"))
+		m, _ := filepath.Glob(filepath.Join(d, image.ClonePrefix+Scope(o.RuntimeDir)+"-*"))
 		clones = append(clones, m...)
 	}
 	for _, c := range clones {
-		if err := os.Remove(c); err == nil {
+		switch err := os.Remove(c); {
+		case err == nil:
 			n++
 			log.Info("removed leftover image clone of a dead run", "file", c)
+		case !errors.Is(err, os.ErrNotExist):
+			errs = append(errs, fmt.Errorf("remove leftover image clone: %w", err))
 		}
 	}
 	// Empty run directories under the runtime directory.

@@ -48,10 +48,16 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	j.Add(cleanup.Partial, e.store.String()+"\t"+prefix)
 	// A reflink clone next to its image whose journal entry was never
 	// written (killed right after FICLONE).
-	imgClone := filepath.Join(filepath.Dir(img), image.ClonePrefix+"dead1-disk.img")
+	imgClone := filepath.Join(filepath.Dir(img), image.CloneName(backup.Scope(e.runtime), "dead1", "disk.img"))
 	if err := os.WriteFile(imgClone, []byte("clone"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Another installation's clone, in use by its live run: hands off.
+	otherClone := filepath.Join(filepath.Dir(img), image.CloneName(backup.Scope("/run/other-voltar"), "live1", "disk.img"))
+	if err := os.WriteFile(otherClone, []byte("clone"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(otherClone)
 	// An unjournaled loop that still carries the tag.
 	stray, err := disk.AttachLoop(ctx, img, 0, 64<<20, true, backup.LoopTag(e.runtime, "dead2"))
 	if err != nil {
@@ -88,6 +94,9 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	}
 	if _, err := os.Stat(imgClone); !os.IsNotExist(err) {
 		t.Errorf("unjournaled clone next to the image still present: %v", err)
+	}
+	if _, err := os.Stat(otherClone); err != nil {
+		t.Errorf("another installation's clone was removed: %v", err)
 	}
 	if objs, _ := e.store.List(ctx, ""); len(objs) != 0 {
 		t.Errorf("half-written backup still in the store: %v", objs)

@@ -28,7 +28,16 @@ const ClonePrefix = ".voltar-clone-"
 type Snapshotter struct {
 	// Scratch receives full copies when a reflink is impossible.
 	Scratch string
-	Logger  *slog.Logger
+	// Scope goes into every clone's name (CloneName), so the sweep of one
+	// voltar installation leaves another one's clones alone.
+	Scope  string
+	Logger *slog.Logger
+}
+
+// CloneName is the file name of a clone or copy of the image named name,
+// made by run runID of the installation with scope.
+func CloneName(scope, runID, name string) string {
+	return ClonePrefix + scope + "-" + runID + "-" + name
 }
 
 var _ volume.Snapshotter = (*Snapshotter)(nil)
@@ -76,7 +85,7 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 	defer src.Close()
 
 	// A reflink must stay on the image's filesystem: try next to the image.
-	clone := filepath.Join(filepath.Dir(v.Path), ClonePrefix+runID+"-"+v.Name)
+	clone := filepath.Join(filepath.Dir(v.Path), CloneName(s.Scope, runID, v.Name))
 	if err := reflink(src, clone); err == nil {
 		return &volume.Snapshot{Kind: "reflink", Name: clone, Path: clone, Size: v.Size}, nil
 	} else if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
@@ -86,7 +95,7 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 	if err := os.MkdirAll(s.Scratch, 0o700); err != nil {
 		return nil, fail.Hint(fmt.Errorf("scratch directory: %w", err), "set scratch_dir to a writable directory")
 	}
-	copyPath := filepath.Join(s.Scratch, ClonePrefix+runID+"-"+v.Name)
+	copyPath := filepath.Join(s.Scratch, CloneName(s.Scope, runID, v.Name))
 	if s.Logger != nil {
 		s.Logger.Warn("filesystem cannot reflink; copying the image, which is only consistent if nothing writes to it meanwhile",
 			"image", v.Path, "copy", copyPath)
