@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,10 @@ func (a *app) configCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Work with the configuration file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return fail.Usage(fail.Hint(errors.New("config needs a subcommand"), "voltar config check"))
+		},
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "check [--config FILE]",

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"voltar/internal/catalog"
-	"voltar/internal/config"
 	"voltar/internal/fail"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
@@ -45,39 +43,12 @@ func sshdMariaDB(t *testing.T) (dir, host, port string) {
 	return dir, host, port
 }
 
-// runCLI runs one voltar command line like main does and returns its exit
-// code and output. It registers the dump command if the root does not
-// have it yet.
+// runCLI runs one voltar command line as main does and returns its exit
+// code and output.
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	a := &app{stdout: &out, stderr: &errb}
-	root := a.rootCmd()
-	if c, _, err := root.Find([]string{"dump"}); err != nil || c.Name() != "dump" {
-		dc := a.dumpCmd()
-		dc.Args = wrapArgs(dc.Args)
-		root.AddCommand(dc)
-	}
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	err := root.Execute()
-	var cfgErr *config.Error
-	switch {
-	case err == nil && a.failed:
-		code = fail.ExitFailed
-	case err == nil:
-		code = fail.ExitOK
-	case fail.IsUsage(err), errors.As(err, &cfgErr):
-		code = fail.ExitUsage
-	case errors.Is(err, fail.ErrLocked):
-		code = fail.ExitLocked
-	default:
-		code = fail.ExitFailed
-	}
-	if err != nil {
-		printError(&errb, err)
-	}
+	code = run(args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

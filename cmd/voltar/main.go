@@ -32,9 +32,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	err := cmd.ExecuteContext(ctx)
-	if err == nil && a.failed {
-		return fail.ExitFailed
-	}
 	if err == nil {
 		return fail.ExitOK
 	}

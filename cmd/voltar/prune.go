@@ -41,6 +41,9 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 				filter = args[0]
 			}
 			res, err := prune.Store(ctx, st, host, filter, po)
+			if res == nil && err != nil {
+				return err // nothing decided: no summary to print
+			}
 			if asJSON {
 				if jerr := a.printJSON(res); jerr != nil {
 					return jerr
@@ -64,7 +67,7 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 					default:
 						what = "remove FAILED: " + d.Error
 					}
-					id := v.Volume + d.ID[len(v.Volume):]
+					id := d.ID
 					if !d.Complete {
 						id += " (incomplete)"
 					}

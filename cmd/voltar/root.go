@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,9 +29,6 @@ type app struct {
 	logLevel       string
 	cfg            *config.Config
 	log            *slog.Logger
-	// failed is set by commands that report failures themselves and still
-	// want exit status 1.
-	failed bool
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -46,6 +44,10 @@ Exit codes: 0 all good, 1 some volume failed, 2 usage or config error,
 3 another run holds the lock, 130 interrupted (after cleanup).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// A word that is no command is a usage error (exit 2), not help
+		// with exit 0.
+		Args: wrapArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			return a.setup(cmd)
 		},
@@ -56,9 +58,14 @@ Exit codes: 0 all good, 1 some volume failed, 2 usage or config error,
 		return fail.Usage(fail.Hint(err, "see `%s --help`", c.CommandPath()))
 	})
 	root.AddCommand(a.backupCmd(), a.runCmd(), a.listCmd(), a.verifyCmd(), a.restoreCmd(), a.pruneCmd(), a.dumpCmd(), a.volumesCmd(), a.configCmd(), a.versionCmd())
-	for _, c := range root.Commands() {
-		c.Args = wrapArgs(c.Args)
+	var wrap func(c *cobra.Command)
+	wrap = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			sub.Args = wrapArgs(sub.Args)
+			wrap(sub)
+		}
 	}
+	wrap(root)
 	return root
 }
 
@@ -81,7 +88,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 		return fail.Usage(fmt.Errorf("--log-level %q: want debug, info, warn or error", a.logLevel))
 	}
 	a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
-	if cmd.Name() == "version" {
+	if !needsConfig(cmd) {
 		return nil
 	}
 	cfg, err := config.Load(a.cfgPath, cmd.Flags().Changed("config"))
@@ -89,8 +96,23 @@ func (a *app) setup(cmd *cobra.Command) error {
 		return fail.Hint(err, "every key is documented in examples/voltar.yaml")
 	}
 	a.cfg = cfg
-	setMemoryLimit(cfg)
 	return nil
+}
+
+// needsConfig tells the commands that work without reading the config:
+// version, help, shell completion, and the bare root and `config`, which
+// only print help or a usage error.
+func needsConfig(cmd *cobra.Command) bool {
+	if cmd == cmd.Root() || !cmd.Runnable() {
+		return false
+	}
+	for c := cmd; c != nil; c = c.Parent() {
+		switch n := c.Name(); {
+		case n == "version", n == "help", n == "completion", strings.HasPrefix(n, "__complete"):
+			return false
+		}
+	}
+	return cmd.Name() != "config"
 }
 
 // openStore opens a store by name: a directory or s3://bucket/prefix.
@@ -117,8 +139,11 @@ func (a *app) openStore(ctx context.Context, name string) (store.Store, error) {
 	return local.New(abs), nil
 }
 
-// storeAndHost opens the configured store and names this host in it.
+// storeAndHost opens the configured store and names this host in it. Every
+// command that moves data calls it once its flags (--to, --compress) have
+// amended the config, so the memory limit is set here, from the final one.
 func (a *app) storeAndHost(ctx context.Context) (store.Store, string, error) {
+	setMemoryLimit(a.cfg)
 	st, err := a.openStore(ctx, a.cfg.Store.Path)
 	if err != nil {
 		return nil, "", err
@@ -151,11 +176,14 @@ func (a *app) sweepIfIdle(ctx context.Context) {
 		return
 	}
 	defer l.Release()
-	if err := a.sweep(ctx, len(a.cfg.LVM.VolumeGroups) > 0); err != nil {
+	if err := a.sweep(ctx, false); err != nil {
 		a.log.Warn("cleanup of a dead run's leftovers failed", "err", err)
 	}
 }
 
+// sweep releases what dead runs left. withLVM also scans for tagged
+// snapshots when the config names no volume group (backup of LVs named on
+// the command line); with volume groups configured it always does.
 func (a *app) sweep(ctx context.Context, withLVM bool) error {
 	o := backup.SweepOptions{
 		RuntimeDir: a.cfg.RuntimeDir, StateDir: a.cfg.StateDir, Scratch: a.cfg.Scratch(),

@@ -53,34 +53,35 @@ func (a *app) nightly(ctx context.Context) error {
 		}
 	}
 	started := time.Now()
+	abort := func(err error) error { return a.aborted(ctx, mail, po.Policy.String(), started, err) }
 	st, host, err := a.storeAndHost(ctx)
 	if err != nil {
-		return a.aborted(ctx, mail, po.Policy.String(), started, err)
+		return abort(err)
 	}
 	rcpt, err := a.recipients()
 	if err != nil {
-		return err
+		return abort(err)
 	}
-	l, err := a.lockAndSweep(ctx, len(cfg.LVM.VolumeGroups) > 0)
+	l, err := a.lockAndSweep(ctx, false)
 	if err != nil {
-		return a.aborted(ctx, mail, po.Policy.String(), started, err)
+		return abort(err)
 	}
 	defer l.Release()
 	_, vols, err := a.selection(ctx)
 	if err != nil {
-		return a.aborted(ctx, mail, po.Policy.String(), started, err)
+		return abort(err)
 	}
 	var jobs []nightly.Job
 	for _, v := range vols {
 		snap, err := a.snapshotter(v)
 		if err != nil {
-			return err
+			return abort(err)
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil)})
 	}
 	runID, j, err := a.startJournal()
 	if err != nil {
-		return err
+		return abort(err)
 	}
 	// Mount, writability and free-space checks apply to a local store; an
 	// S3 store was checked when it was opened and reports no free space.
@@ -148,11 +149,12 @@ func (a *app) deliver(ctx context.Context, cfg *config.Config, mail report.MailC
 	}
 	if p := cfg.Report.JSONFile; p != "" {
 		var buf bytes.Buffer
-		if err := report.JSON(&buf, rep); err == nil {
+		err := report.JSON(&buf, rep)
+		if err == nil {
 			err = writeFileAtomic(p, buf.Bytes())
-			if err != nil {
-				errs = append(errs, fmt.Errorf("report.json_file: %w", err))
-			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("report.json_file: %w", err))
 		}
 	}
 	if p := cfg.Report.PrometheusTextfile; p != "" {
