@@ -22,9 +22,6 @@ need_tools() {
 	fi
 }
 
-# Loop devices and mounts made by this process, released by release_all.
-BENCH_MOUNTS=()
-BENCH_LOOPS=()
 
 # attach_mount IMG DIR [ro|rw]: loop-attach IMG and mount its ext4 on DIR.
 attach_mount() {
@@ -35,9 +32,7 @@ attach_mount() {
 	else
 		loop=$(losetup --find --show "$img")
 	fi
-	BENCH_LOOPS+=("$loop")
 	mount -t ext4 -o "$mode" "$loop" "$dir"
-	BENCH_MOUNTS+=("$dir")
 }
 
 # unmount_detach DIR: undo attach_mount.
@@ -46,20 +41,13 @@ unmount_detach() {
 	loop=$(findmnt -n -o SOURCE --target "$dir" 2>/dev/null || true)
 	umount "$dir"
 	[ -n "$loop" ] && losetup -d "$loop" 2>/dev/null || true
-	BENCH_MOUNTS=("${BENCH_MOUNTS[@]/$dir/}")
 }
 
+# release_all undoes every attach_mount, this run's or a killed earlier
+# one's: mounts under BENCH_DIR and loop devices of files under it (never
+# a loop number that another process may have reused since).
 release_all() {
 	local d l
-	for d in "${BENCH_MOUNTS[@]}"; do
-		if [ -n "$d" ] && mountpoint -q "$d"; then
-			umount "$d" 2>/dev/null || umount -l "$d" 2>/dev/null || true
-		fi
-	done
-	for l in "${BENCH_LOOPS[@]}"; do
-		losetup "$l" >/dev/null 2>&1 && losetup -d "$l" 2>/dev/null || true
-	done
-	# What a killed earlier run left: mounts and loop devices of files under BENCH_DIR.
 	{ findmnt -rn -o TARGET | grep "^$BENCH_DIR/" || true; } | sort -r | while read -r d; do umount "$d" 2>/dev/null || umount -l "$d" || true; done
 	losetup -n -O NAME,BACK-FILE 2>/dev/null | awk -v p="$BENCH_DIR/" 'index($2, p) == 1 {print $1}' |
 		while read -r l; do losetup -d "$l" 2>/dev/null || true; done

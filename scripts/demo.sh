@@ -107,4 +107,5 @@ YAML
 step "done: nothing left attached"
 losetup -a | grep -F "$demo" && { echo "demo: loop devices left behind!" >&2; exit 1; }
 grep -F "$demo" /proc/self/mountinfo && { echo "demo: mounts left behind!" >&2; exit 1; }
+find "$demo" -name '.voltar-clone-*' | grep . && { echo "demo: image clones left behind!" >&2; exit 1; }
 echo "   no loop devices, no mounts, no clones left; backups are in $demo/store"

@@ -27,13 +27,14 @@ cd "$root" || exit 1
 case "$root/" in
 /tmp/*)
 	copy=$(mktemp -d /var/tmp/voltar-src.XXXXXX) || exit 1
+	trap 'rm -rf "$copy"' EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
 	version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 	tar -C "$root" --exclude=./.git --exclude=./demo -cf - . | tar -C "$copy" -xf -
 	echo "test-lvm: $root is under /tmp, which the guest cannot see; running from $copy" >&2
 	VOLTAR_VERSION=$version "$copy/scripts/test-lvm.sh" "$@"
-	rc=$?
-	rm -rf "$copy"
-	exit "$rc"
+	exit $?
 	;;
 esac
 

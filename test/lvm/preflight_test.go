@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"voltar/internal/units"
 )
 
 // preflightCase is one snapshot_size policy against the space left.
@@ -77,10 +79,10 @@ func TestPreflightThin(t *testing.T) {
 				t.Fatalf("origin maps %d bytes, pool has %d free: want free between 20%% and 100%% of mapped", mapped, free)
 			}
 			if c.need == "" {
-				c.need = human(mapped)
+				c.need = units.Bytes(mapped)
 			}
 			v := newVoltar(t, config{SnapshotSize: c.policy})
-			preflight(t, v, lv, c, where, human(free))
+			preflight(t, v, lv, c, where, units.Bytes(free))
 		})
 	}
 }
@@ -157,19 +159,4 @@ func share(n int64, pct float64) int64 {
 		return int64(s) + 1
 	}
 	return int64(s)
-}
-
-// human formats bytes the way voltar's messages do: "40.0 MiB".
-func human(n int64) string {
-	if n < 1024 {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	f := float64(n)
-	units := []string{"KiB", "MiB", "GiB"}
-	i := -1
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	return strconv.FormatFloat(f, 'f', 1, 64) + " " + units[i]
 }

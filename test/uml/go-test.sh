@@ -27,8 +27,13 @@ dir=$(go list -f '{{.Dir}}' "$pkg")
 # The tests read testdata relative to their package. The guest mounts its own
 # /tmp, so a checkout under /tmp (CI's clone may be) is invisible there: run
 # in a copy of the tree under /var/tmp instead.
-tar -C "$root" --exclude=./.git --exclude=./bin --exclude=./demo -cf - . | tar -C "$bin" -xf - --one-top-level=src
-cd "$bin/src/${dir#"$root"/}"
+case "$root" in
+/tmp/*)
+	tar -C "$root" --exclude=./.git --exclude=./bin --exclude=./demo -cf - . | tar -C "$bin" -xf - --one-top-level=src
+	cd "$bin/src/${dir#"$root"/}"
+	;;
+*) cd "$dir" ;;
+esac
 rc=0
 "$here/run.sh" "$bin/pkg.test" "$@" || rc=$?
 exit "$rc"
