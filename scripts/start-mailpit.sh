@@ -12,6 +12,8 @@
 # Mailpit runs without TLS and accepts any SMTP user and password, also over
 # plain text: a test server on loopback only.
 set -eu
+me=start-mailpit
+. "$(dirname "$0")/service.sh"
 version=v1.33.1
 smtp=${MAILPIT_SMTP:-127.0.0.1:1025}
 http=${MAILPIT_HTTP:-127.0.0.1:8025}
@@ -19,24 +21,10 @@ dir=${MAILPIT_DIR:-/tmp/voltar-mailpit}
 pidfile=$dir/mailpit.pid
 log=$dir/mailpit.log
 
-# Where `go install` puts binaries: $GOBIN, else $GOPATH/bin.
-gobin() {
-	d=$(go env GOBIN)
-	[ -n "$d" ] || d=$(go env GOPATH)/bin
-	echo "$d"
-}
-
-bin=$(command -v mailpit 2>/dev/null || true)
-if [ -z "$bin" ] && command -v go >/dev/null 2>&1; then
-	bin=$(gobin)/mailpit
-fi
+bin=$(find_bin mailpit || true)
 
 ready() {
 	[ -n "$bin" ] && [ -x "$bin" ] && "$bin" readyz --listen "$http" >/dev/null 2>&1
-}
-
-running() {
-	[ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
 case "${1:-start}" in
@@ -45,22 +33,8 @@ status)
 	exit
 	;;
 stop)
-	if running; then
-		pid=$(cat "$pidfile")
-		kill "$pid"
-		i=0
-		while kill -0 "$pid" 2>/dev/null; do
-			i=$((i + 1))
-			if [ $i -ge 100 ]; then
-				echo "start-mailpit: PID $pid did not exit within 20s" >&2
-				exit 1
-			fi
-			sleep 0.2
-		done
-		echo "start-mailpit: stopped PID $pid" >&2
-	fi
-	rm -f "$pidfile"
-	exit 0
+	stop_pid "$pidfile" mailpit 20
+	exit
 	;;
 start) ;;
 *)
@@ -69,21 +43,13 @@ start) ;;
 	;;
 esac
 
-if [ -z "$bin" ] || [ ! -x "$bin" ]; then
-	if ! command -v go >/dev/null 2>&1; then
-		echo "start-mailpit: mailpit is not installed and go is not on PATH" >&2
-		exit 1
-	fi
-	echo "start-mailpit: installing mailpit $version (takes a few minutes)" >&2
-	go install "github.com/axllent/mailpit@$version"
-	bin=$(gobin)/mailpit
-fi
+bin=$(go_install mailpit "github.com/axllent/mailpit@$version" "takes a few minutes")
 
 if ready; then
 	exit 0
 fi
-if running; then
-	echo "start-mailpit: PID $(cat "$pidfile") is alive but $http does not answer; see $log" >&2
+if alive "$pidfile"; then
+	say "PID $(cat "$pidfile") is alive but $http does not answer; see $log"
 	exit 1
 fi
 
@@ -93,20 +59,8 @@ setsid "$bin" --smtp "$smtp" --listen "$http" --disable-version-check \
 	--smtp-auth-accept-any --smtp-auth-allow-insecure --smtp-disable-rdns \
 	</dev/null >"$log" 2>&1 &
 echo $! >"$pidfile"
-
-i=0
-while ! ready; do
-	if ! running; then
-		echo "start-mailpit: mailpit exited; its log ($log):" >&2
-		cat "$log" >&2
-		rm -f "$pidfile"
-		exit 1
-	fi
-	i=$((i + 1))
-	if [ $i -ge 100 ]; then
-		echo "start-mailpit: $http did not answer within 20s; see $log" >&2
-		exit 1
-	fi
-	sleep 0.2
-done
-echo "start-mailpit: mailpit PID $(cat "$pidfile"): SMTP $smtp, API http://$http" >&2
+wait_ready ready "$(cat "$pidfile")" 20 mailpit "$log" || {
+	rm -f "$pidfile"
+	exit 1
+}
+say "mailpit PID $(cat "$pidfile"): SMTP $smtp, API http://$http"

@@ -19,6 +19,8 @@
 #   run/mysqld.sock       MariaDB's socket (root logs in through it, unix_socket auth)
 #   env                   VOLTAR_TEST_SSHD_MARIADB=...; SSH and MariaDB addresses
 set -eu
+me=start-sshd-mariadb
+. "$(dirname "$0")/service.sh"
 dir=${VOLTAR_TEST_SSHD_MARIADB:-/tmp/voltar-sshd-mariadb}
 sshd_port=${SSHD_PORT:-2222}
 db_port=${MARIADB_PORT:-3307}
@@ -29,10 +31,6 @@ sock=$run/mysqld.sock
 data=$dir/data
 user=voltar_test
 
-say() { echo "start-sshd-mariadb: $*" >&2; }
-
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
 sshd_ready() {
 	alive "$sshd_pid" && [ -f "$dir/known_hosts" ] &&
 		ssh-keyscan -T 2 -p "$sshd_port" -t ed25519 127.0.0.1 2>/dev/null | grep -q ssh-ed25519
@@ -42,24 +40,6 @@ db_ready() {
 	alive "$db_pid" && mariadb-admin --no-defaults --socket="$sock" -u root ping >/dev/null 2>&1
 }
 
-stop_pid() {
-	if alive "$1"; then
-		pid=$(cat "$1")
-		kill "$pid"
-		i=0
-		while kill -0 "$pid" 2>/dev/null; do
-			i=$((i + 1))
-			if [ $i -ge 150 ]; then
-				say "PID $pid did not exit within 30s"
-				return 1
-			fi
-			sleep 0.2
-		done
-		say "stopped $2 (PID $pid)"
-	fi
-	rm -f "$1"
-}
-
 case "${1:-start}" in
 status)
 	sshd_ready && db_ready
@@ -67,8 +47,8 @@ status)
 	;;
 stop)
 	rc=0
-	stop_pid "$sshd_pid" sshd || rc=1
-	stop_pid "$db_pid" mariadbd || rc=1
+	stop_pid "$sshd_pid" sshd 30 || rc=1
+	stop_pid "$db_pid" mariadbd 30 || rc=1
 	exit $rc
 	;;
 start) ;;
@@ -125,7 +105,7 @@ Subsystem sftp internal-sftp
 EOF
 
 if ! sshd_ready; then
-	stop_pid "$sshd_pid" sshd || true
+	stop_pid "$sshd_pid" sshd 30 || true
 	mkdir -p /run/sshd
 	chmod 0755 /run/sshd
 	/usr/sbin/sshd -t -f "$dir/sshd_config"
@@ -145,7 +125,7 @@ fi
 
 # --- MariaDB: its own data dir, socket and port -------------------------------
 if ! db_ready; then
-	stop_pid "$db_pid" mariadbd || true
+	stop_pid "$db_pid" mariadbd 30 || true
 	if [ ! -d "$data/mysql" ]; then
 		rm -rf "$data"
 		mkdir -p "$data"
@@ -164,22 +144,7 @@ if ! db_ready; then
 	setsid mariadbd --no-defaults --user=mysql --datadir="$data" --socket="$sock" --port="$db_port" \
 		--bind-address=127.0.0.1 --skip-name-resolve --pid-file="$db_pid" --log-error="$dir/mariadbd.log" \
 		</dev/null >/dev/null 2>&1 &
-	started=$!
-	i=0
-	until db_ready; do
-		i=$((i + 1))
-		if ! kill -0 "$started" 2>/dev/null; then
-			say "mariadbd exited; its log ($dir/mariadbd.log):"
-			tail -n 30 "$dir/mariadbd.log" >&2 || true
-			exit 1
-		fi
-		if [ $i -ge 300 ]; then
-			say "MariaDB did not answer on $sock within 60s; its log ($dir/mariadbd.log):"
-			tail -n 30 "$dir/mariadbd.log" >&2 || true
-			exit 1
-		fi
-		sleep 0.2
-	done
+	wait_ready db_ready $! 60 mariadbd "$dir/mariadbd.log" || exit 1
 fi
 
 # --- the test user; its password only ever goes through stdin and files ------
