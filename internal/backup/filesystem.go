@@ -21,6 +21,8 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
+	"voltar/internal/units"
+	"voltar/internal/volume"
 )
 
 // part is one filesystem area of the snapshot.
@@ -113,18 +115,24 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	if err := r.inject(StageMap); err != nil {
 		return fs, err
 	}
-	loop, err := disk.AttachLoop(ctx, r.snap.Path, p.start, p.size, r.snap.ReadOnly, LoopTag(r.o.RuntimeDir, r.o.RunID))
-	if err != nil {
-		return fs, fmt.Errorf("map partition: %w", err)
-	}
-	r.onRelease(func(context.Context) error {
-		if err := loop.Detach(); err != nil {
-			return fmt.Errorf("detach %s: %w", loop.Path, err)
+	// A snapshot read in place (an offline image) is read-only: the kernel
+	// cannot replay a journal into it. A filesystem whose superblock says
+	// it needs recovery is read from a throwaway writable copy instead.
+	src, off := r.snap, p.start
+	if r.snap.ReadOnly {
+		state, err := r.recoveryState(p)
+		if err != nil {
+			return fs, err
 		}
-		r.done(cleanup.Loop, loop.Path)
-		return nil
-	})
-	if err := r.hold(cleanup.Loop, loop.Path); err != nil {
+		if state == disk.RecoveryNeeded {
+			if src, off, err = r.writable(ctx, p, "its superblock says it needs journal recovery"); err != nil {
+				return fs, err
+			}
+			fs.Recovery = recoveryNote(src)
+		}
+	}
+	loop, err := r.attach(ctx, src, off, p.size)
+	if err != nil {
 		return fs, err
 	}
 
@@ -139,7 +147,20 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		os.Remove(dir)
 		return fs, err
 	}
-	if err := disk.Mount(ctx, loop.Path, dir, p.fs.Type, !r.snap.ReadOnly); err != nil {
+	err = disk.Mount(ctx, loop.Path, dir, p.fs.Type)
+	if errors.Is(err, unix.EROFS) && src.ReadOnly {
+		// The kernel refuses to mount a filesystem that needs recovery
+		// from a read-only device (an xfs log is dirty; its superblock
+		// does not say so): replay into a throwaway copy.
+		log.Warn("the filesystem needs journal recovery, which cannot happen on a read-only image", "err", err)
+		if src, off, err = r.writable(ctx, p, "the kernel refused to mount it read-only (a dirty log)"); err == nil {
+			if loop, err = r.attach(ctx, src, off, p.size); err == nil {
+				err = disk.Mount(ctx, loop.Path, dir, p.fs.Type)
+				fs.Recovery = recoveryNote(src)
+			}
+		}
+	}
+	if err != nil {
 		r.done(cleanup.Mount, dir)
 		os.Remove(dir)
 		if errors.Is(err, disk.ErrUnsupportedFS) {
@@ -181,6 +202,77 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	// Unmount now rather than at the end, so a volume with many partitions
 	// holds one mount at a time.
 	return fs, unmount(ctx)
+}
+
+// attach maps size bytes at off of snapshot s as a loop device, journaled
+// and released with the run.
+func (r *run) attach(ctx context.Context, s *volume.Snapshot, off, size int64) (*disk.Loop, error) {
+	loop, err := disk.AttachLoop(ctx, s.Path, off, size, s.ReadOnly, LoopTag(r.o.RuntimeDir, r.o.RunID))
+	if err != nil {
+		return nil, fmt.Errorf("map partition: %w", err)
+	}
+	r.onRelease(func(context.Context) error {
+		if err := loop.Detach(); err != nil {
+			return fmt.Errorf("detach %s: %w", loop.Path, err)
+		}
+		r.done(cleanup.Loop, loop.Path)
+		return nil
+	})
+	if err := r.hold(cleanup.Loop, loop.Path); err != nil {
+		return nil, err
+	}
+	return loop, nil
+}
+
+// recoveryState reads whether p's filesystem needs journal recovery.
+func (r *run) recoveryState(p part) (disk.Recovery, error) {
+	f, err := os.Open(r.snap.Path)
+	if err != nil {
+		return disk.RecoveryUnknown, fmt.Errorf("open snapshot %s: %w", r.snap.Path, err)
+	}
+	defer f.Close()
+	state, err := disk.NeedsRecovery(f, p.start, p.size, p.fs.Type)
+	if err != nil {
+		return state, fmt.Errorf("%s: %w", p.name, err)
+	}
+	return state, nil
+}
+
+// writable makes a throwaway writable copy of p's region of a read-only
+// snapshot, so the kernel can replay the filesystem's journal into the
+// copy and never into the source. It returns the copy and where p starts
+// in it; the copy is journaled and released with the run.
+func (r *run) writable(ctx context.Context, p part, why string) (*volume.Snapshot, int64, error) {
+	rp, ok := r.o.Snapshotter.(volume.Replayer)
+	if !ok {
+		return nil, 0, fail.Hint(fmt.Errorf("%s: %w (%s), and voltar cannot make a writable copy of this read-only snapshot",
+			p.name, disk.ErrNeedsRecovery, why),
+			"back the volume up while it is in use (a writable snapshot), or replay the journal by mounting the filesystem once")
+	}
+	r.log.Warn("journal recovery needed on a read-only image: replaying it into a throwaway copy", "fs", p.name, "why", why)
+	c, off, err := rp.Writable(ctx, r.v, r.snap, r.o.RunID, p.name, p.start, p.size)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s needs journal recovery (%s): writable copy: %w", p.name, why, err)
+	}
+	r.onRelease(func(ctx context.Context) error {
+		if err := r.o.Snapshotter.Release(ctx, c); err != nil {
+			return fmt.Errorf("remove copy %s: %w", c.Name, err)
+		}
+		r.done(cleanup.Clone, c.Name)
+		return nil
+	})
+	if err := r.hold(cleanup.Clone, c.Name); err != nil {
+		return nil, 0, err
+	}
+	return c, off, nil
+}
+
+// recoveryNote says in the manifest how a journal was replayed.
+func recoveryNote(c *volume.Snapshot) string {
+	if c.Kind == "reflink" {
+		return "journal replayed into a reflink clone of the image"
+	}
+	return fmt.Sprintf("journal replayed into a copy of the partition's data (%s)", units.Bytes(c.Size))
 }
 
 // archive streams the tree at dir into the store under name.

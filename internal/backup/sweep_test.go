@@ -40,7 +40,7 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	mnt := filepath.Join(e.runtime, "dead1", "image-disk.img", "fs")
 	os.MkdirAll(mnt, 0o700)
 	j.Add(cleanup.Mount, mnt)
-	if err := disk.Mount(ctx, loop.Path, mnt, "ext4", true); err != nil {
+	if err := disk.Mount(ctx, loop.Path, mnt, "ext4"); err != nil {
 		t.Fatal(err)
 	}
 	prefix := "h/image/disk.img/2026-11-25T010000Z/"

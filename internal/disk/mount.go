@@ -32,28 +32,19 @@ var ErrLazyUnmount = errors.New("unmounted lazily")
 // MountSpec returns the kernel filesystem type and mount data for a detected
 // filesystem type (DetectFS's names).
 //
-// With replay, the device is a writable, disposable snapshot: the kernel
-// replays the journal into it, so the mounted tree is complete even when the
-// origin was in use. Without replay, the device is read-only, so recovery is
-// turned off (the tree may then lack the newest changes). xfs always gets
+// Recovery is never turned off (no noload, norecovery or
+// rescue=nologreplay): on a writable, disposable snapshot the kernel
+// replays the journal into it, so the mounted tree is complete even when
+// the origin was in use; on a read-only device the kernel refuses a
+// filesystem that needs recovery instead of showing a tree without its
+// newest changes (see NeedsRecovery and ErrNeedsRecovery). xfs always gets
 // nouuid: the snapshot has the UUID of its mounted origin.
-func MountSpec(fsType string, replay bool) (kernelType, data string) {
+func MountSpec(fsType string) (kernelType, data string) {
 	switch fsType {
 	case "ext2", "ext3", "ext4":
-		if replay {
-			return "ext4", ""
-		}
-		return "ext4", "noload"
+		return "ext4", ""
 	case "xfs":
-		if replay {
-			return "xfs", "nouuid"
-		}
-		return "xfs", "norecovery,nouuid"
-	case "btrfs":
-		if replay {
-			return "btrfs", ""
-		}
-		return "btrfs", "rescue=nologreplay"
+		return "xfs", "nouuid"
 	default:
 		return fsType, ""
 	}
@@ -88,9 +79,9 @@ func (e *MountError) Unwrap() []error {
 }
 
 // Mount mounts dev on dir read-only, with the type and options MountSpec
-// gives for fsType and replay.
-func Mount(ctx context.Context, dev, dir, fsType string, replay bool) error {
-	kt, data := MountSpec(fsType, replay)
+// gives for fsType.
+func Mount(ctx context.Context, dev, dir, fsType string) error {
+	kt, data := MountSpec(fsType)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, dir, err)
 	}

@@ -22,24 +22,25 @@ import (
 func TestMountSpec(t *testing.T) {
 	for _, tc := range []struct {
 		fs           string
-		replay       bool
 		kernel, data string
 	}{
-		{"ext2", true, "ext4", ""},
-		{"ext3", true, "ext4", ""},
-		{"ext4", true, "ext4", ""},
-		{"ext4", false, "ext4", "noload"},
-		{"ext2", false, "ext4", "noload"},
-		{"xfs", true, "xfs", "nouuid"},
-		{"xfs", false, "xfs", "norecovery,nouuid"},
-		{"btrfs", true, "btrfs", ""},
-		{"btrfs", false, "btrfs", "rescue=nologreplay"},
-		{"vfat", true, "vfat", ""},
-		{"vfat", false, "vfat", ""},
+		{"ext2", "ext4", ""},
+		{"ext3", "ext4", ""},
+		{"ext4", "ext4", ""},
+		{"xfs", "xfs", "nouuid"},
+		{"btrfs", "btrfs", ""},
+		{"vfat", "vfat", ""},
 	} {
-		kernel, data := disk.MountSpec(tc.fs, tc.replay)
+		kernel, data := disk.MountSpec(tc.fs)
 		if kernel != tc.kernel || data != tc.data {
-			t.Errorf("MountSpec(%q, %v) = %q, %q; want %q, %q", tc.fs, tc.replay, kernel, data, tc.kernel, tc.data)
+			t.Errorf("MountSpec(%q) = %q, %q; want %q, %q", tc.fs, kernel, data, tc.kernel, tc.data)
+		}
+		// Recovery is never turned off: a filesystem that needs it must
+		// be refused on a read-only device, not shown incomplete.
+		for _, bad := range []string{"noload", "norecovery", "nologreplay"} {
+			if strings.Contains(data, bad) {
+				t.Errorf("MountSpec(%q) turns recovery off: %q", tc.fs, data)
+			}
 		}
 	}
 }
@@ -120,7 +121,7 @@ func mustMountTmpfs(t *testing.T, dir string) {
 func TestMountUnsupportedType(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	err := disk.Mount(context.Background(), "/dev/null", dir, "voltarfs", true)
+	err := disk.Mount(context.Background(), "/dev/null", dir, "voltarfs")
 	if !errors.Is(err, disk.ErrUnsupportedFS) || !errors.Is(err, unix.ENODEV) {
 		t.Fatalf("Mount = %v, want ErrUnsupportedFS", err)
 	}
@@ -167,7 +168,7 @@ func TestMountPartitions(t *testing.T) {
 				if files[fs.Type] == "" {
 					t.Fatalf("DetectFS = %+v", fs)
 				}
-				got := mountAndRead(t, l.Path, fs.Type, replay, "hello.txt")
+				got := mountAndRead(t, l.Path, fs.Type, "hello.txt")
 				if got != files[fs.Type] {
 					t.Errorf("hello.txt = %q, want %q", got, files[fs.Type])
 				}
@@ -178,7 +179,7 @@ func TestMountPartitions(t *testing.T) {
 
 // mountAndRead mounts dev, reads name, unmounts and checks nothing is left
 // mounted. It returns "" when name does not exist.
-func mountAndRead(t *testing.T, dev, fsType string, replay bool, name string) string {
+func mountAndRead(t *testing.T, dev, fsType string, name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	t.Cleanup(func() {
@@ -186,7 +187,7 @@ func mountAndRead(t *testing.T, dev, fsType string, replay bool, name string) st
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	if err := disk.Mount(context.Background(), dev, dir, fsType, replay); err != nil {
+	if err := disk.Mount(context.Background(), dev, dir, fsType); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, name))
@@ -240,22 +241,37 @@ func TestMountReplaysJournal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	f, _ := openImage(t, snap)
-	sb := make([]byte, 4)
-	f.ReadAt(sb, 1024+96)
-	if sb[0]&0x4 == 0 {
-		t.Log("copy does not need recovery (journal already checkpointed); replay not exercised")
+	f, size := openImage(t, snap)
+	state, err := disk.NeedsRecovery(f, 0, size, "ext4")
+	if err != nil || state != disk.RecoveryNeeded {
+		t.Fatalf("NeedsRecovery of the torn copy = %v, %v; want %v", state, err, disk.RecoveryNeeded)
+	}
+	if state, err := disk.NeedsRecovery(f, 0, size, "xfs"); state != disk.RecoveryUnknown || err != nil {
+		t.Errorf("NeedsRecovery as xfs = %v, %v; want unknown", state, err)
 	}
 
+	// Read-only, the kernel must refuse it rather than show a tree
+	// without the journaled file.
 	ro := attach(t, snap, 0, 0, true)
-	if got := mountAndRead(t, ro.Path, "ext4", false, "journaled.txt"); got != "" {
-		t.Logf("without replay journaled.txt = %q: the copy was checkpointed, replay not exercised", got)
+	dir := t.TempDir()
+	err = disk.Mount(context.Background(), ro.Path, dir, "ext4")
+	if err == nil {
+		disk.Unmount(dir)
+		t.Fatal("a filesystem that needs recovery mounted from a read-only device")
+	}
+	if !errors.Is(err, unix.EROFS) {
+		t.Errorf("read-only mount error = %v, want EROFS", err)
 	}
 	ro.Detach()
 
 	l := attach(t, snap, 0, 0, false)
-	if got := mountAndRead(t, l.Path, "ext4", true, "journaled.txt"); got != "in the journal\n" {
+	if got := mountAndRead(t, l.Path, "ext4", "journaled.txt"); got != "in the journal\n" {
 		t.Errorf("after replay journaled.txt = %q", got)
+	}
+	l.Detach()
+	f2, _ := openImage(t, snap)
+	if state, err := disk.NeedsRecovery(f2, 0, size, "ext4"); state != disk.RecoveryClean || err != nil {
+		t.Errorf("NeedsRecovery after replay = %v, %v; want clean", state, err)
 	}
 }
 
@@ -339,7 +355,7 @@ func crashHelper(arg string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if err := disk.Mount(context.Background(), l.Path, dir, "ext4", true); err != nil {
+	if err := disk.Mount(context.Background(), l.Path, dir, "ext4"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		l.Detach()
 		os.Exit(1)

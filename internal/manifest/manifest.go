@@ -124,13 +124,16 @@ type Partition struct {
 
 // Filesystem is one archived (or skipped) filesystem.
 type Filesystem struct {
-	Name        string    `json:"name"` // p1, p2, ... or fs
-	Partition   int       `json:"partition,omitempty"`
-	Type        string    `json:"type"`
-	UUID        string    `json:"uuid,omitempty"`
-	Label       string    `json:"label,omitempty"`
-	Mode        string    `json:"mode"`
-	Reason      string    `json:"reason,omitempty"`
+	Name      string `json:"name"` // p1, p2, ... or fs
+	Partition int    `json:"partition,omitempty"`
+	Type      string `json:"type"`
+	UUID      string `json:"uuid,omitempty"`
+	Label     string `json:"label,omitempty"`
+	Mode      string `json:"mode"`
+	Reason    string `json:"reason,omitempty"`
+	// Recovery says how a journal that needed recovery was replayed
+	// (never into the source).
+	Recovery    string    `json:"recovery,omitempty"`
 	Archive     string    `json:"archive,omitempty"`
 	StoredBytes int64     `json:"stored_bytes"`
 	SourceBytes int64     `json:"source_bytes"`

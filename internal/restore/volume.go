@@ -205,7 +205,7 @@ func canMake(fs manifest.Filesystem, mount bool) error {
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return fmt.Errorf("%s: re-making %s needs %s: %w", fs.Name, fs.Type, args[0], err)
 	}
-	if kt, _ := disk.MountSpec(fs.Type, true); mount && !kernelHas(kt) {
+	if kt, _ := disk.MountSpec(fs.Type); mount && !kernelHas(kt) {
 		return fmt.Errorf("%s: the kernel cannot mount %s (not in /proc/filesystems), so its files cannot be restored here", fs.Name, kt)
 	}
 	return nil
@@ -393,7 +393,7 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 		return fr, err
 	}
 	defer os.Remove(dir)
-	kt, data := disk.MountSpec(s.fs.Type, true)
+	kt, data := disk.MountSpec(s.fs.Type)
 	if err := unix.Mount(loop.Path, dir, kt, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
 		return fr, &disk.MountError{Dev: loop.Path, Dir: dir, Type: kt, Data: data, Err: err}
 	}

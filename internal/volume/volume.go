@@ -52,6 +52,19 @@ type Snapshotter interface {
 	Check(ctx context.Context, s *Snapshot) (usedPct float64, err error)
 }
 
+// Replayer is implemented by snapshotters whose snapshots may be read-only
+// (an offline image, read in place). A filesystem that needs journal
+// recovery cannot be read faithfully from a read-only device, and its
+// journal must never be replayed into the source.
+type Replayer interface {
+	// Writable makes a throwaway, writable copy of the size bytes at off
+	// of s, for the filesystem named part (p1, fs): a reflink clone where
+	// the filesystem shares extents, else a copy of that region's data.
+	// It returns the copy (release it with the Snapshotter's Release, on
+	// every path) and where the region starts in it.
+	Writable(ctx context.Context, v Volume, s *Snapshot, runID, part string, off, size int64) (*Snapshot, int64, error)
+}
+
 // ErrOverflow means the snapshot filled up while voltar read it, so what was
 // read is not a consistent image.
 var ErrOverflow = errors.New("snapshot overflowed; archive discarded; raise snapshot_size")

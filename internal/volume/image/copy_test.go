@@ -43,7 +43,7 @@ func TestCopyRange(t *testing.T) {
 	}
 	defer dst.Close()
 	const off = 4096
-	if err := copyRange(context.Background(), src, dst, off, int64(len(data))-off); err != nil {
+	if err := copyRange(context.Background(), src, dst, off, off, int64(len(data))-off); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(dp)
@@ -52,7 +52,7 @@ func TestCopyRange(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := copyRange(ctx, src, dst, 0, int64(len(data))); !errors.Is(err, context.Canceled) {
+	if err := copyRange(ctx, src, dst, 0, 0, int64(len(data))); !errors.Is(err, context.Canceled) {
 		t.Fatalf("copyRange with a cancelled context = %v", err)
 	}
 }

@@ -40,7 +40,10 @@ func CloneName(scope, runID, name string) string {
 	return ClonePrefix + scope + "-" + runID + "-" + name
 }
 
-var _ volume.Snapshotter = (*Snapshotter)(nil)
+var (
+	_ volume.Snapshotter = (*Snapshotter)(nil)
+	_ volume.Replayer    = (*Snapshotter)(nil)
+)
 
 // Resolve turns a path into a Volume, rejecting what is not an image file.
 func Resolve(path string, offline bool) (volume.Volume, error) {
@@ -84,30 +87,77 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 	}
 	defer src.Close()
 
-	// A reflink must stay on the image's filesystem: try next to the image.
-	clone := filepath.Join(filepath.Dir(v.Path), CloneName(s.Scope, runID, v.Name))
-	if err := reflink(src, clone); err == nil {
+	if clone, err := s.clone(src, v, runID, v.Name); err != nil || clone != "" {
+		if err != nil {
+			return nil, err
+		}
 		return &volume.Snapshot{Kind: "reflink", Name: clone, Path: clone, Size: v.Size}, nil
-	} else if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
-		return nil, fmt.Errorf("clone %s: %w", v.Path, err)
 	}
-
-	if err := os.MkdirAll(s.Scratch, 0o700); err != nil {
-		return nil, fail.Hint(fmt.Errorf("scratch directory: %w", err), "set scratch_dir to a writable directory")
-	}
-	copyPath := filepath.Join(s.Scratch, CloneName(s.Scope, runID, v.Name))
 	if s.Logger != nil {
 		s.Logger.Warn("filesystem cannot reflink; copying the image, which is only consistent if nothing writes to it meanwhile",
-			"image", v.Path, "copy", copyPath)
+			"image", v.Path, "scratch", s.Scratch)
 	}
-	if err := sparseCopy(ctx, src, copyPath, v.Size); err != nil {
+	copyPath, err := s.copyRegion(ctx, src, v.Name, runID, 0, v.Size)
+	if err != nil {
+		return nil, err
+	}
+	return &volume.Snapshot{Kind: "copy", Name: copyPath, Path: copyPath, Size: v.Size}, nil
+}
+
+// clone makes a reflink clone of src named for name next to the image (a
+// reflink must stay on the image's filesystem). It returns "" and no error
+// when the filesystem cannot share extents.
+func (s *Snapshotter) clone(src *os.File, v volume.Volume, runID, name string) (string, error) {
+	clone := filepath.Join(filepath.Dir(v.Path), CloneName(s.Scope, runID, name))
+	err := reflink(src, clone)
+	switch {
+	case err == nil:
+		return clone, nil
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EXDEV), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOTTY):
+		return "", nil
+	}
+	return "", fmt.Errorf("clone %s: %w", v.Path, err)
+}
+
+// copyRegion copies the data of the size bytes at off of src into a new
+// file of the scratch directory, named as a clone of name.
+func (s *Snapshotter) copyRegion(ctx context.Context, src *os.File, name, runID string, off, size int64) (string, error) {
+	if err := os.MkdirAll(s.Scratch, 0o700); err != nil {
+		return "", fail.Hint(fmt.Errorf("scratch directory: %w", err), "set scratch_dir to a writable directory")
+	}
+	copyPath := filepath.Join(s.Scratch, CloneName(s.Scope, runID, name))
+	if err := sparseCopy(ctx, src, copyPath, off, size); err != nil {
 		os.Remove(copyPath)
 		if errors.Is(err, unix.ENOSPC) {
 			err = fail.Hint(err, "free space in %s or set scratch_dir; or put images on a filesystem with reflinks (xfs, btrfs); or mark the image offline: true", s.Scratch)
 		}
-		return nil, fmt.Errorf("copy %s: %w", v.Path, err)
+		return "", fmt.Errorf("copy %s: %w", src.Name(), err)
 	}
-	return &volume.Snapshot{Kind: "copy", Name: copyPath, Path: copyPath, Size: v.Size}, nil
+	return copyPath, nil
+}
+
+// Writable implements volume.Replayer for images read in place (offline):
+// a reflink clone of the whole image next to it (instant, shares every
+// extent), else a copy of only the region's data into the scratch
+// directory. The image itself is only read.
+func (s *Snapshotter) Writable(ctx context.Context, v volume.Volume, snap *volume.Snapshot, runID, part string, off, size int64) (*volume.Snapshot, int64, error) {
+	src, err := os.Open(snap.Path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("writable copy of %s: %w", snap.Path, err)
+	}
+	defer src.Close()
+	name := v.Name + "." + part
+	if clone, err := s.clone(src, v, runID, name); err != nil || clone != "" {
+		if err != nil {
+			return nil, 0, err
+		}
+		return &volume.Snapshot{Kind: "reflink", Name: clone, Path: clone, Size: v.Size}, off, nil
+	}
+	copyPath, err := s.copyRegion(ctx, src, name, runID, off, size)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &volume.Snapshot{Kind: "copy", Name: copyPath, Path: copyPath, Size: size}, 0, nil
 }
 
 // Release implements volume.Snapshotter.
@@ -146,9 +196,10 @@ func reflink(src *os.File, dst string) error {
 	return nil
 }
 
-// sparseCopy copies only the data extents of src, so a mostly empty image
-// costs only its used space.
-func sparseCopy(ctx context.Context, src *os.File, dst string, size int64) error {
+// sparseCopy copies only the data extents of the size bytes at off of src
+// into a new file dst of size bytes, so a mostly empty image costs only its
+// used space.
+func sparseCopy(ctx context.Context, src *os.File, dst string, off, size int64) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -158,12 +209,13 @@ func sparseCopy(ctx context.Context, src *os.File, dst string, size int64) error
 		return err
 	}
 	fd := int(src.Fd())
-	for off := int64(0); off < size; {
+	end := off + size
+	for pos := off; pos < end; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
+		data, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) || (err == nil && data >= end) {
 			break // only a hole remains
 		}
 		if err != nil {
@@ -173,20 +225,21 @@ func sparseCopy(ctx context.Context, src *os.File, dst string, size int64) error
 		if err != nil {
 			return fmt.Errorf("seek hole: %w", err)
 		}
-		if err := copyRange(ctx, src, out, data, hole-data); err != nil {
+		hole = min(hole, end)
+		if err := copyRange(ctx, src, out, data, data-off, hole-data); err != nil {
 			return err
 		}
-		off = hole
+		pos = hole
 	}
 	// No fsync: the copy is read back at once and thrown away; a crash
 	// leaves it to the sweep, which deletes it anyway.
 	return out.Close()
 }
 
-// copyRange copies [off, off+n) of src to the same offsets of dst in
-// chunks, checking ctx between them: copy_file_range, or a plain read and
-// write where the kernel cannot (e.g. across some filesystems).
-func copyRange(ctx context.Context, src, dst *os.File, off, n int64) error {
+// copyRange copies n bytes at off of src to dstOff of dst in chunks,
+// checking ctx between them: copy_file_range, or a plain read and write
+// where the kernel cannot (e.g. across some filesystems).
+func copyRange(ctx context.Context, src, dst *os.File, off, dstOff, n int64) error {
 	plain := false
 	for n > 0 {
 		if err := ctx.Err(); err != nil {
@@ -196,7 +249,7 @@ func copyRange(ctx context.Context, src, dst *os.File, off, n int64) error {
 		var w int
 		var err error
 		if !plain {
-			in, out := off, off
+			in, out := off, dstOff
 			w, err = unix.CopyFileRange(int(src.Fd()), &in, int(dst.Fd()), &out, int(chunk), 0)
 			if err != nil || w == 0 {
 				plain = true
@@ -204,7 +257,7 @@ func copyRange(ctx context.Context, src, dst *os.File, off, n int64) error {
 			}
 		} else {
 			var k int64
-			k, err = io.Copy(io.NewOffsetWriter(dst, off), io.NewSectionReader(src, off, chunk))
+			k, err = io.Copy(io.NewOffsetWriter(dst, dstOff), io.NewSectionReader(src, off, chunk))
 			if err == nil && k < chunk {
 				err = io.ErrUnexpectedEOF
 			}
@@ -214,6 +267,7 @@ func copyRange(ctx context.Context, src, dst *os.File, off, n int64) error {
 			w = int(k)
 		}
 		off += int64(w)
+		dstOff += int64(w)
 		n -= int64(w)
 	}
 	return nil
