@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/voltar
 
-.PHONY: all build deps test-deps services demo test test-unit test-lvm bench fuzz vet clean
+.PHONY: all build deps test-deps services demo test test-unit test-lvm test-soak bench fuzz vet clean
 
 all: build
 
@@ -41,6 +41,11 @@ test-unit:
 
 test-lvm: test-deps
 	scripts/test-lvm.sh
+
+# Long soaks, not part of `make test` (about 1 minute): 50 nightly runs of
+# 40 image volumes, 4 at a time (make test runs 3).
+test-soak: test-deps build
+	VOLTAR_TEST_SOAK_RUNS=50 $(GO) test -count=1 -timeout 30m -run 'TestConcurrentVolumesOfOneRun' -v ./internal/backup/
 
 # Slow benchmarks, not part of `make test`: voltar side by side with tar,
 # pigz and zstd on a reproducible corpus (docs/performance.md), then the Go

@@ -318,10 +318,9 @@ func (r *run) releaseAll(errp *error) {
 			errs = append(errs, err)
 		}
 	}
-	// The volume's and the run's mount directories, once empty; the run's
-	// stays while other volumes of the run still use it.
+	// The volume's own mount directory, once empty. No directory is shared
+	// with another volume of the run, so none is pulled from under one.
 	os.Remove(filepath.Dir(r.mountDir("x")))
-	os.Remove(filepath.Join(r.o.RuntimeDir, r.o.RunID))
 	if r.snap != nil {
 		if err := r.o.Snapshotter.Release(ctx, r.snap); err != nil {
 			errs = append(errs, fmt.Errorf("release snapshot %s: %w", r.snap.Name, err))
@@ -369,9 +368,11 @@ func RemovePartial(ctx context.Context, st store.Store, prefix string) error {
 	return errors.Join(errs...)
 }
 
-// mountDir is the private mount point of one filesystem of this volume.
+// mountDir is the private mount point of one filesystem of this volume,
+// in a directory the volume owns alone: volumes of one run back up side by
+// side, and each removes its directory when it is done.
 func (r *run) mountDir(name string) string {
-	return filepath.Join(r.o.RuntimeDir, r.o.RunID, r.v.Group+"-"+r.v.Name, name)
+	return filepath.Join(r.o.RuntimeDir, r.o.RunID+"-"+r.v.Group+"-"+r.v.Name, name)
 }
 
 func (r *run) makeMountDir(name string) (string, error) {
