@@ -132,7 +132,7 @@ func (a *app) aborted(ctx context.Context, mail report.MailConfig, retention str
 	}
 	rep := &report.Run{
 		Host: host, Started: started, Finished: time.Now(), Store: a.cfg.Store.Path, Retention: retention,
-		StoreTotalBytes: -1, DestUsedBytes: -1, DestTotalBytes: -1,
+		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1,
 		Errors: []report.Problem{*report.NewProblem(err)}, Version: version,
 	}
 	if derr := a.deliver(ctx, a.cfg, mail, rep); derr != nil {

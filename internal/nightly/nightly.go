@@ -65,7 +65,7 @@ func Run(ctx context.Context, o Options) *report.Run {
 	}
 	r := &report.Run{
 		Host: o.Host, Started: o.Now(), Store: o.Store.String(), Retention: o.Retention,
-		StoreTotalBytes: -1, DestUsedBytes: -1, DestTotalBytes: -1, Version: o.Version,
+		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1, Version: o.Version,
 	}
 	defer func() { r.Finished = o.Now() }()
 
@@ -212,13 +212,14 @@ func preflight(ctx context.Context, o Options) error {
 	if !ok {
 		return nil
 	}
-	free, total, err := sp.Usage(ctx)
+	u, err := sp.Usage(ctx)
 	if err != nil {
 		return err
 	}
-	if o.MinFreePercent > 0 && total > 0 && float64(free)*100/float64(total) < o.MinFreePercent {
+	free := u.Avail
+	if o.MinFreePercent > 0 && u.Size > 0 && 100-u.UsedPercent() < o.MinFreePercent {
 		return fail.Hint(fmt.Errorf("store %s has %s free (%.1f%%), less than store.min_free_percent %.0f%%",
-			o.StorePath, units.Bytes(free), float64(free)*100/float64(total), o.MinFreePercent),
+			o.StorePath, units.Bytes(free), 100-u.UsedPercent(), o.MinFreePercent),
 			"free space or prune old backups (voltar prune --dry-run shows what is due)")
 	}
 	need := estimate(ctx, o)
@@ -257,8 +258,8 @@ func usage(ctx context.Context, o Options, r *report.Run) {
 		r.StoreTotalBytes = n
 	}
 	if sp, ok := o.Store.(store.Space); ok {
-		if free, total, err := sp.Usage(ctx); err == nil {
-			r.DestUsedBytes, r.DestTotalBytes = total-free, total
+		if u, err := sp.Usage(ctx); err == nil {
+			r.DestUsedBytes, r.DestAvailBytes, r.DestTotalBytes = u.Used, u.Avail, u.Size
 		}
 	}
 }

@@ -47,6 +47,7 @@ func base() *report.Run {
 		Retention:       "keep_days 7, keep_last 3",
 		StoreTotalBytes: 267 * GiB,
 		DestUsedBytes:   350 * GiB,
+		DestAvailBytes:  650 * GiB,
 		DestTotalBytes:  1000 * GiB,
 		Version:         "1.0.0",
 	}
@@ -123,7 +124,7 @@ var runs = map[string]func() *report.Run{
 	"unknown-sizes": func() *report.Run {
 		r := base()
 		r.Store = "s3://backups/voltar"
-		r.StoreTotalBytes, r.DestUsedBytes, r.DestTotalBytes = -1, -1, -1
+		r.StoreTotalBytes, r.DestUsedBytes, r.DestAvailBytes, r.DestTotalBytes = -1, -1, -1, -1
 		r.Retention = ""
 		r.Version = ""
 		a := vol("image/web1.img", at(0, 1, 0, 2), 12*time.Second)

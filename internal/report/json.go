@@ -114,7 +114,7 @@ func JSON(w io.Writer, r *Run) error {
 		Volumes:         []jsonVol{},
 		Dumps:           []jsonDump{},
 	}
-	if pct, ok := usedPercent(r.DestUsedBytes, r.DestTotalBytes); ok {
+	if pct, ok := usedPercent(r.DestUsedBytes, r.DestAvailBytes); ok {
 		j.DestUsedPercent = &pct
 	}
 	for _, e := range r.Errors {

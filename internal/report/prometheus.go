@@ -71,6 +71,9 @@ func WritePrometheus(path string, r *Run) error {
 	if r.DestUsedBytes >= 0 && r.DestTotalBytes > 0 {
 		gauge("voltar_destination_used_bytes", "Used bytes of the filesystem holding the store.").Set(float64(r.DestUsedBytes))
 		gauge("voltar_destination_size_bytes", "Size of the filesystem holding the store.").Set(float64(r.DestTotalBytes))
+		if r.DestAvailBytes >= 0 {
+			gauge("voltar_destination_available_bytes", "Bytes of the filesystem holding the store free for unprivileged writers, as df shows them.").Set(float64(r.DestAvailBytes))
+		}
 	}
 	if r.Version != "" {
 		info := vec("voltar_build_info", "voltar's version, always 1.", "version")

@@ -125,7 +125,7 @@ func TestWritePrometheus(t *testing.T) {
 func TestWritePrometheusKeepsLastSuccess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "voltar.prom")
 	night := func(day int, statuses map[string]string, dumpStatus string) *report.Run {
-		r := &report.Run{Host: "h", Started: at(day, 1, 0, 0), Finished: at(day, 1, 30, 0), StoreTotalBytes: -1, DestUsedBytes: -1, DestTotalBytes: -1}
+		r := &report.Run{Host: "h", Started: at(day, 1, 0, 0), Finished: at(day, 1, 30, 0), StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1}
 		for _, id := range []string{"vg/a", "vg/b", "vg/c"} {
 			st, ok := statuses[id]
 			if !ok {

@@ -42,9 +42,10 @@ type Run struct {
 	// StoreTotalBytes is the size of all this host's backups in the store
 	// after pruning; -1 when unknown.
 	StoreTotalBytes int64
-	// DestUsedBytes and DestTotalBytes describe the filesystem holding a
-	// local store; -1 when unknown (always for S3).
-	DestUsedBytes, DestTotalBytes int64
+	// DestUsedBytes, DestAvailBytes and DestTotalBytes describe the
+	// filesystem holding a local store as df does (root-reserved blocks
+	// are neither used nor available); -1 when unknown (always for S3).
+	DestUsedBytes, DestAvailBytes, DestTotalBytes int64
 	Errors                        []Problem // run-level errors: preflight, lock, ...
 	Version                       string    // voltar's version
 }
@@ -205,11 +206,12 @@ func oneLine(s string, n int) string {
 }
 
 // usedPercent is used/total in percent, ok false when either is unknown.
-func usedPercent(used, total int64) (pct float64, ok bool) {
-	if used < 0 || total <= 0 {
+// usedPercent is df's Use%: used of what is used or available.
+func usedPercent(used, avail int64) (pct float64, ok bool) {
+	if used < 0 || avail < 0 || used+avail <= 0 {
 		return 0, false
 	}
-	return float64(used) / float64(total) * 100, true
+	return float64(used) / float64(used+avail) * 100, true
 }
 
 func duration(start, end time.Time) (time.Duration, bool) {

@@ -97,7 +97,7 @@ func Text(w io.Writer, r *Run) error {
 		p(" (all backups of %s)", r.Host)
 	}
 	p("\n")
-	if pct, ok := usedPercent(r.DestUsedBytes, r.DestTotalBytes); ok {
+	if pct, ok := usedPercent(r.DestUsedBytes, r.DestAvailBytes); ok {
 		p("  Destination   %.1f%% used (%s of %s)\n", pct, units.Bytes(r.DestUsedBytes), units.Bytes(r.DestTotalBytes))
 	} else {
 		p("  Destination   unknown\n")

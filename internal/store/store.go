@@ -49,8 +49,24 @@ type Store interface {
 
 // Space is implemented by stores that know their free space.
 type Space interface {
-	// Usage returns the bytes free and total of the filesystem holding the store.
-	Usage(ctx context.Context) (free, total int64, err error)
+	// Usage describes the filesystem holding the store.
+	Usage(ctx context.Context) (Usage, error)
+}
+
+// Usage is a filesystem's space as df shows it: blocks reserved for root
+// count neither as used nor as available.
+type Usage struct {
+	Size  int64 // bytes in all
+	Used  int64 // bytes in use (size minus free blocks)
+	Avail int64 // bytes free for unprivileged writers
+}
+
+// UsedPercent is df's Use%, unrounded: used of what is used or available.
+func (u Usage) UsedPercent() float64 {
+	if u.Used+u.Avail <= 0 {
+		return 0
+	}
+	return float64(u.Used) * 100 / float64(u.Used+u.Avail)
 }
 
 // TempRemover is implemented by stores where a killed writer can leave

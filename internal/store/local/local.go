@@ -202,8 +202,9 @@ func (s *Store) RemoveTemp(ctx context.Context, prefix string) error {
 }
 
 // Usage implements store.Space.
-func (s *Store) Usage(ctx context.Context) (free, total int64, err error) {
+func (s *Store) Usage(ctx context.Context) (store.Usage, error) {
 	var st unix.Statfs_t
+	var err error
 	dir := s.root
 	for {
 		if err = unix.Statfs(dir, &st); err == nil || dir == "/" {
@@ -212,9 +213,17 @@ func (s *Store) Usage(ctx context.Context) (free, total int64, err error) {
 		dir = filepath.Dir(dir)
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("statfs %s: %w", s.root, err)
+		return store.Usage{}, fmt.Errorf("statfs %s: %w", s.root, err)
 	}
-	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
+	bs := int64(st.Frsize)
+	if bs == 0 {
+		bs = st.Bsize
+	}
+	return store.Usage{
+		Size:  int64(st.Blocks) * bs,
+		Used:  int64(st.Blocks-st.Bfree) * bs,
+		Avail: int64(st.Bavail) * bs,
+	}, nil
 }
 
 // mkdirAll creates dir and its parents with mode 0700, fsyncing each parent
