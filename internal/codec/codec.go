@@ -216,7 +216,8 @@ func newZstdWriter(w io.Writer, level zstd.EncoderLevel, threads, frame int) (*z
 		// history (window + one block, instead of twice the window) never
 		// has to be shifted: it saves memory at no cost here.
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(max(frame, zstd.MinWindowSize)), zstd.WithLowerEncoderMem(true))
+			zstd.WithWindowSize(max(frame, zstd.MinWindowSize)), zstd.WithLowerEncoderMem(true),
+			zstd.WithAllLitEntropyCompression(true))
 		if err != nil {
 			return nil, err
 		}
