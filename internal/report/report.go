@@ -46,8 +46,8 @@ type Run struct {
 	// filesystem holding a local store as df does (root-reserved blocks
 	// are neither used nor available); -1 when unknown (always for S3).
 	DestUsedBytes, DestAvailBytes, DestTotalBytes int64
-	Errors                        []Problem // run-level errors: preflight, lock, ...
-	Version                       string    // voltar's version
+	Errors                                        []Problem // run-level errors: preflight, lock, ...
+	Version                                       string    // voltar's version
 }
 
 // Volume is the outcome of one volume's backup.
