@@ -98,6 +98,11 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	fs := manifest.Filesystem{Name: p.name, Partition: p.number, Type: p.fs.Type, UUID: p.fs.UUID, Label: p.fs.Label}
 	fs.Started = time.Now().UTC()
 	log := r.log.With("fs", p.name, "type", p.fs.Type)
+	if p.fs.Ambiguous != "" {
+		// Neither skipped nor read as files: what it holds is not
+		// certain, and its bytes restore exactly.
+		return r.raw(ctx, p, fs, "content not identified with certainty ("+p.fs.Ambiguous+"), stored raw")
+	}
 	if p.fs.Type == "swap" {
 		fs.Mode, fs.Reason = manifest.ModeSkipped, "swap space holds no data worth keeping"
 		log.Info("filesystem skipped", "reason", fs.Reason)

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"strings"
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // FS is what a superblock says about a filesystem or other content.
 //
@@ -17,17 +21,26 @@ type FS struct {
 	Type  string
 	UUID  string
 	Label string
+	// Ambiguous, when set, says why the content cannot be identified
+	// with certainty: more than one signature (an old swap header under
+	// a nested partition table, two filesystems), or a signature whose
+	// checksum or size does not check out. Type is then the first match
+	// and must not be trusted: store such content raw, never skip it.
+	Ambiguous string
 }
 
 // DetectFS identifies the content of the size bytes at off in r by its
 // superblock. Unknown content is FS{} with a nil error; only read failures
 // are errors.
 //
-// Containers (LUKS, LVM PV) are tried first: their headers sit where no
-// filesystem puts data, while a filesystem created over an old container may
-// leave the container's header behind only if the tool did not wipe it.
+// Every probe runs, and a partition table inside the area counts as a
+// signature too: what carries more than one (mkswap, mkfs and partitioning
+// tools wipe the old ones; something else wrote this), or a superblock
+// whose checksum or size does not check out, is Ambiguous. Containers
+// (LUKS, LVM PV) are tried first, so Type names one of them when present.
 func DetectFS(r io.ReaderAt, off, size int64) (FS, error) {
 	p := &prober{r: r, off: off, size: size}
+	var found []FS
 	for _, probe := range []func(*prober) (FS, error){
 		probeLUKS, probeLVM2, probeXFS, probeExt, probeBtrfs, probeFAT, probeNTFS, probeExFAT, probeSwap,
 	} {
@@ -36,10 +49,27 @@ func DetectFS(r io.ReaderAt, off, size int64) (FS, error) {
 			return FS{}, fmt.Errorf("detect filesystem at offset %d: %w", off, err)
 		}
 		if fs.Type != "" {
-			return fs, nil
+			found = append(found, fs)
 		}
 	}
-	return FS{}, nil
+	if t, err := readTable(io.NewSectionReader(r, off, size), size); err == nil && len(t.Partitions) > 0 {
+		found = append(found, FS{Type: t.Type + " partition table", Ambiguous: "-"})
+	}
+	if len(found) == 0 {
+		return FS{}, nil
+	}
+	fs := found[0]
+	if fs.Ambiguous == "-" { // only a partition table: a disk inside the partition
+		return FS{Ambiguous: fmt.Sprintf("it holds a %s (a disk image inside a partition)", fs.Type)}, nil
+	}
+	if len(found) > 1 {
+		var types []string
+		for _, f := range found {
+			types = append(types, f.Type)
+		}
+		fs.Ambiguous = "it carries more than one signature: " + strings.Join(types, ", ")
+	}
+	return fs, nil
 }
 
 // prober reads inside one partition and caches nothing: every probe reads a
@@ -135,7 +165,21 @@ func probeXFS(p *prober) (FS, error) {
 	if !pow2(uint64(bs)) || bs < 512 || bs > 65536 || !pow2(uint64(ss)) || ss < 512 || ss > 32768 || ag == 0 {
 		return FS{}, nil
 	}
-	return FS{Type: "xfs", UUID: formatUUID(b[32:48]), Label: cString(b[108:120])}, nil
+	fs := FS{Type: "xfs", UUID: formatUUID(b[32:48]), Label: cString(b[108:120])}
+	if binary.BigEndian.Uint16(b[100:])&0xF == 5 { // v5: the superblock sector has a CRC
+		sec, err := p.read(0, int64(ss))
+		if err != nil {
+			return FS{}, err
+		}
+		if sec != nil {
+			want := binary.LittleEndian.Uint32(sec[224:])
+			clear(sec[224:228])
+			if crc32.Checksum(sec, castagnoli) != want {
+				fs.Ambiguous = "its xfs superblock checksum does not match"
+			}
+		}
+	}
+	return fs, nil
 }
 
 // ext feature bits: the ones ext2 and ext3 drivers understood. Anything
@@ -160,6 +204,10 @@ func probeExt(p *prober) (FS, error) {
 	incompat := binary.LittleEndian.Uint32(b[96:])
 	roCompat := binary.LittleEndian.Uint32(b[100:])
 	fs := FS{UUID: formatUUID(b[104:120]), Label: cString(b[120:136])}
+	const roCompatMetadataCsum = 0x400
+	if roCompat&roCompatMetadataCsum != 0 && binary.LittleEndian.Uint32(b[0x3FC:]) != ^crc32.Checksum(b[:0x3FC], castagnoli) {
+		fs.Ambiguous = "its ext superblock checksum does not match"
+	}
 	switch {
 	case incompat&extIncompatJournalDev != 0:
 		fs.Type = "jbd"
@@ -187,7 +235,12 @@ func probeBtrfs(p *prober) (FS, error) {
 	if !bytes.Equal(b[0x40:0x48], []byte("_BHRfS_M")) {
 		return FS{}, nil
 	}
-	return FS{Type: "btrfs", UUID: formatUUID(b[0x20:0x30]), Label: cString(b[0x12b : 0x12b+256])}, nil
+	fs := FS{Type: "btrfs", UUID: formatUUID(b[0x20:0x30]), Label: cString(b[0x12b : 0x12b+256])}
+	const csumCRC32C = 0
+	if binary.LittleEndian.Uint16(b[0xC4:]) == csumCRC32C && binary.LittleEndian.Uint32(b[0:]) != crc32.Checksum(b[0x20:], castagnoli) {
+		fs.Ambiguous = "its btrfs superblock checksum does not match"
+	}
+	return fs, nil
 }
 
 func probeSwap(p *prober) (FS, error) {
@@ -203,7 +256,15 @@ func probeSwap(p *prober) (FS, error) {
 			if err != nil {
 				return FS{}, err
 			}
-			if h != nil && binary.LittleEndian.Uint32(h[0:]) == 1 {
+			switch {
+			case h == nil || binary.LittleEndian.Uint32(h[0:]) != 1:
+				fs.Ambiguous = "its swap header has an unknown version"
+			case (int64(binary.LittleEndian.Uint32(h[4:]))+1)*ps > p.size:
+				// last_page: the swap area's last page, which must
+				// lie inside the partition.
+				fs.Ambiguous = fmt.Sprintf("its swap header describes %d pages of %d bytes, more than the %d bytes it sits in",
+					binary.LittleEndian.Uint32(h[4:])+1, ps, p.size)
+			default:
 				if !allZero(h[12:28]) {
 					fs.UUID = formatUUID(h[12:28])
 				}

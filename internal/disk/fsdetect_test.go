@@ -66,6 +66,9 @@ func checkAgainstBlkid(t *testing.T, img, dev string, off int64) {
 	if got.Type != want["TYPE"] || got.UUID != want["UUID"] || got.Label != want["LABEL"] {
 		t.Errorf("DetectFS = %+v\nblkid says TYPE=%q UUID=%q LABEL=%q", got, want["TYPE"], want["UUID"], want["LABEL"])
 	}
+	if got.Ambiguous != "" {
+		t.Errorf("a freshly made %s is ambiguous: %s", got.Type, got.Ambiguous)
+	}
 }
 
 // LVM refuses plain files, so the PV goes on a loop device.
@@ -116,5 +119,91 @@ func TestDetectFSAtOffset(t *testing.T) {
 	got, err = disk.DetectFS(f, off, 1500)
 	if err != nil || got.Type != "" {
 		t.Fatalf("DetectFS in 1500 bytes = %+v, %v; want nothing", got, err)
+	}
+}
+
+// Content that is not certainly one thing is Ambiguous, so the backup
+// stores it raw instead of skipping it or reading it as the wrong thing.
+func TestDetectFSAmbiguous(t *testing.T) {
+	testutil.RequireTools(t, "mkswap", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "sfdisk")
+	for _, tc := range []struct {
+		name string
+		size int64
+		make func(t *testing.T, img string)
+		want string // in Ambiguous
+	}{
+		{"old swap under a disk image", 64 << 20, func(t *testing.T, img string) {
+			// A partition once used as swap, now a guest's whole disk:
+			// its MBR and first partition start below, the old swap
+			// signature at 4 KiB survives.
+			testutil.Run(t, "mkswap", img)
+			sfdisk(t, img, "label: dos\nstart=2048, type=83\n")
+			testutil.Run(t, "mkfs.ext4", "-q", "-F", "-E", "offset=1048576", img, "60M")
+		}, "swap, mbr partition table"},
+		{"disk image only", 64 << 20, func(t *testing.T, img string) {
+			sfdisk(t, img, "label: gpt\nstart=2048, type=L\n")
+		}, "gpt partition table"},
+		{"swap larger than its partition", 16 << 20, func(t *testing.T, img string) {
+			big := newImage(t, 32<<20)
+			testutil.Run(t, "mkswap", big)
+			copyHead(t, big, img, 8192)
+		}, "more than the"},
+		{"ext4 superblock checksum", 16 << 20, func(t *testing.T, img string) {
+			testutil.Run(t, "mkfs.ext4", "-q", "-F", img)
+			flip(t, img, 1024+0x78) // in the volume name
+		}, "ext superblock checksum"},
+		{"xfs superblock checksum", 320 << 20, func(t *testing.T, img string) {
+			testutil.Run(t, "mkfs.xfs", "-q", "-f", img)
+			flip(t, img, 108) // in the label
+		}, "xfs superblock checksum"},
+		{"btrfs superblock checksum", 128 << 20, func(t *testing.T, img string) {
+			testutil.Run(t, "mkfs.btrfs", "-q", "-f", img)
+			flip(t, img, 0x10000+0x12b) // in the label
+		}, "btrfs superblock checksum"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := newImage(t, tc.size)
+			tc.make(t, img)
+			f, size := openImage(t, img)
+			got, err := disk.DetectFS(f, 0, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(got.Ambiguous, tc.want) {
+				t.Errorf("DetectFS = %+v; want Ambiguous mentioning %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func flip(t *testing.T, img string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	f.ReadAt(b, off)
+	b[0] ^= 0x20
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyHead(t *testing.T, from, to string, n int64) {
+	t.Helper()
+	b := make([]byte, n)
+	src, _ := openImage(t, from)
+	if _, err := src.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.OpenFile(to, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if _, err := dst.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -77,6 +77,21 @@ func tableErrorf(typ, format string, args ...any) *TableError {
 // Every returned partition lies inside [0,size), is non-empty, and does not
 // overlap another one; partitions are sorted by number.
 func ReadTable(r io.ReaderAt, size int64) (*Table, error) {
+	t, err := readTable(r, size)
+	var te *TableError
+	if errors.As(err, &te) {
+		// A boot sector we did not recognise (a boot loader in an
+		// ext4 or xfs volume's first sector, say) reads as a garbage
+		// table. If a filesystem sits at offset 0, it is not a table.
+		if fs, ferr := DetectFS(r, 0, size); ferr == nil && fs.Type != "" {
+			return nil, ErrNoTable
+		}
+	}
+	return t, err
+}
+
+// readTable is ReadTable without the second look at a damaged table.
+func readTable(r io.ReaderAt, size int64) (*Table, error) {
 	if size < 512 {
 		return nil, ErrNoTable
 	}
@@ -108,15 +123,6 @@ func ReadTable(r io.ReaderAt, size int64) (*Table, error) {
 		}
 		if err == nil {
 			return t, nil
-		}
-	}
-	var te *TableError
-	if errors.As(err, &te) {
-		// A boot sector we did not recognise (a boot loader in an
-		// ext4 or xfs volume's first sector, say) reads as a garbage
-		// table. If a filesystem sits at offset 0, it is not a table.
-		if fs, ferr := DetectFS(r, 0, size); ferr == nil && fs.Type != "" {
-			return nil, ErrNoTable
 		}
 	}
 	return nil, err
