@@ -14,8 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// blockSize is the unit of hole detection: an all-zero aligned block of
-// file data is skipped, leaving a hole, as cp --sparse=always does.
+// blockSize is the unit of hole detection in sparse entries and raw
+// partitions: an all-zero aligned block is skipped, leaving a hole, as
+// cp --sparse=always does.
 const blockSize = 4096
 
 // maxListed bounds the refused and failed entries a result lists by name;
@@ -299,8 +300,16 @@ func (x *extractor) hardlink(h *tar.Header, parent int, base string) error {
 	return nil
 }
 
-// file writes a regular file sparse: aligned all-zero blocks are skipped
-// and the size set at the end, so holes (and runs of zeros) stay unallocated.
+// file writes a regular file's data as data: runs of zeros in a file that
+// was fully allocated in the source are written, as GNU tar does, so a swap
+// file or a preallocated database file keeps its blocks. Only a sparse
+// entry (a PAX or GNU sparse map: the source file had holes) is written
+// sparse, its all-zero blocks left as holes.
+//
+// archive/tar expands a sparse entry's holes into zeros and keeps its map
+// to itself, so inside a sparse entry a run of zeros that was allocated in
+// the source becomes a hole too; every other file comes back as allocated
+// as it was.
 func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) error {
 	var fd int
 	err := replacing(parent, base, func() (err error) {
@@ -312,10 +321,14 @@ func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) er
 	}
 	defer unix.Close(fd)
 	x.res.Files++
+	write := writeAll
+	if isSparse(h) {
+		write = x.writeSparse
+	}
 	var off, end int64 // bytes read; end of the data written
 	for {
 		n, rerr := io.ReadFull(r, x.buf)
-		e, err := x.writeSparse(fd, x.buf[:n], off)
+		e, err := write(fd, x.buf[:n], off)
 		if err != nil {
 			return err
 		}
@@ -344,15 +357,41 @@ func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) er
 	return nil
 }
 
+// isSparse reports whether h is a sparse entry: PAX (GNU.sparse.* records,
+// as voltar and GNU tar write them) or old GNU sparse.
+func isSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for _, k := range []string{"GNU.sparse.major", "GNU.sparse.map", "GNU.sparse.size", "GNU.sparse.realsize"} {
+		if _, ok := h.PAXRecords[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// writeAll writes b at off and returns where it ends.
+func writeAll(fd int, b []byte, off int64) (int64, error) {
+	for w := 0; w < len(b); {
+		k, err := unix.Pwrite(fd, b[w:], off+int64(w))
+		if err != nil {
+			return off + int64(w), err
+		}
+		w += k
+	}
+	return off + int64(len(b)), nil
+}
+
+func (x *extractor) writeSparse(fd int, b []byte, off int64) (int64, error) {
+	return writeSparse(fd, b, off, x.zero)
+}
+
 // streamError is a failure reading the archive, not writing the target.
 type streamError struct{ err error }
 
 func (e *streamError) Error() string { return e.err.Error() }
 func (e *streamError) Unwrap() error { return e.err }
-
-func (x *extractor) writeSparse(fd int, b []byte, off int64) (int64, error) {
-	return writeSparse(fd, b, off, x.zero)
-}
 
 // writeSparse writes b at off, skipping blocks of blockSize that are all
 // zero (zero is such a block), so they stay holes; each run of data blocks
