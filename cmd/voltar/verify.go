@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 
@@ -36,15 +37,26 @@ are still checked, and the output says their content was not checked.`,
 				return err
 			}
 			var backups []catalog.Backup
+			// Folders whose manifest.json is there but unusable fail
+			// verification; they are never sampled away.
+			var damaged []verify.Result
 			if len(args) == 0 {
 				c, err := catalog.List(ctx, st, host, "")
 				if err != nil {
 					return err
 				}
 				backups = c.Backups
+				for _, f := range c.Damaged() {
+					damaged = append(damaged, verify.Damaged(f.Host, f.ID, f.Reason))
+				}
 			}
 			for _, id := range args {
 				b, err := catalog.Resolve(ctx, st, host, id)
+				var de *catalog.DamagedError
+				if errors.As(err, &de) {
+					damaged = append(damaged, verify.Damaged(de.Host, de.ID, de.Reason))
+					continue
+				}
 				if err != nil {
 					return err
 				}
@@ -61,7 +73,7 @@ are still checked, and the output says their content was not checked.`,
 			if err != nil {
 				return err
 			}
-			var results []verify.Result
+			results := damaged
 			for i := range backups {
 				if ctx.Err() != nil {
 					return ctx.Err()

@@ -402,7 +402,12 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 			err = uerr
 		}
 	}()
-	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, opts, log)
+	root, err := openTarget(dir)
+	if err != nil {
+		return fr, err
+	}
+	defer unix.Close(root)
+	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, root, opts, log)
 	got.Made = fr.Made
 	return got, err
 }
