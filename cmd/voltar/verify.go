@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -84,6 +86,12 @@ are still checked, and the output says their content was not checked.`,
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if len(args) == 0 {
+				// The catalog's order: damaged folders among the backups.
+				slices.SortStableFunc(results, func(a, b verify.Result) int {
+					return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.ID, b.ID))
+				})
 			}
 			if asJSON {
 				if err := a.printJSON(results); err != nil {

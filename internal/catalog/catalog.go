@@ -277,6 +277,10 @@ func readManifest(ctx context.Context, st store.Store, prefix string, hasSum boo
 		}
 	}
 	m, err := manifest.Decode(bytes.NewReader(data))
+	var ie *manifest.InvalidError
+	if errors.As(err, &ie) {
+		return nil, &damageError{fmt.Sprintf("%s %v", manifest.FileName, err)}
+	}
 	if err != nil {
 		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", manifest.FileName, err)}
 	}

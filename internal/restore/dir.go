@@ -34,6 +34,9 @@ import (
 // restore got.
 func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, opts Options) (Result, error) {
 	res := Result{ID: b.ID, Target: dir, Filesystems: []FSResult{}, Warnings: []string{}}
+	if err := validManifest(b); err != nil {
+		return res, err
+	}
 	fss, err := pick(b, opts.Partition, &res)
 	if err != nil {
 		return res, err
@@ -211,6 +214,16 @@ func checkTargetAs(path, shown string, overwrite bool) error {
 			return fail.Hint(fail.Usage(fmt.Errorf("restore target %s is not empty (it holds %s)", dir, n)),
 				"restore into a new or empty directory")
 		}
+	}
+	return nil
+}
+
+// validManifest checks the manifest against the layout once more: the
+// catalog validated it when it was read, but a Backup may be built by hand,
+// and its names decide where a restore writes.
+func validManifest(b *catalog.Backup) error {
+	if err := b.Manifest.Validate(); err != nil {
+		return fail.Hint(fmt.Errorf("backup %s: %w; not restoring", b.ID, err), "voltar verify %s", b.FullID())
 	}
 	return nil
 }

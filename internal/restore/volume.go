@@ -134,6 +134,9 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 	if opts.Partition != "" {
 		return nil, nil, fail.Usage(errors.New("--partition restores one filesystem into a directory (--to DIR), not a volume"))
 	}
+	if err := validManifest(b); err != nil {
+		return nil, nil, err
+	}
 	m := b.Manifest
 	p := &volPlan{size: m.Volume.Size, table: m.Table}
 	res.Table = m.Table.Type
