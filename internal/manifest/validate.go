@@ -84,6 +84,11 @@ func (m *Manifest) Validate() error {
 			bad("%s: name used twice", where)
 		}
 		names[fs.Name] = true
+		// A re-made filesystem gets its UUID on mkfs's command line, inside
+		// an option value for some (mkfs.xfs -m uuid=...).
+		if strings.Trim(fs.UUID, "0123456789abcdefABCDEF-") != "" && (fs.Mode == ModeFiles || fs.Mode == ModeSkipped) {
+			bad("%s: uuid %q: want hex digits and '-'", where, fs.UUID)
+		}
 		if err := m.validArchive(fs, dump); err != nil {
 			bad("%s: archive %q: %v", where, fs.Archive, err)
 		} else if fs.Archive != "" {

@@ -83,6 +83,7 @@ func TestValidateRefuses(t *testing.T) {
 		"host with slash":        {func(m *manifest.Manifest) { m.Host = "a/b" }, "host"},
 		"id escapes":             {func(m *manifest.Manifest) { m.ID = "../../x/2026-11-25T013000Z" }, "id"},
 		"id too long":            {func(m *manifest.Manifest) { m.ID = "a/b/c/2026-11-25T013000Z" }, "id"},
+		"uuid with options":      {func(m *manifest.Manifest) { m.Filesystems[0].UUID = "0123,crc=0" }, "uuid"},
 		"sfdisk line injection":  {func(m *manifest.Manifest) { m.Table.DiskID = "0x1\nlabel: gpt" }, "control"},
 	} {
 		m := valid()

@@ -342,8 +342,10 @@ func writeTable(ctx context.Context, t *volTarget, table manifest.Table) error {
 		if table.Type != "gpt" || part.Name == "" {
 			continue
 		}
+		// "--": a name from the manifest that starts with "-" is a name,
+		// not an option.
 		_, err := sysexec.Exec{}.Run(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel",
-			"--part-label", t.path, strconv.Itoa(part.Number), part.Name)
+			"--part-label", "--", t.path, strconv.Itoa(part.Number), part.Name)
 		if err != nil {
 			return fmt.Errorf("name partition %d: %w", part.Number, err)
 		}
