@@ -25,6 +25,9 @@ object against SHA256SUMS and the manifest, decompress and read every tar
 stream to its end, and compare entry, file and byte counts with the manifest.
 BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.
 
+A folder whose manifest.json is there but unusable (unreadable, invalid, or
+not matching manifest.json.sha256) fails verification as damaged.
+
 Encrypted backups are decrypted with encryption.identity_file (or
 $VOLTAR_AGE_IDENTITY_FILE). Without an identity their stored size and SHA-256
 are still checked, and the output says their content was not checked.`,

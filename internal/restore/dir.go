@@ -184,9 +184,8 @@ func checkKeys(ctx context.Context, st store.Store, b *catalog.Backup, fss []man
 // overwrite) holds anything but lost+found.
 func checkTarget(dir string, overwrite bool) error { return checkTargetAs(dir, dir, overwrite) }
 
-// checkTargetAs is checkTarget of path, named shown in messages.
-func checkTargetAs(path, shown string, overwrite bool) error {
-	dir := shown
+// checkTargetAs is checkTarget of path, named dir in messages.
+func checkTargetAs(path, dir string, overwrite bool) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
