@@ -13,7 +13,9 @@ func (a *app) listCmd() *cobra.Command {
 		Short: "List complete backups, and incomplete folders separately",
 		Long: `List every complete backup (one with manifest.json) of this host, or of
 VOLUME (vg/lv, lv or an image path). Folders without a manifest are shown
-apart as incomplete: they are never backups.`,
+apart as incomplete, and folders whose manifest.json is there but unusable
+(unreadable, invalid, or not matching manifest.json.sha256) as damaged:
+neither are backups.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

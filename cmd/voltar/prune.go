@@ -68,7 +68,10 @@ never deleted; folders without manifest.json older than incomplete_grace are.
 						what = "remove FAILED: " + d.Error
 					}
 					id := d.ID
-					if !d.Complete {
+					switch {
+					case d.Damaged:
+						id += " (damaged)"
+					case !d.Complete:
 						id += " (incomplete)"
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, what, units.Bytes(d.Bytes), strings.Join(d.Reasons, ", "))

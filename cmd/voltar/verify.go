@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +25,9 @@ object against SHA256SUMS and the manifest, decompress and read every tar
 stream to its end, and compare entry, file and byte counts with the manifest.
 BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.
 
+A folder whose manifest.json is there but unusable (unreadable, invalid, or
+not matching manifest.json.sha256) fails verification as damaged.
+
 Encrypted backups are decrypted with encryption.identity_file (or
 $VOLTAR_AGE_IDENTITY_FILE). Without an identity their stored size and SHA-256
 are still checked, and the output says their content was not checked.`,
@@ -36,15 +42,26 @@ are still checked, and the output says their content was not checked.`,
 				return err
 			}
 			var backups []catalog.Backup
+			// Folders whose manifest.json is there but unusable fail
+			// verification; they are never sampled away.
+			var damaged []verify.Result
 			if len(args) == 0 {
 				c, err := catalog.List(ctx, st, host, "")
 				if err != nil {
 					return err
 				}
 				backups = c.Backups
+				for _, f := range c.Damaged() {
+					damaged = append(damaged, verify.Damaged(f.Host, f.ID, f.Reason))
+				}
 			}
 			for _, id := range args {
 				b, err := catalog.Resolve(ctx, st, host, id)
+				var de *catalog.DamagedError
+				if errors.As(err, &de) {
+					damaged = append(damaged, verify.Damaged(de.Host, de.ID, de.Reason))
+					continue
+				}
 				if err != nil {
 					return err
 				}
@@ -61,7 +78,7 @@ are still checked, and the output says their content was not checked.`,
 			if err != nil {
 				return err
 			}
-			var results []verify.Result
+			results := damaged
 			for i := range backups {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -72,6 +89,12 @@ are still checked, and the output says their content was not checked.`,
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if len(args) == 0 {
+				// The catalog's order: damaged folders among the backups.
+				slices.SortStableFunc(results, func(a, b verify.Result) int {
+					return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.ID, b.ID))
+				})
 			}
 			if asJSON {
 				if err := a.printJSON(results); err != nil {

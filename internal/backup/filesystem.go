@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -354,11 +355,16 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 		return StoreError(st, manifest.SumsName, err)
 	}
 	m.Finished = now
-	var buf strings.Builder
+	var buf bytes.Buffer
 	if err := m.Encode(&buf); err != nil {
 		return err
 	}
-	if _, err := st.Put(ctx, prefix+manifest.FileName, strings.NewReader(buf.String())); err != nil {
+	// The manifest's checksum goes first: every folder with a manifest has
+	// it, and a partial folder is removed as a whole.
+	if _, err := st.Put(ctx, prefix+manifest.ChecksumName, bytes.NewReader(manifest.ChecksumFile(buf.Bytes()))); err != nil {
+		return StoreError(st, manifest.ChecksumName, err)
+	}
+	if _, err := st.Put(ctx, prefix+manifest.FileName, bytes.NewReader(buf.Bytes())); err != nil {
 		return StoreError(st, manifest.FileName, err)
 	}
 	return nil

@@ -6,9 +6,13 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"sort"
 	"strings"
@@ -68,11 +72,28 @@ type Incomplete struct {
 	Prefix  string    `json:"prefix"`
 	Objects []Object  `json:"objects"`
 	Bytes   int64     `json:"bytes"`
-	// HasManifest is true when manifest.json exists but cannot be read; such
+	// HasManifest is true when manifest.json exists but cannot be used; such
 	// a folder may have been a good backup, so it deserves a look before it
 	// is removed.
-	HasManifest bool   `json:"has_manifest"`
-	Reason      string `json:"reason"` // "no manifest.json", "manifest.json unreadable: ..."
+	HasManifest bool `json:"has_manifest"`
+	// Damaged is true when manifest.json exists but cannot be read, does not
+	// decode, fails manifest.Validate, or does not match
+	// manifest.json.sha256. Such a folder is not a backup and not a run
+	// still writing: verify fails it, restore .../latest stops at it, and
+	// prune leaves it for a person.
+	Damaged bool   `json:"damaged"`
+	Reason  string `json:"reason"` // "no manifest.json", "manifest.json unreadable: ..."
+}
+
+// Damaged returns the folders whose manifest.json is there but unusable.
+func (c *Catalog) Damaged() []Incomplete {
+	var out []Incomplete
+	for _, f := range c.Incomplete {
+		if f.Damaged {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Catalog is what a store holds.
@@ -172,34 +193,41 @@ func groupFolders(objs []store.Object, group, volume string) []*folder {
 	return out
 }
 
-// load reads a folder's manifest. A missing or unreadable manifest makes the
-// folder incomplete; only a failing store (not a missing object) is an error.
+// load reads a folder's manifest. A missing manifest makes the folder
+// incomplete; one that is there but unusable (unreadable, not decodable,
+// invalid, or not matching manifest.json.sha256) makes it damaged. Only a
+// failing store (not a missing object) is an error.
 func load(ctx context.Context, st store.Store, f *folder) (*Backup, *Incomplete, error) {
 	inc := &Incomplete{
 		ID: f.id(), Host: f.host, Group: f.group, Volume: f.volume, Time: f.time,
 		Prefix: f.prefix, Objects: f.objects, Reason: "no manifest.json",
 	}
+	hasSum := false
 	for _, o := range f.objects {
 		inc.Bytes += o.Size
-		if o.Name == manifest.FileName {
+		switch o.Name {
+		case manifest.FileName:
 			inc.HasManifest = true
+		case manifest.ChecksumName:
+			hasSum = true
 		}
 	}
 	if !inc.HasManifest {
 		return nil, inc, nil
 	}
-	m, err := readManifest(ctx, st, f.prefix+manifest.FileName)
+	m, err := readManifest(ctx, st, f.prefix, hasSum)
 	if errors.Is(err, store.ErrNotFound) {
 		// Deleted between List and Get (a prune running meanwhile).
 		inc.HasManifest = false
 		return nil, inc, nil
 	}
 	if err != nil {
-		var derr *decodeError
+		var derr *damageError
 		if !errors.As(err, &derr) {
 			return nil, nil, err
 		}
-		inc.Reason = "manifest.json unreadable: " + derr.err.Error()
+		inc.Damaged = true
+		inc.Reason = derr.Error()
 		return nil, inc, nil
 	}
 	return &Backup{
@@ -208,21 +236,79 @@ func load(ctx context.Context, st store.Store, f *folder) (*Backup, *Incomplete,
 	}, nil, nil
 }
 
-type decodeError struct{ err error }
+// damageError is a manifest.json that is there but cannot be used.
+type damageError struct{ msg string }
 
-func (e *decodeError) Error() string { return e.err.Error() }
+func (e *damageError) Error() string { return e.msg }
 
-func readManifest(ctx context.Context, st store.Store, key string) (*manifest.Manifest, error) {
+// maxManifest bounds what is read of a manifest.json: a real one is a few
+// KiB, and a damaged store must not make voltar read gigabytes into memory.
+const maxManifest = 16 << 20
+
+// readManifest reads and decodes (so validates) the folder's manifest.json
+// and, when the folder has manifest.json.sha256, checks it against that.
+func readManifest(ctx context.Context, st store.Store, prefix string, hasSum bool) (*manifest.Manifest, error) {
+	key := prefix + manifest.FileName
+	want := ""
+	if hasSum {
+		var err error
+		want, err = readChecksum(ctx, st, prefix+manifest.ChecksumName)
+		if err != nil {
+			return nil, err
+		}
+	}
 	rc, err := st.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
-	m, err := manifest.Decode(rc)
+	data, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
 	if err != nil {
-		return nil, &decodeError{err}
+		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", manifest.FileName, err)}
+	}
+	if len(data) > maxManifest {
+		return nil, &damageError{fmt.Sprintf("%s unreadable: larger than %d bytes", manifest.FileName, maxManifest)}
+	}
+	if want != "" {
+		sum := sha256.Sum256(data)
+		if got := hex.EncodeToString(sum[:]); got != want {
+			return nil, &damageError{fmt.Sprintf("%s damaged: its sha256 is %s, %s says %s",
+				manifest.FileName, got, manifest.ChecksumName, want)}
+		}
+	}
+	m, err := manifest.Decode(bytes.NewReader(data))
+	var ie *manifest.InvalidError
+	if errors.As(err, &ie) {
+		return nil, &damageError{fmt.Sprintf("%s %v", manifest.FileName, err)}
+	}
+	if err != nil {
+		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", manifest.FileName, err)}
 	}
 	return m, nil
+}
+
+// readChecksum reads manifest.json.sha256: one sha256sum line for
+// manifest.json. A missing one ("" and no error: deleted meanwhile) leaves
+// the manifest unchecked; a malformed one is damage.
+func readChecksum(ctx context.Context, st store.Store, key string) (string, error) {
+	rc, err := st.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 4096))
+	if err != nil {
+		return "", &damageError{fmt.Sprintf("%s unreadable: %v", manifest.ChecksumName, err)}
+	}
+	want, name, ok := strings.Cut(strings.TrimSuffix(string(data), "\n"), "  ")
+	if _, herr := hex.DecodeString(want); !ok || name != manifest.FileName || len(want) != 64 || herr != nil {
+		return "", &damageError{fmt.Sprintf("%s damaged: want one line \"<sha256>  %s\"", manifest.ChecksumName, manifest.FileName)}
+	}
+	want = strings.ToLower(want)
+	return want, nil
 }
 
 // MatchVolume reports whether a filter as accepted by List names the

@@ -65,8 +65,8 @@ func TestListSortsAndSeparatesIncomplete(t *testing.T) {
 		b.Prefix != "h1/vg/volume-1/2026-11-25T013000Z/" || b.Manifest == nil || b.Manifest.Files() != 1 {
 		t.Errorf("backup = %+v", b)
 	}
-	if len(b.Objects) != 3 {
-		t.Errorf("objects = %+v, want archive, SHA256SUMS, manifest", b.Objects)
+	if len(b.Objects) != 4 {
+		t.Errorf("objects = %+v, want archive, SHA256SUMS, manifest and its checksum", b.Objects)
 	}
 	if len(cat.Incomplete) != 1 || cat.Incomplete[0].ID != "vg/volume-1/2026-11-27T013000Z" ||
 		cat.Incomplete[0].Reason != "no manifest.json" || cat.Incomplete[0].Bytes == 0 || cat.Incomplete[0].HasManifest {
@@ -99,6 +99,10 @@ func TestListUnreadableManifestIsIncomplete(t *testing.T) {
 	ctx := context.Background()
 	f := folder(t, "h", "vg", "v", t0)
 	catalogtest.Write(t, st, f)
+	// As an older voltar wrote it: no manifest.json.sha256.
+	if err := st.Delete(ctx, f.Prefix()+manifest.ChecksumName); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.Put(ctx, f.Prefix()+manifest.FileName, strings.NewReader("{not json")); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +110,7 @@ func TestListUnreadableManifestIsIncomplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cat.Backups) != 0 || len(cat.Incomplete) != 1 || !cat.Incomplete[0].HasManifest ||
+	if len(cat.Backups) != 0 || len(cat.Incomplete) != 1 || !cat.Incomplete[0].HasManifest || !cat.Incomplete[0].Damaged ||
 		!strings.HasPrefix(cat.Incomplete[0].Reason, "manifest.json unreadable") {
 		t.Errorf("catalog = %+v", cat)
 	}
@@ -229,7 +233,7 @@ func TestResolveLatestReadsOneManifest(t *testing.T) {
 	if err != nil || b.Time != t0.Add(9*time.Hour) {
 		t.Fatalf("latest = %v, %v", b, err)
 	}
-	if len(st.gets) != 1 {
-		t.Errorf("resolving latest read %d objects: %v", len(st.gets), st.gets)
+	if len(st.gets) != 2 {
+		t.Errorf("resolving latest read %d objects: %v, want the manifest and its checksum", len(st.gets), st.gets)
 	}
 }

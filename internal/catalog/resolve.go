@@ -35,6 +35,20 @@ func (e *NotFoundError) Error() string {
 // Is makes errors.Is(err, ErrNotFound) true.
 func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
+// DamagedError is a backup folder whose manifest.json is there but cannot
+// be used (see Incomplete.Damaged). Resolve returns it rather than skip
+// the folder: "latest" must not quietly mean an older backup.
+type DamagedError struct {
+	Host   string
+	ID     string // <group>/<volume>/<timestamp>
+	Store  string
+	Reason string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("backup folder %s/%s in %s is damaged: %s", e.Host, e.ID, e.Store, e.Reason)
+}
+
 // IDError is an ID that cannot be parsed: a usage error.
 type IDError struct {
 	ID  string
@@ -47,7 +61,9 @@ func (e *IDError) Error() string { return fmt.Sprintf("backup ID %q: %s", e.ID, 
 // HOST/GROUP/VOLUME/TIMESTAMP, or either with "latest" as the timestamp for
 // the newest complete backup of the volume. A malformed ID is an *IDError
 // marked fail.Usage; a missing backup a *NotFoundError with a fail.Hint
-// ("voltar list GROUP/VOLUME").
+// ("voltar list GROUP/VOLUME"). A damaged folder (manifest.json there but
+// unusable) is a *DamagedError, also when "latest" meets it before any
+// complete backup: it is never skipped in favour of an older one.
 func Resolve(ctx context.Context, st store.Store, host, id string) (*Backup, error) {
 	b, err := resolve(ctx, st, host, id)
 	var ide *IDError
@@ -86,12 +102,15 @@ func resolve(ctx context.Context, st store.Store, host, id string) (*Backup, err
 		}
 		folders := groupFolders(objs, group, volume)
 		for i := len(folders) - 1; i >= 0; i-- {
-			b, _, err := load(ctx, st, folders[i])
+			b, inc, err := load(ctx, st, folders[i])
 			if err != nil {
 				return nil, err
 			}
 			if b != nil {
 				return b, nil
+			}
+			if inc.Damaged {
+				return nil, damaged(st, inc, true)
 			}
 		}
 		if n := len(folders); n > 0 {
@@ -116,9 +135,23 @@ func resolve(ctx context.Context, st store.Store, host, id string) (*Backup, err
 	if err != nil {
 		return nil, err
 	}
+	if b == nil && inc.Damaged {
+		return nil, damaged(st, inc, false)
+	}
 	if b == nil {
 		nf.Reason = "incomplete: " + inc.Reason
 		return nil, notFound()
 	}
 	return b, nil
+}
+
+// damaged is the error for a damaged folder met by Resolve, with hints.
+func damaged(st store.Store, inc *Incomplete, latest bool) error {
+	var err error = &DamagedError{Host: inc.Host, ID: inc.ID, Store: st.String(), Reason: inc.Reason}
+	if latest {
+		err = fmt.Errorf("%s/%s/latest: %w; not falling back to an older backup", inc.Group, inc.Volume, err)
+		err = fail.Hint(err, "to restore an older backup, name it: voltar list %s/%s", inc.Group, inc.Volume)
+	}
+	return fail.Hint(err, "the folder may hold a good backup, or a tampered one: inspect %s%s before using it (voltar verify fails it; voltar prune keeps it)",
+		inc.Prefix, manifest.FileName)
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // WriteText prints the catalog for humans: one line per backup, then the
-// incomplete folders, which are not backups.
+// damaged folders (manifest.json there but unusable) and the incomplete
+// ones, neither of which are backups.
 //
 //	ID                                         TIME                  STATUS    FILESYSTEMS          STORED   SOURCE    FILES
 //	nova-volumes/volume-1/2026-11-25T013000Z  2026-11-25 01:30 UTC  complete  p1:ext4 p2:xfs       1.2 GiB  3.4 GiB  120345
@@ -47,9 +48,20 @@ func (c *Catalog) WriteText(w io.Writer) error {
 				status, Filesystems(m), units.Bytes(m.StoredBytes()), units.Bytes(m.SourceBytes()), m.Files())
 		}
 	}
-	if len(c.Incomplete) > 0 {
-		fmt.Fprintln(tw, "\nINCOMPLETE (not backups)\tTIME\tOBJECTS\tBYTES\tWHY")
+	for _, damaged := range []bool{true, false} {
+		head := "\nINCOMPLETE (not backups)\tTIME\tOBJECTS\tBYTES\tWHY"
+		if damaged {
+			head = "\nDAMAGED (manifest.json unusable; not backups, kept by prune)\tTIME\tOBJECTS\tBYTES\tWHY"
+		}
+		first := true
 		for _, f := range c.Incomplete {
+			if f.Damaged != damaged {
+				continue
+			}
+			if first {
+				fmt.Fprintln(tw, head)
+				first = false
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", id(f.Host, f.ID), f.Time.Format("2006-01-02 15:04 MST"),
 				len(f.Objects), units.Bytes(f.Bytes), f.Reason)
 		}

@@ -18,6 +18,7 @@ import (
 	"voltar/internal/codec"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/manifest"
 )
 
 // DefaultPath is read when --config is not given.
@@ -342,6 +343,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // Validate checks values that parse but make no sense.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.Host != "" {
+		if err := manifest.ValidHost(c.Host); err != nil {
+			errs = append(errs, fail.Hint(err, "host names this machine's folder in the store: one word like \"node-1\" or \"node-1.example.org\""))
+		}
+	}
 	if !codec.Valid(c.Compression) {
 		errs = append(errs, fmt.Errorf("compression %q: want zstd, gzip or none", c.Compression))
 	}
@@ -476,15 +482,25 @@ func (c *Config) Scratch() string {
 	return strings.TrimSuffix(c.StateDir, "/") + "/scratch"
 }
 
-// HostName is the configured host or the machine's short host name.
+// HostName is the configured host or the machine's short host name. Both
+// are held to manifest.ValidHost (one safe path segment): it names the
+// host's folder in the store. A name that fails it is a config error.
 func (c *Config) HostName() (string, error) {
-	if c.Host != "" {
-		return c.Host, nil
+	h := c.Host
+	if h == "" {
+		var err error
+		if h, err = os.Hostname(); err != nil {
+			return "", fail.Hint(fail.Usage(fmt.Errorf("host name: %w", err)), "set host: in the config")
+		}
+		h, _, _ = strings.Cut(h, ".")
 	}
-	h, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("host name: %w", err)
+	if err := manifest.ValidHost(h); err != nil {
+		what := "host"
+		if c.Host == "" {
+			what = "the machine's host name (the default for host:)"
+		}
+		return "", fail.Hint(fail.Usage(fmt.Errorf("%s: %w", what, err)),
+			"set host: in the config to one word of letters, digits, '.', '_' or '-', like \"node-1\"")
 	}
-	h, _, _ = strings.Cut(h, ".")
 	return h, nil
 }

@@ -277,3 +277,30 @@ func TestImagesNeedDistinctNames(t *testing.T) {
 		t.Errorf("hints %q", hints)
 	}
 }
+
+// host: names the host's folder in the store: one segment of safe
+// characters, from the config and from the machine's host name alike.
+func TestHostIsOneSafeSegment(t *testing.T) {
+	for _, h := range []string{`"a/b"`, `"../../evil"`, `".."`, `"."`, `"a b"`, `"a\\b"`} {
+		c, err := config.Parse(strings.NewReader("host: " + h))
+		if err != nil {
+			t.Fatalf("%s: %v", h, err)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "host") || len(fail.Hints(err)) == 0 {
+			t.Errorf("host %s: Validate = %v (hints %q), want an error with a hint", h, err, fail.Hints(err))
+		}
+		if _, err := c.HostName(); err == nil || !fail.IsUsage(err) {
+			t.Errorf("host %s: HostName = %v, want a usage error", h, err)
+		}
+	}
+	c, err := config.Parse(strings.NewReader("host: node-1.example_2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("host node-1.example_2: %v", err)
+	}
+	if h, err := c.HostName(); err != nil || h != "node-1.example_2" {
+		t.Errorf("HostName = %q, %v", h, err)
+	}
+}

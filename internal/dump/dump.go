@@ -43,7 +43,7 @@ const (
 	// Kind is manifest.Volume.Kind of a dump.
 	Kind = "dump"
 	// Mode is manifest.Filesystem.Mode of the dump object.
-	Mode = "dump"
+	Mode = manifest.ModeDump
 	// ObjectBase is the dump object's name before the compression suffix.
 	ObjectBase = "dump.sql"
 	// SQLName is the file Restore writes.

@@ -179,7 +179,8 @@ func (m *Manifest) Encode(w io.Writer) error {
 	return enc.Encode(m)
 }
 
-// Decode reads a manifest and checks its schema version.
+// Decode reads a manifest, checks its schema version and validates it
+// (Validate): every reader of a store goes through here.
 func Decode(r io.Reader) (*Manifest, error) {
 	var m Manifest
 	if err := json.NewDecoder(r).Decode(&m); err != nil {
@@ -187,6 +188,9 @@ func Decode(r io.Reader) (*Manifest, error) {
 	}
 	if m.Schema < 1 || m.Schema > Schema {
 		return nil, fmt.Errorf("manifest schema %d not supported by this voltar (knows 1..%d)", m.Schema, Schema)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
 	}
 	return &m, nil
 }

@@ -10,11 +10,13 @@ import (
 func TestDecodeSchemas(t *testing.T) {
 	// What voltar wrote before encryption existed still reads.
 	m, err := manifest.Decode(strings.NewReader(`{"schema": 1, "tool": "voltar", "id": "vg/v/2026-11-25T013000Z",
-		"filesystems": [{"name": "p1", "mode": "files", "archive": "p1.tar.zst"}], "compression": "zstd", "status": "complete"}`))
+		"partition_table": {"type": "mbr"},
+		"filesystems": [{"name": "p1", "partition": 1, "mode": "files", "archive": "p1.tar.zst"}], "compression": "zstd", "status": "complete"}`))
 	if err != nil || m.Encryption != nil || m.Filesystems[0].Archive != "p1.tar.zst" {
 		t.Fatalf("schema 1: %+v, %v", m, err)
 	}
-	m, err = manifest.Decode(strings.NewReader(`{"schema": 2, "filesystems": [{"name": "p1", "archive": "p1.tar.zst.age"}],
+	m, err = manifest.Decode(strings.NewReader(`{"schema": 2, "partition_table": {"type": "gpt"},
+		"filesystems": [{"name": "p1", "partition": 1, "mode": "files", "archive": "p1.tar.zst.age"}],
 		"encryption": {"method": "age", "recipients": ["age1xyz"]}}`))
 	if err != nil || m.Encryption == nil || m.Encryption.Method != "age" || m.Encryption.Recipients[0] != "age1xyz" {
 		t.Fatalf("schema 2: %+v, %v", m, err)

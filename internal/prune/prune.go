@@ -34,14 +34,17 @@ type Options struct {
 
 // Decision is one backup folder's fate.
 type Decision struct {
-	ID       string   `json:"id"`
-	Time     string   `json:"time"`
-	Complete bool     `json:"complete"`
-	Keep     bool     `json:"keep"`
-	Reasons  []string `json:"reasons"`
-	Bytes    int64    `json:"bytes"`
-	Removed  bool     `json:"removed"`
-	Error    string   `json:"error,omitempty"`
+	ID       string `json:"id"`
+	Time     string `json:"time"`
+	Complete bool   `json:"complete"`
+	// Damaged: manifest.json is there but unusable; such a folder is
+	// always kept and never counts as a backup.
+	Damaged bool     `json:"damaged,omitempty"`
+	Keep    bool     `json:"keep"`
+	Reasons []string `json:"reasons"`
+	Bytes   int64    `json:"bytes"`
+	Removed bool     `json:"removed"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // Volume is the result for one volume.
@@ -101,7 +104,7 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 	var in []retention.Backup
 	prefixes := map[string]string{}
 	sizes := map[string]int64{}
-	unreadable := map[string]bool{}
+	damaged := map[string]string{}
 	for _, b := range backups {
 		in = append(in, retention.Backup{ID: b.ID, Time: b.Time, Complete: true})
 		prefixes[b.ID] = b.Prefix
@@ -110,10 +113,11 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 		}
 	}
 	for _, f := range incomplete {
-		// A manifest that exists but cannot be read (say, from a newer
-		// voltar) may describe a good backup: never delete it blindly.
-		if f.HasManifest {
-			unreadable[f.ID] = true
+		// A manifest that exists but cannot be used (damaged, invalid,
+		// from a newer voltar) may describe a good backup: never delete
+		// it blindly, and never count it as one (Complete false).
+		if f.HasManifest || f.Damaged {
+			damaged[f.ID] = f.Reason
 		}
 		in = append(in, retention.Backup{ID: f.ID, Time: f.Time, Complete: false})
 		prefixes[f.ID] = f.Prefix
@@ -133,9 +137,9 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 			ID: d.Backup.ID, Time: d.Backup.Time.UTC().Format(time.RFC3339), Complete: d.Backup.Complete,
 			Keep: d.Keep, Reasons: d.Reasons, Bytes: sizes[d.Backup.ID],
 		}
-		if !dec.Keep && unreadable[dec.ID] {
-			dec.Keep = true
-			dec.Reasons = []string{"manifest.json unreadable; left for a person to inspect"}
+		if why, ok := damaged[dec.ID]; ok {
+			dec.Keep, dec.Damaged = true, true
+			dec.Reasons = []string{"damaged, left for a person to inspect (" + why + ")"}
 		}
 		if !dec.Keep && !o.DryRun {
 			if err := Delete(ctx, st, prefixes[dec.ID]); err != nil {

@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
@@ -31,28 +34,37 @@ import (
 // restore got.
 func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, opts Options) (Result, error) {
 	res := Result{ID: b.ID, Target: dir, Filesystems: []FSResult{}, Warnings: []string{}}
+	if err := validManifest(b); err != nil {
+		return res, err
+	}
 	fss, err := pick(b, opts.Partition, &res)
 	if err != nil {
 		return res, err
 	}
+	// The manifest was validated when it was read, so each name is p<N> or
+	// fs; still, what comes from the store goes beneath dir only through
+	// descriptors (openDir), like every tar entry.
 	targets := make([]string, len(fss))
-	if len(fss) > 1 {
-		// dir itself must be empty too: it gets only p1, p2, ...
-		if err := checkTarget(dir, opts.Overwrite); err != nil {
-			return res, err
-		}
-	}
 	for i, fs := range fss {
 		targets[i] = dir
 		if len(fss) > 1 {
-			targets[i] = filepath.Join(dir, fs.Name)
+			if err := plainName(fs.Name); err != nil {
+				return res, fmt.Errorf("backup %s: filesystem %q: %w; not restoring", b.ID, fs.Name, err)
+			}
+			targets[i] = filepath.Join(dir, fs.Name) // for messages only
 		}
 	}
 	// Check every target (here), the records and the keys (in the store)
 	// before writing anything.
-	for _, t := range targets {
-		if err := checkTarget(t, opts.Overwrite); err != nil {
-			return res, err
+	if err := checkTarget(dir, opts.Overwrite); err != nil {
+		return res, err
+	}
+	if len(fss) > 1 {
+		// dir itself must be empty too (checked above): it gets only p1, p2, ...
+		for i, fs := range fss {
+			if err := checkSubTarget(dir, fs.Name, targets[i], opts.Overwrite); err != nil {
+				return res, err
+			}
 		}
 	}
 	sums, err := readSums(ctx, st, b, fss, &res)
@@ -62,11 +74,25 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 	if err := checkKeys(ctx, st, b, fss, opts.Identities); err != nil {
 		return res, err
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, fmt.Errorf("create target: %w", err)
+	}
+	root, err := openTarget(dir)
+	if err != nil {
+		return res, err
+	}
+	defer unix.Close(root)
 	for i, fs := range fss {
-		if err := os.MkdirAll(targets[i], 0o700); err != nil {
-			return res, fmt.Errorf("create target: %w", err)
+		fd := root
+		if len(fss) > 1 {
+			if fd, err = openDir(root, fs.Name, true, nil); err != nil {
+				return res, fmt.Errorf("create target %s: %w", targets[i], err)
+			}
 		}
-		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], opts, opts.logger())
+		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], fd, opts, opts.logger())
+		if fd != root {
+			unix.Close(fd)
+		}
 		res.Filesystems = append(res.Filesystems, fr)
 		if err != nil {
 			return res, err
@@ -156,8 +182,11 @@ func checkKeys(ctx context.Context, st store.Store, b *catalog.Backup, fss []man
 
 // checkTarget refuses a target that is not a directory, or (without
 // overwrite) holds anything but lost+found.
-func checkTarget(dir string, overwrite bool) error {
-	fi, err := os.Stat(dir)
+func checkTarget(dir string, overwrite bool) error { return checkTargetAs(dir, dir, overwrite) }
+
+// checkTargetAs is checkTarget of path, named dir in messages.
+func checkTargetAs(path, dir string, overwrite bool) error {
+	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -170,7 +199,7 @@ func checkTarget(dir string, overwrite bool) error {
 	if overwrite {
 		return nil
 	}
-	f, err := os.Open(dir)
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -188,8 +217,63 @@ func checkTarget(dir string, overwrite bool) error {
 	return nil
 }
 
-// restoreArchive streams one archive into dir, verifying it on the way.
-func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, opts Options, log *slog.Logger) (fr FSResult, _ error) {
+// validManifest checks the manifest against the layout once more: the
+// catalog validated it when it was read, but a Backup may be built by hand,
+// and its names decide where a restore writes.
+func validManifest(b *catalog.Backup) error {
+	if err := b.Manifest.Validate(); err != nil {
+		return fail.Hint(fmt.Errorf("backup %s: %w; not restoring", b.ID, err), "voltar verify %s", b.FullID())
+	}
+	return nil
+}
+
+// plainName refuses a name that is not one plain path component.
+func plainName(name string) error {
+	if c, err := cleanName(name); err != nil || c != name || strings.Contains(name, "/") || name == "" {
+		return errors.New("not a plain directory name")
+	}
+	return nil
+}
+
+// openTarget opens the caller's target directory as an O_PATH descriptor.
+// dir is the caller's choice and may be reached through symlinks; only
+// what lies beneath it comes from the backup.
+func openTarget(dir string) (int, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open target %s: %w", dir, err)
+	}
+	return fd, nil
+}
+
+// checkSubTarget checks dir/name (shown as shown) like checkTarget, but
+// reaches it beneath dir's descriptor, never through a symlink.
+func checkSubTarget(dir, name, shown string, overwrite bool) error {
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open target %s: %w", dir, err)
+	}
+	defer unix.Close(root)
+	fd, err := openDir(root, name, false, nil)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case errors.Is(err, errSymlink), errors.Is(err, errNotDir), errors.Is(err, unix.ENOTDIR):
+		return fail.Usage(fmt.Errorf("restore target %s is not a directory", shown))
+	case err != nil:
+		return fmt.Errorf("open %s: %w", shown, err)
+	}
+	defer unix.Close(fd)
+	return checkTargetAs(fdPath(fd), shown, overwrite)
+}
+
+// restoreArchive streams one archive into the directory open as root (an
+// O_PATH descriptor the caller keeps; dir names it in messages), verifying
+// it on the way.
+func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, root int, opts Options, log *slog.Logger) (fr FSResult, _ error) {
 	ids := opts.Identities
 	// fr is named: the deferred finish below still adds its warnings.
 	fr = FSResult{Name: fs.Name, Archive: fs.Archive, Dir: dir, Refused: []Skipped{}, Failed: []Skipped{}, Warnings: []string{}}
@@ -202,7 +286,7 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 		return fr, fmt.Errorf("%s: %w", fs.Archive, err)
 	}
 	defer s.Close()
-	x, err := newExtractor(dir, log.With("backup", b.ID), &fr)
+	x, err := newExtractor(root, log.With("backup", b.ID), &fr)
 	if err != nil {
 		return fr, err
 	}

@@ -68,12 +68,12 @@ type warning struct {
 	count   int
 }
 
-func newExtractor(dir string, log *slog.Logger, res *FSResult) (*extractor, error) {
-	// dir is the caller's choice and may be reached through symlinks;
-	// only what lies beneath it comes from the archive.
-	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// newExtractor writes beneath the directory open as dir (an O_PATH
+// descriptor; the extractor keeps a duplicate, the caller its own).
+func newExtractor(dir int, log *slog.Logger, res *FSResult) (*extractor, error) {
+	root, err := unix.Dup(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open target %s: %w", dir, err)
+		return nil, fmt.Errorf("open target: %w", err)
 	}
 	return &extractor{
 		root: root, log: log, res: res,

@@ -84,8 +84,9 @@ func TestToDirSeveralNeedsEmptyDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := local.New(t.TempDir())
-	f := backupOf(t, st, catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: time.Date(2026, 11, 25, 1, 30, 0, 0, time.UTC), Compression: codec.Zstd},
-		map[string]string{"p1": src, "p2": src}, []manifest.Filesystem{{Name: "p1", Type: "ext4"}, {Name: "p2", Type: "ext4"}})
+	f := backupOf(t, st, catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: time.Date(2026, 11, 25, 1, 30, 0, 0, time.UTC), Compression: codec.Zstd,
+		Table: manifest.Table{Type: "mbr"}},
+		map[string]string{"p1": src, "p2": src}, []manifest.Filesystem{{Name: "p1", Partition: 1, Type: "ext4"}, {Name: "p2", Partition: 2, Type: "ext4"}})
 	b := catalogtest.Resolve(t, st, f)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o644); err != nil {

@@ -134,6 +134,9 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 	if opts.Partition != "" {
 		return nil, nil, fail.Usage(errors.New("--partition restores one filesystem into a directory (--to DIR), not a volume"))
 	}
+	if err := validManifest(b); err != nil {
+		return nil, nil, err
+	}
 	m := b.Manifest
 	p := &volPlan{size: m.Volume.Size, table: m.Table}
 	res.Table = m.Table.Type
@@ -339,8 +342,10 @@ func writeTable(ctx context.Context, t *volTarget, table manifest.Table) error {
 		if table.Type != "gpt" || part.Name == "" {
 			continue
 		}
+		// "--": a name from the manifest that starts with "-" is a name,
+		// not an option.
 		_, err := sysexec.Exec{}.Run(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel",
-			"--part-label", t.path, strconv.Itoa(part.Number), part.Name)
+			"--part-label", "--", t.path, strconv.Itoa(part.Number), part.Name)
 		if err != nil {
 			return fmt.Errorf("name partition %d: %w", part.Number, err)
 		}
@@ -402,7 +407,12 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 			err = uerr
 		}
 	}()
-	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, opts, log)
+	root, err := openTarget(dir)
+	if err != nil {
+		return fr, err
+	}
+	defer unix.Close(root)
+	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, root, opts, log)
 	got.Made = fr.Made
 	return got, err
 }

@@ -90,7 +90,8 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 		r.problem(manifest.SumsName, "%v", err)
 		sums = nil
 	}
-	named := map[string]bool{manifest.FileName: true, manifest.SumsName: true}
+	// manifest.json.sha256 was checked when the catalog read the manifest.
+	named := map[string]bool{manifest.FileName: true, manifest.SumsName: true, manifest.ChecksumName: true}
 	for _, fs := range Archives(m) {
 		named[fs.Archive] = true
 		if msg := Disagree(fs, sums); msg != "" {
@@ -152,6 +153,18 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 	r.OK = len(r.Problems) == 0
 	r.Duration = time.Since(start)
 	return r
+}
+
+// DamagedHint says what to do about a damaged manifest.json.
+const DamagedHint = "the folder's manifest.json is damaged: do not restore from it; restore an older backup by its ID (voltar list), " +
+	"inspect the folder and remove it by hand when it is not needed (voltar prune keeps it)"
+
+// Damaged is the failed result of a backup folder whose manifest.json is
+// there but unusable (catalog.Incomplete.Damaged): nothing else of it can
+// be checked.
+func Damaged(host, id, reason string) Result {
+	return Result{ID: id, Host: host, Objects: []Object{},
+		Problems: []Problem{{Object: manifest.FileName, Message: reason, Hint: DamagedHint}}}
 }
 
 // readArchive streams one archive through the decompressor and, for tar,

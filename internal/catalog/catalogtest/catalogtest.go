@@ -132,13 +132,15 @@ func Resolve(t testing.TB, st store.Store, f Folder) *catalog.Backup {
 	return b
 }
 
-// PutManifest (re)writes a folder's manifest.json.
+// PutManifest (re)writes a folder's manifest.json and, before it, its
+// manifest.json.sha256, as backup.Publish does.
 func PutManifest(t testing.TB, st store.Store, prefix string, m *manifest.Manifest) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := m.Encode(&buf); err != nil {
 		t.Fatal(err)
 	}
+	put(t, st, prefix+manifest.ChecksumName, manifest.ChecksumFile(buf.Bytes()))
 	put(t, st, prefix+manifest.FileName, buf.Bytes())
 }
 

@@ -1,0 +1,60 @@
+package backup_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"voltar/internal/backup"
+	"voltar/internal/catalog"
+	"voltar/internal/manifest"
+	"voltar/internal/store/local"
+)
+
+// orderStore records the order of Puts.
+type orderStore struct {
+	*local.Store
+	puts []string
+}
+
+func (o *orderStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	o.puts = append(o.puts, key[strings.LastIndexByte(key, '/')+1:])
+	return o.Store.Put(ctx, key, r)
+}
+
+// Publish writes manifest.json.sha256 before manifest.json (so every
+// complete backup has it), and it checks the manifest as written.
+func TestPublishCoversManifest(t *testing.T) {
+	ctx := context.Background()
+	st := &orderStore{Store: local.New(t.TempDir())}
+	ts := time.Date(2026, 11, 25, 1, 30, 0, 0, time.UTC)
+	m := &manifest.Manifest{Schema: 1, Tool: "voltar", Host: "h", ID: "vg/v/2026-11-25T013000Z",
+		Table:       manifest.Table{Type: "none"},
+		Filesystems: []manifest.Filesystem{{Name: "fs", Mode: manifest.ModeFiles, Archive: "fs.tar.zst", SHA256: strings.Repeat("0", 64)}},
+		Status:      manifest.StatusComplete}
+	prefix := "h/vg/v/2026-11-25T013000Z/"
+	if err := backup.Publish(ctx, st, prefix, m, ts); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(st.puts, " "); got != "SHA256SUMS manifest.json.sha256 manifest.json" {
+		t.Errorf("puts: %s, want SHA256SUMS, manifest.json.sha256, manifest.json", got)
+	}
+	read := func(name string) []byte {
+		rc, err := st.Get(ctx, prefix+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return b
+	}
+	if got, want := read(manifest.ChecksumName), manifest.ChecksumFile(read(manifest.FileName)); !bytes.Equal(got, want) {
+		t.Errorf("%s = %q, want %q", manifest.ChecksumName, got, want)
+	}
+	if _, err := catalog.Resolve(ctx, st, "h", "vg/v/latest"); err != nil {
+		t.Errorf("published backup does not resolve: %v", err)
+	}
+}
