@@ -50,10 +50,12 @@ func MountSpec(fsType string, replay bool) (kernelType, data string) {
 		}
 		return "xfs", "norecovery,nouuid"
 	case "btrfs":
+		// subvolid=5: the top level, so every subvolume is below the
+		// mount point, not only the default one.
 		if replay {
-			return "btrfs", ""
+			return "btrfs", "subvolid=5"
 		}
-		return "btrfs", "rescue=nologreplay"
+		return "btrfs", "rescue=nologreplay,subvolid=5"
 	default:
 		return fsType, ""
 	}

@@ -32,8 +32,8 @@ func TestMountSpec(t *testing.T) {
 		{"ext2", false, "ext4", "noload"},
 		{"xfs", true, "xfs", "nouuid"},
 		{"xfs", false, "xfs", "norecovery,nouuid"},
-		{"btrfs", true, "btrfs", ""},
-		{"btrfs", false, "btrfs", "rescue=nologreplay"},
+		{"btrfs", true, "btrfs", "subvolid=5"},
+		{"btrfs", false, "btrfs", "rescue=nologreplay,subvolid=5"},
 		{"vfat", true, "vfat", ""},
 		{"vfat", false, "vfat", ""},
 	} {
