@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"fmt"
 	"os"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -79,7 +80,18 @@ func (a *archiver) count(st *unix.Stat_t) {
 // directory, of everything below it on the same device, reading no data.
 func (a *archiver) countExcluded(abs string, st *unix.Stat_t, dev uint64) error {
 	if st.Dev != dev {
-		return nil // another filesystem (or subvolume) is not this one's
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && a.subvolume(abs, st) {
+			// Recorded, so the subvolume list finds it accounted for.
+			info, err := btrfs.Info(a.ctx, abs)
+			if err != nil {
+				return fmt.Errorf("archive: %w", err)
+			}
+			rel := strings.TrimPrefix(strings.TrimPrefix(abs, a.root), "/")
+			a.res.Subvolumes = append(a.res.Subvolumes, Subvolume{Path: rel, Info: info, Skipped: "excluded by a pattern"})
+			dev = st.Dev
+		} else {
+			return nil // another filesystem's
+		}
 	}
 	a.count(st)
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
