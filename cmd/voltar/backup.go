@@ -87,7 +87,8 @@ snapshot, and the snapshot is removed.`,
 				m, err := backup.Volume(ctx, v, backup.Options{
 					Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
 					Threads: a.cfg.Threads, Excludes: a.excludesFor(v, excludes), Recipients: rcpt,
-					RuntimeDir: a.cfg.RuntimeDir, RunID: runID, Journal: j, Snapshotter: snaps[i],
+					BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
+					RuntimeDir:     a.cfg.RuntimeDir, RunID: runID, Journal: j, Snapshotter: snaps[i],
 					CleanupTimeout: a.cfg.CleanupTimeout, Version: version, Logger: a.log, Progress: bars,
 				})
 				if err != nil {

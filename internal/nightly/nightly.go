@@ -31,6 +31,8 @@ type Job struct {
 	Volume      volume.Volume
 	Snapshotter volume.Snapshotter
 	Excludes    []string
+	// BtrfsSnapshots: archive read-only btrfs snapshots too.
+	BtrfsSnapshots bool
 }
 
 // Options configure a run.
@@ -40,8 +42,8 @@ type Options struct {
 	Host        string
 	Jobs        []Job
 	Concurrency int
-	// Backup is the template for each volume's backup options; Snapshotter
-	// and Excludes are set per job.
+	// Backup is the template for each volume's backup options; Snapshotter,
+	// Excludes and BtrfsSnapshots are set per job.
 	Backup backup.Options
 	Prune  prune.Options
 	// Dumps run before the volumes, or after them with DumpsAfter,
@@ -143,7 +145,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		return v
 	}
 	bo := o.Backup
-	bo.Snapshotter, bo.Excludes = j.Snapshotter, j.Excludes
+	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots = j.Snapshotter, j.Excludes, j.BtrfsSnapshots
 	m, err := backup.Volume(ctx, j.Volume, bo)
 	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
