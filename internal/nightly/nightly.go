@@ -162,7 +162,8 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}
 	for _, f := range m.Filesystems {
-		v.Filesystems = append(v.Filesystems, report.FS{Name: f.Name, Type: f.Type, Mode: f.Mode, Reason: f.Reason, StoredBytes: f.StoredBytes})
+		v.Filesystems = append(v.Filesystems, report.FS{Name: f.Name, Type: f.Type, Mode: f.Mode, Reason: f.Reason, StoredBytes: f.StoredBytes,
+			NotEntered: len(f.NotEntered), Subvolumes: len(f.Subvolumes), SkippedSubvolumes: f.SkippedSubvolumes()})
 	}
 	// Only now, with a new good backup in place, may old ones go.
 	res, err := prune.Store(ctx, o.Store, o.Host, j.Volume.ID(), o.Prune)
