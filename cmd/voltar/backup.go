@@ -196,6 +196,17 @@ func printBackup(a *app, m *manifest.Manifest) {
 		if f.Mode == manifest.ModeSkipped {
 			s += " (skipped: " + f.Reason + ")"
 		}
+		// What the archive lacks is said here, not only in the log.
+		var notes []string
+		if len(f.Subvolumes) > 0 {
+			notes = append(notes, fmt.Sprintf("%d subvolumes, %d skipped", len(f.Subvolumes), f.SkippedSubvolumes()))
+		}
+		if len(f.NotEntered) > 0 {
+			notes = append(notes, fmt.Sprintf("%d not entered", len(f.NotEntered)))
+		}
+		if len(notes) > 0 {
+			s += " (" + strings.Join(notes, "; ") + ")"
+		}
 		fss = append(fss, s)
 	}
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",

@@ -92,7 +92,7 @@ func subvolumeWarnings(fs manifest.Filesystem, plainDirs bool) []string {
 	var ws, plain, skipped []string
 	for _, sv := range fs.Subvolumes {
 		if sv.Skipped {
-			skipped = append(skipped, sv.Path)
+			skipped = append(skipped, sv.Path+" ("+sv.Reason+")")
 		} else {
 			plain = append(plain, sv.Path)
 		}
@@ -102,7 +102,7 @@ func subvolumeWarnings(fs manifest.Filesystem, plainDirs bool) []string {
 			fs.Name, strings.Join(plain, ", ")))
 	}
 	if len(skipped) > 0 {
-		ws = append(ws, fmt.Sprintf("%s (btrfs): %s not in the backup (read-only snapshots skipped, btrfs_snapshots: skip); restored as empty directories",
+		ws = append(ws, fmt.Sprintf("%s (btrfs): subvolumes whose contents are not in the backup, restored as empty directories: %s",
 			fs.Name, strings.Join(skipped, ", ")))
 	}
 	return ws
