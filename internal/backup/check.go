@@ -63,8 +63,14 @@ func (r *run) checkInodes(p part, dir string, res archive.Result, fs *manifest.F
 	counted := res.Inodes + reserved
 	fs.Check = &manifest.Check{Method: manifest.CheckInodes, Counted: counted, Reserved: reserved, Holds: holds}
 	if holds-counted > inodeTolerance {
-		return fail.Hint(fmt.Errorf("incomplete archive: archived %d entries but the filesystem holds %d (%d inodes archived, excluded or skipped, %d reserved by %s; %d not reached); archive discarded",
-			counted, holds, res.Inodes, reserved, p.fs.Type, holds-counted),
+		err := fmt.Errorf("incomplete archive: archived %d entries but the filesystem holds %d (%d inodes archived, excluded or skipped, %d reserved by %s; %d not reached); archive discarded",
+			counted, holds, res.Inodes, reserved, p.fs.Type, holds-counted)
+		if r.snap.ReadOnly {
+			// Measured: a frozen copy of a mounted ext4 or xfs read this
+			// way counts its open-unlinked files, which no walk reaches.
+			err = fail.Hint(err, "the volume was read in place without replaying its journal (offline): if it was in use, files deleted while open and changes still in the journal are counted but not reachable; back it up as a live image (not offline), which replays the journal into a clone")
+		}
+		return fail.Hint(err,
 			"something on the filesystem was not reached by the walk (see not_entered in the log); check a copy of the snapshot with fsck: stale inode counts after an unclean shutdown show up here too, and fsck repairs them")
 	}
 	return nil
