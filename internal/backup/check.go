@@ -41,17 +41,17 @@ func (r *run) check(ctx context.Context, p part, dir string, res archive.Result,
 	case "btrfs":
 		return r.checkSubvolumes(ctx, dir, res, fs)
 	case "ext2", "ext3", "ext4", "xfs":
-		return r.checkInodes(p, dir, res, fs)
+		return r.checkInodes(ctx, p, dir, res, fs)
 	}
 	return nil
 }
 
-func (r *run) checkInodes(p part, dir string, res archive.Result, fs *manifest.Filesystem) error {
+func (r *run) checkInodes(ctx context.Context, p part, dir string, res archive.Result, fs *manifest.Filesystem) error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return fmt.Errorf("completeness check: statfs %s: %w", dir, err)
 	}
-	reserved, err := reservedInodes(r.snap.Path, p)
+	reserved, err := reservedInodes(ctx, r.snap.Path, p)
 	if errors.Is(err, errNoCount) || st.Files == 0 {
 		r.log.Warn("completeness check not available", "fs", p.name, "type", p.fs.Type, "why", err)
 		return nil
@@ -85,7 +85,10 @@ func (r *run) checkInodes(p part, dir string, res archive.Result, fs *manifest.F
 //	xfs: the realtime bitmap and summary inodes and the quota inodes
 //	(filesystems with the metadir feature keep these in a tree whose size
 //	is not in the superblock: errNoCount).
-func reservedInodes(snap string, p part) (int64, error) {
+func reservedInodes(ctx context.Context, snap string, p part) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	f, err := os.Open(snap)
 	if err != nil {
 		return 0, fmt.Errorf("read superblock: %w", err)
