@@ -140,6 +140,17 @@ func TestToImageBtrfsSubvolumes(t *testing.T) {
 		}
 	})
 
+	// Onto a device, the same.
+	dev := loopDevice(t, b.Manifest.Volume.Size)
+	if res, err := restore.ToDevice(context.Background(), st, b, dev, restore.Options{}); err != nil {
+		t.Fatalf("ToDevice: %v\n%+v", err, res)
+	}
+	withMount(t, dev, off, size, func(dst string) {
+		if list, def := subvolumes(t, dst); len(list) != 3 || def != wantDef {
+			t.Errorf("subvolumes on the device %v, default %q; want 3, default %q", list, def, wantDef)
+		}
+	})
+
 	// Into a directory: plain directories, and a warning that says so.
 	dir := t.TempDir()
 	res, err = restore.ToDir(context.Background(), st, b, dir, restore.Options{})
