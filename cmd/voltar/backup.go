@@ -87,7 +87,8 @@ snapshot, and the snapshot is removed.`,
 				m, err := backup.Volume(ctx, v, backup.Options{
 					Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
 					Threads: a.cfg.Threads, Excludes: a.excludesFor(v, excludes), Recipients: rcpt,
-					RuntimeDir: a.cfg.RuntimeDir, RunID: runID, Journal: j, Snapshotter: snaps[i],
+					BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
+					RuntimeDir:     a.cfg.RuntimeDir, RunID: runID, Journal: j, Snapshotter: snaps[i],
 					CleanupTimeout: a.cfg.CleanupTimeout, Version: version, Logger: a.log, Progress: bars,
 				})
 				if err != nil {
@@ -194,6 +195,17 @@ func printBackup(a *app, m *manifest.Manifest) {
 		s := f.Name + ":" + f.Type
 		if f.Mode == manifest.ModeSkipped {
 			s += " (skipped: " + f.Reason + ")"
+		}
+		// What the archive lacks is said here, not only in the log.
+		var notes []string
+		if len(f.Subvolumes) > 0 {
+			notes = append(notes, fmt.Sprintf("%d subvolumes, %d skipped", len(f.Subvolumes), f.SkippedSubvolumes()))
+		}
+		if len(f.NotEntered) > 0 {
+			notes = append(notes, fmt.Sprintf("%d not entered", len(f.NotEntered)))
+		}
+		if len(notes) > 0 {
+			s += " (" + strings.Join(notes, "; ") + ")"
 		}
 		fss = append(fss, s)
 	}

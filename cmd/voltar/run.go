@@ -77,7 +77,8 @@ func (a *app) nightly(ctx context.Context) error {
 		if err != nil {
 			return abort(err)
 		}
-		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil)})
+		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
+			BtrfsSnapshots: cfg.IncludeBtrfsSnapshots(v.ID())})
 	}
 	runID, j, err := a.startJournal()
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"voltar/internal/btrfs"
 	"voltar/internal/codec"
 )
 
@@ -44,6 +45,29 @@ type Options struct {
 	// and written (age: crypt.Recipients.Encrypt). Write closes what it
 	// returns after the compressor.
 	Encrypt func(io.Writer) (io.WriteCloser, error)
+	// BtrfsSnapshots archives the contents of read-only btrfs snapshots
+	// too; by default only their directory entry is kept (see Write).
+	BtrfsSnapshots bool
+
+	// Drop is for tests only (no config key or flag sets it): entries it
+	// returns true for are left out without being counted or recorded,
+	// as a walk that silently misses entries would; the backup's
+	// completeness check must catch that.
+	Drop func(rel string) bool
+}
+
+// Subvolume is a btrfs subvolume met by the walk: entered, or skipped
+// (Skipped says why).
+type Subvolume struct {
+	Path    string // relative to root, no "./"
+	Info    btrfs.Subvol
+	Skipped string
+}
+
+// NotEntered is a path whose contents the walk left out, and why.
+type NotEntered struct {
+	Path   string `json:"path"` // relative to root, no "./"
+	Reason string `json:"reason"`
 }
 
 // Progress is a running count of what Write has archived.
@@ -61,6 +85,17 @@ type Result struct {
 	Entries     int64  // tar entries written, of every type
 	Excluded    int64  // entries left out by lost+found or an exclude pattern
 	Skipped     int64  // entries that cannot be archived: sockets, other filesystems
+	// Inodes counts the distinct inodes of root's filesystem the walk met,
+	// each once however many names it has: archived, excluded (with what
+	// excluded directories hold) or skipped (sockets). Compared with what
+	// the filesystem says it holds, it shows entries the walk missed.
+	Inodes int64
+	// Subvolumes lists the btrfs subvolumes below root, in walk order.
+	Subvolumes []Subvolume
+	// NotEntered lists every directory whose contents were left out
+	// (another filesystem mounted there, a skipped snapshot) and every
+	// other entry on another filesystem.
+	NotEntered []NotEntered
 }
 
 // Ext returns the archive's file-name suffix: ".tar.zst", ".tar.gz", ".tar".
@@ -82,7 +117,11 @@ const bufSize = 1 << 20
 //
 // Entry names are relative to root with a "./" prefix, in lexical order,
 // as `tar -C root -c .` names them; root itself is "./". Write stays on
-// root's filesystem. uname/gname come only from root's own etc/passwd and
+// root's filesystem, with one exception: on btrfs, a subvolume of the same
+// filesystem (a directory with inode 256 on another st_dev that is not a
+// mount point) is entered, except a read-only snapshot without
+// Options.BtrfsSnapshots, of which only the directory entry is archived.
+// Everything not entered is listed in Result.NotEntered. uname/gname come only from root's own etc/passwd and
 // etc/group (the tree belongs to a guest, not to this host).
 //
 // Excludes: lost+found directly under root is always left out. A pattern
@@ -141,12 +180,14 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		links:  make(map[fileID]*link),
 		owners: owners,
 		excl:   excl,
+		btrfs:  btrfs.Is(root),
+		seen:   make(map[fileID]uint64),
 		opts:   opts,
 		log:    log,
 		pf:     newPrefetcher(),
 	}
 
-	err = a.entry(root, "", &rootSt)
+	err = a.entry(root, "", &rootSt, rootSt.Dev)
 	a.pf.close()
 	if err == nil {
 		err = a.tw.Close()
@@ -229,6 +270,8 @@ type archiver struct {
 	links  map[fileID]*link
 	owners *ownerNames
 	excl   *excluder
+	btrfs  bool              // root is on btrfs: subvolumes are entered
+	seen   map[fileID]uint64 // multiply linked inodes counted, and names not met yet
 	opts   Options
 	log    *slog.Logger
 	res    Result
@@ -239,22 +282,28 @@ type archiver struct {
 }
 
 // entry archives one filesystem object (and, for a directory, its tree).
-// rel is the path relative to root without "./"; "" is root itself.
-func (a *archiver) entry(abs, rel string, st *unix.Stat_t) error {
+// rel is the path relative to root without "./"; "" is root itself. dev is
+// the device of the directory holding it.
+func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
 	if err := a.ctx.Err(); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	name := "./" + rel
-	if st.Dev != a.dev {
+	if st.Dev != dev {
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if isDir && a.subvolume(abs, st) {
+			return a.enterSubvolume(abs, rel, st)
+		}
 		a.res.Skipped++
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if isDir {
 			// Like tar --one-file-system: keep the mount point, not its content.
-			a.log.Warn("archive: not entering another filesystem", "path", name)
+			a.notEntered(rel, "another filesystem is mounted here")
 			return a.writeHeader(abs, st, &tar.Header{Typeflag: tar.TypeDir, Name: name + "/"})
 		}
-		a.log.Warn("archive: skipping file on another filesystem", "path", name)
+		a.notEntered(rel, "on another filesystem")
 		return nil
 	}
+	a.count(st)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if rel == "" {
@@ -265,7 +314,7 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t) error {
 		if err := a.writeHeader(abs, st, &tar.Header{Typeflag: tar.TypeDir, Name: name}); err != nil {
 			return err
 		}
-		return a.dir(abs, rel)
+		return a.dir(abs, rel, st.Dev)
 	case unix.S_IFSOCK:
 		a.res.Skipped++
 		a.log.Warn("archive: skipping socket, sockets cannot be archived", "path", name)
@@ -308,8 +357,9 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t) error {
 	return a.writeHeader(abs, st, hdr)
 }
 
-// dir archives the entries of a directory in lexical (byte) order.
-func (a *archiver) dir(abs, rel string) error {
+// dir archives the entries of a directory in lexical (byte) order. dev
+// is the directory's device: its entries are on it, or not entered.
+func (a *archiver) dir(abs, rel string, dev uint64) error {
 	f, err := os.Open(abs)
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
@@ -332,11 +382,17 @@ func (a *archiver) dir(abs, rel string) error {
 		if err := unix.Lstat(cabs, &st); err != nil {
 			return fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: cabs, Err: err})
 		}
-		if a.excl.match(crel, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
-			a.res.Excluded++
+		if a.opts.Drop != nil && a.opts.Drop(crel) {
 			continue
 		}
-		if err := a.entry(cabs, crel, &st); err != nil {
+		if a.excl.match(crel, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+			a.res.Excluded++
+			if err := a.countExcluded(cabs, &st, dev); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := a.entry(cabs, crel, &st, dev); err != nil {
 			return err
 		}
 	}

@@ -39,6 +39,9 @@ type Options struct {
 	Level       int
 	Threads     int
 	Excludes    []string
+	// BtrfsSnapshots archives read-only btrfs snapshots too (config
+	// btrfs_snapshots: include); by default they are listed as skipped.
+	BtrfsSnapshots bool
 	// Recipients, when set, age-encrypt every archive (named *.age).
 	Recipients     *crypt.Recipients
 	RuntimeDir     string
@@ -52,6 +55,10 @@ type Options struct {
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error
+	// Drop, when set, makes the archive walk leave out the entries it
+	// returns true for without a trace (archive.Options.Drop). For tests
+	// of the completeness check only.
+	Drop func(rel string) bool
 }
 
 // Stages passed to Options.Inject.
@@ -210,6 +217,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			"exclude this volume in the config if it holds nothing to back up")
 	}
 	m.Status = manifest.StatusComplete
+	m.Schema = manifest.SchemaFor(m) // subvolumes need a newer one
 	if err := r.inject(StagePublish); err != nil {
 		return nil, err
 	}

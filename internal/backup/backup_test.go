@@ -223,6 +223,9 @@ func TestBackupImages(t *testing.T) {
 				testutil.CompareTrees(t, src, out, func(rel string) bool {
 					return rel == "lost+found" || strings.HasSuffix(rel, ".tmp")
 				})
+				if c := f.Check; c == nil || c.Method != manifest.CheckInodes || c.Counted != c.Holds {
+					t.Errorf("%s: completeness check %+v, want counted == holds", f.Name, c)
+				}
 				if f.Files == 0 || f.SourceBytes == 0 || f.StoredBytes == 0 || f.SHA256 == "" {
 					t.Errorf("%s: manifest counts not filled in: %+v", f.Name, f)
 				}

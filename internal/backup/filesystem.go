@@ -203,8 +203,15 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	}
 	fs.StoredBytes, fs.SHA256 = res.StoredBytes, res.SHA256
 	fs.SourceBytes, fs.Files, fs.Entries = res.SourceBytes, res.Files, res.Entries
+	for _, ne := range res.NotEntered {
+		fs.NotEntered = append(fs.NotEntered, manifest.NotEntered{Path: ne.Path, Reason: ne.Reason})
+	}
+	if err := r.check(ctx, p, dir, res, &fs); err != nil {
+		return fs, err
+	}
 	fs.Finished = time.Now().UTC()
-	log.Info("archived", "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", res.StoredBytes, "excluded", res.Excluded)
+	log.Info("archived", "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", res.StoredBytes, "excluded", res.Excluded,
+		"not_entered", len(fs.NotEntered), "subvolumes", len(fs.Subvolumes), "subvolumes_skipped", fs.SkippedSubvolumes())
 	// Unmount now rather than at the end, so a volume with many partitions
 	// holds one mount at a time.
 	return fs, unmount(ctx)
@@ -310,7 +317,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	}()
 	res, err := archive.Write(ctx, dir, pw, archive.Options{
 		Compression: r.o.Compression, Level: r.o.Level, Threads: r.o.Threads,
-		Excludes: r.o.Excludes, Logger: r.log,
+		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
 		Encrypt:  r.encrypter(),
 	})

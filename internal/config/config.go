@@ -51,6 +51,12 @@ type Config struct {
 	Excludes []string `yaml:"excludes"`
 	// VolumeExcludes adds patterns per volume, keyed by "<vg>/<lv>" or "image/<file name>".
 	VolumeExcludes map[string][]string `yaml:"volume_excludes"`
+	// BtrfsSnapshots: "skip" (default) leaves the contents of read-only
+	// btrfs snapshots out (listed as skipped), "include" archives them.
+	BtrfsSnapshots string `yaml:"btrfs_snapshots"`
+	// VolumeBtrfsSnapshots overrides BtrfsSnapshots per volume, keyed like
+	// VolumeExcludes.
+	VolumeBtrfsSnapshots map[string]string `yaml:"volume_btrfs_snapshots"`
 	// Concurrency is how many volumes are backed up at once.
 	Concurrency int `yaml:"concurrency"`
 	// CleanupTimeout bounds the release of snapshots, mounts and loop devices.
@@ -286,6 +292,7 @@ func Default() *Config {
 		},
 		Retention:       Retention{IncompleteGrace: 24 * time.Hour},
 		DumpsWhen:       "before",
+		BtrfsSnapshots:  "skip",
 		DumpConcurrency: 1,
 		Report:          Report{Mail: Mail{TLS: "starttls", Timeout: time.Minute}},
 	}
@@ -329,6 +336,15 @@ func Load(path string, explicit bool) (*Config, error) {
 		return nil, &Error{Path: path, Err: err}
 	}
 	return c, nil
+}
+
+// IncludeBtrfsSnapshots reports whether read-only btrfs snapshots of the
+// volume id ("<vg>/<lv>", "image/<file name>") are archived.
+func (c *Config) IncludeBtrfsSnapshots(id string) bool {
+	if v, ok := c.VolumeBtrfsSnapshots[id]; ok {
+		return v == "include"
+	}
+	return c.BtrfsSnapshots == "include"
 }
 
 // Error is a configuration file that cannot be used.
@@ -381,6 +397,17 @@ func (c *Config) Validate() error {
 			if !doublestar.ValidatePattern(p) {
 				errs = append(errs, fmt.Errorf("volume_excludes %s: pattern %q is not a valid glob", k, p))
 			}
+		}
+	}
+	if c.BtrfsSnapshots != "skip" && c.BtrfsSnapshots != "include" {
+		errs = append(errs, fmt.Errorf("btrfs_snapshots %q: want skip or include", c.BtrfsSnapshots))
+	}
+	for k, v := range c.VolumeBtrfsSnapshots {
+		if strings.Count(k, "/") != 1 {
+			errs = append(errs, fmt.Errorf("volume_btrfs_snapshots key %q: want <vg>/<volume> or image/<file name>", k))
+		}
+		if v != "skip" && v != "include" {
+			errs = append(errs, fmt.Errorf("volume_btrfs_snapshots %s: %q: want skip or include", k, v))
 		}
 	}
 	if c.DumpsWhen != "before" && c.DumpsWhen != "after" {

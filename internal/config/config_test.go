@@ -304,3 +304,29 @@ func TestHostIsOneSafeSegment(t *testing.T) {
 		t.Errorf("HostName = %q, %v", h, err)
 	}
 }
+
+func TestBtrfsSnapshots(t *testing.T) {
+	c, err := config.Parse(strings.NewReader("volume_btrfs_snapshots:\n  vg/a: include\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.IncludeBtrfsSnapshots("vg/b") || !c.IncludeBtrfsSnapshots("vg/a") {
+		t.Errorf("default skip, vg/a include: got vg/b %v, vg/a %v", c.IncludeBtrfsSnapshots("vg/b"), c.IncludeBtrfsSnapshots("vg/a"))
+	}
+	c, _ = config.Parse(strings.NewReader("btrfs_snapshots: include\nvolume_btrfs_snapshots:\n  vg/a: skip\n"))
+	if !c.IncludeBtrfsSnapshots("vg/b") || c.IncludeBtrfsSnapshots("vg/a") {
+		t.Errorf("global include, vg/a skip: wrong")
+	}
+	for _, bad := range []string{"btrfs_snapshots: yes\n", "volume_btrfs_snapshots:\n  vg/a: all\n", "volume_btrfs_snapshots:\n  a: skip\n"} {
+		c, err := config.Parse(strings.NewReader(bad))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), "btrfs_snapshots") {
+			t.Errorf("%q: %v, want refused", bad, err)
+		}
+	}
+}

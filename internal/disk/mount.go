@@ -45,6 +45,10 @@ func MountSpec(fsType string) (kernelType, data string) {
 		return "ext4", ""
 	case "xfs":
 		return "xfs", "nouuid"
+	case "btrfs":
+		// subvolid=5: the top level, so every subvolume is below the
+		// mount point, not only the default one.
+		return "btrfs", "subvolid=5"
 	default:
 		return fsType, ""
 	}

@@ -28,7 +28,7 @@ func TestMountSpec(t *testing.T) {
 		{"ext3", "ext4", ""},
 		{"ext4", "ext4", ""},
 		{"xfs", "xfs", "nouuid"},
-		{"btrfs", "btrfs", ""},
+		{"btrfs", "btrfs", "subvolid=5"},
 		{"vfat", "vfat", ""},
 	} {
 		kernel, data := disk.MountSpec(tc.fs)

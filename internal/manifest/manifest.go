@@ -13,14 +13,24 @@ import (
 //
 //	1  the original
 //	2  adds "encryption": the archives are age-encrypted
+//	3  adds a filesystem's "subvolumes": btrfs subvolumes to re-create
+//	   before its archive is extracted (an older voltar would restore
+//	   them as plain directories)
 //
 // A manifest is written with the oldest schema that holds it (see
 // SchemaFor), so an unencrypted backup stays schema 1 and readable by an
 // older voltar, which in turn refuses an encrypted one it could not read.
-const Schema = 2
+// "not_entered" and "check" need no new schema: a voltar that ignores
+// them restores the same.
+const Schema = 3
 
 // SchemaFor returns the schema a manifest is written with.
 func SchemaFor(m *Manifest) int {
+	for _, f := range m.Filesystems {
+		if len(f.Subvolumes) > 0 {
+			return 3
+		}
+	}
 	if m.Encryption != nil {
 		return 2
 	}
@@ -133,16 +143,63 @@ type Filesystem struct {
 	Reason    string `json:"reason,omitempty"`
 	// Recovery says how a journal that needed recovery was replayed
 	// (never into the source).
-	Recovery    string    `json:"recovery,omitempty"`
-	Archive     string    `json:"archive,omitempty"`
-	StoredBytes int64     `json:"stored_bytes"`
-	SourceBytes int64     `json:"source_bytes"`
-	Files       int64     `json:"files"`
-	Entries     int64     `json:"entries"`
-	SHA256      string    `json:"sha256,omitempty"`
-	Excludes    []string  `json:"excludes,omitempty"`
-	Started     time.Time `json:"started"`
-	Finished    time.Time `json:"finished"`
+	Recovery    string   `json:"recovery,omitempty"`
+	Archive     string   `json:"archive,omitempty"`
+	StoredBytes int64    `json:"stored_bytes"`
+	SourceBytes int64    `json:"source_bytes"`
+	Files       int64    `json:"files"`
+	Entries     int64    `json:"entries"`
+	SHA256      string   `json:"sha256,omitempty"`
+	Excludes    []string `json:"excludes,omitempty"`
+	// Subvolumes (btrfs, schema 3) lists every subvolume below the top
+	// level, parents before children, as archived or skipped.
+	Subvolumes []Subvolume `json:"subvolumes,omitempty"`
+	// NotEntered lists every path whose contents the archive lacks:
+	// another filesystem mounted there, a skipped snapshot.
+	NotEntered []NotEntered `json:"not_entered,omitempty"`
+	// Check is the completeness check: what was archived against what
+	// the filesystem says it holds.
+	Check    *Check    `json:"check,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+}
+
+// Subvolume is a btrfs subvolume of an archived filesystem.
+type Subvolume struct {
+	ID         uint64 `json:"id"`
+	Path       string `json:"path"` // relative to the top level: "@", "@/nested"
+	ParentID   uint64 `json:"parent_id"`
+	Default    bool   `json:"default,omitempty"`
+	ReadOnly   bool   `json:"read_only,omitempty"`
+	Generation uint64 `json:"generation"`
+	UUID       string `json:"uuid,omitempty"`
+	ParentUUID string `json:"parent_uuid,omitempty"`
+	// Skipped: only the subvolume's directory is in the archive, not its
+	// contents; Reason says why.
+	Skipped bool   `json:"skipped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// NotEntered is a path of a filesystem whose contents were not archived.
+type NotEntered struct {
+	Path   string `json:"path"` // relative to the filesystem's root
+	Reason string `json:"reason"`
+}
+
+// Check methods.
+const (
+	CheckInodes     = "inodes"     // used inodes (statfs) against inodes met
+	CheckSubvolumes = "subvolumes" // btrfs: the subvolume list against those met
+)
+
+// Check records the completeness check of one filesystem: Counted (what
+// the archive walk met, plus Reserved) is at least Holds (what the
+// filesystem says it holds), or the backup failed.
+type Check struct {
+	Method   string `json:"method"`
+	Counted  int64  `json:"counted"`
+	Reserved int64  `json:"reserved,omitempty"` // the filesystem's own inodes, never archived
+	Holds    int64  `json:"holds"`
 }
 
 // StoredBytes sums the stored size of every archive.
@@ -159,6 +216,17 @@ func (m *Manifest) SourceBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.SourceBytes
+	}
+	return n
+}
+
+// SkippedSubvolumes returns the subvolumes whose contents are not archived.
+func (f *Filesystem) SkippedSubvolumes() int {
+	n := 0
+	for _, s := range f.Subvolumes {
+		if s.Skipped {
+			n++
+		}
 	}
 	return n
 }

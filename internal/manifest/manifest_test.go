@@ -21,8 +21,14 @@ func TestDecodeSchemas(t *testing.T) {
 	if err != nil || m.Encryption == nil || m.Encryption.Method != "age" || m.Encryption.Recipients[0] != "age1xyz" {
 		t.Fatalf("schema 2: %+v, %v", m, err)
 	}
-	if _, err := manifest.Decode(strings.NewReader(`{"schema": 3}`)); err == nil || !strings.Contains(err.Error(), "schema 3") {
-		t.Errorf("schema 3: %v, want refused", err)
+	m, err = manifest.Decode(strings.NewReader(`{"schema": 3, "partition_table": {"type": "none"},
+		"filesystems": [{"name": "fs", "type": "btrfs", "mode": "files", "archive": "fs.tar.zst",
+		"subvolumes": [{"id": 256, "path": "@", "parent_id": 5, "default": true, "generation": 9}]}]}`))
+	if err != nil || len(m.Filesystems[0].Subvolumes) != 1 || !m.Filesystems[0].Subvolumes[0].Default {
+		t.Fatalf("schema 3: %+v, %v", m, err)
+	}
+	if _, err := manifest.Decode(strings.NewReader(`{"schema": 4}`)); err == nil || !strings.Contains(err.Error(), "schema 4") {
+		t.Errorf("schema 4: %v, want refused", err)
 	}
 }
 
@@ -40,5 +46,15 @@ func TestSchemaFor(t *testing.T) {
 	enc := manifest.Manifest{Encryption: &manifest.Encryption{Method: "age", Recipients: []string{"age1xyz"}}}
 	if got := manifest.SchemaFor(&enc); got != 2 {
 		t.Errorf("encrypted manifest written as schema %d, want 2", got)
+	}
+	// Only subvolumes need schema 3: what an older voltar would restore
+	// wrongly. A list of paths not entered alone does not.
+	ne := manifest.Manifest{Filesystems: []manifest.Filesystem{{NotEntered: []manifest.NotEntered{{Path: "mnt", Reason: "x"}}}}}
+	if got := manifest.SchemaFor(&ne); got != 1 {
+		t.Errorf("manifest with not_entered written as schema %d, want 1", got)
+	}
+	sv := manifest.Manifest{Encryption: enc.Encryption, Filesystems: []manifest.Filesystem{{Subvolumes: []manifest.Subvolume{{ID: 256, Path: "@"}}}}}
+	if got := manifest.SchemaFor(&sv); got != 3 {
+		t.Errorf("manifest with subvolumes written as schema %d, want 3", got)
 	}
 }

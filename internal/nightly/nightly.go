@@ -31,6 +31,8 @@ type Job struct {
 	Volume      volume.Volume
 	Snapshotter volume.Snapshotter
 	Excludes    []string
+	// BtrfsSnapshots: archive read-only btrfs snapshots too.
+	BtrfsSnapshots bool
 }
 
 // Options configure a run.
@@ -40,8 +42,8 @@ type Options struct {
 	Host        string
 	Jobs        []Job
 	Concurrency int
-	// Backup is the template for each volume's backup options; Snapshotter
-	// and Excludes are set per job.
+	// Backup is the template for each volume's backup options; Snapshotter,
+	// Excludes and BtrfsSnapshots are set per job.
 	Backup backup.Options
 	Prune  prune.Options
 	// Dumps run before the volumes, or after them with DumpsAfter,
@@ -143,7 +145,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		return v
 	}
 	bo := o.Backup
-	bo.Snapshotter, bo.Excludes = j.Snapshotter, j.Excludes
+	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots = j.Snapshotter, j.Excludes, j.BtrfsSnapshots
 	m, err := backup.Volume(ctx, j.Volume, bo)
 	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
@@ -160,7 +162,8 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}
 	for _, f := range m.Filesystems {
-		v.Filesystems = append(v.Filesystems, report.FS{Name: f.Name, Type: f.Type, Mode: f.Mode, Reason: f.Reason, StoredBytes: f.StoredBytes})
+		v.Filesystems = append(v.Filesystems, report.FS{Name: f.Name, Type: f.Type, Mode: f.Mode, Reason: f.Reason, StoredBytes: f.StoredBytes,
+			NotEntered: len(f.NotEntered), Subvolumes: len(f.Subvolumes), SkippedSubvolumes: f.SkippedSubvolumes()})
 	}
 	// Only now, with a new good backup in place, may old ones go.
 	res, err := prune.Store(ctx, o.Store, o.Host, j.Volume.ID(), o.Prune)

@@ -100,6 +100,17 @@ var runs = map[string]func() *report.Run{
 		r.Volumes = []report.Volume{a}
 		return r
 	},
+	"btrfs-subvolumes": func() *report.Run {
+		r := base()
+		a := vol("image/desktop.img", at(0, 1, 0, 2), 2*time.Minute)
+		a.Filesystems = []report.FS{
+			{Name: "p1", Type: "vfat", Mode: report.ModeFiles, StoredBytes: 30 * MiB},
+			{Name: "p2", Type: "btrfs", Mode: report.ModeFiles, StoredBytes: 3 * GiB, Subvolumes: 4, SkippedSubvolumes: 2, NotEntered: 2},
+			{Name: "p3", Type: "ext4", Mode: report.ModeFiles, StoredBytes: GiB, NotEntered: 1},
+		}
+		r.Volumes = []report.Volume{a}
+		return r
+	},
 	"with-dumps": func() *report.Run {
 		r := base()
 		a := vol("nova-volumes/volume-00000019", at(0, 1, 0, 2), 81*time.Second)

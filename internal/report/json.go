@@ -61,6 +61,11 @@ type jsonFS struct {
 	Mode        string `json:"mode"`
 	Reason      string `json:"reason,omitempty"`
 	StoredBytes *int64 `json:"stored_bytes"`
+	// NotEntered counts paths whose contents the archive lacks;
+	// SubvolumesSkipped btrfs subvolumes (read-only snapshots) left out.
+	NotEntered        int `json:"not_entered"`
+	Subvolumes        int `json:"subvolumes"`
+	SubvolumesSkipped int `json:"subvolumes_skipped"`
 }
 
 type jsonRm struct {
@@ -139,7 +144,8 @@ func JSON(w io.Writer, r *Run) error {
 			jv.PeakCOWPercent = &v.PeakCOWPct
 		}
 		for _, fs := range v.Filesystems {
-			jv.Filesystems = append(jv.Filesystems, jsonFS{fs.Name, fs.Type, fs.Mode, fs.Reason, known(fs.StoredBytes)})
+			jv.Filesystems = append(jv.Filesystems, jsonFS{fs.Name, fs.Type, fs.Mode, fs.Reason, known(fs.StoredBytes),
+				fs.NotEntered, fs.Subvolumes, fs.SkippedSubvolumes})
 		}
 		for _, rm := range v.Removed {
 			jv.Removed = append(jv.Removed, jsonRm(rm))

@@ -75,6 +75,12 @@ type FS struct {
 	Mode        string // ModeFiles, ModeRaw or ModeSkipped
 	Reason      string // why raw or skipped
 	StoredBytes int64
+	// NotEntered counts the paths whose contents the archive lacks
+	// (another filesystem mounted inside, a skipped snapshot).
+	NotEntered int
+	// Subvolumes counts btrfs subvolumes; SkippedSubvolumes those whose
+	// contents were left out (read-only snapshots, by default).
+	Subvolumes, SkippedSubvolumes int
 }
 
 // Removed is a backup deleted by retention.

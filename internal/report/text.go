@@ -111,7 +111,7 @@ func Text(w io.Writer, r *Run) error {
 func volumeDetails(w io.Writer, v Volume) {
 	var special []FS
 	for _, fs := range v.Filesystems {
-		if fs.Mode != ModeFiles {
+		if fs.Mode != ModeFiles || fs.NotEntered > 0 || fs.SkippedSubvolumes > 0 {
 			special = append(special, fs)
 		}
 	}
@@ -134,6 +134,16 @@ func volumeDetails(w io.Writer, v Volume) {
 		}
 		if fs.Reason != "" {
 			what += ": " + fs.Reason
+		}
+		if fs.Mode == ModeFiles {
+			var notes []string
+			if fs.Subvolumes > 0 {
+				notes = append(notes, fmt.Sprintf("%d subvolumes, %d skipped (read-only snapshots)", fs.Subvolumes, fs.SkippedSubvolumes))
+			}
+			if fs.NotEntered > 0 {
+				notes = append(notes, fmt.Sprintf("%d %s not entered (listed in the manifest)", fs.NotEntered, plural(fs.NotEntered, "path", "paths")))
+			}
+			what += ": " + strings.Join(notes, "; ")
 		}
 		fmt.Fprintf(w, "  %-9s %s\n", mode, continued(what, "            "))
 	}
@@ -270,4 +280,11 @@ func (t *table) write(w io.Writer, indent string) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -129,6 +129,7 @@ func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesyst
 			case fs.Mode != manifest.ModeFiles || fs.Archive == "":
 				return nil, fmt.Errorf("%s of %s (%s) was not backed up: %s", fs.Name, b.ID, fs.Type, fs.Reason)
 			}
+			res.Warnings = append(res.Warnings, subvolumeWarnings(fs, true)...)
 			return []manifest.Filesystem{fs}, nil
 		}
 		return nil, fail.Usage(fmt.Errorf("backup %s has no filesystem %s; it has %s", b.ID, partition, catalog.Filesystems(m)))
@@ -138,6 +139,7 @@ func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesyst
 		switch {
 		case fs.Mode == manifest.ModeFiles && fs.Archive != "":
 			out = append(out, fs)
+			res.Warnings = append(res.Warnings, subvolumeWarnings(fs, true)...)
 		case fs.Mode == manifest.ModeRaw:
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (%s) is stored raw and not restored into a directory; use --to-image", fs.Name, fs.Type))
 		default:

@@ -69,6 +69,9 @@ func mountRO(t *testing.T, img string, off, size int64, fsType string) string {
 	if fsType == "xfs" {
 		opts += ",nouuid,norecovery"
 	}
+	if fsType == "btrfs" {
+		opts += ",subvolid=5" // every subvolume, not only the default
+	}
 	if out, err := exec.Command("mount", "-o", opts, dev, mnt).CombinedOutput(); err != nil {
 		exec.Command("losetup", "-d", dev).Run()
 		t.Fatalf("mount %s: %v %s", dev, err, out)
@@ -160,7 +163,7 @@ type node struct {
 	sum      string
 	xattrs   string
 	blocks   int64
-	ino      uint64
+	dev, ino uint64
 	nlink    uint64
 }
 
@@ -179,7 +182,7 @@ func scan(t *testing.T, root string) map[string]node {
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		n := node{mode: st.Mode, uid: st.Uid, gid: st.Gid, mtime: st.Mtim, size: st.Size, blocks: st.Blocks, ino: st.Ino, nlink: uint64(st.Nlink)}
+		n := node{mode: st.Mode, uid: st.Uid, gid: st.Gid, mtime: st.Mtim, size: st.Size, blocks: st.Blocks, dev: st.Dev, ino: st.Ino, nlink: uint64(st.Nlink)}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
 			n.target, _ = os.Readlink(p)
@@ -233,10 +236,13 @@ func xattrList(t *testing.T, p string) string {
 
 // linkGroups maps each path to the sorted names of its inode.
 func linkGroups(nodes map[string]node) map[string]string {
-	byIno := map[uint64][]string{}
+	// btrfs subvolumes each number their inodes from 256, on a device
+	// of their own.
+	type id struct{ dev, ino uint64 }
+	byIno := map[id][]string{}
 	for p, n := range nodes {
 		if n.mode&unix.S_IFMT != unix.S_IFDIR {
-			byIno[n.ino] = append(byIno[n.ino], p)
+			byIno[id{n.dev, n.ino}] = append(byIno[id{n.dev, n.ino}], p)
 		}
 	}
 	out := map[string]string{}

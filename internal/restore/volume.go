@@ -176,6 +176,17 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 			if err := canMake(fs, true); err != nil {
 				return nil, nil, err
 			}
+			if len(fs.Subvolumes) > 0 {
+				if _, err := exec.LookPath("btrfs"); err != nil {
+					return nil, nil, fmt.Errorf("%s: re-making its btrfs subvolumes needs btrfs (btrfs-progs): %w", fs.Name, err)
+				}
+				for _, sv := range fs.Subvolumes {
+					if _, err := subvolPath("/", sv.Path); err != nil {
+						return nil, nil, fmt.Errorf("backup %s %s: %w", b.ID, fs.Name, err)
+					}
+				}
+				res.Warnings = append(res.Warnings, subvolumeWarnings(fs, false)...)
+			}
 			archives = append(archives, fs)
 		case fs.Mode == manifest.ModeRaw:
 			archives = append(archives, fs)
@@ -407,6 +418,11 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 			err = uerr
 		}
 	}()
+	if len(s.fs.Subvolumes) > 0 {
+		if err := makeSubvolumes(ctx, s.fs, dir); err != nil {
+			return fr, err
+		}
+	}
 	root, err := openTarget(dir)
 	if err != nil {
 		return fr, err
@@ -414,6 +430,9 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 	defer unix.Close(root)
 	got, err := restoreArchive(ctx, st, b, s.fs, sums, dir, root, opts, log)
 	got.Made = fr.Made
+	if err == nil && len(s.fs.Subvolumes) > 0 {
+		err = finishSubvolumes(ctx, s.fs, dir)
+	}
 	return got, err
 }
 
