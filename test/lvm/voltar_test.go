@@ -220,7 +220,7 @@ func (v *voltar) mustRun(want int, args ...string) result {
 
 // waitMount waits until p has mounted a filesystem under the runtime
 // directory and returns the mount point and the run ID (the directory
-// below the runtime directory).
+// below the runtime directory is <run id>-<vg>-<lv>).
 func (v *voltar) waitMount(p *proc) (dir, runID string) {
 	v.t.Helper()
 	deadline := time.Now().Add(voltarTimeout)
@@ -231,7 +231,8 @@ func (v *voltar) waitMount(p *proc) (dir, runID string) {
 		}
 		if len(ms) > 0 {
 			rel, _ := filepath.Rel(v.runtime, ms[0])
-			runID, _, _ = strings.Cut(rel, "/")
+			dir, _, _ := strings.Cut(rel, "/")
+			runID, _, _ = strings.Cut(dir, "-"+v.vg+"-")
 			return ms[0], runID
 		}
 		if p.exited() {
