@@ -410,6 +410,9 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
 
 	hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
+	if err := a.attrs(fd, abs, hdr); err != nil {
+		return err
+	}
 	done := a.doneBytes
 	var segs []segment
 	sparse := false

@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"voltar/internal/fsattr"
 )
 
 // PAX record keys this package writes besides archive/tar's own.
@@ -37,6 +39,11 @@ func (a *archiver) fillHeader(abs string, st *unix.Stat_t, hdr *tar.Header) erro
 	hdr.Uname, hdr.Gname = a.owners.users[st.Uid], a.owners.groups[st.Gid]
 	hdr.ModTime = time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
 
+	if hdr.Typeflag == tar.TypeDir {
+		if err := a.dirAttrs(abs, hdr); err != nil {
+			return err
+		}
+	}
 	names, err := listXattrs(abs)
 	if err != nil {
 		return fmt.Errorf("archive %s: list xattrs: %w", abs, err)
@@ -80,6 +87,33 @@ func (a *archiver) fillHeader(abs string, st *unix.Stat_t, hdr *tar.Header) erro
 		hdr.PAXRecords[paxHdrCharset] = "BINARY"
 	}
 	return nil
+}
+
+// attrs records the inode flags, project id and extent size hint of the
+// file or directory open as fd (see internal/fsattr) in hdr.
+func (a *archiver) attrs(fd int, abs string, hdr *tar.Header) error {
+	at, err := fsattr.Get(fd)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", abs, err)
+	}
+	if at.IsZero() {
+		return nil
+	}
+	if hdr.PAXRecords == nil {
+		hdr.PAXRecords = make(map[string]string)
+	}
+	at.PAX(hdr.PAXRecords)
+	return nil
+}
+
+// dirAttrs is attrs for a directory, which the walk has not opened yet.
+func (a *archiver) dirAttrs(abs string, hdr *tar.Header) error {
+	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("archive: %w", &os.PathError{Op: "open", Path: abs, Err: err})
+	}
+	defer unix.Close(fd)
+	return a.attrs(fd, abs, hdr)
 }
 
 // encodeXattrName escapes what a PAX keyword cannot hold the way GNU tar

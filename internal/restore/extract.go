@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"voltar/internal/fsattr"
 )
 
 // blockSize is the unit of hole detection in sparse entries and raw
@@ -321,6 +323,10 @@ func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) er
 	}
 	defer unix.Close(fd)
 	x.res.Files++
+	at := x.attrs(h)
+	if err := fsattr.SetEarly(fd, at); err != nil {
+		x.warn("cannot set nocow or the extent size hint: "+err.Error(), h.Name)
+	}
 	write := writeAll
 	if isSparse(h) {
 		write = x.writeSparse
@@ -354,7 +360,39 @@ func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) er
 		}
 	}
 	x.meta(h, fd, false)
+	// Last: immutable or append-only forbid every change after them.
+	if err := fsattr.SetLate(fd, at); err != nil {
+		x.warn("cannot set inode flags or project id: "+err.Error(), h.Name)
+	}
 	return nil
+}
+
+// attrs are an entry's inode flags, project id and extent size hint; flag
+// names of another system are reported.
+func (x *extractor) attrs(h *tar.Header) fsattr.Attrs {
+	at, unknown := fsattr.FromPAX(h.PAXRecords)
+	if len(unknown) > 0 {
+		x.warn("inode flags this system does not have, not restored: "+strings.Join(unknown, ","), h.Name)
+	}
+	return at
+}
+
+// dirAttrs sets a directory's attributes, after its metadata. dir is an
+// O_PATH descriptor, which ioctls refuse: the directory is opened again
+// through it, so no path is resolved anew.
+func (x *extractor) dirAttrs(h *tar.Header, dir int) {
+	at := x.attrs(h)
+	if at.IsZero() {
+		return
+	}
+	fd, err := unix.Open(fdPath(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		err = errors.Join(fsattr.SetEarly(fd, at), fsattr.SetLate(fd, at))
+		unix.Close(fd)
+	}
+	if err != nil {
+		x.warn("cannot set inode flags or project id: "+err.Error(), h.Name)
+	}
 }
 
 // isSparse reports whether h is a sparse entry: PAX (GNU.sparse.* records,
@@ -443,6 +481,7 @@ func (x *extractor) finish(dirs bool) {
 			continue
 		}
 		x.meta(d.hdr, fd, true)
+		x.dirAttrs(d.hdr, fd)
 		unix.Close(fd)
 	}
 	x.dirs = nil

@@ -44,8 +44,8 @@ func mountFS(t *testing.T, fsType string, sizeMiB int64) string {
 		t.Fatal(err)
 	}
 	switch fsType {
-	case "xfs":
-		testutil.Run(t, "mkfs.xfs", "-q", "-f", img)
+	case "xfs", "btrfs":
+		testutil.Run(t, "mkfs."+fsType, "-q", "-f", img)
 	default:
 		testutil.Run(t, "mkfs."+fsType, "-q", "-F", img)
 	}
