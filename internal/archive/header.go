@@ -96,6 +96,9 @@ func (a *archiver) attrs(fd int, abs string, hdr *tar.Header) error {
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", abs, err)
 	}
+	if at.Encrypted {
+		return &EncryptedError{Path: hdr.Name}
+	}
 	if at.IsZero() {
 		return nil
 	}
@@ -105,6 +108,23 @@ func (a *archiver) attrs(fd int, abs string, hdr *tar.Header) error {
 	at.PAX(hdr.PAXRecords)
 	return nil
 }
+
+// ErrEncrypted is matched by an EncryptedError.
+var ErrEncrypted = errors.New("fscrypt-encrypted files")
+
+// EncryptedError stops an archive at a directory or file that fscrypt
+// encrypts: without the guest's key its names are no-key names and its
+// data cannot be read, and archived as files it would restore as
+// plaintext directories of ciphertext names with the policy gone. Store
+// such a filesystem raw instead: its bytes restore exactly, and the key
+// still opens them.
+type EncryptedError struct{ Path string }
+
+func (e *EncryptedError) Error() string {
+	return fmt.Sprintf("%s is encrypted with fscrypt (no key on this host)", e.Path)
+}
+
+func (e *EncryptedError) Unwrap() error { return ErrEncrypted }
 
 // dirAttrs is attrs for a directory, which the walk has not opened yet.
 func (a *archiver) dirAttrs(abs string, hdr *tar.Header) error {

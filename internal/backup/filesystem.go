@@ -198,6 +198,16 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	fs.Archive = p.name + archive.Ext(r.o.Compression) + r.encExt()
 	fs.Excludes = r.o.Excludes
 	res, err := r.archive(ctx, dir, fs.Archive, p.name)
+	if errors.Is(err, archive.ErrEncrypted) {
+		// Its bytes, not no-key names: the guest's key still opens
+		// them after a restore.
+		log.Warn("fscrypt-encrypted files found: storing the filesystem raw", "err", err)
+		if err := unmount(ctx); err != nil {
+			return fs, err
+		}
+		fs.Excludes = nil
+		return r.raw(ctx, p, fs, "it holds fscrypt-encrypted directories ("+err.Error()+"), stored raw so the key still opens them")
+	}
 	if err != nil {
 		return fs, err
 	}

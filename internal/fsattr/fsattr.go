@@ -87,7 +87,14 @@ type Attrs struct {
 	Flags   uint32 // of Settable
 	ProjID  uint32
 	ExtSize uint32 // bytes; 0 = none
+	// Encrypted: fscrypt encrypts the inode (FS_ENCRYPT_FL). Never
+	// recorded: without the key, names and data read back as ciphertext
+	// (or not at all), so such a filesystem is not archived as files.
+	Encrypted bool
 }
+
+// flagEncrypt is FS_ENCRYPT_FL.
+const flagEncrypt = 0x00000800
 
 func (a Attrs) IsZero() bool { return a == Attrs{} }
 
@@ -128,6 +135,7 @@ func Get(fd int) (Attrs, error) {
 	switch {
 	case err == nil:
 		a.Flags = flags & Settable
+		a.Encrypted = flags&flagEncrypt != 0
 	case !unsupported(err):
 		return a, fmt.Errorf("get inode flags: %w", err)
 	}
