@@ -70,15 +70,19 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 		return nil, fail.Hint(fmt.Errorf("%s: partition table: %w", r.v.ID(), err),
 			"the volume's partition table is damaged or not MBR/GPT; inspect it with `sfdisk -d %s`", r.v.Path)
 	}
-	r.m.Table = manifest.Table{Type: tbl.Type, SectorSize: tbl.SectorSize, DiskID: tbl.DiskID, Warnings: tbl.Warnings}
+	r.m.Table = manifest.Table{Type: tbl.Type, SectorSize: tbl.SectorSize, DiskID: tbl.DiskID, Warnings: tbl.Warnings,
+		FirstLBA: tbl.FirstLBA, LastLBA: tbl.LastLBA}
 	for _, w := range tbl.Warnings {
 		r.log.Warn("partition table needs repair", "problem", w)
+	}
+	for _, e := range tbl.Extended {
+		r.m.Table.Extended = append(r.m.Table.Extended, manifest.Partition{Number: e.Number, Start: e.Start, Size: e.Size, Type: e.Type})
 	}
 	var parts []part
 	for _, p := range tbl.Partitions {
 		r.m.Table.Partitions = append(r.m.Table.Partitions, manifest.Partition{
 			Number: p.Number, Start: p.Start, Size: p.Size, Type: p.Type, UUID: p.UUID,
-			Name: p.Name, Bootable: p.Bootable, Logical: p.Logical,
+			Name: p.Name, Bootable: p.Bootable, Logical: p.Logical, Attrs: p.Attrs,
 		})
 		fs, err := disk.DetectFS(f, p.Start, p.Size)
 		if err != nil {

@@ -147,7 +147,8 @@ func readGPTHeader(r io.ReaderAt, size int64, ss int, lba uint64) (*gptHeader, [
 // here are about the partitions themselves, which the backup copy would
 // repeat, so there is no fallback.
 func gptTable(h *gptHeader, entries []byte, ss int, size int64, warnings []string) (*Table, error) {
-	t := &Table{Type: "gpt", SectorSize: ss, DiskID: formatGUID(h.diskGUID[:]), Warnings: warnings}
+	t := &Table{Type: "gpt", SectorSize: ss, DiskID: formatGUID(h.diskGUID[:]), Warnings: warnings,
+		FirstLBA: h.firstUsable, LastLBA: h.lastUsable}
 	es := int(h.entrySize)
 	for i := 0; i < int(h.numEntries); i++ {
 		e := entries[i*es : (i+1)*es]
@@ -172,6 +173,7 @@ func gptTable(h *gptHeader, entries []byte, ss int, size int64, warnings []strin
 			UUID:     formatGUID(e[16:32]),
 			Name:     decodeUTF16Name(e[56:128]),
 			Bootable: binary.LittleEndian.Uint64(e[48:])&(1<<2) != 0,
+			Attrs:    binary.LittleEndian.Uint64(e[48:]),
 		}
 		t.Partitions = append(t.Partitions, p)
 	}

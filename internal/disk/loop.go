@@ -70,14 +70,22 @@ type LoopInfo struct {
 //
 // The caller must call Detach.
 func AttachLoop(ctx context.Context, backing string, offset, size int64, readOnly bool, tag string) (*Loop, error) {
-	l, err := attachLoop(ctx, backing, offset, size, readOnly, tag)
+	return AttachLoopSectors(ctx, backing, offset, size, readOnly, tag, 0)
+}
+
+// AttachLoopSectors is AttachLoop with the loop device's logical sector
+// size set to sector bytes (0: the kernel's default, 512), so tools that
+// read or write a partition table on it (sfdisk) use that sector size: an
+// image file of a 4Kn disk gets a 4096-byte-sector GPT.
+func AttachLoopSectors(ctx context.Context, backing string, offset, size int64, readOnly bool, tag string, sector int) (*Loop, error) {
+	l, err := attachLoop(ctx, backing, offset, size, readOnly, tag, sector)
 	if err != nil {
 		return nil, fmt.Errorf("attach loop for %s at offset %d size %d: %w", backing, offset, size, err)
 	}
 	return l, nil
 }
 
-func attachLoop(ctx context.Context, backing string, offset, size int64, readOnly bool, tag string) (*Loop, error) {
+func attachLoop(ctx context.Context, backing string, offset, size int64, readOnly bool, tag string, sector int) (*Loop, error) {
 	if len(tag) > MaxTagLen || strings.IndexByte(tag, 0) >= 0 {
 		return nil, fmt.Errorf("tag %q longer than %d bytes or contains NUL", tag, MaxTagLen)
 	}
@@ -133,7 +141,7 @@ func attachLoop(ctx context.Context, backing string, offset, size int64, readOnl
 		if err != nil {
 			return nil, err
 		}
-		err = configureLoop(lf, bf, offset, size, readOnly, tag)
+		err = configureLoop(lf, bf, offset, size, readOnly, tag, sector)
 		if errors.Is(err, unix.EBUSY) {
 			// Another process bound this device since GET_FREE.
 			lf.Close()
@@ -158,9 +166,10 @@ func attachLoop(ctx context.Context, backing string, offset, size int64, readOnl
 // configureLoop binds bf to the loop device lf. LOOP_CONFIGURE does it in one
 // step; kernels before 5.8 answer EINVAL or ENOTTY and get the older two-step
 // LOOP_SET_FD + LOOP_SET_STATUS64.
-func configureLoop(lf, bf *os.File, offset, size int64, readOnly bool, tag string) error {
+func configureLoop(lf, bf *os.File, offset, size int64, readOnly bool, tag string, sector int) error {
 	var cfg unix.LoopConfig
 	cfg.Fd = uint32(bf.Fd())
+	cfg.Size = uint32(sector) // struct loop_config.block_size
 	cfg.Info.Offset = uint64(offset)
 	cfg.Info.Sizelimit = uint64(size)
 	cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
@@ -185,6 +194,12 @@ func configureLoop(lf, bf *os.File, offset, size int64, readOnly bool, tag strin
 	if err := unix.IoctlLoopSetStatus64(fd, &cfg.Info); err != nil {
 		unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
 		return fmt.Errorf("LOOP_SET_STATUS64: %w", err)
+	}
+	if sector != 0 {
+		if err := unix.IoctlSetInt(fd, unix.LOOP_SET_BLOCK_SIZE, sector); err != nil {
+			unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+			return fmt.Errorf("LOOP_SET_BLOCK_SIZE %d: %w", sector, err)
+		}
 	}
 	return nil
 }

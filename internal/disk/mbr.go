@@ -99,6 +99,7 @@ func readMBR(r io.ReaderAt, size int64, sec0 []byte, es [4]mbrEntry) (*Table, er
 		spans = append(spans, p)
 		if isExtended(e.typ) {
 			exts = append(exts, p)
+			t.Extended = append(t.Extended, p)
 			continue
 		}
 		add(p)

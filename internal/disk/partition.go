@@ -29,6 +29,9 @@ type Partition struct {
 	Name     string // GPT only
 	Bootable bool   // MBR active flag; GPT legacy BIOS bootable attribute
 	Logical  bool   // MBR logical partition inside an extended one
+	// Attrs are a GPT entry's 64 attribute bits (0 RequiredPartition,
+	// 1 NoBlockIOProtocol, 2 LegacyBIOSBootable, 48-63 type-specific).
+	Attrs uint64
 }
 
 // End is the first byte after the partition.
@@ -41,6 +44,11 @@ type Table struct {
 	// DiskID is the MBR disk signature ("0x1234abcd") or the GPT disk GUID.
 	DiskID     string
 	Partitions []Partition
+	// FirstLBA and LastLBA bound a GPT's usable sectors.
+	FirstLBA, LastLBA uint64
+	// Extended are an MBR's extended containers, as the primary table
+	// lists them: they hold no data but bound the logical partitions.
+	Extended []Partition
 	// Warnings are problems that did not stop the table from being read,
 	// such as a damaged primary GPT recovered from its backup. Callers
 	// log them and record them in the report: the disk needs repair.

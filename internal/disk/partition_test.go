@@ -34,7 +34,7 @@ start=10240, size=2048, type=82
 	{"gpt-three-named", 8 << 20, `label: gpt
 label-id: 7156B2A6-F20A-6541-BD38-5488A0EAC351
 start=2048, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root fs"
-start=4096, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI", attrs="LegacyBIOSBootable"
+start=4096, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI", attrs="LegacyBIOSBootable RequiredPartition NoBlockIOProtocol GUID:60,63"
 start=6144, size=4096, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name="swäp"
 `},
 }
@@ -86,6 +86,7 @@ func compareSfdisk(t *testing.T, img string, got *disk.Table, want sfdiskTable) 
 			wp.Type = strings.ToLower(p.Type)
 			wp.UUID = strings.ToLower(p.UUID)
 			wp.Bootable = strings.Contains(p.Attrs, "LegacyBIOSBootable")
+			wp.Attrs = sfdiskAttrs(t, p.Attrs)
 		}
 		wantParts = append(wantParts, wp)
 	}
@@ -291,4 +292,31 @@ func TestReadTableWholeDiskBootSector(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sfdiskAttrs parses sfdisk's attrs ("RequiredPartition LegacyBIOSBootable
+// GUID:60,63") into the GPT attribute bits.
+func sfdiskAttrs(t testing.TB, s string) uint64 {
+	var a uint64
+	for _, f := range strings.Fields(s) {
+		switch f {
+		case "RequiredPartition":
+			a |= 1 << 0
+		case "NoBlockIOProtocol":
+			a |= 1 << 1
+		case "LegacyBIOSBootable":
+			a |= 1 << 2
+		default:
+			bits, ok := strings.CutPrefix(f, "GUID:")
+			if !ok {
+				t.Fatalf("sfdisk attrs %q: unknown %q", s, f)
+			}
+			for _, b := range strings.Split(bits, ",") {
+				var n uint
+				fmt.Sscan(b, &n)
+				a |= 1 << n
+			}
+		}
+	}
+	return a
 }

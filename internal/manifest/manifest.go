@@ -115,6 +115,12 @@ type Table struct {
 	SectorSize int         `json:"sector_size,omitempty"`
 	DiskID     string      `json:"disk_id,omitempty"` // MBR signature or GPT disk GUID
 	Partitions []Partition `json:"partitions,omitempty"`
+	// FirstLBA and LastLBA bound a GPT's usable sectors (of SectorSize).
+	FirstLBA uint64 `json:"first_lba,omitempty"`
+	LastLBA  uint64 `json:"last_lba,omitempty"`
+	// Extended are an MBR's extended containers (number, start, size,
+	// type), so a restore re-makes them with their extent.
+	Extended []Partition `json:"extended,omitempty"`
 	// Warnings: problems found and worked around, e.g. a damaged primary
 	// GPT read from its backup copy. The disk needs repair.
 	Warnings []string `json:"warnings,omitempty"`
@@ -130,6 +136,9 @@ type Partition struct {
 	Name     string `json:"name,omitempty"`
 	Bootable bool   `json:"bootable,omitempty"`
 	Logical  bool   `json:"logical,omitempty"`
+	// Attrs are a GPT entry's attribute bits (RequiredPartition,
+	// NoBlockIOProtocol, LegacyBIOSBootable, type-specific bits 48-63).
+	Attrs uint64 `json:"attrs,omitempty"`
 }
 
 // Filesystem is one archived (or skipped) filesystem.

@@ -209,6 +209,12 @@ func validTable(t Table) error {
 			}
 		}
 	}
+	for _, p := range t.Extended {
+		if p.Number < 1 || p.Number > 4 || seen[p.Number] || !strings.HasPrefix(p.Type, "0x") || len(p.Type) != 4 || hasControl(p.Type) {
+			errs = append(errs, fmt.Errorf("extended partition %d (type %q): want a primary slot 1-4 of its own and an MBR type", p.Number, p.Type))
+		}
+		seen[p.Number] = true
+	}
 	return errors.Join(errs...)
 }
 

@@ -3,6 +3,7 @@ package restore
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"voltar/internal/manifest"
@@ -32,10 +33,14 @@ func sfdiskScript(t manifest.Table, sector int64) (string, error) {
 	if t.DiskID != "" {
 		fmt.Fprintf(&b, "label-id: %s\n", t.DiskID)
 	}
-	if label == "gpt" {
-		// The manifest does not record the first usable LBA. sfdisk's
-		// default is 2048 (1 MiB); a partition starting below it (as
-		// sgdisk and parted allow) needs the lowest possible, 34.
+	switch {
+	case label == "gpt" && t.FirstLBA > 0 && int64(t.SectorSize) == sector:
+		// As recorded, when the target's sectors are the source's.
+		fmt.Fprintf(&b, "first-lba: %d\nlast-lba: %d\n", t.FirstLBA, t.LastLBA)
+	case label == "gpt":
+		// Not recorded (an older manifest), or other sectors. sfdisk's
+		// default is 1 MiB; a partition starting below it (as sgdisk
+		// and parted allow) needs the lowest possible, 34.
 		for _, p := range t.Partitions {
 			if p.Start < 2048*sector {
 				b.WriteString("first-lba: 34\n")
@@ -55,14 +60,15 @@ func sfdiskScript(t manifest.Table, sector int64) (string, error) {
 		return p.Start / sector, p.Size / sector, nil
 	}
 	if label == "dos" {
-		ext, err := extendedFor(parts, sector)
-		if err != nil {
+		if len(t.Extended) > 0 {
+			// As recorded: the container keeps its extent.
+			parts = append(parts, t.Extended...)
+		} else if ext, err := extendedFor(parts, sector); err != nil {
 			return "", err
-		}
-		if ext != nil {
+		} else if ext != nil {
 			parts = append(parts, *ext)
-			sort.Slice(parts, func(i, j int) bool { return parts[i].Number < parts[j].Number })
 		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i].Number < parts[j].Number })
 	}
 	for _, p := range parts {
 		start, size, err := sectors(p)
@@ -73,16 +79,37 @@ func sfdiskScript(t manifest.Table, sector int64) (string, error) {
 		if label == "gpt" && p.UUID != "" {
 			fmt.Fprintf(&b, ", uuid=%s", p.UUID)
 		}
-		if p.Bootable {
-			if label == "gpt" {
-				b.WriteString(`, attrs="LegacyBIOSBootable"`)
-			} else {
-				b.WriteString(", bootable")
-			}
+		switch {
+		case label == "gpt" && p.Attrs != 0:
+			fmt.Fprintf(&b, `, attrs="%s"`, gptAttrs(p.Attrs))
+		case label == "gpt" && p.Bootable: // a manifest from before attrs
+			b.WriteString(`, attrs="LegacyBIOSBootable"`)
+		case p.Bootable:
+			b.WriteString(", bootable")
 		}
 		b.WriteString("\n")
 	}
 	return b.String(), nil
+}
+
+// gptAttrs spells GPT attribute bits as sfdisk's attrs= takes them:
+// "RequiredPartition NoBlockIOProtocol LegacyBIOSBootable GUID:60,63".
+func gptAttrs(a uint64) string {
+	var out, guid []string
+	for bit, name := range []string{"RequiredPartition", "NoBlockIOProtocol", "LegacyBIOSBootable"} {
+		if a&(1<<bit) != 0 {
+			out = append(out, name)
+		}
+	}
+	for bit := 48; bit < 64; bit++ {
+		if a&(1<<bit) != 0 {
+			guid = append(guid, strconv.Itoa(bit))
+		}
+	}
+	if len(guid) > 0 {
+		out = append(out, "GUID:"+strings.Join(guid, ","))
+	}
+	return strings.Join(out, " ")
 }
 
 // sfdiskType turns "0x83" into sfdisk's "83"; GPT type GUIDs pass as they are.

@@ -53,7 +53,7 @@ func ToImage(ctx context.Context, st store.Store, b *catalog.Backup, file string
 			err = fmt.Errorf("restore to image %s failed, image removed: %w", file, err)
 		}
 	}()
-	t := &volTarget{path: file, f: f, sector: 512, fresh: true}
+	t := &volTarget{path: file, f: f, sector: tableSector(plan.table), fresh: true}
 	return res, restoreVolume(ctx, st, b, t, plan, sums, &res, opts)
 }
 
@@ -77,6 +77,10 @@ func ToDevice(ctx context.Context, st store.Store, b *catalog.Backup, dev string
 	if err := fits(plan, dev, d.size, d.sectorSize); err != nil {
 		d.f.Close()
 		return res, err
+	}
+	if (plan.table.Type == "gpt" || plan.table.Type == "mbr") && d.sectorSize != tableSector(plan.table) {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the backed-up disk had %d-byte sectors, %s has %d-byte ones: the partition table is written for %s's (same byte offsets), so a guest must see it with %d-byte sectors",
+			tableSector(plan.table), dev, d.sectorSize, dev, d.sectorSize))
 	}
 	defer func() {
 		d.f.Close()
@@ -115,6 +119,15 @@ type volTarget struct {
 	fresh  bool // all zero: a new image
 }
 
+// tableSector is the logical sector size a table was read with: an image
+// is restored with it, so a 4Kn GPT stays one.
+func tableSector(t manifest.Table) int64 {
+	if t.SectorSize > 0 {
+		return int64(t.SectorSize)
+	}
+	return 512
+}
+
 type volPlan struct {
 	size  int64
 	table manifest.Table
@@ -147,7 +160,7 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 		if _, err := exec.LookPath("sfdisk"); err != nil {
 			return nil, nil, fmt.Errorf("re-making the %s partition table needs sfdisk: %w", m.Table.Type, err)
 		}
-		if _, err := sfdiskScript(m.Table, 512); err != nil {
+		if _, err := sfdiskScript(m.Table, tableSector(m.Table)); err != nil {
 			return nil, nil, err
 		}
 	} else if m.Table.Type != "none" && m.Table.Type != "" {
@@ -288,7 +301,7 @@ func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *vo
 		}
 	}
 	if p.table.Type == "mbr" || p.table.Type == "gpt" {
-		if err := writeTable(ctx, t, p.table); err != nil {
+		if err := writeTable(ctx, t, p.table, opts); err != nil {
 			return err
 		}
 		log.Info("restore: partition table written", "type", p.table.Type)
@@ -339,12 +352,23 @@ func zero(t *volTarget, off, n int64) error {
 	return nil
 }
 
-func writeTable(ctx context.Context, t *volTarget, table manifest.Table) error {
+func writeTable(ctx context.Context, t *volTarget, table manifest.Table, opts Options) error {
 	script, err := sfdiskScript(table, t.sector)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--wipe", "always", "--no-reread", "--no-tell-kernel", t.path)
+	// An image file has no sector size of its own: sfdisk takes 512
+	// unless it writes through a loop device with the table's.
+	target := t.path
+	if t.fresh && t.sector != 512 {
+		loop, err := disk.AttachLoopSectors(ctx, t.path, 0, 0, false, loopTag(opts), int(t.sector))
+		if err != nil {
+			return fmt.Errorf("write a table for %d-byte sectors: %w", t.sector, err)
+		}
+		defer loop.Detach()
+		target = loop.Path
+	}
+	cmd := exec.CommandContext(ctx, "sfdisk", "--quiet", "--wipe", "always", "--no-reread", "--no-tell-kernel", target)
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("write partition table with sfdisk: %w: %s\nscript:\n%s", err, strings.TrimSpace(string(out)), script)
@@ -356,7 +380,7 @@ func writeTable(ctx context.Context, t *volTarget, table manifest.Table) error {
 		// "--": a name from the manifest that starts with "-" is a name,
 		// not an option.
 		_, err := sysexec.Exec{}.Run(ctx, "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel",
-			"--part-label", "--", t.path, strconv.Itoa(part.Number), part.Name)
+			"--part-label", "--", target, strconv.Itoa(part.Number), part.Name)
 		if err != nil {
 			return fmt.Errorf("name partition %d: %w", part.Number, err)
 		}
@@ -364,14 +388,18 @@ func writeTable(ctx context.Context, t *volTarget, table manifest.Table) error {
 	return nil
 }
 
+// loopTag marks the loop devices a restore attaches.
+func loopTag(opts Options) string {
+	if opts.LoopTag != "" {
+		return opts.LoopTag
+	}
+	return "voltar:restore-" + strconv.Itoa(os.Getpid())
+}
+
 // attach maps a step's region of the target to a loop device and makes its
 // filesystem; release detaches it.
 func attach(ctx context.Context, t *volTarget, s volStep, opts Options) (*disk.Loop, error) {
-	tag := opts.LoopTag
-	if tag == "" {
-		tag = "voltar:restore-" + strconv.Itoa(os.Getpid())
-	}
-	loop, err := disk.AttachLoop(ctx, t.path, s.off, s.size, false, tag)
+	loop, err := disk.AttachLoop(ctx, t.path, s.off, s.size, false, loopTag(opts))
 	if err != nil {
 		return nil, err
 	}
