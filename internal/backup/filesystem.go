@@ -122,6 +122,9 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return r.raw(ctx, p, fs, what+": not readable as files, stored raw")
 	}
 
+	if err := r.readMkfs(p, &fs); err != nil {
+		return fs, err
+	}
 	if err := r.inject(StageMap); err != nil {
 		return fs, err
 	}
@@ -249,6 +252,24 @@ func (r *run) attach(ctx context.Context, s *volume.Snapshot, off, size int64) (
 		return nil, err
 	}
 	return loop, nil
+}
+
+// readMkfs records what p's filesystem was made with.
+func (r *run) readMkfs(p part, fs *manifest.Filesystem) error {
+	f, err := os.Open(r.snap.Path)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", r.snap.Path, err)
+	}
+	defer f.Close()
+	mp, err := disk.ReadMkfsParams(f, p.start, p.size, p.fs.Type)
+	if err != nil {
+		return fmt.Errorf("%s: superblock: %w", p.name, err)
+	}
+	if mp != nil {
+		fs.Mkfs = &manifest.MkfsParams{BlockSize: mp.BlockSize, InodeSize: mp.InodeSize, Inodes: mp.Inodes,
+			SectorSize: mp.SectorSize, Features: mp.Features}
+	}
+	return nil
 }
 
 // recoveryState reads whether p's filesystem needs journal recovery.

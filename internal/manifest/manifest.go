@@ -150,6 +150,9 @@ type Filesystem struct {
 	Label     string `json:"label,omitempty"`
 	Mode      string `json:"mode"`
 	Reason    string `json:"reason,omitempty"`
+	// Mkfs records what the filesystem was made with (ext2/3/4, xfs), so
+	// a restore re-makes it able to hold what it held.
+	Mkfs *MkfsParams `json:"mkfs,omitempty"`
 	// Recovery says how a journal that needed recovery was replayed
 	// (never into the source).
 	Recovery    string   `json:"recovery,omitempty"`
@@ -171,6 +174,15 @@ type Filesystem struct {
 	Check    *Check    `json:"check,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
+}
+
+// MkfsParams are a filesystem's mkfs parameters, read from its superblock.
+type MkfsParams struct {
+	BlockSize  int      `json:"block_size,omitempty"`
+	InodeSize  int      `json:"inode_size,omitempty"`
+	Inodes     int64    `json:"inodes,omitempty"` // ext: the inode count
+	SectorSize int      `json:"sector_size,omitempty"`
+	Features   []string `json:"features,omitempty"` // mke2fs -O names; xfs: crc, finobt, reflink, ...
 }
 
 // Subvolume is a btrfs subvolume of an archived filesystem.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"voltar/internal/disk"
 	"voltar/internal/manifest"
 )
 
@@ -92,6 +93,68 @@ func sfdiskScript(t manifest.Table, sector int64) (string, error) {
 	return b.String(), nil
 }
 
+// extParams are mke2fs options that re-make what the backup recorded: the
+// block size, inode size and count, and exactly the recorded features.
+// Only names mke2fs knows are passed (the manifest is read from a store).
+func extParams(mp *manifest.MkfsParams) []string {
+	if mp == nil {
+		return nil
+	}
+	var args []string
+	if mp.BlockSize >= 1024 && mp.BlockSize <= 65536 {
+		args = append(args, "-b", strconv.Itoa(mp.BlockSize))
+	}
+	if mp.InodeSize >= 128 && mp.InodeSize <= mp.BlockSize {
+		args = append(args, "-I", strconv.Itoa(mp.InodeSize))
+	}
+	if mp.Inodes > 0 {
+		args = append(args, "-N", strconv.FormatInt(mp.Inodes, 10))
+	}
+	if len(mp.Features) > 0 {
+		feats := []string{"none"}
+		for _, f := range mp.Features {
+			if disk.ExtFeature(f) {
+				feats = append(feats, f)
+			}
+		}
+		args = append(args, "-O", strings.Join(feats, ","))
+	}
+	return args
+}
+
+// xfsParams are mkfs.xfs options for the recorded block, sector and inode
+// sizes, and every recorded feature on or off.
+func xfsParams(mp *manifest.MkfsParams) []string {
+	if mp == nil {
+		return nil
+	}
+	var args []string
+	if mp.BlockSize >= 512 && mp.BlockSize <= 65536 {
+		args = append(args, "-b", "size="+strconv.Itoa(mp.BlockSize))
+	}
+	if mp.SectorSize >= 512 && mp.SectorSize <= 32768 {
+		args = append(args, "-s", "size="+strconv.Itoa(mp.SectorSize))
+	}
+	on := map[string]string{}
+	for _, f := range disk.XFSFeatures {
+		on[f] = "0"
+	}
+	for _, f := range mp.Features {
+		if _, ok := on[f]; ok {
+			on[f] = "1"
+		}
+	}
+	inode := "sparse=" + on["sparse"]
+	if mp.InodeSize >= 256 && mp.InodeSize <= 2048 {
+		inode = "size=" + strconv.Itoa(mp.InodeSize) + "," + inode
+	}
+	args = append(args, "-i", inode,
+		"-m", fmt.Sprintf("crc=%s,finobt=%s,rmapbt=%s,reflink=%s,bigtime=%s,inobtcount=%s",
+			on["crc"], on["finobt"], on["rmapbt"], on["reflink"], on["bigtime"], on["inobtcount"]),
+		"-n", "ftype="+on["ftype"])
+	return args
+}
+
 // gptAttrs spells GPT attribute bits as sfdisk's attrs= takes them:
 // "RequiredPartition NoBlockIOProtocol LegacyBIOSBootable GUID:60,63".
 func gptAttrs(a uint64) string {
@@ -174,6 +237,7 @@ func mkfsCommand(fs manifest.Filesystem, dev string) ([]string, error) {
 		if fs.Label != "" {
 			args = append(args, "-L", fs.Label)
 		}
+		args = append(args, extParams(fs.Mkfs)...)
 	case "xfs":
 		args = []string{"mkfs.xfs", "-q", "-f"}
 		if fs.UUID != "" {
@@ -182,6 +246,7 @@ func mkfsCommand(fs manifest.Filesystem, dev string) ([]string, error) {
 		if fs.Label != "" {
 			args = append(args, "-L", fs.Label)
 		}
+		args = append(args, xfsParams(fs.Mkfs)...)
 	case "btrfs":
 		args = []string{"mkfs.btrfs", "-q", "-f"}
 		if fs.UUID != "" {
