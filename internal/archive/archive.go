@@ -421,6 +421,14 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 			return fmt.Errorf("archive %s: find holes: %w", abs, err)
 		}
 	}
+	// Preallocated extents (fallocate) read as zeros and, unwritten, look
+	// like holes; past the end they hold no data at all. Only a file with
+	// holes or with blocks past its size can have them worth recording.
+	if sparse || st.Blocks*512 > st.Size {
+		if err := a.prealloc(fd, abs, hdr); err != nil {
+			return err
+		}
+	}
 	if sparse {
 		err = a.writeSparse(f, abs, st, hdr, segs)
 	} else {

@@ -126,6 +126,22 @@ func (e *EncryptedError) Error() string {
 
 func (e *EncryptedError) Unwrap() error { return ErrEncrypted }
 
+// prealloc records the preallocated ranges of the regular file open as fd.
+func (a *archiver) prealloc(fd int, abs string, hdr *tar.Header) error {
+	rs, err := fsattr.Prealloc(fd)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", abs, err)
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	if hdr.PAXRecords == nil {
+		hdr.PAXRecords = make(map[string]string)
+	}
+	hdr.PAXRecords[fsattr.PAXPrealloc] = fsattr.PreallocPAX(rs)
+	return nil
+}
+
 // dirAttrs is attrs for a directory, which the walk has not opened yet.
 func (a *archiver) dirAttrs(abs string, hdr *tar.Header) error {
 	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -359,6 +359,15 @@ func (x *extractor) file(h *tar.Header, parent int, base string, r io.Reader) er
 			return err
 		}
 	}
+	if s, ok := h.PAXRecords[fsattr.PAXPrealloc]; ok {
+		rs, err := fsattr.PreallocFromPAX(s)
+		if err == nil {
+			err = fsattr.Preallocate(fd, rs)
+		}
+		if err != nil {
+			x.warn("preallocated ranges not restored: "+err.Error(), h.Name)
+		}
+	}
 	x.meta(h, fd, false)
 	// Last: immutable or append-only forbid every change after them.
 	if err := fsattr.SetLate(fd, at); err != nil {

@@ -128,3 +128,36 @@ func readOrDir(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// Preallocated ranges (fallocate, and fallocate --keep-size past the end)
+// come back preallocated: the same blocks, the same size.
+func TestRestoreKeepsPreallocation(t *testing.T) {
+	testutil.RequireTools(t, "fallocate")
+	for _, fs := range []string{"ext4", "xfs"} {
+		t.Run(fs, func(t *testing.T) {
+			size := map[string]int64{"ext4": 64, "xfs": 320}[fs]
+			src := mountFS(t, fs, size)
+			testutil.Run(t, "fallocate", "-l", "4M", filepath.Join(src, "reserved.db"))
+			write(t, src, "growing.log", "first line\n")
+			testutil.Run(t, "fallocate", "-n", "-o", "4096", "-l", "8M", filepath.Join(src, "growing.log"))
+			testutil.Run(t, "sync", "-f", src)
+			st := local.New(t.TempDir())
+			f := backupOf(t, st, catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: time.Date(2026, 11, 25, 1, 30, 0, 0, time.UTC), Compression: codec.Zstd},
+				map[string]string{"fs": src}, []manifest.Filesystem{{Name: "fs", Type: fs}})
+			b := catalogtest.Resolve(t, st, f)
+			dst := mountFS(t, fs, size)
+			if _, err := restore.ToDir(context.Background(), st, b, dst, restore.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Run(t, "sync", "-f", dst)
+			for _, name := range []string{"reserved.db", "growing.log"} {
+				var a, b unix.Stat_t
+				unix.Stat(filepath.Join(src, name), &a)
+				unix.Stat(filepath.Join(dst, name), &b)
+				if a.Size != b.Size || a.Blocks != b.Blocks {
+					t.Errorf("%s: restored size %d, %d blocks; source %d, %d blocks", name, b.Size, b.Blocks, a.Size, a.Blocks)
+				}
+			}
+		})
+	}
+}
