@@ -26,6 +26,12 @@ func (a *app) configCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			cfg := a.cfg
+			// Every command that reads or writes backups needs it;
+			// only backup --to can do without.
+			if cfg.Store.Path == "" {
+				return fail.Usage(fail.Hint(fmt.Errorf("config %s sets no store", a.cfgPath),
+					"set store: to a directory (store: /srv/backup/voltar) or s3://bucket/prefix"))
+			}
 			// The global policy and each dump's own, as run would use them.
 			po, err := a.pruneOptions(false)
 			if err != nil {

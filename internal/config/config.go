@@ -357,6 +357,10 @@ func (e *Error) Error() string { return fmt.Sprintf("config %s: %v", e.Path, e.E
 func (e *Error) Unwrap() error { return e.Err }
 
 // Validate checks values that parse but make no sense.
+// MaxThreads bounds threads: each compressor thread holds its frames in
+// memory (see codec.WriterMemory), so more than this only costs memory.
+const MaxThreads = 128
+
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Host != "" {
@@ -375,6 +379,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c.Concurrency))
+	}
+	if c.Threads < 0 || c.Threads > MaxThreads {
+		errs = append(errs, fail.Hint(fmt.Errorf("threads %d: want 0 (all cores, at most %d) up to %d", c.Threads, codec.MaxAutoThreads, MaxThreads),
+			"leave threads: 0 unless compression should use fewer cores"))
 	}
 	if c.CleanupTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("cleanup_timeout must be positive"))

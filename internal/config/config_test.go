@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
@@ -327,6 +328,21 @@ func TestBtrfsSnapshots(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), "btrfs_snapshots") {
 			t.Errorf("%q: %v, want refused", bad, err)
+		}
+	}
+}
+
+func TestThreadsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		threads int
+		ok      bool
+	}{{-2, false}, {0, true}, {4, true}, {config.MaxThreads, true}, {1000, false}} {
+		c, err := config.Parse(strings.NewReader(fmt.Sprintf("threads: %d\n", tc.threads)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("threads: %d: Validate = %v, want ok %v", tc.threads, err, tc.ok)
 		}
 	}
 }
