@@ -235,8 +235,14 @@ func TestBackupImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res := verify.Backup(context.Background(), e.store, b, nil); !res.OK {
+			res := verify.Backup(context.Background(), e.store, b, nil)
+			if !res.OK {
 				t.Errorf("verify: %+v", res.Problems)
+			}
+			for i, o := range res.Objects {
+				if fs := m.Filesystems[i]; o.Name == fs.Archive && fs.Mode == manifest.ModeRaw && o.SourceBytes != fs.SourceBytes {
+					t.Errorf("verify counts %d source bytes in %s, the manifest %d", o.SourceBytes, o.Name, fs.SourceBytes)
+				}
 			}
 			assertModes(t, filepath.Join(e.store.Root(), "testhost"))
 		})
