@@ -37,8 +37,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var cfgErr *config.Error
 	if ctx.Err() != nil {
+		var left fail.Leftover
 		if !errors.Is(err, context.Canceled) {
 			printError(stderr, err)
+		} else if errors.As(err, &left) {
+			fmt.Fprintf(stderr, "voltar: %s\n", left.Leftover())
 		}
 		fmt.Fprintln(stderr, "voltar: interrupted; everything voltar had mounted, mapped or snapshotted was released")
 		return fail.ExitInterrupted

@@ -78,3 +78,11 @@ func IsUsage(err error) bool {
 
 // ErrLocked means another voltar run holds the lock (exit 3).
 var ErrLocked = errors.New("another voltar run holds the lock")
+
+// Leftover is implemented by errors of a command that stopped after it
+// wrote something the operator must know about (a restore's partly written
+// files). main prints it also when the command was interrupted, where the
+// error itself (a cancellation) is not worth printing.
+type Leftover interface {
+	Leftover() string
+}

@@ -32,8 +32,9 @@ import (
 // corrupt or unreadable archive stops the restore with a *PartialError
 // (ErrChecksum for a hash mismatch). The Result is filled as far as the
 // restore got.
-func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, opts Options) (Result, error) {
-	res := Result{ID: b.ID, Target: dir, Filesystems: []FSResult{}, Warnings: []string{}}
+func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, opts Options) (res Result, err error) {
+	res = Result{ID: b.ID, Target: dir, Filesystems: []FSResult{}, Warnings: []string{}}
+	defer func() { res.stopped(err) }()
 	if err := validManifest(b); err != nil {
 		return res, err
 	}
@@ -94,6 +95,13 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 			unix.Close(fd)
 		}
 		res.Filesystems = append(res.Filesystems, fr)
+		if err != nil && i > 0 {
+			var done []string
+			for _, f := range res.Filesystems[:i] {
+				done = append(done, f.Name+" ("+f.Dir+")")
+			}
+			err = fail.Hint(err, "restored completely before it: %s; run voltar verify %s to see what else is wrong with the backup", strings.Join(done, ", "), b.FullID())
+		}
 		if err != nil {
 			return res, err
 		}

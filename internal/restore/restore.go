@@ -129,6 +129,16 @@ type Result struct {
 	Table       string     `json:"partition_table,omitempty"` // ToImage/ToDevice: what was written
 	Filesystems []FSResult `json:"filesystems"`
 	Warnings    []string   `json:"warnings"` // about the backup as a whole
+	// Stopped is why the restore stopped before its end; "" when it
+	// finished (entries refused or failed on the way included).
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// stopped records in r why a restore ended with err, if it stopped.
+func (r *Result) stopped(err error) {
+	if err != nil && !errors.Is(err, ErrSkippedEntries) {
+		r.Stopped = err.Error()
+	}
 }
 
 // Totals sums the counts of every filesystem.
@@ -174,3 +184,10 @@ func (e *PartialError) Error() string {
 }
 
 func (e *PartialError) Unwrap() error { return e.Err }
+
+// Leftover implements fail.Leftover: an interrupted restore names what it
+// left half done.
+func (e *PartialError) Leftover() string {
+	return fmt.Sprintf("restore stopped in %s: %d files (%s) already written under %s must not be trusted; restore again (--force) or remove them",
+		e.Archive, e.Files, units.Bytes(e.Bytes), e.Dir)
+}

@@ -18,7 +18,15 @@ import (
 // It prints what was done also for a failed restore; the error says why.
 func WriteText(w io.Writer, r Result) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "restored %s to %s", r.ID, r.Target)
+	t := r.Totals()
+	switch {
+	case r.Stopped != "" && t.Entries == 0 && t.Bytes == 0:
+		fmt.Fprintf(&b, "nothing restored from %s to %s", r.ID, r.Target)
+	case r.Stopped != "":
+		fmt.Fprintf(&b, "restore of %s to %s stopped part way", r.ID, r.Target)
+	default:
+		fmt.Fprintf(&b, "restored %s to %s", r.ID, r.Target)
+	}
 	if r.Table != "" {
 		fmt.Fprintf(&b, " (partition table %s)", r.Table)
 	}

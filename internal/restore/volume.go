@@ -33,6 +33,7 @@ import (
 // created is removed and an empty one truncated back to empty.
 func ToImage(ctx context.Context, st store.Store, b *catalog.Backup, file string, opts Options) (res Result, err error) {
 	res = Result{ID: b.ID, Target: file, Filesystems: []FSResult{}, Warnings: []string{}}
+	defer func() { res.stopped(err) }()
 	plan, sums, err := prepareVolume(ctx, st, b, opts, &res)
 	if err != nil {
 		return res, err
@@ -64,6 +65,7 @@ func ToImage(ctx context.Context, st store.Store, b *catalog.Backup, file string
 // the volume. It stays open exclusively during the restore.
 func ToDevice(ctx context.Context, st store.Store, b *catalog.Backup, dev string, opts Options) (res Result, err error) {
 	res = Result{ID: b.ID, Target: dev, Filesystems: []FSResult{}, Warnings: []string{}}
+	defer func() { res.stopped(err) }()
 	plan, sums, err := prepareVolume(ctx, st, b, opts, &res)
 	if err != nil {
 		return res, err
