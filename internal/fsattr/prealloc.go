@@ -20,11 +20,11 @@ type Range struct{ Off, Len int64 }
 
 // FS_IOC_FIEMAP and its flags (linux/fiemap.h).
 const (
-	iocFiemap         = 0xc020660b
-	fiemapFlagSync    = 0x1
-	fiemapExtLast     = 0x1
+	iocFiemap          = 0xc020660b
+	fiemapFlagSync     = 0x1
+	fiemapExtLast      = 0x1
 	fiemapExtUnwritten = 0x800
-	fiemapBatch       = 128
+	fiemapBatch        = 128
 )
 
 type fiemapHeader struct {
