@@ -157,7 +157,7 @@ func (a *app) resolve(ctx context.Context, arg string, offline bool) (volume.Vol
 	if err != nil {
 		return volume.Volume{}, nil, err
 	}
-	return v, &image.Snapshotter{Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir), Logger: a.log}, nil
+	return v, a.images(), nil
 }
 
 // snapshotter returns what snapshots v.
@@ -165,7 +165,7 @@ func (a *app) snapshotter(v volume.Volume) (volume.Snapshotter, error) {
 	if v.Kind == volume.KindLVM {
 		return a.lvm()
 	}
-	return &image.Snapshotter{Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir), Logger: a.log}, nil
+	return a.images(), nil
 }
 
 // isLVMSpec tells vg/lv and /dev/vg/lv from image paths: an existing regular

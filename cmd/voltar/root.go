@@ -19,7 +19,6 @@ import (
 	"voltar/internal/lock"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
-	"voltar/internal/volume"
 )
 
 // app is what every command shares: flags, config, logger.
@@ -186,27 +185,24 @@ func (a *app) sweepIfIdle(ctx context.Context) {
 // the command line); with volume groups configured it always does.
 func (a *app) sweep(ctx context.Context, withLVM bool) error {
 	o := backup.SweepOptions{
-		RuntimeDir: a.cfg.RuntimeDir, StateDir: a.cfg.StateDir, Scratch: a.cfg.Scratch(),
+		RuntimeDir: a.cfg.RuntimeDir, StateDir: a.cfg.StateDir,
 		OpenStore: a.openStore, Logger: a.log,
-	}
-	for _, im := range a.cfg.Images {
-		o.ImageDirs = append(o.ImageDirs, filepath.Dir(im.Path))
 	}
 	// A dead run's journal may name a snapshot even when this command has
 	// nothing to do with LVM; remove it whenever LVM is here. Scanning all
 	// VGs for tagged LVs is left to commands that use LVM.
 	if s, err := a.lvm(); err == nil {
-		o.RemoveLV = func(ctx context.Context, vglv string) error {
-			return s.Release(ctx, &volume.Snapshot{Name: vglv})
-		}
 		if withLVM || len(a.cfg.LVM.VolumeGroups) > 0 {
-			o.LeftoverLVs = s.Leftovers
+			o.Sweepers = append(o.Sweepers, s)
+		} else {
+			o.JournalOnly = append(o.JournalOnly, s)
 		}
 	} else if fail.IsUsage(err) {
 		// LVM is here but its config is wrong (lvm.snapshot_size): say so,
 		// or a leftover snapshot's "LVM is not available" hides the cause.
 		a.log.Warn("leftover snapshots cannot be released", "err", err)
 	}
+	o.Sweepers = append(o.Sweepers, a.images())
 	n, err := backup.Sweep(ctx, o)
 	if n > 0 {
 		a.log.Info("released leftovers of dead runs", "count", n)

@@ -20,7 +20,6 @@ import (
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/retention"
-	"voltar/internal/store/local"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -84,15 +83,9 @@ func (a *app) nightly(ctx context.Context) error {
 	if err != nil {
 		return abort(err)
 	}
-	// Mount, writability and free-space checks apply to a local store; an
-	// S3 store was checked when it was opened and reports no free space.
-	storePath := ""
-	if ls, ok := st.(*local.Store); ok {
-		storePath = ls.Root()
-	}
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
-		Store: st, StorePath: storePath, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
+		Store: st, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
 		Backup: backup.Options{
 			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
 			Recipients: rcpt, RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"text/tabwriter"
 
-	"github.com/bmatcuk/doublestar/v4"
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
@@ -30,6 +30,16 @@ func (a *app) lvm() (*lvm.Snapshotter, error) {
 	return &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir)}, nil
 }
 
+// images returns the image snapshotter: clones go next to each image or,
+// where no reflink is possible, into the scratch directory.
+func (a *app) images() *image.Snapshotter {
+	s := &image.Snapshotter{Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir), Logger: a.log}
+	for _, im := range a.cfg.Images {
+		s.Dirs = append(s.Dirs, filepath.Dir(im.Path))
+	}
+	return s
+}
+
 // candidate is one volume `run` would or would not back up, and why.
 type candidate struct {
 	Volume   string `json:"volume"`
@@ -49,22 +59,13 @@ func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, erro
 		if err != nil {
 			return nil, nil, err
 		}
-		cs, err := s.List(ctx, a.cfg.LVM.VolumeGroups, a.cfg.LVM.Include)
+		cs, err := s.List(ctx, a.cfg.LVM.VolumeGroups, lvm.Filter{Include: a.cfg.LVM.Include, Exclude: a.cfg.LVM.Exclude})
 		if err != nil {
 			return nil, nil, err
 		}
 		for _, c := range cs {
-			sel, reason := c.Selected, c.Reason
-			if sel {
-				for _, p := range a.cfg.LVM.Exclude {
-					if ok, _ := doublestar.Match(p, c.Volume.Name); ok {
-						sel, reason = false, "excluded by lvm.exclude "+p
-						break
-					}
-				}
-			}
-			out = append(out, candidate{Volume: c.Volume.ID(), Kind: c.Volume.Kind, Path: c.Volume.Path, Size: c.Volume.Size, Selected: sel, Reason: reason})
-			if sel {
+			out = append(out, candidate{Volume: c.Volume.ID(), Kind: c.Volume.Kind, Path: c.Volume.Path, Size: c.Volume.Size, Selected: c.Selected, Reason: c.Reason})
+			if c.Selected {
 				vols = append(vols, c.Volume)
 			}
 		}

@@ -7,8 +7,6 @@ package nightly
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
 	"voltar/internal/config"
-	"voltar/internal/disk"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/prune"
@@ -38,7 +35,6 @@ type Job struct {
 // Options configure a run.
 type Options struct {
 	Store       store.Store
-	StorePath   string // local directory, for the mount and space checks; "" for other stores
 	Host        string
 	Jobs        []Job
 	Concurrency int
@@ -52,7 +48,8 @@ type Options struct {
 	DumpsAfter      bool
 	DumpConcurrency int
 	Dump            dump.Options
-	// RequireMount: this directory must be a mount point.
+	// RequireMount: this directory must be a mount point (checked by a
+	// store that is a store.Preflighter).
 	RequireMount   string
 	MinFreePercent float64
 	Retention      string // for the report
@@ -158,7 +155,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(fmt.Errorf("backup %s is stored, but: %w", m.ID, err))
 	}
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.StoredBytes(), m.SourceBytes(), m.Files()
-	if m.Snapshot.Kind == "thick" {
+	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}
 	for _, f := range m.Filesystems {
@@ -182,36 +179,18 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	return v
 }
 
-// preflight checks the destination before any snapshot is made.
+// preflight checks the destination before any snapshot is made. A store
+// that cannot preflight (S3) was checked when it was opened, and reports
+// no free space.
 func preflight(ctx context.Context, o Options) error {
-	if o.StorePath == "" {
+	pf, ok := store.As[store.Preflighter](o.Store)
+	if !ok {
 		return nil
 	}
-	fi, err := os.Stat(o.StorePath)
-	if err != nil {
-		return fail.Hint(fmt.Errorf("store %s: %w", o.StorePath, err), "create it (mkdir -m 0700) or mount the backup disk")
+	if err := pf.Preflight(ctx, store.PreflightOptions{RequireMount: o.RequireMount}); err != nil {
+		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("store %s is not a directory", o.StorePath)
-	}
-	if o.RequireMount != "" {
-		ok, err := isMountPoint(o.RequireMount)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fail.Hint(fmt.Errorf("store: %s is not mounted (store.require_mount)", o.RequireMount),
-				"mount the backup filesystem; voltar will not fill the filesystem underneath")
-		}
-	}
-	probe, err := os.CreateTemp(o.StorePath, ".voltar-probe-")
-	if err != nil {
-		return fail.Hint(fmt.Errorf("store %s is not writable: %w", o.StorePath, err), "check its permissions and that it is not mounted read-only")
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-
-	sp, ok := o.Store.(store.Space)
+	sp, ok := store.As[store.Space](o.Store)
 	if !ok {
 		return nil
 	}
@@ -222,13 +201,13 @@ func preflight(ctx context.Context, o Options) error {
 	free := u.Avail
 	if o.MinFreePercent > 0 && u.Size > 0 && 100-u.UsedPercent() < o.MinFreePercent {
 		return fail.Hint(fmt.Errorf("store %s has %s free (%.1f%%), less than store.min_free_percent %.0f%%",
-			o.StorePath, units.Bytes(free), 100-u.UsedPercent(), o.MinFreePercent),
+			o.Store, units.Bytes(free), 100-u.UsedPercent(), o.MinFreePercent),
 			"free space or prune old backups (voltar prune --dry-run shows what is due)")
 	}
 	need := estimate(ctx, o)
 	if need > free {
 		return fail.Hint(fmt.Errorf("store %s has %s free, but the last backups of the selected volumes took %s",
-			o.StorePath, units.Bytes(free), units.Bytes(need)),
+			o.Store, units.Bytes(free), units.Bytes(need)),
 			"free space or prune old backups before the run; voltar does not start backups it expects to fill the disk")
 	}
 	return nil
@@ -260,26 +239,9 @@ func usage(ctx context.Context, o Options, r *report.Run) {
 		}
 		r.StoreTotalBytes = n
 	}
-	if sp, ok := o.Store.(store.Space); ok {
+	if sp, ok := store.As[store.Space](o.Store); ok {
 		if u, err := sp.Usage(ctx); err == nil {
 			r.DestUsedBytes, r.DestAvailBytes, r.DestTotalBytes = u.Used, u.Avail, u.Size
 		}
 	}
-}
-
-func isMountPoint(dir string) (bool, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return false, err
-	}
-	mounts, err := disk.MountsUnder(abs)
-	if err != nil {
-		return false, fmt.Errorf("read mounts: %w", err)
-	}
-	for _, m := range mounts {
-		if m == abs {
-			return true, nil
-		}
-	}
-	return false, nil
 }
