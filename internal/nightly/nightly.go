@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"voltar/internal/backup"
@@ -16,6 +15,7 @@ import (
 	"voltar/internal/config"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/parallel"
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/store"
@@ -114,23 +114,7 @@ func dumps(ctx context.Context, o Options) []report.Dump {
 
 // volumes backs up every job, Concurrency at a time.
 func volumes(ctx context.Context, o Options) []report.Volume {
-	out := make([]report.Volume, len(o.Jobs))
-	sem := make(chan struct{}, max(o.Concurrency, 1))
-	var wg sync.WaitGroup
-	for i, j := range o.Jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-			}
-			out[i] = one(ctx, o, j)
-		}()
-	}
-	wg.Wait()
-	return out
+	return parallel.Map(ctx, o.Jobs, o.Concurrency, func(j Job) report.Volume { return one(ctx, o, j) })
 }
 
 // one backs up and then prunes one volume.

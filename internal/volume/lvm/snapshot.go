@@ -285,7 +285,10 @@ func (s *Snapshotter) Leftovers(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-var _ volume.Sweeper = (*Snapshotter)(nil)
+var (
+	_ volume.Sweeper     = (*Snapshotter)(nil)
+	_ volume.Preflighter = (*Snapshotter)(nil)
+)
 
 // Kinds implements volume.Sweeper.
 func (s *Snapshotter) Kinds() []volume.SnapshotKind {
