@@ -106,11 +106,7 @@ func (a *app) aborted(ctx context.Context, out report.Outputs, retention string,
 	if herr != nil {
 		host = "unknown host"
 	}
-	rep := &report.Run{
-		Host: host, Started: started, Finished: time.Now(), Store: a.cfg.Store.Path, Retention: retention,
-		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1,
-		Errors: []report.Problem{*report.NewProblem(err)}, Version: version,
-	}
+	rep := nightly.Aborted(host, a.cfg.Store.Path, retention, version, started, time.Now(), err)
 	if derr := a.deliver(ctx, out, rep); derr != nil {
 		a.log.Error("the report of the aborted run was not delivered", "err", derr)
 	}

@@ -93,6 +93,18 @@ func Run(ctx context.Context, o Options) *report.Run {
 	return r
 }
 
+// Aborted is the report of a run that stopped before Run could start (the
+// store could not be opened, the sweep or the volume selection failed):
+// the operator who reads only the mail, the JSON report or the metrics
+// learns of it too. What was not measured is unknown (-1), not zero.
+func Aborted(host, storeName, retention, version string, started, finished time.Time, err error) *report.Run {
+	return &report.Run{
+		Host: host, Started: started, Finished: finished, Store: storeName, Retention: retention,
+		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1,
+		Errors: []report.Problem{*report.NewProblem(err)}, Version: version,
+	}
+}
+
 // dumps runs the database dumps and prunes each one that succeeded.
 func dumps(ctx context.Context, o Options) []report.Dump {
 	if len(o.Dumps) == 0 {

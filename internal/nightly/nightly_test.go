@@ -16,6 +16,7 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog/catalogtest"
+	"voltar/internal/fail"
 	"voltar/internal/nightly"
 	"voltar/internal/prune"
 	"voltar/internal/report"
@@ -233,5 +234,34 @@ func TestAbortedRunStillReports(t *testing.T) {
 				t.Errorf("text report (%v):\n%s", err, text.String())
 			}
 		})
+	}
+}
+
+// A run that could not even start (here: its store could not be opened)
+// reports the error with its hints; what it could not measure is unknown,
+// not zero, in every output.
+func TestAbortedBeforeTheStart(t *testing.T) {
+	started := time.Date(2026, 12, 6, 1, 30, 0, 0, time.UTC)
+	err := fail.Hint(errors.New("store s3://b/p: connection refused"), "check store.s3.endpoint")
+	r := nightly.Aborted(host, "s3://b/p", "keep_last 1", "test", started, started.Add(time.Second), err)
+	if r.OK() || len(r.Errors) != 1 || r.Errors[0].Message != err.Error() || len(r.Errors[0].Hints) != 1 {
+		t.Fatalf("report %+v, want one run error with its hint", r)
+	}
+	var js bytes.Buffer
+	if err := report.JSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"ok": false`, `"store_total_bytes": null`, `"dest_used_bytes": null`, `"check store.s3.endpoint"`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON report lacks %s:\n%s", want, js.String())
+		}
+	}
+	prom := filepath.Join(t.TempDir(), "voltar.prom")
+	if err := report.WritePrometheus(prom, r); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(prom)
+	if !strings.Contains(string(b), "voltar_run_success 0") || strings.Contains(string(b), "voltar_store_size_bytes") {
+		t.Errorf("metrics:\n%s", b)
 	}
 }
