@@ -10,19 +10,21 @@ import (
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
-	"voltar/internal/codec"
-	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
 	"voltar/internal/units"
-	"voltar/internal/volume"
-	"voltar/internal/volume/image"
 )
 
+// backupFlags are the flags of `voltar backup`; to and compress are nil
+// unless given, as they override the config only then.
+type backupFlags struct {
+	to, compress    *string
+	excludes        []string
+	asJSON, offline bool
+}
+
 func (a *app) backupCmd() *cobra.Command {
-	var to, compress string
-	var excludes []string
-	var asJSON, offline bool
+	var o backupFlags
 	cmd := &cobra.Command{
 		Use:   "backup [--to STORE] [--compress zstd|gzip|none] [--exclude GLOB]... VOLUME...",
 		Short: "Back up volumes now",
@@ -31,162 +33,72 @@ Each gets a snapshot, its partitions' filesystems are archived from the
 snapshot, and the snapshot is removed.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			if cmd.Flags().Changed("to") {
-				a.cfg.Store.Path = to
-			}
-			if cmd.Flags().Changed("compress") {
-				if !codec.Valid(compress) {
-					return fail.Usage(fmt.Errorf("--compress %q: want zstd, gzip or none", compress))
-				}
-				a.cfg.Compression, a.cfg.CompressionLevel = compress, 0
-			}
-			st, host, err := a.storeAndHost(ctx)
-			if err != nil {
-				return err
-			}
-			rcpt, err := a.recipients()
-			if err != nil {
-				return err
-			}
-			// Resolve every volume before touching anything, so a typo in the
-			// third argument does not leave the first two half done.
-			var vols []volume.Volume
-			var snaps []volume.Snapshotter
-			for _, arg := range args {
-				v, s, err := a.resolve(ctx, arg, offline)
-				if err != nil {
-					return err
-				}
-				for _, o := range vols {
-					if o.ID() == v.ID() {
-						return fail.Usage(fail.Hint(fmt.Errorf("%s and %s are both the volume %s", o.Path, v.Path, v.ID()),
-							"back up one at a time only if they are the same volume; image files need distinct names"))
-					}
-				}
-				vols = append(vols, v)
-				snaps = append(snaps, s)
-			}
-			l, err := a.lockAndSweep(ctx, hasLVM(vols))
-			if err != nil {
-				return err
-			}
-			defer l.Release()
-			runID, j, err := a.startJournal()
-			if err != nil {
-				return err
-			}
-			defer a.finishJournal(j)
-			bars := progress.New(stderrFile(a))
-			var results []*manifest.Manifest
-			var errs []error
-			for i, v := range vols {
-				if ctx.Err() != nil {
-					break
-				}
-				m, err := backup.Volume(ctx, v, backup.Options{
-					Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-					Threads: a.cfg.Threads, Excludes: a.excludesFor(v, excludes), Recipients: rcpt,
-					BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
-					RuntimeDir:     a.cfg.RuntimeDir, RunID: runID, Journal: j, Snapshotter: snaps[i],
-					CleanupTimeout: a.cfg.CleanupTimeout, Version: version, Logger: a.log, Progress: bars,
-				})
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				results = append(results, m)
-			}
-			bars.Wait()
-			if asJSON {
-				if err := a.printJSON(results); err != nil {
-					return err
-				}
-			} else {
-				for _, m := range results {
-					printBackup(a, m)
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if len(errs) == 1 {
-				return errs[0]
-			}
-			if len(errs) > 1 {
-				return fmt.Errorf("%d of %d volumes failed:\n%w", len(errs), len(vols), errors.Join(errs...))
-			}
-			return nil
+			o.to, o.compress = given(cmd, "to"), given(cmd, "compress")
+			return a.runBackup(cmd.Context(), o, args)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&to, "to", "", "store: a directory or s3://bucket/prefix (default: store: from the config)")
-	f.StringVar(&compress, "compress", "", "compression: zstd, gzip or none (default: compression: from the config, else zstd)")
-	f.StringArrayVar(&excludes, "exclude", nil, "leave out paths matching this glob (repeatable); a pattern without / matches names at any depth")
-	f.BoolVar(&asJSON, "json", false, "print the manifests as JSON")
-	f.BoolVar(&offline, "offline", false, "image files are not in use: read them in place instead of cloning")
+	f.String("to", "", "store: a directory or s3://bucket/prefix (default: store: from the config)")
+	f.String("compress", "", "compression: zstd, gzip or none (default: compression: from the config, else zstd)")
+	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching this glob (repeatable); a pattern without / matches names at any depth")
+	f.BoolVar(&o.asJSON, "json", false, "print the manifests as JSON")
+	f.BoolVar(&o.offline, "offline", false, "image files are not in use: read them in place instead of cloning")
 	return cmd
 }
 
-// excludesFor merges the global, per-volume and command-line patterns.
-func (a *app) excludesFor(v volume.Volume, extra []string) []string {
-	out := append([]string{}, a.cfg.Excludes...)
-	out = append(out, a.cfg.VolumeExcludes[v.ID()]...)
-	return append(out, extra...)
-}
-
-// resolve turns a VOLUME argument into a volume and the snapshotter for it.
-func (a *app) resolve(ctx context.Context, arg string, offline bool) (volume.Volume, volume.Snapshotter, error) {
-	if isLVMSpec(arg) {
-		s, err := a.lvm()
-		if err != nil {
-			return volume.Volume{}, nil, err
-		}
-		v, err := s.Resolve(ctx, arg)
-		if err != nil {
-			return volume.Volume{}, nil, fail.Usage(err)
-		}
-		return v, s, nil
+// runBackup backs up the volumes args name, one after the other.
+func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error {
+	if err := a.override(o.to, o.compress); err != nil {
+		return err
 	}
-	for _, im := range a.cfg.Images {
-		if im.Path == arg {
-			offline = offline || im.Offline
-		}
-	}
-	v, err := image.Resolve(arg, offline)
+	st, host, err := a.storeAndHost(ctx)
 	if err != nil {
-		return volume.Volume{}, nil, err
+		return err
 	}
-	return v, &image.Snapshotter{Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir), Logger: a.log}, nil
-}
-
-// snapshotter returns what snapshots v.
-func (a *app) snapshotter(v volume.Volume) (volume.Snapshotter, error) {
-	if v.Kind == volume.KindLVM {
-		return a.lvm()
+	rcpt, err := a.recipients()
+	if err != nil {
+		return err
 	}
-	return &image.Snapshotter{Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir), Logger: a.log}, nil
-}
-
-// isLVMSpec tells vg/lv and /dev/vg/lv from image paths: an existing regular
-// file is always an image.
-func isLVMSpec(arg string) bool {
-	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
-		return false
+	vols, snaps, err := a.resolveAll(ctx, args, o.offline)
+	if err != nil {
+		return err
 	}
-	if strings.HasPrefix(arg, "/dev/") {
-		return strings.Count(strings.TrimPrefix(arg, "/dev/"), "/") == 1 && !strings.HasPrefix(arg, "/dev/loop")
+	ses, err := a.begin(ctx, hasLVM(vols), true)
+	if err != nil {
+		return err
 	}
-	return !strings.HasPrefix(arg, "/") && !strings.HasPrefix(arg, ".") && strings.Count(arg, "/") == 1
-}
-
-func hasLVM(vols []volume.Volume) bool {
-	for _, v := range vols {
-		if v.Kind == volume.KindLVM {
-			return true
+	defer ses.end()
+	bars := progress.New(stderrFile(a))
+	var results []*manifest.Manifest
+	var errs []error
+	for i, v := range vols {
+		if ctx.Err() != nil {
+			break
 		}
+		m, err := backup.Volume(ctx, v, backup.Options{
+			Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
+			Threads: a.cfg.Threads, Excludes: a.excludesFor(v, o.excludes), Recipients: rcpt,
+			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
+			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Journal: ses.journal, Snapshotter: snaps[i],
+			CleanupTimeout: a.cfg.CleanupTimeout, Version: version, Logger: a.log, Progress: bars,
+		})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		results = append(results, m)
 	}
-	return false
+	bars.Wait()
+	if err := printResults(ctx, a, o.asJSON, results, results, printBackup); err != nil {
+		return err
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	if len(errs) > 1 {
+		return fmt.Errorf("%d of %d volumes failed:\n%w", len(errs), len(vols), errors.Join(errs...))
+	}
+	return nil
 }
 
 func printBackup(a *app, m *manifest.Manifest) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -24,94 +25,98 @@ func (a *app) configCmd() *cobra.Command {
 		Short: "Validate the configuration and print what voltar run would do",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			cfg := a.cfg
-			// Every command that reads or writes backups needs it;
-			// only backup --to can do without.
-			if cfg.Store.Path == "" {
-				return fail.Usage(fail.Hint(fmt.Errorf("config %s sets no store", a.cfgPath),
-					"set store: to a directory (store: /srv/backup/voltar) or s3://bucket/prefix"))
-			}
-			// The global policy and each dump's own, as run would use them.
-			po, err := a.pruneOptions(false)
-			if err != nil {
-				return err
-			}
-			pol := po.Policy
-			mail := mailConfig(cfg)
-			if mail.Host != "" {
-				if err := mail.Validate(); err != nil {
-					return fail.Usage(fmt.Errorf("report.mail: %w", err))
-				}
-			}
-			host, err := cfg.HostName()
-			if err != nil {
-				return err
-			}
-			rcpt, err := a.recipients()
-			if err != nil {
-				return err
-			}
-			if _, err := a.identities(); err != nil {
-				return err
-			}
-			w := a.stdout
-			fmt.Fprintf(w, "config %s is valid\n\n", a.cfgPath)
-			fmt.Fprintf(w, "store        %s (host folder %s/)\n", cfg.Store.Path, host)
-			if cfg.Store.RequireMount != "" {
-				fmt.Fprintf(w, "             must be mounted at %s\n", cfg.Store.RequireMount)
-			}
-			if set, err := cfg.Store.S3(cfg.Store.Path); config.IsS3(cfg.Store.Path) && err == nil {
-				scheme := "https"
-				if !set.Secure {
-					scheme = "http"
-				}
-				fmt.Fprintf(w, "             on %s://%s (not contacted by config check)\n", scheme, set.Endpoint)
-			}
-			level := "default level"
-			if cfg.CompressionLevel != 0 {
-				level = fmt.Sprintf("level %d", cfg.CompressionLevel)
-			}
-			fmt.Fprintf(w, "compression  %s, %s\n", cfg.Compression, level)
-			if rcpt != nil {
-				fmt.Fprintf(w, "encryption   age, to %d recipient(s)\n", len(rcpt.Keys()))
-			} else {
-				fmt.Fprintln(w, "encryption   none")
-			}
-			if p := a.identityFile(); p != "" {
-				fmt.Fprintf(w, "identity     %s (verify and restore decrypt with it)\n", p)
-			}
-			fmt.Fprintf(w, "concurrency  %d volume(s) at a time\n", cfg.Concurrency)
-			fmt.Fprintf(w, "snapshots    LVM %s\n", cfg.LVM.SnapshotSize)
-			fmt.Fprintf(w, "retention    %s\n", pol)
-			if mail.Host != "" {
-				fmt.Fprintf(w, "mail         via %s to %v\n", mail.Host, mail.To)
-			} else {
-				fmt.Fprintln(w, "mail         none")
-			}
-			if cfg.Report.JSONFile != "" {
-				fmt.Fprintf(w, "json report  %s\n", cfg.Report.JSONFile)
-			}
-			if cfg.Report.PrometheusTextfile != "" {
-				fmt.Fprintf(w, "metrics      %s\n", cfg.Report.PrometheusTextfile)
-			}
-			cs, _, err := a.selection(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "\nvolumes:\n")
-			for _, c := range cs {
-				state := "backed up"
-				if !c.Selected {
-					state = "not backed up: " + c.Reason
-				}
-				fmt.Fprintf(w, "  %-40s %s\n", c.Volume, state)
-			}
-			if len(cs) == 0 {
-				fmt.Fprintln(w, "  none: set lvm.volume_groups or images")
-			}
-			return nil
+			return a.runConfigCheck(cmd.Context())
 		},
 	})
 	return cmd
+}
+
+// runConfigCheck validates the config as a run would read it and prints
+// what the run would do.
+func (a *app) runConfigCheck(ctx context.Context) error {
+	cfg := a.cfg
+	// Every command that reads or writes backups needs it; only backup
+	// --to can do without.
+	if cfg.Store.Path == "" {
+		return fail.Usage(fail.Hint(fmt.Errorf("config %s sets no store", a.cfgPath),
+			"set store: to a directory (store: /srv/backup/voltar) or s3://bucket/prefix"))
+	}
+	// The global policy and each dump's own, as run would use them.
+	po, err := a.pruneOptions(false)
+	if err != nil {
+		return err
+	}
+	pol := po.Policy
+	out, err := a.outputs()
+	if err != nil {
+		return err
+	}
+	mail := out.Mail
+	host, err := cfg.HostName()
+	if err != nil {
+		return err
+	}
+	rcpt, err := a.recipients()
+	if err != nil {
+		return err
+	}
+	if _, err := a.identities(); err != nil {
+		return err
+	}
+	w := a.stdout
+	fmt.Fprintf(w, "config %s is valid\n\n", a.cfgPath)
+	fmt.Fprintf(w, "store        %s (host folder %s/)\n", cfg.Store.Path, host)
+	if cfg.Store.RequireMount != "" {
+		fmt.Fprintf(w, "             must be mounted at %s\n", cfg.Store.RequireMount)
+	}
+	if set, err := cfg.Store.S3(cfg.Store.Path); config.IsS3(cfg.Store.Path) && err == nil {
+		scheme := "https"
+		if !set.Secure {
+			scheme = "http"
+		}
+		fmt.Fprintf(w, "             on %s://%s (not contacted by config check)\n", scheme, set.Endpoint)
+	}
+	level := "default level"
+	if cfg.CompressionLevel != 0 {
+		level = fmt.Sprintf("level %d", cfg.CompressionLevel)
+	}
+	fmt.Fprintf(w, "compression  %s, %s\n", cfg.Compression, level)
+	if rcpt != nil {
+		fmt.Fprintf(w, "encryption   age, to %d recipient(s)\n", len(rcpt.Keys()))
+	} else {
+		fmt.Fprintln(w, "encryption   none")
+	}
+	if p := a.identityFile(); p != "" {
+		fmt.Fprintf(w, "identity     %s (verify and restore decrypt with it)\n", p)
+	}
+	fmt.Fprintf(w, "concurrency  %d volume(s) at a time\n", cfg.Concurrency)
+	fmt.Fprintf(w, "snapshots    LVM %s\n", cfg.LVM.SnapshotSize)
+	fmt.Fprintf(w, "retention    %s\n", pol)
+	if mail.Host != "" {
+		fmt.Fprintf(w, "mail         via %s to %v\n", mail.Host, mail.To)
+	} else {
+		fmt.Fprintln(w, "mail         none")
+	}
+	if cfg.Report.JSONFile != "" {
+		fmt.Fprintf(w, "json report  %s\n", cfg.Report.JSONFile)
+	}
+	if cfg.Report.PrometheusTextfile != "" {
+		fmt.Fprintf(w, "metrics      %s\n", cfg.Report.PrometheusTextfile)
+	}
+	cs, _, err := a.selection(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nvolumes:\n")
+	for _, c := range cs {
+		state := "backed up"
+		if !c.Selected {
+			state = "not backed up: " + c.Reason
+		}
+		fmt.Fprintf(w, "  %-40s %s\n", c.Volume, state)
+	}
+	if len(cs) == 0 {
+		fmt.Fprintln(w, "  none: set lvm.volume_groups or images")
+	}
+	return nil
 }

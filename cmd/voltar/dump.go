@@ -15,9 +15,14 @@ import (
 	"voltar/internal/units"
 )
 
+// dumpFlags are the flags of `voltar dump`; to is nil unless given.
+type dumpFlags struct {
+	to     *string
+	asJSON bool
+}
+
 func (a *app) dumpCmd() *cobra.Command {
-	var to string
-	var asJSON bool
+	var o dumpFlags
 	cmd := &cobra.Command{
 		Use:   "dump [--to STORE] [NAME...]",
 		Short: "Dump the configured databases over SSH now",
@@ -31,69 +36,58 @@ A non-zero exit status, a lost connection, errors on stderr or a truncated
 dump fail the dump and leave nothing in the store. Exit status 1 when any
 dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			dumps, err := dump.Select(a.cfg.Dumps, args)
-			if err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("to") {
-				a.cfg.Store.Path = to
-			}
-			st, host, err := a.storeAndHost(ctx)
-			if err != nil {
-				return err
-			}
-			rcpt, err := a.recipients()
-			if err != nil {
-				return err
-			}
-			l, err := a.lockAndSweep(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer l.Release()
-			_, j, err := a.startJournal()
-			if err != nil {
-				return err
-			}
-			defer a.finishJournal(j)
-			results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{
-				Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-				Threads: a.cfg.Threads, Recipients: rcpt, Version: version, Logger: a.log, Journal: j,
-				CleanupTimeout: a.cfg.CleanupTimeout,
-			})
-			failed := 0
-			for _, r := range results {
-				if r.Err != nil {
-					failed++
-				}
-			}
-			if asJSON {
-				out := make([]dumpJSON, 0, len(results))
-				for _, r := range results {
-					out = append(out, newDumpJSON(r))
-				}
-				if err := a.printJSON(out); err != nil {
-					return err
-				}
-			} else {
-				for _, r := range results {
-					printDump(a, r)
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d dumps failed", failed, len(results))
-			}
-			return nil
+			o.to = given(cmd, "to")
+			return a.runDump(cmd.Context(), o, args)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&to, "to", "", "store: a directory or s3://bucket/prefix (default: store: from the config)")
-	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	f.String("to", "", "store: a directory or s3://bucket/prefix (default: store: from the config)")
+	f.BoolVar(&o.asJSON, "json", false, "print the results as JSON")
 	return cmd
+}
+
+// runDump runs the dumps args name, all when none.
+func (a *app) runDump(ctx context.Context, o dumpFlags, args []string) error {
+	dumps, err := dump.Select(a.cfg.Dumps, args)
+	if err != nil {
+		return err
+	}
+	if err := a.override(o.to, nil); err != nil {
+		return err
+	}
+	st, host, err := a.storeAndHost(ctx)
+	if err != nil {
+		return err
+	}
+	rcpt, err := a.recipients()
+	if err != nil {
+		return err
+	}
+	ses, err := a.begin(ctx, false, true)
+	if err != nil {
+		return err
+	}
+	defer ses.end()
+	results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{
+		Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
+		Threads: a.cfg.Threads, Recipients: rcpt, Version: version, Logger: a.log, Journal: ses.journal,
+		CleanupTimeout: a.cfg.CleanupTimeout,
+	})
+	failed := 0
+	js := make([]dumpJSON, 0, len(results))
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+		}
+		js = append(js, newDumpJSON(r))
+	}
+	if err := printResults(ctx, a, o.asJSON, js, results, printDump); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d dumps failed", failed, len(results))
+	}
+	return nil
 }
 
 // printDump prints one line per dump, and for a failed one its error and
@@ -147,21 +141,19 @@ type dumpJSON struct {
 }
 
 func newDumpJSON(r dump.Result) dumpJSON {
-	j := dumpJSON{Name: r.Name, Status: "ok", Started: r.Started, Finished: r.Finished}
-	switch {
-	case r.Skipped:
-		j.Status = "skipped"
-	case r.Err != nil:
-		j.Status = "failed"
-	default:
-		m := r.Manifest
-		j.ID, j.StoredBytes, j.SQLBytes = m.ID, m.StoredBytes(), m.SourceBytes()
+	// The nightly report's row says what happened; this adds what a
+	// dump's manifest knows beyond it.
+	d := r.Report()
+	j := dumpJSON{Name: d.Name, Status: d.Status, ID: d.BackupID, StoredBytes: max(d.StoredBytes, 0),
+		Started: d.Started, Finished: d.Finished}
+	if m := r.Manifest; r.Err == nil && m != nil {
+		j.SQLBytes = m.SourceBytes()
 		if len(m.Filesystems) > 0 {
 			j.SHA256 = m.Filesystems[0].SHA256
 		}
 	}
-	if r.Err != nil {
-		j.Error, j.Hints = r.Err.Error(), fail.Hints(r.Err)
+	if d.Err != nil {
+		j.Error, j.Hints = d.Err.Message, d.Err.Hints
 	}
 	return j
 }

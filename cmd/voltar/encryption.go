@@ -2,28 +2,12 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"os"
 
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
 )
-
-// recipients returns the public keys to encrypt to, nil when encryption:
-// configures none. Bad keys and unreadable files are usage errors.
-func (a *app) recipients() (*crypt.Recipients, error) {
-	e := a.cfg.Encryption
-	if !e.Enabled() {
-		return nil, nil
-	}
-	r, err := crypt.NewRecipients(e.Keys(), e.RecipientsFile)
-	if err != nil {
-		return nil, fail.Usage(fail.Hint(fmt.Errorf("encryption: %w", err),
-			"recipients are public keys: age1... as `age-keygen -y KEYFILE` prints it, or ssh-ed25519/ssh-rsa lines of .pub files; see encryption: in examples/voltar.yaml"))
-	}
-	return r, nil
-}
 
 // identityFile is where the private key is: $VOLTAR_AGE_IDENTITY_FILE, else
 // encryption.identity_file; "" when neither is set.

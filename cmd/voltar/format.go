@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 )
 
@@ -9,4 +10,20 @@ func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printResults prints what a command produced: asJSON the value js, else
+// each result as line prints it. An interrupted command then fails with
+// ctx's error, after printing what it finished.
+func printResults[T any](ctx context.Context, a *app, asJSON bool, js any, results []T, line func(*app, T)) error {
+	if asJSON {
+		if err := a.printJSON(js); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range results {
+			line(a, r)
+		}
+	}
+	return ctx.Err()
 }

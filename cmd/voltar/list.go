@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"voltar/internal/catalog"
 )
 
+// listFlags are the flags of `voltar list`.
+type listFlags struct{ asJSON, allHosts bool }
+
 func (a *app) listCmd() *cobra.Command {
-	var asJSON, allHosts bool
+	var o listFlags
 	cmd := &cobra.Command{
 		Use:   "list [--json] [VOLUME]",
 		Short: "List complete backups, and incomplete folders separately",
@@ -18,33 +23,38 @@ apart as incomplete, and folders whose manifest.json is there but unusable
 neither are backups.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a.sweepIfIdle(ctx)
-			st, err := a.openStore(ctx, a.cfg.Store.Path)
-			if err != nil {
-				return err
-			}
-			host := ""
-			if !allHosts {
-				if host, err = a.cfg.HostName(); err != nil {
-					return err
-				}
-			}
-			filter := ""
-			if len(args) == 1 {
-				filter = args[0]
-			}
-			c, err := catalog.List(ctx, st, host, filter)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return a.printJSON(c)
-			}
-			return c.WriteText(a.stdout)
+			return a.runList(cmd.Context(), o, args)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
-	cmd.Flags().BoolVar(&allHosts, "all-hosts", false, "list the backups of every host in the store")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print as JSON")
+	cmd.Flags().BoolVar(&o.allHosts, "all-hosts", false, "list the backups of every host in the store")
 	return cmd
+}
+
+// runList lists the backups of this host (or every host), or of the volume
+// args names.
+func (a *app) runList(ctx context.Context, o listFlags, args []string) error {
+	a.sweepIfIdle(ctx)
+	st, err := a.openStore(ctx, a.cfg.Store.Path)
+	if err != nil {
+		return err
+	}
+	host := ""
+	if !o.allHosts {
+		if host, err = a.cfg.HostName(); err != nil {
+			return err
+		}
+	}
+	filter := ""
+	if len(args) == 1 {
+		filter = args[0]
+	}
+	c, err := catalog.List(ctx, st, host, filter)
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		return a.printJSON(c)
+	}
+	return c.WriteText(a.stdout)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,9 +18,14 @@ import (
 	"voltar/internal/restore"
 )
 
+// restoreFlags are the flags of `voltar restore`.
+type restoreFlags struct {
+	partition, toDir, toImage, toDevice string
+	force                               bool
+}
+
 func (a *app) restoreCmd() *cobra.Command {
-	var partition, toDir, toImage, toDevice string
-	var force bool
+	var o restoreFlags
 	cmd := &cobra.Command{
 		Use:   "restore BACKUP [--partition pN] --to DIR | --to-image FILE | --to-device DEV",
 		Short: "Restore a backup into a directory, or re-create the whole volume",
@@ -39,88 +45,15 @@ symlinks) are refused and reported. An encrypted backup is decrypted with
 encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			n := 0
-			for _, t := range []string{toDir, toImage, toDevice} {
-				if t != "" {
-					n++
-				}
-			}
-			if n != 1 {
-				return fail.Usage(fail.Hint(errors.New("restore needs exactly one of --to, --to-image or --to-device"), "usage: voltar restore BACKUP --to DIR"))
-			}
-			if partition != "" && toDir == "" {
-				return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
-			}
-			st, host, err := a.storeAndHost(ctx)
-			if err != nil {
-				return err
-			}
-			opts := restore.Options{Partition: partition, Overwrite: force, Logger: a.log}
-			// A bar per filesystem on a terminal: a big restore is long.
-			bars := progress.New(stderrFile(a))
-			defer bars.Wait()
-			opts.Progress = func(name string, total int64) restore.Tracker {
-				return bars.Start(args[0]+" "+name, total)
-			}
-			var res restore.Result
-			if toDir != "" {
-				a.sweepIfIdle(ctx)
-				b, err := catalog.Resolve(ctx, st, host, args[0])
-				if err != nil {
-					return err
-				}
-				if dump.IsDump(b.Manifest) {
-					return a.restoreDump(ctx, st, b, toDir, partition, force)
-				}
-				if opts.Identities, err = a.identitiesFor(b); err != nil {
-					return err
-				}
-				res, err = restore.ToDir(ctx, st, b, toDir, opts)
-				bars.Wait()
-				restore.WriteText(a.stdout, res)
-				return restoreError(err)
-			}
-			// Re-creating a volume maps loop devices and mounts: take the
-			// lock, and name them so a crash sweep finds them.
-			l, err := a.lockAndSweep(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer l.Release()
-			b, err := catalog.Resolve(ctx, st, host, args[0])
-			if err != nil {
-				return err
-			}
-			if dump.IsDump(b.Manifest) {
-				return errDumpNotVolume(b)
-			}
-			if opts.Identities, err = a.identitiesFor(b); err != nil {
-				return err
-			}
-			runID := backup.NewRunID(time.Now())
-			opts.LoopTag = backup.LoopTag(a.cfg.RuntimeDir, runID)
-			opts.MountDir = filepath.Join(a.cfg.RuntimeDir, runID)
-			if err := os.MkdirAll(opts.MountDir, 0o700); err != nil {
-				return fmt.Errorf("mount directory: %w", err)
-			}
-			defer os.Remove(opts.MountDir)
-			if toImage != "" {
-				res, err = restore.ToImage(ctx, st, b, toImage, opts)
-			} else {
-				res, err = restore.ToDevice(ctx, st, b, toDevice, opts)
-			}
-			bars.Wait()
-			restore.WriteText(a.stdout, res)
-			return restoreError(err)
+			return a.runRestore(cmd.Context(), o, args)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&partition, "partition", "", "restore only this filesystem (p1, p2, ... or fs)")
-	f.StringVar(&toDir, "to", "", "extract into this directory (must be empty or missing, unless --force)")
-	f.StringVar(&toImage, "to-image", "", "re-create the volume in this new image file")
-	f.StringVar(&toDevice, "to-device", "", "re-create the volume on this block device (overwrites it)")
-	f.BoolVar(&force, "force", false, "with --to: write into a non-empty directory")
+	f.StringVar(&o.partition, "partition", "", "restore only this filesystem (p1, p2, ... or fs)")
+	f.StringVar(&o.toDir, "to", "", "extract into this directory (must be empty or missing, unless --force)")
+	f.StringVar(&o.toImage, "to-image", "", "re-create the volume in this new image file")
+	f.StringVar(&o.toDevice, "to-device", "", "re-create the volume on this block device (overwrites it)")
+	f.BoolVar(&o.force, "force", false, "with --to: write into a non-empty directory")
 	return cmd
 }
 
@@ -134,4 +67,82 @@ func restoreError(err error) error {
 		return fmt.Errorf("restore finished, but not every entry was restored: %w", err)
 	}
 	return err
+}
+
+// runRestore restores the backup args[0] names into a directory, or
+// re-creates its volume in an image file or on a device.
+func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) error {
+	n := 0
+	for _, t := range []string{o.toDir, o.toImage, o.toDevice} {
+		if t != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return fail.Usage(fail.Hint(errors.New("restore needs exactly one of --to, --to-image or --to-device"), "usage: voltar restore BACKUP --to DIR"))
+	}
+	if o.partition != "" && o.toDir == "" {
+		return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
+	}
+	st, host, err := a.storeAndHost(ctx)
+	if err != nil {
+		return err
+	}
+	opts := restore.Options{Partition: o.partition, Overwrite: o.force, Logger: a.log}
+	// A bar per filesystem on a terminal: a big restore is long.
+	bars := progress.New(stderrFile(a))
+	defer bars.Wait()
+	opts.Progress = func(name string, total int64) restore.Tracker {
+		return bars.Start(args[0]+" "+name, total)
+	}
+	var res restore.Result
+	if o.toDir != "" {
+		a.sweepIfIdle(ctx)
+		b, err := catalog.Resolve(ctx, st, host, args[0])
+		if err != nil {
+			return err
+		}
+		if dump.IsDump(b.Manifest) {
+			return a.restoreDump(ctx, st, b, o.toDir, o.partition, o.force)
+		}
+		if opts.Identities, err = a.identitiesFor(b); err != nil {
+			return err
+		}
+		res, err = restore.ToDir(ctx, st, b, o.toDir, opts)
+		bars.Wait()
+		restore.WriteText(a.stdout, res)
+		return restoreError(err)
+	}
+	// Re-creating a volume maps loop devices and mounts: take the
+	// lock, and name them so a crash sweep finds them.
+	ses, err := a.begin(ctx, false, false)
+	if err != nil {
+		return err
+	}
+	defer ses.end()
+	b, err := catalog.Resolve(ctx, st, host, args[0])
+	if err != nil {
+		return err
+	}
+	if dump.IsDump(b.Manifest) {
+		return errDumpNotVolume(b)
+	}
+	if opts.Identities, err = a.identitiesFor(b); err != nil {
+		return err
+	}
+	runID := backup.NewRunID(time.Now())
+	opts.LoopTag = backup.LoopTag(a.cfg.RuntimeDir, runID)
+	opts.MountDir = filepath.Join(a.cfg.RuntimeDir, runID)
+	if err := os.MkdirAll(opts.MountDir, 0o700); err != nil {
+		return fmt.Errorf("mount directory: %w", err)
+	}
+	defer os.Remove(opts.MountDir)
+	if o.toImage != "" {
+		res, err = restore.ToImage(ctx, st, b, o.toImage, opts)
+	} else {
+		res, err = restore.ToDevice(ctx, st, b, o.toDevice, opts)
+	}
+	bars.Wait()
+	restore.WriteText(a.stdout, res)
+	return restoreError(err)
 }

@@ -8,18 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"voltar/internal/backup"
-	"voltar/internal/cleanup"
 	"voltar/internal/config"
 	"voltar/internal/fail"
-	"voltar/internal/lock"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
-	"voltar/internal/volume"
 )
 
 // app is what every command shares: flags, config, logger.
@@ -155,84 +150,12 @@ func (a *app) storeAndHost(ctx context.Context) (store.Store, string, error) {
 	return st, host, nil
 }
 
-// lockAndSweep takes the run lock and releases what dead runs left behind.
-// The caller must release the returned lock.
-func (a *app) lockAndSweep(ctx context.Context, withLVM bool) (*lock.Lock, error) {
-	l, err := lock.Acquire(a.cfg.RuntimeDir)
-	if err != nil {
-		return nil, err
+// given returns the value of the string flag name when it was given on the
+// command line, else nil: such a flag overrides the config only then.
+func given(cmd *cobra.Command, name string) *string {
+	if !cmd.Flags().Changed(name) {
+		return nil
 	}
-	if err := a.sweep(ctx, withLVM); err != nil {
-		l.Release()
-		return nil, err
-	}
-	return l, nil
-}
-
-// sweepIfIdle sweeps when no other run is active; read-only commands use it.
-func (a *app) sweepIfIdle(ctx context.Context) {
-	l, ok := lock.TryAcquire(a.cfg.RuntimeDir)
-	if !ok {
-		return
-	}
-	defer l.Release()
-	if err := a.sweep(ctx, false); err != nil {
-		a.log.Warn("cleanup of a dead run's leftovers failed", "err", err)
-	}
-}
-
-// sweep releases what dead runs left. withLVM also scans for tagged
-// snapshots when the config names no volume group (backup of LVs named on
-// the command line); with volume groups configured it always does.
-func (a *app) sweep(ctx context.Context, withLVM bool) error {
-	o := backup.SweepOptions{
-		RuntimeDir: a.cfg.RuntimeDir, StateDir: a.cfg.StateDir, Scratch: a.cfg.Scratch(),
-		OpenStore: a.openStore, Logger: a.log,
-	}
-	for _, im := range a.cfg.Images {
-		o.ImageDirs = append(o.ImageDirs, filepath.Dir(im.Path))
-	}
-	// A dead run's journal may name a snapshot even when this command has
-	// nothing to do with LVM; remove it whenever LVM is here. Scanning all
-	// VGs for tagged LVs is left to commands that use LVM.
-	if s, err := a.lvm(); err == nil {
-		o.RemoveLV = func(ctx context.Context, vglv string) error {
-			return s.Release(ctx, &volume.Snapshot{Name: vglv})
-		}
-		if withLVM || len(a.cfg.LVM.VolumeGroups) > 0 {
-			o.LeftoverLVs = s.Leftovers
-		}
-	} else if fail.IsUsage(err) {
-		// LVM is here but its config is wrong (lvm.snapshot_size): say so,
-		// or a leftover snapshot's "LVM is not available" hides the cause.
-		a.log.Warn("leftover snapshots cannot be released", "err", err)
-	}
-	n, err := backup.Sweep(ctx, o)
-	if n > 0 {
-		a.log.Info("released leftovers of dead runs", "count", n)
-	}
-	if err != nil {
-		return fail.Hint(fmt.Errorf("cleanup of a dead run's leftovers: %w", err),
-			"release them by hand (umount, losetup -d, lvremove), then run voltar again")
-	}
-	return nil
-}
-
-// startJournal begins a run that creates resources: its ID and the journal
-// a later run's sweep reads if this one dies. The caller must call
-// a.finishJournal.
-func (a *app) startJournal() (string, *cleanup.Journal, error) {
-	runID := backup.NewRunID(time.Now())
-	j, err := cleanup.Start(a.cfg.StateDir, runID)
-	if err != nil {
-		return "", nil, fail.Hint(err, "set state_dir to a writable directory")
-	}
-	return runID, j, nil
-}
-
-// finishJournal closes the journal, logging what is left for the next sweep.
-func (a *app) finishJournal(j *cleanup.Journal) {
-	if err := j.Finish(); err != nil {
-		a.log.Error("cleanup incomplete", "err", err)
-	}
+	v, _ := cmd.Flags().GetString(name)
+	return &v
 }

@@ -1,26 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
-	"voltar/internal/config"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/nightly"
 	"voltar/internal/progress"
-	"voltar/internal/prune"
 	"voltar/internal/report"
-	"voltar/internal/retention"
-	"voltar/internal/store/local"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -46,14 +39,12 @@ func (a *app) nightly(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mail := mailConfig(cfg)
-	if mail.Host != "" {
-		if err := mail.Validate(); err != nil {
-			return fail.Usage(fmt.Errorf("report.mail: %w", err))
-		}
+	out, err := a.outputs()
+	if err != nil {
+		return err
 	}
 	started := time.Now()
-	abort := func(err error) error { return a.aborted(ctx, mail, po.Policy.String(), started, err) }
+	abort := func(err error) error { return a.aborted(ctx, out, po.Policy.String(), started, err) }
 	st, host, err := a.storeAndHost(ctx)
 	if err != nil {
 		return abort(err)
@@ -62,59 +53,43 @@ func (a *app) nightly(ctx context.Context) error {
 	if err != nil {
 		return abort(err)
 	}
-	l, err := a.lockAndSweep(ctx, false)
+	ses, err := a.begin(ctx, false, false)
 	if err != nil {
 		return abort(err)
 	}
-	defer l.Release()
-	_, vols, err := a.selection(ctx)
+	defer ses.end()
+	jobs, err := a.jobs(ctx)
 	if err != nil {
 		return abort(err)
 	}
-	var jobs []nightly.Job
-	for _, v := range vols {
-		snap, err := a.snapshotter(v)
-		if err != nil {
-			return abort(err)
-		}
-		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
-			BtrfsSnapshots: cfg.IncludeBtrfsSnapshots(v.ID())})
-	}
-	runID, j, err := a.startJournal()
-	if err != nil {
+	if err := ses.startJournal(); err != nil {
 		return abort(err)
-	}
-	// Mount, writability and free-space checks apply to a local store; an
-	// S3 store was checked when it was opened and reports no free space.
-	storePath := ""
-	if ls, ok := st.(*local.Store); ok {
-		storePath = ls.Root()
 	}
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
-		Store: st, StorePath: storePath, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
+		Store: st, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
 		Backup: backup.Options{
 			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			Recipients: rcpt, RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
+			Recipients: rcpt, RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Journal: ses.journal, CleanupTimeout: cfg.CleanupTimeout,
 			Version: version, Logger: a.log, Progress: bars,
 		},
 		Prune: po,
 		Dumps: cfg.Dumps, DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
 		Dump: dump.Options{
 			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			Recipients: rcpt, Version: version, Logger: a.log, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
+			Recipients: rcpt, Version: version, Logger: a.log, Journal: ses.journal, CleanupTimeout: cfg.CleanupTimeout,
 		},
 		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,
 		Retention: po.Policy.String(), Version: version,
 	})
 	bars.Wait()
-	if err := j.Finish(); err != nil {
+	if err := ses.finishJournal(); err != nil {
 		rep.Errors = append(rep.Errors, *report.NewProblem(err))
 	}
 	if len(jobs) == 0 && len(cfg.Dumps) == 0 {
 		rep.Errors = append(rep.Errors, report.Problem{Message: "no volumes selected", Hints: []string{"set lvm.volume_groups or images in the config; voltar volumes shows the selection"}})
 	}
-	return a.deliver(ctx, cfg, mail, rep)
+	return a.deliver(ctx, out, rep)
 }
 
 // aborted reports a run that stopped before backing anything up: the
@@ -123,7 +98,7 @@ func (a *app) nightly(ctx context.Context) error {
 // mail, the JSON report or the metrics learns of it too, also of a
 // missing store directory (exit 2: an unmounted backup disk). Only another
 // run holding the lock (exit 3) is not reported: that run reports.
-func (a *app) aborted(ctx context.Context, mail report.MailConfig, retention string, started time.Time, err error) error {
+func (a *app) aborted(ctx context.Context, out report.Outputs, retention string, started time.Time, err error) error {
 	if errors.Is(err, fail.ErrLocked) {
 		return err
 	}
@@ -131,140 +106,24 @@ func (a *app) aborted(ctx context.Context, mail report.MailConfig, retention str
 	if herr != nil {
 		host = "unknown host"
 	}
-	rep := &report.Run{
-		Host: host, Started: started, Finished: time.Now(), Store: a.cfg.Store.Path, Retention: retention,
-		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1,
-		Errors: []report.Problem{*report.NewProblem(err)}, Version: version,
-	}
-	if derr := a.deliver(ctx, a.cfg, mail, rep); derr != nil {
+	rep := nightly.Aborted(host, a.cfg.Store.Path, retention, version, started, time.Now(), err)
+	if derr := a.deliver(ctx, out, rep); derr != nil {
 		a.log.Error("the report of the aborted run was not delivered", "err", derr)
 	}
 	return err
 }
 
-// deliver prints and sends the report. Failures to deliver make the run fail.
-func (a *app) deliver(ctx context.Context, cfg *config.Config, mail report.MailConfig, rep *report.Run) error {
-	var errs []error
-	if err := report.Text(a.stdout, rep); err != nil {
-		errs = append(errs, err)
-	}
-	if p := cfg.Report.JSONFile; p != "" {
-		var buf bytes.Buffer
-		err := report.JSON(&buf, rep)
-		if err == nil {
-			err = writeFileAtomic(p, buf.Bytes())
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("report.json_file: %w", err))
-		}
-	}
-	if p := cfg.Report.PrometheusTextfile; p != "" {
-		if err := report.WritePrometheus(p, rep); err != nil {
-			errs = append(errs, fmt.Errorf("report.prometheus_textfile: %w", err))
-		}
-	}
-	if mail.Host != "" && !(cfg.Report.Mail.OnlyOnFailure && rep.OK()) {
-		// A cancelled run still mails its report.
-		t := mail.Timeout
-		if t == 0 {
-			t = report.DefaultMailTimeout
-		}
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t+10*time.Second)
-		err := report.Send(mctx, mail, rep)
-		cancel()
-		if err != nil {
-			errs = append(errs, fail.Hint(fmt.Errorf("the report could not be mailed: %w", err), "check report.mail in the config; the report above is complete"))
-		} else {
-			a.log.Info("report mailed", "to", mail.To)
-		}
-	}
+// deliver prints and sends the report and returns the run's result:
+// failures to deliver make the run fail too.
+func (a *app) deliver(ctx context.Context, out report.Outputs, rep *report.Run) error {
+	derr := report.Deliver(ctx, rep, out)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	var errs []error
 	if !rep.OK() {
 		ok, failed, total := rep.Counts()
-		errs = append([]error{fmt.Errorf("run finished with failures: %d of %d volumes ok, %d failed", ok, total, failed)}, errs...)
+		errs = append(errs, fmt.Errorf("run finished with failures: %d of %d volumes ok, %d failed", ok, total, failed))
 	}
-	return errors.Join(errs...)
-}
-
-func mailConfig(cfg *config.Config) report.MailConfig {
-	m := cfg.Report.Mail
-	return report.MailConfig{
-		Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username,
-		PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
-		From: m.From, To: m.To, Timeout: m.Timeout, InsecureSkipVerify: m.InsecureSkipVerify,
-	}
-}
-
-// policyOf is the retention policy r configures and the time zone it
-// counts days in; key names it in errors.
-func policyOf(r config.Retention, key string) (retention.Policy, *time.Location, error) {
-	p := retention.Policy{KeepDays: r.KeepDays, KeepLast: r.KeepLast, KeepDaily: r.KeepDaily,
-		KeepWeekly: r.KeepWeekly, KeepMonthly: r.KeepMonthly, IncompleteGrace: r.IncompleteGrace}
-	if err := p.Validate(); err != nil {
-		return p, nil, fmt.Errorf("%s: %w", key, err)
-	}
-	loc := time.Local
-	if r.TimeZone != "" {
-		l, err := time.LoadLocation(r.TimeZone)
-		if err != nil {
-			return p, nil, fmt.Errorf("%s.time_zone: %w", key, err)
-		}
-		loc = l
-	}
-	return p, loc, nil
-}
-
-// pruneOptions is the global policy plus each dump's own.
-func (a *app) pruneOptions(dryRun bool) (prune.Options, error) {
-	pol, loc, err := policyOf(a.cfg.Retention, "retention")
-	if err != nil {
-		return prune.Options{}, fail.Usage(err)
-	}
-	type policy struct {
-		p   retention.Policy
-		loc *time.Location
-	}
-	own := map[string]policy{}
-	for _, d := range a.cfg.Dumps {
-		if d.Retention == nil {
-			continue
-		}
-		p, l, err := policyOf(dump.Retention(d, a.cfg.Retention), "dumps "+d.Name+" retention")
-		if err != nil {
-			return prune.Options{}, fail.Usage(err)
-		}
-		own[d.Name] = policy{p, l}
-	}
-	return prune.Options{
-		Policy: pol, Loc: loc, DryRun: dryRun, Logger: a.log,
-		PolicyFor: func(group, volume string) (retention.Policy, *time.Location, bool) {
-			if group != dump.Group {
-				return retention.Policy{}, nil, false
-			}
-			p, ok := own[volume]
-			return p.p, p.loc, ok
-		},
-	}, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return errors.Join(append(errs, derr)...)
 }

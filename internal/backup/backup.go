@@ -167,7 +167,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			return nil, err
 		}
 	}
-	m.Snapshot = manifest.Snapshot{Kind: snap.Kind, Name: snap.Name, Size: snap.Size}
+	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size}
 	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
 
 	parts, err := r.layout(ctx)
@@ -233,11 +233,15 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 }
 
 // snapKind is the journal kind of a snapshot, "" for none.
-func snapKind(s *volume.Snapshot) string {
-	switch s.Kind {
-	case "reflink", "copy":
+func snapKind(s *volume.Snapshot) string { return journalKind(s.Kind) }
+
+// journalKind is the journal kind under which snapshots of kind k are
+// recorded, "" for kinds that leave nothing to remove.
+func journalKind(k volume.SnapshotKind) string {
+	switch k {
+	case volume.KindReflink, volume.KindCopy:
 		return cleanup.Clone
-	case "thick", "thin":
+	case volume.KindThick, volume.KindThin:
 		return cleanup.LV
 	}
 	return ""

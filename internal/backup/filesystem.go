@@ -317,7 +317,7 @@ func (r *run) writable(ctx context.Context, p part, why string) (*volume.Snapsho
 
 // recoveryNote says in the manifest how a journal was replayed.
 func recoveryNote(c *volume.Snapshot) string {
-	if c.Kind == "reflink" {
+	if c.Kind == volume.KindReflink {
 		return "journal replayed into a reflink clone of the image"
 	}
 	return fmt.Sprintf("journal replayed into a copy of the partition's data (%s)", units.Bytes(c.Size))

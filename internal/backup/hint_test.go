@@ -3,7 +3,6 @@ package backup_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -11,25 +10,10 @@ import (
 	"voltar/internal/backup"
 	"voltar/internal/cleanup"
 	"voltar/internal/store"
-	"voltar/internal/store/local"
+	"voltar/internal/store/storetest"
 	"voltar/internal/testutil"
 	"voltar/internal/volume/image"
 )
-
-// hintStore records the size hint each Put came with.
-type hintStore struct {
-	*local.Store
-	mu    sync.Mutex
-	hints map[string]int64
-}
-
-func (h *hintStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
-	n, _ := store.SizeHint(ctx)
-	h.mu.Lock()
-	h.hints[key[strings.LastIndexByte(key, '/')+1:]] = n
-	h.mu.Unlock()
-	return h.Store.Put(ctx, key, r)
-}
 
 // Every archive goes to the store with a bound on its size (what an S3
 // store sizes its parts from): at least the filesystem's or partition's
@@ -50,8 +34,19 @@ func TestArchivesCarrySizeHints(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := e.options("run1", j)
-	hs := &hintStore{Store: e.store, hints: map[string]int64{}}
-	o.Store = hs
+	// Record the size hint each Put came with.
+	var mu sync.Mutex
+	hints := map[string]int64{}
+	fs := storetest.NewFaulty(e.store)
+	fs.Observe = func(ctx context.Context, op storetest.Op, key string) {
+		if op == storetest.OpPut {
+			n, _ := store.SizeHint(ctx)
+			mu.Lock()
+			hints[key[strings.LastIndexByte(key, '/')+1:]] = n
+			mu.Unlock()
+		}
+	}
+	o.Store = fs
 	m, err := backup.Volume(context.Background(), v, o)
 	if err != nil {
 		t.Fatal(err)
@@ -66,13 +61,13 @@ func TestArchivesCarrySizeHints(t *testing.T) {
 		{"SHA256SUMS", 0, 0},
 		{"manifest.json", 0, 0},
 	} {
-		if h := hs.hints[c.key]; h < c.min || h > c.max {
+		if h := hints[c.key]; h < c.min || h > c.max {
 			t.Errorf("%s: size hint %d, want %d..%d", c.key, h, c.min, c.max)
 		}
 	}
 	for _, f := range m.Filesystems {
-		if f.StoredBytes > hs.hints[f.Archive] {
-			t.Errorf("%s: stored %d bytes, above its hint %d", f.Archive, f.StoredBytes, hs.hints[f.Archive])
+		if f.StoredBytes > hints[f.Archive] {
+			t.Errorf("%s: stored %d bytes, above its hint %d", f.Archive, f.StoredBytes, hints[f.Archive])
 		}
 	}
 }

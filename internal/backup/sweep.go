@@ -12,31 +12,29 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/store"
-	"voltar/internal/volume/image"
+	"voltar/internal/volume"
 )
 
 // SweepOptions say where dead runs may have left things.
 type SweepOptions struct {
 	RuntimeDir string
 	StateDir   string
-	Scratch    string
-	// ImageDirs hold image volumes; a reflink clone lives next to its image
-	// and a kill between its creation and its journal entry leaves only
-	// its name to find it by.
-	ImageDirs []string
 	// OpenStore opens the store a journal names, to remove unfinished backups.
 	OpenStore func(ctx context.Context, name string) (store.Store, error)
-	// RemoveLV removes a leftover snapshot; LeftoverLVs lists LVs tagged
-	// voltar. Both nil when LVM is not in use on this host.
-	RemoveLV    func(ctx context.Context, vglv string) error
-	LeftoverLVs func(ctx context.Context) ([]string, error)
+	// Sweepers remove the snapshots dead runs' journals name, each those
+	// of its kinds, and then search for unjournaled ones by their marks.
+	Sweepers []volume.Sweeper
+	// JournalOnly sweepers only remove what journals name: searching
+	// costs a scan (every VG's LVs) that commands not using them skip.
+	JournalOnly []volume.Sweeper
 	Logger      *slog.Logger
 }
 
 // Sweep releases everything dead runs left behind: first what their
 // journals name, then anything carrying voltar's marks (mounts under the
-// runtime directory, loop devices tagged voltar:, LVs tagged voltar, clones in
-// the scratch directory). The caller must hold the run lock.
+// runtime directory, loop devices tagged voltar:, and what o.Sweepers find:
+// LVs tagged voltar, clones named for this installation). The caller must
+// hold the run lock.
 func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 	log := o.Logger
 	// Several dead runs' partial backups usually name one store: open it
@@ -63,15 +61,6 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			return nil
 		},
 		cleanup.Loop: func(ctx context.Context, dev string) error { return detachIfOurs(dev, o.RuntimeDir) },
-		cleanup.Clone: func(ctx context.Context, p string) error {
-			if !strings.HasPrefix(filepath.Base(p), image.ClonePrefix) {
-				return fmt.Errorf("%s is not a voltar clone", p)
-			}
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-			return nil
-		},
 		cleanup.Partial: func(ctx context.Context, ref string) error {
 			name, prefix, ok := strings.Cut(ref, "\t")
 			if !ok || o.OpenStore == nil {
@@ -89,11 +78,14 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			return nil
 		},
 	}
-	if o.RemoveLV != nil {
-		handlers[cleanup.LV] = o.RemoveLV
-	} else {
-		handlers[cleanup.LV] = func(ctx context.Context, lv string) error {
-			return fmt.Errorf("snapshot %s left behind, but LVM is not available to remove it", lv)
+	handlers[cleanup.LV] = func(ctx context.Context, lv string) error {
+		return fmt.Errorf("snapshot %s left behind, but LVM is not available to remove it", lv)
+	}
+	for _, sw := range append(append([]volume.Sweeper{}, o.Sweepers...), o.JournalOnly...) {
+		for _, k := range sw.Kinds() {
+			if jk := journalKind(k); jk != "" {
+				handlers[jk] = sw.RemoveLeftover
+			}
 		}
 	}
 	released, err := cleanup.SweepJournals(ctx, o.StateDir, handlers, log)
@@ -135,34 +127,12 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 		n++
 		log.Info("detached leftover loop device of a dead run", "device", l.Path, "backing", l.Backing)
 	}
-	if o.LeftoverLVs != nil && o.RemoveLV != nil {
-		lvs, err := o.LeftoverLVs(ctx)
+	// Snapshots (tagged LVs, clones named for this installation).
+	for _, sw := range o.Sweepers {
+		k, err := sw.Sweep(ctx)
+		n += k
 		if err != nil {
 			errs = append(errs, err)
-		}
-		for _, lv := range lvs {
-			if err := o.RemoveLV(ctx, lv); err != nil {
-				errs = append(errs, fmt.Errorf("remove leftover snapshot %s: %w", lv, err))
-				continue
-			}
-			n++
-			log.Info("removed leftover snapshot of a dead run", "lv", lv)
-		}
-	}
-	// Clones of this installation (its scope in the name; another one's
-	// may be in use).
-	var clones []string
-	for _, d := range append([]string{o.Scratch}, o.ImageDirs...) {
-		m, _ := filepath.Glob(filepath.Join(d, image.ClonePrefix+Scope(o.RuntimeDir)+"-*"))
-		clones = append(clones, m...)
-	}
-	for _, c := range clones {
-		switch err := os.Remove(c); {
-		case err == nil:
-			n++
-			log.Info("removed leftover image clone of a dead run", "file", c)
-		case !errors.Is(err, os.ErrNotExist):
-			errs = append(errs, fmt.Errorf("remove leftover image clone: %w", err))
 		}
 	}
 	// Empty run directories under the runtime directory.

@@ -13,6 +13,7 @@ import (
 	"voltar/internal/disk"
 	"voltar/internal/store"
 	"voltar/internal/testutil"
+	"voltar/internal/volume"
 	"voltar/internal/volume/image"
 )
 
@@ -76,7 +77,8 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 	defer loop.Detach()
 
 	n, err := backup.Sweep(ctx, backup.SweepOptions{
-		RuntimeDir: e.runtime, StateDir: e.state, Scratch: e.scratch, ImageDirs: []string{filepath.Dir(img)},
+		RuntimeDir: e.runtime, StateDir: e.state,
+		Sweepers:  []volume.Sweeper{&image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime), Dirs: []string{filepath.Dir(img)}}},
 		OpenStore: func(context.Context, string) (store.Store, error) { return e.store, nil },
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

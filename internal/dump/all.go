@@ -3,11 +3,11 @@ package dump
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"voltar/internal/config"
 	"voltar/internal/manifest"
+	"voltar/internal/parallel"
 	"voltar/internal/report"
 )
 
@@ -42,28 +42,14 @@ func (r Result) Report() report.Dump {
 // a cancelled ctx skips those not yet started.
 func All(ctx context.Context, dumps []config.Dump, concurrency int, o Options) []Result {
 	o.defaults()
-	out := make([]Result, len(dumps))
-	sem := make(chan struct{}, max(concurrency, 1))
-	var wg sync.WaitGroup
-	for i, d := range dumps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-			}
-			res := Result{Name: d.Name, Started: o.Now()}
-			if err := ctx.Err(); err != nil {
-				res.Skipped, res.Err = true, fmt.Errorf("dump %s not attempted: %w", d.Name, err)
-			} else {
-				res.Manifest, res.Err = Run(ctx, d, o)
-			}
-			res.Finished = o.Now()
-			out[i] = res
-		}()
-	}
-	wg.Wait()
-	return out
+	return parallel.Map(ctx, dumps, concurrency, func(d config.Dump) Result {
+		res := Result{Name: d.Name, Started: o.Now()}
+		if err := ctx.Err(); err != nil {
+			res.Skipped, res.Err = true, fmt.Errorf("dump %s not attempted: %w", d.Name, err)
+		} else {
+			res.Manifest, res.Err = Run(ctx, d, o)
+		}
+		res.Finished = o.Now()
+		return res
+	})
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/store/local"
+	"voltar/internal/store/storetest"
 	"voltar/internal/verify"
 )
 
@@ -400,21 +400,11 @@ func TestRetention(t *testing.T) {
 	}
 }
 
-// fullStore fails every Put of a dump object after a little data, like a
-// full disk.
-type fullStore struct{ *local.Store }
-
-func (s fullStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
-	if !strings.HasSuffix(key, ".zst") {
-		return s.Store.Put(ctx, key, r)
-	}
-	n, _ := io.CopyN(io.Discard, r, 64<<10)
-	return n, fmt.Errorf("write %s: %w", key, unix.ENOSPC)
-}
-
 func TestStoreFailureIsBlamedOnTheStore(t *testing.T) {
 	f := newFixture(t)
-	f.opts.Store = fullStore{f.st}
+	// Every Put of a dump object fails after a little data, like a full disk.
+	f.opts.Store = storetest.NewFaulty(f.st, &storetest.Fault{Op: storetest.OpPut, KeySuffix: ".zst", AfterBytes: 64 << 10,
+		Err: fmt.Errorf("write: %w", unix.ENOSPC)})
 	_, err := dump.Run(context.Background(), f.cfg(t, "big"), f.opts)
 	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(strings.Join(fail.Hints(err), " "), "is full") {
 		t.Fatalf("err = %v (hints %q), want ENOSPC with a hint", err, fail.Hints(err))

@@ -7,18 +7,15 @@ package nightly
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
 	"voltar/internal/config"
-	"voltar/internal/disk"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/parallel"
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/store"
@@ -38,7 +35,6 @@ type Job struct {
 // Options configure a run.
 type Options struct {
 	Store       store.Store
-	StorePath   string // local directory, for the mount and space checks; "" for other stores
 	Host        string
 	Jobs        []Job
 	Concurrency int
@@ -52,7 +48,8 @@ type Options struct {
 	DumpsAfter      bool
 	DumpConcurrency int
 	Dump            dump.Options
-	// RequireMount: this directory must be a mount point.
+	// RequireMount: this directory must be a mount point (checked by a
+	// store that is a store.Preflighter).
 	RequireMount   string
 	MinFreePercent float64
 	Retention      string // for the report
@@ -96,6 +93,18 @@ func Run(ctx context.Context, o Options) *report.Run {
 	return r
 }
 
+// Aborted is the report of a run that stopped before Run could start (the
+// store could not be opened, the sweep or the volume selection failed):
+// the operator who reads only the mail, the JSON report or the metrics
+// learns of it too. What was not measured is unknown (-1), not zero.
+func Aborted(host, storeName, retention, version string, started, finished time.Time, err error) *report.Run {
+	return &report.Run{
+		Host: host, Started: started, Finished: finished, Store: storeName, Retention: retention,
+		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1,
+		Errors: []report.Problem{*report.NewProblem(err)}, Version: version,
+	}
+}
+
 // dumps runs the database dumps and prunes each one that succeeded.
 func dumps(ctx context.Context, o Options) []report.Dump {
 	if len(o.Dumps) == 0 {
@@ -117,23 +126,7 @@ func dumps(ctx context.Context, o Options) []report.Dump {
 
 // volumes backs up every job, Concurrency at a time.
 func volumes(ctx context.Context, o Options) []report.Volume {
-	out := make([]report.Volume, len(o.Jobs))
-	sem := make(chan struct{}, max(o.Concurrency, 1))
-	var wg sync.WaitGroup
-	for i, j := range o.Jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-			}
-			out[i] = one(ctx, o, j)
-		}()
-	}
-	wg.Wait()
-	return out
+	return parallel.Map(ctx, o.Jobs, o.Concurrency, func(j Job) report.Volume { return one(ctx, o, j) })
 }
 
 // one backs up and then prunes one volume.
@@ -158,7 +151,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(fmt.Errorf("backup %s is stored, but: %w", m.ID, err))
 	}
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.StoredBytes(), m.SourceBytes(), m.Files()
-	if m.Snapshot.Kind == "thick" {
+	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}
 	for _, f := range m.Filesystems {
@@ -182,36 +175,18 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	return v
 }
 
-// preflight checks the destination before any snapshot is made.
+// preflight checks the destination before any snapshot is made. A store
+// that cannot preflight (S3) was checked when it was opened, and reports
+// no free space.
 func preflight(ctx context.Context, o Options) error {
-	if o.StorePath == "" {
+	pf, ok := store.As[store.Preflighter](o.Store)
+	if !ok {
 		return nil
 	}
-	fi, err := os.Stat(o.StorePath)
-	if err != nil {
-		return fail.Hint(fmt.Errorf("store %s: %w", o.StorePath, err), "create it (mkdir -m 0700) or mount the backup disk")
+	if err := pf.Preflight(ctx, store.PreflightOptions{RequireMount: o.RequireMount}); err != nil {
+		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("store %s is not a directory", o.StorePath)
-	}
-	if o.RequireMount != "" {
-		ok, err := isMountPoint(o.RequireMount)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fail.Hint(fmt.Errorf("store: %s is not mounted (store.require_mount)", o.RequireMount),
-				"mount the backup filesystem; voltar will not fill the filesystem underneath")
-		}
-	}
-	probe, err := os.CreateTemp(o.StorePath, ".voltar-probe-")
-	if err != nil {
-		return fail.Hint(fmt.Errorf("store %s is not writable: %w", o.StorePath, err), "check its permissions and that it is not mounted read-only")
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-
-	sp, ok := o.Store.(store.Space)
+	sp, ok := store.As[store.Space](o.Store)
 	if !ok {
 		return nil
 	}
@@ -222,13 +197,13 @@ func preflight(ctx context.Context, o Options) error {
 	free := u.Avail
 	if o.MinFreePercent > 0 && u.Size > 0 && 100-u.UsedPercent() < o.MinFreePercent {
 		return fail.Hint(fmt.Errorf("store %s has %s free (%.1f%%), less than store.min_free_percent %.0f%%",
-			o.StorePath, units.Bytes(free), 100-u.UsedPercent(), o.MinFreePercent),
+			o.Store, units.Bytes(free), 100-u.UsedPercent(), o.MinFreePercent),
 			"free space or prune old backups (voltar prune --dry-run shows what is due)")
 	}
 	need := estimate(ctx, o)
 	if need > free {
 		return fail.Hint(fmt.Errorf("store %s has %s free, but the last backups of the selected volumes took %s",
-			o.StorePath, units.Bytes(free), units.Bytes(need)),
+			o.Store, units.Bytes(free), units.Bytes(need)),
 			"free space or prune old backups before the run; voltar does not start backups it expects to fill the disk")
 	}
 	return nil
@@ -260,26 +235,9 @@ func usage(ctx context.Context, o Options, r *report.Run) {
 		}
 		r.StoreTotalBytes = n
 	}
-	if sp, ok := o.Store.(store.Space); ok {
+	if sp, ok := store.As[store.Space](o.Store); ok {
 		if u, err := sp.Usage(ctx); err == nil {
 			r.DestUsedBytes, r.DestAvailBytes, r.DestTotalBytes = u.Used, u.Avail, u.Size
 		}
 	}
-}
-
-func isMountPoint(dir string) (bool, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return false, err
-	}
-	mounts, err := disk.MountsUnder(abs)
-	if err != nil {
-		return false, fmt.Errorf("read mounts: %w", err)
-	}
-	for _, m := range mounts {
-		if m == abs {
-			return true, nil
-		}
-	}
-	return false, nil
 }

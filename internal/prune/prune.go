@@ -173,7 +173,7 @@ func Delete(ctx context.Context, st store.Store, prefix string) error {
 			return err
 		}
 	}
-	if tr, ok := st.(store.TempRemover); ok {
+	if tr, ok := store.As[store.TempRemover](st); ok {
 		return tr.RemoveTemp(ctx, prefix)
 	}
 	return nil

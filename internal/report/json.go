@@ -39,20 +39,30 @@ type jsonRun struct {
 	Dumps           []jsonDump  `json:"dumps"`
 }
 
+// jsonOutcome is what volume and dump rows share; embedded, its fields
+// stand in the row's object where it is embedded.
+type jsonOutcome struct {
+	Status          string    `json:"status"`
+	BackupID        string    `json:"backup_id,omitempty"`
+	Started         time.Time `json:"started,omitzero"`
+	Finished        time.Time `json:"finished,omitzero"`
+	DurationSeconds *float64  `json:"duration_seconds"`
+	StoredBytes     *int64    `json:"stored_bytes"`
+}
+
+func (o outcome) json() jsonOutcome {
+	return jsonOutcome{o.status, o.backupID, o.started, o.finished, seconds(o.started, o.finished), known(o.storedBytes)}
+}
+
 type jsonVol struct {
-	ID              string     `json:"id"`
-	Status          string     `json:"status"`
-	BackupID        string     `json:"backup_id,omitempty"`
-	Started         time.Time  `json:"started,omitzero"`
-	Finished        time.Time  `json:"finished,omitzero"`
-	DurationSeconds *float64   `json:"duration_seconds"`
-	StoredBytes     *int64     `json:"stored_bytes"`
-	SourceBytes     *int64     `json:"source_bytes"`
-	Files           *int64     `json:"files"`
-	PeakCOWPercent  *float64   `json:"peak_cow_percent"`
-	Filesystems     []jsonFS   `json:"filesystems"`
-	Removed         []jsonRm   `json:"removed"`
-	Error           *jsonError `json:"error,omitempty"`
+	ID string `json:"id"`
+	jsonOutcome
+	SourceBytes    *int64     `json:"source_bytes"`
+	Files          *int64     `json:"files"`
+	PeakCOWPercent *float64   `json:"peak_cow_percent"`
+	Filesystems    []jsonFS   `json:"filesystems"`
+	Removed        []jsonRm   `json:"removed"`
+	Error          *jsonError `json:"error,omitempty"`
 }
 
 type jsonFS struct {
@@ -74,14 +84,9 @@ type jsonRm struct {
 }
 
 type jsonDump struct {
-	Name            string     `json:"name"`
-	Status          string     `json:"status"`
-	BackupID        string     `json:"backup_id,omitempty"`
-	Started         time.Time  `json:"started,omitzero"`
-	Finished        time.Time  `json:"finished,omitzero"`
-	DurationSeconds *float64   `json:"duration_seconds"`
-	StoredBytes     *int64     `json:"stored_bytes"`
-	Error           *jsonError `json:"error,omitempty"`
+	Name string `json:"name"`
+	jsonOutcome
+	Error *jsonError `json:"error,omitempty"`
 }
 
 type jsonError struct {
@@ -127,18 +132,13 @@ func JSON(w io.Writer, r *Run) error {
 	}
 	for _, v := range r.Volumes {
 		jv := jsonVol{
-			ID:              v.ID,
-			Status:          v.Status,
-			BackupID:        v.BackupID,
-			Started:         v.Started,
-			Finished:        v.Finished,
-			DurationSeconds: seconds(v.Started, v.Finished),
-			StoredBytes:     known(v.StoredBytes),
-			SourceBytes:     known(v.SourceBytes),
-			Files:           known(v.Files),
-			Filesystems:     []jsonFS{},
-			Removed:         []jsonRm{},
-			Error:           jsonErr(v.Err),
+			ID:          v.ID,
+			jsonOutcome: v.outcome().json(),
+			SourceBytes: known(v.SourceBytes),
+			Files:       known(v.Files),
+			Filesystems: []jsonFS{},
+			Removed:     []jsonRm{},
+			Error:       jsonErr(v.Err),
 		}
 		if v.PeakCOWPct >= 0 {
 			jv.PeakCOWPercent = &v.PeakCOWPct
@@ -153,16 +153,7 @@ func JSON(w io.Writer, r *Run) error {
 		j.Volumes = append(j.Volumes, jv)
 	}
 	for _, d := range r.Dumps {
-		j.Dumps = append(j.Dumps, jsonDump{
-			Name:            d.Name,
-			Status:          d.Status,
-			BackupID:        d.BackupID,
-			Started:         d.Started,
-			Finished:        d.Finished,
-			DurationSeconds: seconds(d.Started, d.Finished),
-			StoredBytes:     known(d.StoredBytes),
-			Error:           jsonErr(d.Err),
-		})
+		j.Dumps = append(j.Dumps, jsonDump{Name: d.Name, jsonOutcome: d.outcome().json(), Error: jsonErr(d.Err)})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

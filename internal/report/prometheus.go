@@ -80,71 +80,24 @@ func WritePrometheus(path string, r *Run) error {
 		info.WithLabelValues(r.Version).Set(1)
 	}
 
-	lastOK := vec(metricVolumeLastSuccess, "When the volume's last successful backup finished.", "volume")
-	dur := vec("voltar_volume_backup_duration_seconds", "How long the volume's backup took in the last run.", "volume")
-	stored := vec("voltar_volume_backup_stored_bytes", "Bytes the volume's backup stored in the last run.", "volume")
-	failedV := vec("voltar_volume_backup_failed", "1 if the volume's backup failed or was partial in the last run.", "volume")
+	volRows := newRowMetrics(vec, "volume", "voltar_volume_backup_", "the volume's backup", prevVol,
+		metricVolumeLastSuccess, "When the volume's last successful backup finished.",
+		"1 if the volume's backup failed or was partial in the last run.")
 	cow := vec("voltar_volume_snapshot_peak_cow_percent", "Peak COW usage of the volume's thick snapshot in the last run.", "volume")
-	seen := map[string]bool{}
 	for _, v := range r.Volumes {
-		seen[v.ID] = true
-		switch {
-		case v.Status == StatusOK:
-			lastOK.WithLabelValues(v.ID).Set(unix(orTime(v.Finished, r.Finished)))
-		case hasKey(prevVol, v.ID):
-			lastOK.WithLabelValues(v.ID).Set(prevVol[v.ID])
-		}
-		failedV.WithLabelValues(v.ID).Set(bool01(failed(v.Status)))
-		if v.Status == StatusSkipped {
-			continue
-		}
-		if d, ok := duration(v.Started, v.Finished); ok {
-			dur.WithLabelValues(v.ID).Set(d.Seconds())
-		}
-		if v.BackupID != "" && v.StoredBytes >= 0 {
-			stored.WithLabelValues(v.ID).Set(float64(v.StoredBytes))
-		}
-		if v.PeakCOWPct >= 0 {
+		if volRows.set(v.outcome(), r.Finished) && v.PeakCOWPct >= 0 {
 			cow.WithLabelValues(v.ID).Set(v.PeakCOWPct)
 		}
 	}
-
-	lastDump := vec(metricDumpLastSuccess, "When the database dump last succeeded.", "dump")
-	durD := vec("voltar_dump_duration_seconds", "How long the dump took in the last run.", "dump")
-	storedD := vec("voltar_dump_stored_bytes", "Bytes the dump stored in the last run.", "dump")
-	failedD := vec("voltar_dump_failed", "1 if the dump failed in the last run.", "dump")
-	seenDump := map[string]bool{}
+	dumpRows := newRowMetrics(vec, "dump", "voltar_dump_", "the dump", prevDump,
+		metricDumpLastSuccess, "When the database dump last succeeded.",
+		"1 if the dump failed in the last run.")
 	for _, d := range r.Dumps {
-		seenDump[d.Name] = true
-		switch {
-		case d.Status == StatusOK:
-			lastDump.WithLabelValues(d.Name).Set(unix(orTime(d.Finished, r.Finished)))
-		case hasKey(prevDump, d.Name):
-			lastDump.WithLabelValues(d.Name).Set(prevDump[d.Name])
-		}
-		failedD.WithLabelValues(d.Name).Set(bool01(failed(d.Status)))
-		if d.Status == StatusSkipped {
-			continue
-		}
-		if dd, ok := duration(d.Started, d.Finished); ok {
-			durD.WithLabelValues(d.Name).Set(dd.Seconds())
-		}
-		if d.BackupID != "" && d.StoredBytes >= 0 {
-			storedD.WithLabelValues(d.Name).Set(float64(d.StoredBytes))
-		}
+		dumpRows.set(d.outcome(), r.Finished)
 	}
-
 	if len(r.Errors) > 0 {
-		for id, ts := range prevVol {
-			if !seen[id] {
-				lastOK.WithLabelValues(id).Set(ts)
-			}
-		}
-		for name, ts := range prevDump {
-			if !seenDump[name] {
-				lastDump.WithLabelValues(name).Set(ts)
-			}
-		}
+		volRows.keepUnseen()
+		dumpRows.keepUnseen()
 	}
 
 	if err := prometheus.WriteToTextfile(path, reg); err != nil {
@@ -188,6 +141,61 @@ func previousSuccess(path string) (vols, dumps map[string]float64, err error) {
 		return out
 	}
 	return pick(metricVolumeLastSuccess, "volume"), pick(metricDumpLastSuccess, "dump"), nil
+}
+
+// rowMetrics are the series each volume or dump of a run has, by its name.
+type rowMetrics struct {
+	lastOK, dur, stored, failed *prometheus.GaugeVec
+	prev                        map[string]float64 // last-success times of the previous file
+	seen                        map[string]bool
+}
+
+// newRowMetrics registers the series of the rows labelled label: its
+// last success (lastOK, help lastOKHelp), and prefix+duration_seconds,
+// stored_bytes and failed (help failedHelp), what naming the row in help
+// texts. prev holds the previous file's last-success times.
+func newRowMetrics(vec func(name, help, label string) *prometheus.GaugeVec, label, prefix, what string,
+	prev map[string]float64, lastOK, lastOKHelp, failedHelp string) rowMetrics {
+	return rowMetrics{
+		lastOK: vec(lastOK, lastOKHelp, label),
+		dur:    vec(prefix+"duration_seconds", "How long "+what+" took in the last run.", label),
+		stored: vec(prefix+"stored_bytes", "Bytes "+what+" stored in the last run.", label),
+		failed: vec(prefix+"failed", failedHelp, label),
+		prev:   prev, seen: map[string]bool{},
+	}
+}
+
+// set records one row of a run that finished at runEnd; it reports
+// whether the row was attempted (not skipped).
+func (m rowMetrics) set(o outcome, runEnd time.Time) bool {
+	m.seen[o.name] = true
+	switch {
+	case o.status == StatusOK:
+		m.lastOK.WithLabelValues(o.name).Set(unix(orTime(o.finished, runEnd)))
+	case hasKey(m.prev, o.name):
+		m.lastOK.WithLabelValues(o.name).Set(m.prev[o.name])
+	}
+	m.failed.WithLabelValues(o.name).Set(bool01(failed(o.status)))
+	if o.status == StatusSkipped {
+		return false
+	}
+	if d, ok := duration(o.started, o.finished); ok {
+		m.dur.WithLabelValues(o.name).Set(d.Seconds())
+	}
+	if o.backupID != "" && o.storedBytes >= 0 {
+		m.stored.WithLabelValues(o.name).Set(float64(o.storedBytes))
+	}
+	return true
+}
+
+// keepUnseen keeps the previous last-success time of every row this run
+// did not list.
+func (m rowMetrics) keepUnseen() {
+	for name, ts := range m.prev {
+		if !m.seen[name] {
+			m.lastOK.WithLabelValues(name).Set(ts)
+		}
+	}
 }
 
 func hasKey(m map[string]float64, k string) bool {

@@ -116,6 +116,22 @@ type Dump struct {
 
 // failed reports whether a status counts as a failure: everything but ok and
 // skipped, so that a new or misspelt status is never reported as success.
+// outcome is what a volume's and a dump's row share, for the outputs
+// that treat both alike.
+type outcome struct {
+	name, status, backupID string
+	started, finished      time.Time
+	storedBytes            int64
+}
+
+func (v Volume) outcome() outcome {
+	return outcome{v.ID, v.Status, v.BackupID, v.Started, v.Finished, v.StoredBytes}
+}
+
+func (d Dump) outcome() outcome {
+	return outcome{d.Name, d.Status, d.BackupID, d.Started, d.Finished, d.StoredBytes}
+}
+
 func failed(status string) bool {
 	return status != StatusOK && status != StatusSkipped
 }

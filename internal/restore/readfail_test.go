@@ -3,7 +3,6 @@ package restore_test
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,31 +14,10 @@ import (
 	"voltar/internal/manifest"
 	"voltar/internal/restore"
 	"voltar/internal/store/local"
+	"voltar/internal/store/storetest"
 )
 
 var errReset = errors.New("connection reset by peer")
-
-// cutStore serves objects whose reads fail after cut bytes, as a store
-// whose connection drops.
-type cutStore struct {
-	*local.Store
-	cut int64
-}
-
-func (c cutStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	rc, err := c.Store.Get(ctx, key)
-	if err != nil || !strings.HasSuffix(key, ".zst") {
-		return rc, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(io.LimitReader(rc, c.cut), errReader{}), rc}, nil
-}
-
-type errReader struct{}
-
-func (errReader) Read([]byte) (int, error) { return 0, errReset }
 
 // A read that stops early (the store failed) is the store's error, not a
 // damaged archive: only a stored object read to its end is compared with
@@ -57,7 +35,8 @@ func TestStoreFailureIsNotChecksum(t *testing.T) {
 		map[string]string{"fs": src}, []manifest.Filesystem{{Name: "fs", Type: "ext4"}})
 	b := catalogtest.Resolve(t, st, f)
 	stored := b.Manifest.Filesystems[0].StoredBytes
-	cs := cutStore{Store: st, cut: stored / 2}
+	// The store's connection drops halfway through the archive.
+	cs := storetest.NewFaulty(st, &storetest.Fault{Op: storetest.OpGet, KeySuffix: ".zst", Err: errReset, AfterBytes: stored / 2})
 	_, err := restore.ToDir(context.Background(), cs, b, filepath.Join(t.TempDir(), "out"), restore.Options{})
 	if err == nil || errors.Is(err, restore.ErrChecksum) || !errors.Is(err, errReset) {
 		t.Fatalf("restore through a store failing after %d of %d bytes: %v; want the store's error, not a checksum mismatch", stored/2, stored, err)

@@ -16,6 +16,7 @@ import (
 	"voltar/internal/manifest"
 	"voltar/internal/restore"
 	"voltar/internal/store/local"
+	"voltar/internal/store/storetest"
 )
 
 // A restore into a directory that is cancelled (SIGTERM) half way says what
@@ -38,7 +39,7 @@ func TestToDirCancelledSaysWhatItLeft(t *testing.T) {
 	b := catalogtest.Resolve(t, st, f)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cs := &cancelStore{Store: st, cancel: cancel, after: b.Manifest.Filesystems[0].StoredBytes / 2}
+	cs := storetest.NewFaulty(st, &storetest.Fault{Op: storetest.OpGet, Cancel: cancel, AfterBytes: b.Manifest.Filesystems[0].StoredBytes / 2})
 	dst := filepath.Join(t.TempDir(), "out")
 	res, err := restore.ToDir(ctx, cs, b, dst, restore.Options{})
 	if !errors.Is(err, context.Canceled) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"voltar/internal/manifest"
 	"voltar/internal/restore"
 	"voltar/internal/store/local"
+	"voltar/internal/store/storetest"
 	"voltar/internal/testutil"
 )
 
@@ -278,35 +278,6 @@ func TestToImageRefusesUnmountableFS(t *testing.T) {
 	}
 }
 
-// cancelStore cancels a context once after bytes were read from it.
-type cancelStore struct {
-	*local.Store
-	cancel context.CancelFunc
-	after  int64
-}
-
-func (s *cancelStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	rc, err := s.Store.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	return &cancelReader{ReadCloser: rc, s: s}, nil
-}
-
-type cancelReader struct {
-	io.ReadCloser
-	s *cancelStore
-	n int64
-}
-
-func (r *cancelReader) Read(p []byte) (int, error) {
-	n, err := r.ReadCloser.Read(p[:min(len(p), 4096)])
-	if r.n += int64(n); r.n > r.s.after {
-		r.s.cancel()
-	}
-	return n, err
-}
-
 func TestToImageCanceledReleasesEverything(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "mkfs.ext4")
@@ -327,7 +298,8 @@ func TestToImageCanceledReleasesEverything(t *testing.T) {
 	b := catalogtest.Resolve(t, st, f)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cs := &cancelStore{Store: st, cancel: cancel, after: int64(b.Manifest.Filesystems[0].StoredBytes / 2)}
+	// Interrupted halfway through reading the archive.
+	cs := storetest.NewFaulty(st, &storetest.Fault{Op: storetest.OpGet, Cancel: cancel, AfterBytes: int64(b.Manifest.Filesystems[0].StoredBytes / 2)})
 	out := filepath.Join(t.TempDir(), "new.img")
 	_, err := restore.ToImage(ctx, cs, b, out, restore.Options{})
 	if !errors.Is(err, context.Canceled) {

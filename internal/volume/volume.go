@@ -32,12 +32,25 @@ func (v Volume) ID() string { return v.Group + "/" + v.Name }
 // Snapshot is a frozen, disposable copy of a volume. It is writable so the
 // kernel can replay filesystem journals into it, unless ReadOnly is set.
 type Snapshot struct {
-	Kind     string // thick | thin | reflink | copy | none
+	Kind     SnapshotKind
 	Name     string // LV name or clone path
 	Path     string // block device or file to map partitions from
 	Size     int64  // snapshot allocation (thick: COW size)
 	ReadOnly bool
 }
+
+// SnapshotKind says how a snapshot was made; the manifest records it and
+// the journal files a leftover by it (an LV or a clone file).
+type SnapshotKind string
+
+// Kinds of snapshot.
+const (
+	KindThick   SnapshotKind = "thick"   // LVM snapshot with its own COW space
+	KindThin    SnapshotKind = "thin"    // LVM thin snapshot, in the pool
+	KindReflink SnapshotKind = "reflink" // FICLONE clone of an image file
+	KindCopy    SnapshotKind = "copy"    // copy of an image file's data in the scratch directory
+	KindNone    SnapshotKind = "none"    // an offline image, read in place
+)
 
 // Snapshotter makes and removes snapshots. Every snapshot it creates carries
 // voltar's name or tag so that a later run can find it after a crash.
@@ -75,4 +88,23 @@ type Preflighter interface {
 	// Preflight returns the bytes the snapshot needs, or an error saying
 	// why it cannot be made.
 	Preflight(ctx context.Context, v Volume) (need int64, err error)
+}
+
+// Sweeper is implemented by snapshotters whose snapshots can outlive a run
+// that was killed (kill -9, power loss): the next run's sweep hands it what
+// the dead run's journal names and lets it search for the rest by the
+// name or tag every such snapshot carries. A Sweeper touches only what
+// this installation made (its scope), never another one's live snapshots.
+type Sweeper interface {
+	// Kinds are the snapshot kinds it makes; journal entries for
+	// snapshots of these kinds go to RemoveLeftover.
+	Kinds() []SnapshotKind
+	// RemoveLeftover removes the snapshot a dead run's journal names by
+	// ref (vg/lv for LVM, the clone's path for images). A snapshot already
+	// gone is no error; one that is not voltar's is refused.
+	RemoveLeftover(ctx context.Context, ref string) error
+	// Sweep finds the snapshots dead runs of this installation left
+	// without a journal entry and removes them, logging each. It returns
+	// how many it removed.
+	Sweep(ctx context.Context) (int, error)
 }

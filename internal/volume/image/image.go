@@ -30,7 +30,11 @@ type Snapshotter struct {
 	Scratch string
 	// Scope goes into every clone's name (CloneName), so the sweep of one
 	// voltar installation leaves another one's clones alone.
-	Scope  string
+	Scope string
+	// Dirs hold the images of this installation: a reflink clone lives
+	// next to its image, and a kill between its creation and its journal
+	// entry leaves only its name to find it by (Sweep).
+	Dirs   []string
 	Logger *slog.Logger
 }
 
@@ -43,6 +47,7 @@ func CloneName(scope, runID, name string) string {
 var (
 	_ volume.Snapshotter = (*Snapshotter)(nil)
 	_ volume.Replayer    = (*Snapshotter)(nil)
+	_ volume.Sweeper     = (*Snapshotter)(nil)
 )
 
 // Resolve turns a path into a Volume, rejecting what is not an image file.
@@ -79,7 +84,7 @@ func Resolve(path string, offline bool) (volume.Volume, error) {
 // Create implements volume.Snapshotter.
 func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string) (*volume.Snapshot, error) {
 	if v.Offline {
-		return &volume.Snapshot{Kind: "none", Name: v.Path, Path: v.Path, Size: v.Size, ReadOnly: true}, nil
+		return &volume.Snapshot{Kind: volume.KindNone, Name: v.Path, Path: v.Path, Size: v.Size, ReadOnly: true}, nil
 	}
 	src, err := os.Open(v.Path)
 	if err != nil {
@@ -91,7 +96,7 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 		if err != nil {
 			return nil, err
 		}
-		return &volume.Snapshot{Kind: "reflink", Name: clone, Path: clone, Size: v.Size}, nil
+		return &volume.Snapshot{Kind: volume.KindReflink, Name: clone, Path: clone, Size: v.Size}, nil
 	}
 	if s.Logger != nil {
 		s.Logger.Warn("filesystem cannot reflink; copying the image, which is only consistent if nothing writes to it meanwhile",
@@ -101,7 +106,7 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 	if err != nil {
 		return nil, err
 	}
-	return &volume.Snapshot{Kind: "copy", Name: copyPath, Path: copyPath, Size: v.Size}, nil
+	return &volume.Snapshot{Kind: volume.KindCopy, Name: copyPath, Path: copyPath, Size: v.Size}, nil
 }
 
 // clone makes a reflink clone of src named for name next to the image (a
@@ -151,18 +156,18 @@ func (s *Snapshotter) Writable(ctx context.Context, v volume.Volume, snap *volum
 		if err != nil {
 			return nil, 0, err
 		}
-		return &volume.Snapshot{Kind: "reflink", Name: clone, Path: clone, Size: v.Size}, off, nil
+		return &volume.Snapshot{Kind: volume.KindReflink, Name: clone, Path: clone, Size: v.Size}, off, nil
 	}
 	copyPath, err := s.copyRegion(ctx, src, name, runID, off, size)
 	if err != nil {
 		return nil, 0, err
 	}
-	return &volume.Snapshot{Kind: "copy", Name: copyPath, Path: copyPath, Size: size}, 0, nil
+	return &volume.Snapshot{Kind: volume.KindCopy, Name: copyPath, Path: copyPath, Size: size}, 0, nil
 }
 
 // Release implements volume.Snapshotter.
 func (s *Snapshotter) Release(ctx context.Context, snap *volume.Snapshot) error {
-	if snap == nil || snap.Kind == "none" {
+	if snap == nil || snap.Kind == volume.KindNone {
 		return nil
 	}
 	if !strings.HasPrefix(filepath.Base(snap.Path), ClonePrefix) {
@@ -172,6 +177,47 @@ func (s *Snapshotter) Release(ctx context.Context, snap *volume.Snapshot) error 
 		return fmt.Errorf("remove clone %s: %w", snap.Path, err)
 	}
 	return nil
+}
+
+// Kinds implements volume.Sweeper.
+func (s *Snapshotter) Kinds() []volume.SnapshotKind {
+	return []volume.SnapshotKind{volume.KindReflink, volume.KindCopy}
+}
+
+// RemoveLeftover implements volume.Sweeper: ref is the clone's path.
+func (s *Snapshotter) RemoveLeftover(ctx context.Context, ref string) error {
+	if !strings.HasPrefix(filepath.Base(ref), ClonePrefix) {
+		return fmt.Errorf("%s is not a voltar clone", ref)
+	}
+	if err := os.Remove(ref); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Sweep implements volume.Sweeper: it removes the clones of this
+// installation (its scope in the name; another one's may be in use) from
+// the scratch directory and Dirs.
+func (s *Snapshotter) Sweep(ctx context.Context) (int, error) {
+	var clones []string
+	for _, d := range append([]string{s.Scratch}, s.Dirs...) {
+		m, _ := filepath.Glob(filepath.Join(d, ClonePrefix+s.Scope+"-*"))
+		clones = append(clones, m...)
+	}
+	n := 0
+	var errs []error
+	for _, c := range clones {
+		switch err := os.Remove(c); {
+		case err == nil:
+			n++
+			if s.Logger != nil {
+				s.Logger.Info("removed leftover image clone of a dead run", "file", c)
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			errs = append(errs, fmt.Errorf("remove leftover image clone: %w", err))
+		}
+	}
+	return n, errors.Join(errs...)
 }
 
 // Check implements volume.Snapshotter: clones and copies cannot overflow.

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bmatcuk/doublestar/v4"
+
 	"voltar/internal/sysexec"
 	"voltar/internal/volume"
 )
@@ -134,12 +136,20 @@ type Candidate struct {
 	Reason   string // empty when selected
 }
 
+// Filter selects LVs by name. Include holds glob patterns (path.Match) for
+// LV names, or for "vg/lv" when a pattern contains a slash; empty means
+// DefaultInclude. Exclude holds doublestar patterns for LV names that
+// drop an LV Include selected.
+type Filter struct {
+	Include []string
+	Exclude []string
+}
+
 // List reports every LV in the named VGs (all VGs when vgs is empty) and
-// whether a run would back it up. include holds glob patterns (path.Match)
-// for LV names, or for "vg/lv" when a pattern contains a slash; empty means
-// DefaultInclude. Snapshots, pools, inactive LVs and voltar's own snapshots
-// are never selected.
-func (s *Snapshotter) List(ctx context.Context, vgs []string, include []string) ([]Candidate, error) {
+// whether a run would back it up under f. Snapshots, pools, inactive LVs
+// and voltar's own snapshots are never selected.
+func (s *Snapshotter) List(ctx context.Context, vgs []string, f Filter) ([]Candidate, error) {
+	include := f.Include
 	if len(include) == 0 {
 		include = DefaultInclude
 	}
@@ -165,11 +175,26 @@ func (s *Snapshotter) List(ctx context.Context, vgs []string, include []string) 
 	out := make([]Candidate, 0, len(rows))
 	for _, l := range rows {
 		c := Candidate{Volume: toVolume(l), Reason: reason(l, include)}
+		if c.Reason == "" {
+			c.Reason = excluded(l, f.Exclude)
+		}
 		c.Selected = c.Reason == ""
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b Candidate) int { return strings.Compare(a.Volume.ID(), b.Volume.ID()) })
 	return out, nil
+}
+
+// excluded names the first pattern of exclude that drops l, or "". The
+// reason names the config key, as `voltar volumes` shows it to the one
+// who wrote that key.
+func excluded(l lv, exclude []string) string {
+	for _, p := range exclude {
+		if ok, _ := doublestar.Match(p, l.Name); ok {
+			return "excluded by lvm.exclude " + p
+		}
+	}
+	return ""
 }
 
 // reason says why List does not select l, or "".

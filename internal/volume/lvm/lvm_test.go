@@ -110,7 +110,7 @@ func candidates(cs []lvm.Candidate) []cand {
 func TestList(t *testing.T) {
 	s, f := newSnapshotter(t)
 	f.on(lvsCmd(), "lvs-all.json")
-	got, err := s.List(context.Background(), nil, nil)
+	got, err := s.List(context.Background(), nil, lvm.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,34 +136,53 @@ func TestList(t *testing.T) {
 	}
 }
 
-func TestListInclude(t *testing.T) {
-	s, f := newSnapshotter(t)
-	f.on(lvsCmd(vgName), "lvs-plain.json")
-	got, err := s.List(context.Background(), []string{vgName}, []string{"volume-0000000[13]", "nova-volumes/scr*"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.wantCalls(lvsCmd(vgName))
+// Include selects by LV name or vg/lv; exclude then drops what include
+// selected and says which pattern did, while what include did not select
+// keeps its own reason.
+func TestListFilter(t *testing.T) {
 	const no = "name does not match volume-0000000[13], nova-volumes/scr*"
-	want := []cand{
-		{"nova-volumes/scratch", true, ""},
-		{"nova-volumes/volume-00000001", true, ""},
-		{"nova-volumes/volume-00000002", false, no},
-		{"nova-volumes/volume-00000002-snap", false, "snapshot of volume-00000002"},
-		{"nova-volumes/volume-00000003", false, "inactive"},
-	}
-	if g := candidates(got); !slices.Equal(g, want) {
-		t.Errorf("List:\n got %v\nwant %v", g, want)
+	for _, tc := range []struct {
+		name   string
+		filter lvm.Filter
+		want   []cand
+	}{
+		{"include", lvm.Filter{Include: []string{"volume-0000000[13]", "nova-volumes/scr*"}}, []cand{
+			{"nova-volumes/scratch", true, ""},
+			{"nova-volumes/volume-00000001", true, ""},
+			{"nova-volumes/volume-00000002", false, no},
+			{"nova-volumes/volume-00000002-snap", false, "snapshot of volume-00000002"},
+			{"nova-volumes/volume-00000003", false, "inactive"},
+		}},
+		{"exclude", lvm.Filter{Exclude: []string{"scr*", "*-00000001"}}, []cand{
+			{"nova-volumes/scratch", false, "name does not match volume-*"},
+			{"nova-volumes/volume-00000001", false, "excluded by lvm.exclude *-00000001"},
+			{"nova-volumes/volume-00000002", true, ""},
+			{"nova-volumes/volume-00000002-snap", false, "snapshot of volume-00000002"},
+			{"nova-volumes/volume-00000003", false, "inactive"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, f := newSnapshotter(t)
+			f.on(lvsCmd(vgName), "lvs-plain.json")
+			got, err := s.List(context.Background(), []string{vgName}, tc.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.wantCalls(lvsCmd(vgName))
+			if g := candidates(got); !slices.Equal(g, tc.want) {
+				t.Errorf("List:\n got %v\nwant %v", g, tc.want)
+			}
+		})
 	}
 }
 
 func TestListErrors(t *testing.T) {
 	s, f := newSnapshotter(t)
-	if _, err := s.List(context.Background(), nil, []string{"volume-["}); err == nil {
+	if _, err := s.List(context.Background(), nil, lvm.Filter{Include: []string{"volume-["}}); err == nil {
 		t.Error("bad pattern accepted")
 	}
 	f.fail(lvsCmd("no-such-vg"), "lvs-no-vg").on(vgsCmd(), "vgs-all.json")
-	if _, err := s.List(context.Background(), []string{"no-such-vg"}, nil); !errors.Is(err, lvm.ErrNotFound) {
+	if _, err := s.List(context.Background(), []string{"no-such-vg"}, lvm.Filter{}); !errors.Is(err, lvm.ErrNotFound) {
 		t.Errorf("List(no-such-vg) error = %v, want ErrNotFound", err)
 	}
 }

@@ -19,8 +19,8 @@ import (
 
 // Snapshot kinds this package creates (volume.Snapshot.Kind).
 const (
-	KindThick = "thick"
-	KindThin  = "thin"
+	KindThick = volume.KindThick
+	KindThin  = volume.KindThin
 )
 
 // cleanupTimeout bounds removing a half-made snapshot after a failure,
@@ -283,6 +283,40 @@ func (s *Snapshotter) Leftovers(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+var (
+	_ volume.Sweeper     = (*Snapshotter)(nil)
+	_ volume.Preflighter = (*Snapshotter)(nil)
+)
+
+// Kinds implements volume.Sweeper.
+func (s *Snapshotter) Kinds() []volume.SnapshotKind {
+	return []volume.SnapshotKind{KindThick, KindThin}
+}
+
+// RemoveLeftover implements volume.Sweeper: ref is "vg/lv".
+func (s *Snapshotter) RemoveLeftover(ctx context.Context, ref string) error {
+	return s.Release(ctx, &volume.Snapshot{Name: ref})
+}
+
+// Sweep implements volume.Sweeper: it removes the LVs Leftovers lists.
+func (s *Snapshotter) Sweep(ctx context.Context) (int, error) {
+	lvs, err := s.Leftovers(ctx)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	n := 0
+	for _, lv := range lvs {
+		if err := s.RemoveLeftover(ctx, lv); err != nil {
+			errs = append(errs, fmt.Errorf("remove leftover snapshot %s: %w", lv, err))
+			continue
+		}
+		n++
+		s.log().Info("removed leftover snapshot of a dead run", "lv", lv)
+	}
+	return n, errors.Join(errs...)
 }
 
 // inScope: the LV carries this Snapshotter's scope tag, or no scope tag.

@@ -94,7 +94,7 @@ func leftovers(t *testing.T, s *lvm.Snapshotter) []string {
 
 // snapshotLifecycle takes a snapshot of vg/name, overwrites the origin, and
 // checks the snapshot still shows the old data, then releases it twice.
-func snapshotLifecycle(t *testing.T, s *lvm.Snapshotter, vg, name, runID, kind string) {
+func snapshotLifecycle(t *testing.T, s *lvm.Snapshotter, vg, name, runID string, kind volume.SnapshotKind) {
 	ctx := context.Background()
 	v, err := s.Resolve(ctx, "/dev/"+vg+"/"+name)
 	if err != nil {
@@ -204,7 +204,7 @@ func TestUMLList(t *testing.T) {
 	newLV(t, vg, "volume-umllist", "-L", "8M")
 	newLV(t, vg, "other-umllist", "-L", "8M")
 	s := &lvm.Snapshotter{Runner: sysexec.Exec{}}
-	cs, err := s.List(context.Background(), []string{vg}, nil)
+	cs, err := s.List(context.Background(), []string{vg}, lvm.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,313 @@
+package main
+
+// The translation of the config into what the domain packages take: the
+// report's outputs, retention policies, S3 settings, encryption
+// recipients, and the volume selection with a snapshotter for each
+// volume. Nothing outside cmd/voltar reads the config.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"voltar/internal/backup"
+	"voltar/internal/codec"
+	"voltar/internal/config"
+	"voltar/internal/crypt"
+	"voltar/internal/dump"
+	"voltar/internal/fail"
+	"voltar/internal/nightly"
+	"voltar/internal/prune"
+	"voltar/internal/report"
+	"voltar/internal/retention"
+	"voltar/internal/store/s3"
+	"voltar/internal/sysexec"
+	"voltar/internal/volume"
+	"voltar/internal/volume/image"
+	"voltar/internal/volume/lvm"
+)
+
+// outputs is where the report of `voltar run` goes, from report: in the
+// config; a mail setting that cannot work is a usage error before the run.
+func (a *app) outputs() (report.Outputs, error) {
+	r := a.cfg.Report
+	m := r.Mail
+	out := report.Outputs{
+		Text: a.stdout, JSONFile: r.JSONFile, PrometheusTextfile: r.PrometheusTextfile,
+		Mail: report.MailConfig{
+			Host: m.Host, Port: m.Port, TLS: m.TLS, Username: m.Username,
+			PasswordFile: m.PasswordFile, PasswordEnv: m.PasswordEnv,
+			From: m.From, To: m.To, Timeout: m.Timeout, InsecureSkipVerify: m.InsecureSkipVerify,
+		},
+		MailOnlyOnFailure: m.OnlyOnFailure, Logger: a.log,
+	}
+	if out.Mail.Host != "" {
+		if err := out.Mail.Validate(); err != nil {
+			return out, fail.Usage(fmt.Errorf("report.mail: %w", err))
+		}
+	}
+	return out, nil
+}
+
+// policyOf is the retention policy r configures and the time zone it
+// counts days in; key names it in errors.
+func policyOf(r config.Retention, key string) (retention.Policy, *time.Location, error) {
+	p := retention.Policy{KeepDays: r.KeepDays, KeepLast: r.KeepLast, KeepDaily: r.KeepDaily,
+		KeepWeekly: r.KeepWeekly, KeepMonthly: r.KeepMonthly, IncompleteGrace: r.IncompleteGrace}
+	if err := p.Validate(); err != nil {
+		return p, nil, fmt.Errorf("%s: %w", key, err)
+	}
+	loc := time.Local
+	if r.TimeZone != "" {
+		l, err := time.LoadLocation(r.TimeZone)
+		if err != nil {
+			return p, nil, fmt.Errorf("%s.time_zone: %w", key, err)
+		}
+		loc = l
+	}
+	return p, loc, nil
+}
+
+// pruneOptions is the global policy plus each dump's own.
+func (a *app) pruneOptions(dryRun bool) (prune.Options, error) {
+	pol, loc, err := policyOf(a.cfg.Retention, "retention")
+	if err != nil {
+		return prune.Options{}, fail.Usage(err)
+	}
+	type policy struct {
+		p   retention.Policy
+		loc *time.Location
+	}
+	own := map[string]policy{}
+	for _, d := range a.cfg.Dumps {
+		if d.Retention == nil {
+			continue
+		}
+		p, l, err := policyOf(dump.Retention(d, a.cfg.Retention), "dumps "+d.Name+" retention")
+		if err != nil {
+			return prune.Options{}, fail.Usage(err)
+		}
+		own[d.Name] = policy{p, l}
+	}
+	return prune.Options{
+		Policy: pol, Loc: loc, DryRun: dryRun, Logger: a.log,
+		PolicyFor: func(group, volume string) (retention.Policy, *time.Location, bool) {
+			if group != dump.Group {
+				return retention.Policy{}, nil, false
+			}
+			p, ok := own[volume]
+			return p.p, p.loc, ok
+		},
+	}, nil
+}
+
+// lvm returns the LVM snapshotter configured by the config.
+func (a *app) lvm() (*lvm.Snapshotter, error) {
+	if _, err := exec.LookPath("lvcreate"); err != nil {
+		return nil, fail.Hint(fmt.Errorf("LVM tools not found"), "install lvm2 to back up logical volumes")
+	}
+	pol, err := lvm.ParsePolicy(a.cfg.LVM.SnapshotSize)
+	if err != nil {
+		return nil, fail.Usage(fmt.Errorf("lvm.snapshot_size: %w", err))
+	}
+	return &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir)}, nil
+}
+
+// images returns the image snapshotter: clones go next to each image or,
+// where no reflink is possible, into the scratch directory.
+func (a *app) images() *image.Snapshotter {
+	s := &image.Snapshotter{Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir), Logger: a.log}
+	for _, im := range a.cfg.Images {
+		s.Dirs = append(s.Dirs, filepath.Dir(im.Path))
+	}
+	return s
+}
+
+// selection lists what the config selects, with reasons for the rest.
+func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, error) {
+	var out []candidate
+	var vols []volume.Volume
+	if len(a.cfg.LVM.VolumeGroups) > 0 {
+		s, err := a.lvm()
+		if err != nil {
+			return nil, nil, err
+		}
+		cs, err := s.List(ctx, a.cfg.LVM.VolumeGroups, lvm.Filter{Include: a.cfg.LVM.Include, Exclude: a.cfg.LVM.Exclude})
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, c := range cs {
+			out = append(out, candidate{Volume: c.Volume.ID(), Kind: c.Volume.Kind, Path: c.Volume.Path, Size: c.Volume.Size, Selected: c.Selected, Reason: c.Reason})
+			if c.Selected {
+				vols = append(vols, c.Volume)
+			}
+		}
+	}
+	for _, im := range a.cfg.Images {
+		v, err := image.Resolve(im.Path, im.Offline)
+		if err != nil {
+			out = append(out, candidate{Volume: "image/" + im.Path, Kind: volume.KindImage, Path: im.Path, Reason: err.Error()})
+			continue
+		}
+		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Path: v.Path, Size: v.Size, Selected: true})
+		vols = append(vols, v)
+	}
+	return out, vols, nil
+}
+
+// excludesFor merges the global, per-volume and command-line patterns.
+func (a *app) excludesFor(v volume.Volume, extra []string) []string {
+	out := append([]string{}, a.cfg.Excludes...)
+	out = append(out, a.cfg.VolumeExcludes[v.ID()]...)
+	return append(out, extra...)
+}
+
+// override amends the config with the flags given on the command line:
+// the store (--to) and the compression (--compress, at its default level).
+func (a *app) override(to, compress *string) error {
+	if to != nil {
+		a.cfg.Store.Path = *to
+	}
+	if compress != nil {
+		if !codec.Valid(*compress) {
+			return fail.Usage(fmt.Errorf("--compress %q: want zstd, gzip or none", *compress))
+		}
+		a.cfg.Compression, a.cfg.CompressionLevel = *compress, 0
+	}
+	return nil
+}
+
+// resolveAll resolves every VOLUME argument before anything is touched,
+// so a typo in the third does not leave the first two half done.
+func (a *app) resolveAll(ctx context.Context, args []string, offline bool) ([]volume.Volume, []volume.Snapshotter, error) {
+	var vols []volume.Volume
+	var snaps []volume.Snapshotter
+	for _, arg := range args {
+		v, s, err := a.resolve(ctx, arg, offline)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, o := range vols {
+			if o.ID() == v.ID() {
+				return nil, nil, fail.Usage(fail.Hint(fmt.Errorf("%s and %s are both the volume %s", o.Path, v.Path, v.ID()),
+					"back up one at a time only if they are the same volume; image files need distinct names"))
+			}
+		}
+		vols = append(vols, v)
+		snaps = append(snaps, s)
+	}
+	return vols, snaps, nil
+}
+
+// resolve turns a VOLUME argument into a volume and the snapshotter for it.
+func (a *app) resolve(ctx context.Context, arg string, offline bool) (volume.Volume, volume.Snapshotter, error) {
+	if isLVMSpec(arg) {
+		s, err := a.lvm()
+		if err != nil {
+			return volume.Volume{}, nil, err
+		}
+		v, err := s.Resolve(ctx, arg)
+		if err != nil {
+			return volume.Volume{}, nil, fail.Usage(err)
+		}
+		return v, s, nil
+	}
+	for _, im := range a.cfg.Images {
+		if im.Path == arg {
+			offline = offline || im.Offline
+		}
+	}
+	v, err := image.Resolve(arg, offline)
+	if err != nil {
+		return volume.Volume{}, nil, err
+	}
+	return v, a.images(), nil
+}
+
+// snapshotter returns what snapshots v.
+func (a *app) snapshotter(v volume.Volume) (volume.Snapshotter, error) {
+	if v.Kind == volume.KindLVM {
+		return a.lvm()
+	}
+	return a.images(), nil
+}
+
+// isLVMSpec tells vg/lv and /dev/vg/lv from image paths: an existing regular
+// file is always an image.
+func isLVMSpec(arg string) bool {
+	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
+		return false
+	}
+	if strings.HasPrefix(arg, "/dev/") {
+		return strings.Count(strings.TrimPrefix(arg, "/dev/"), "/") == 1 && !strings.HasPrefix(arg, "/dev/loop")
+	}
+	return !strings.HasPrefix(arg, "/") && !strings.HasPrefix(arg, ".") && strings.Count(arg, "/") == 1
+}
+
+func hasLVM(vols []volume.Volume) bool {
+	for _, v := range vols {
+		if v.Kind == volume.KindLVM {
+			return true
+		}
+	}
+	return false
+}
+
+// recipients returns the public keys to encrypt to, nil when encryption:
+// configures none. Bad keys and unreadable files are usage errors.
+func (a *app) recipients() (*crypt.Recipients, error) {
+	e := a.cfg.Encryption
+	if !e.Enabled() {
+		return nil, nil
+	}
+	r, err := crypt.NewRecipients(e.Keys(), e.RecipientsFile)
+	if err != nil {
+		return nil, fail.Usage(fail.Hint(fmt.Errorf("encryption: %w", err),
+			"recipients are public keys: age1... as `age-keygen -y KEYFILE` prints it, or ssh-ed25519/ssh-rsa lines of .pub files; see encryption: in examples/voltar.yaml"))
+	}
+	return r, nil
+}
+
+// s3Config is the S3 store s3://bucket/prefix under the S3 settings of
+// the config's store section, also when the name came from --to or a dead
+// run's journal.
+func (a *app) s3Config(name string) (s3.Config, error) {
+	set, err := a.cfg.Store.S3(name)
+	if err != nil {
+		return s3.Config{}, fail.Usage(fmt.Errorf("store %s: %w", name, err))
+	}
+	creds, err := s3.LoadCredentials(set.AccessKeyFile, set.SecretKeyFile, os.Getenv, func(file string) {
+		a.log.Warn("S3 key file is readable by others; chmod 0600 it", "file", file)
+	})
+	if err != nil {
+		return s3.Config{}, fmt.Errorf("store %s: %w", name, err)
+	}
+	return s3.Config{
+		Endpoint: set.Endpoint, Secure: set.Secure, Region: set.Region,
+		Bucket: set.Bucket, Prefix: set.Prefix, Credentials: creds, CAFile: set.CAFile,
+		VirtualHost: !set.PathStyle, PartSize: set.PartSize,
+	}, nil
+}
+
+// jobs is what `voltar run` backs up: every selected volume with its
+// snapshotter and excludes.
+func (a *app) jobs(ctx context.Context) ([]nightly.Job, error) {
+	_, vols, err := a.selection(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var jobs []nightly.Job
+	for _, v := range vols {
+		snap, err := a.snapshotter(v)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
+			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID())})
+	}
+	return jobs, nil
+}

@@ -1,0 +1,267 @@
+package nightly_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"voltar/internal/backup"
+	"voltar/internal/catalog/catalogtest"
+	"voltar/internal/fail"
+	"voltar/internal/nightly"
+	"voltar/internal/prune"
+	"voltar/internal/report"
+	"voltar/internal/retention"
+	"voltar/internal/store"
+	"voltar/internal/store/storetest"
+	"voltar/internal/volume"
+)
+
+// These tests need no root: the fake snapshotter hands out the image file
+// itself, whose one partition holds no filesystem, so the backup reads it
+// raw from the file (no loop device, no mount).
+
+// fakeSnapshotter snapshots image files in place and fails the volumes
+// named in fail.
+type fakeSnapshotter struct {
+	fail map[string]error
+
+	mu                sync.Mutex
+	created, released []string
+}
+
+func (f *fakeSnapshotter) Create(ctx context.Context, v volume.Volume, runID string) (*volume.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.created = append(f.created, v.Name)
+	if err := f.fail[v.Name]; err != nil {
+		return nil, err
+	}
+	return &volume.Snapshot{Kind: volume.KindNone, Name: v.Path, Path: v.Path, Size: v.Size, ReadOnly: true}, nil
+}
+
+func (f *fakeSnapshotter) Release(ctx context.Context, s *volume.Snapshot) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.released = append(f.released, s.Name)
+	return nil
+}
+
+func (f *fakeSnapshotter) Check(ctx context.Context, s *volume.Snapshot) (float64, error) {
+	return 0, nil
+}
+
+// image writes a 4 MiB image with an MBR and one partition of plain data.
+func image(t *testing.T, name string) volume.Volume {
+	t.Helper()
+	buf := make([]byte, 4<<20)
+	e := buf[446:462] // partition entry 1
+	e[4] = 0x83
+	binary.LittleEndian.PutUint32(e[8:], 2048)  // first LBA
+	binary.LittleEndian.PutUint32(e[12:], 4096) // sectors
+	buf[510], buf[511] = 0x55, 0xaa
+	copy(buf[1<<20:], bytes.Repeat([]byte(name+" holds data; "), 10000))
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, buf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return volume.Volume{Kind: volume.KindImage, Group: "image", Name: name, Path: p, Size: int64(len(buf))}
+}
+
+const host = "h"
+
+// options runs jobs for the named volumes, all snapshotted by snap.
+func options(t *testing.T, st store.Store, snap volume.Snapshotter, names ...string) nightly.Options {
+	var jobs []nightly.Job
+	for _, n := range names {
+		jobs = append(jobs, nightly.Job{Volume: image(t, n), Snapshotter: snap})
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return nightly.Options{
+		Store: st, Host: host, Jobs: jobs, Concurrency: 2,
+		Backup: backup.Options{
+			Store: st, Host: host, Compression: "zstd", RuntimeDir: t.TempDir(), RunID: "20261206T010000Z-test",
+			CleanupTimeout: time.Minute, Version: "test", Logger: log,
+		},
+		Prune:     prune.Options{Policy: retention.Policy{KeepLast: 1}, Loc: time.UTC, Logger: log},
+		Retention: "keep_last 1", Version: "test",
+	}
+}
+
+func statuses(r *report.Run) string {
+	var s []string
+	for _, v := range r.Volumes {
+		s = append(s, v.ID+"="+v.Status)
+	}
+	return strings.Join(s, " ")
+}
+
+// One volume's failure does not stop the others, and the report says
+// which failed and why.
+func TestOneFailureDoesNotStopTheOthers(t *testing.T) {
+	st := storetest.NewMemory()
+	snap := &fakeSnapshotter{fail: map[string]error{"b.img": errors.New("no space for the snapshot")}}
+	r := nightly.Run(context.Background(), options(t, st, snap, "a.img", "b.img", "c.img"))
+	if got, want := statuses(r), "image/a.img=ok image/b.img=failed image/c.img=ok"; got != want {
+		t.Fatalf("volumes: %s, want %s (errors %+v)", got, want, r.Volumes)
+	}
+	if e := r.Volumes[1].Err; e == nil || !strings.Contains(e.Message, "no space for the snapshot") {
+		t.Errorf("b.img's error = %+v, want the snapshot's", e)
+	}
+	for _, i := range []int{0, 2} {
+		v := r.Volumes[i]
+		if v.BackupID == "" || v.StoredBytes <= 0 || len(v.Filesystems) != 1 || v.Filesystems[0].Mode != report.ModeRaw {
+			t.Errorf("%s: %+v, want a stored raw backup", v.ID, v)
+		}
+		if _, err := st.Stat(context.Background(), host+"/"+v.BackupID+"/manifest.json"); err != nil {
+			t.Errorf("%s: manifest not in the store: %v", v.ID, err)
+		}
+	}
+	if len(snap.released) != 2 {
+		t.Errorf("released %v, want the two snapshots made", snap.released)
+	}
+	if r.OK() || r.Finished.IsZero() {
+		t.Errorf("report OK %v, finished %v; want a failed, finished run", r.OK(), r.Finished)
+	}
+}
+
+// A volume is pruned only after its new backup succeeded: the failed
+// volume keeps every old backup even where the policy would drop them.
+func TestPruneOnlyAfterSuccess(t *testing.T) {
+	st := storetest.NewMemory()
+	for _, name := range []string{"a.img", "b.img"} {
+		for day := 1; day <= 2; day++ {
+			catalogtest.Write(t, st, catalogtest.Folder{Host: host, Group: "image", Volume: name,
+				Time:     time.Date(2026, 11, day, 1, 30, 0, 0, time.UTC),
+				Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("f", 0o644, "old")), "zstd")}}})
+		}
+	}
+	snap := &fakeSnapshotter{fail: map[string]error{"b.img": errors.New("snapshot failed")}}
+	r := nightly.Run(context.Background(), options(t, st, snap, "a.img", "b.img"))
+	if got, want := statuses(r), "image/a.img=ok image/b.img=failed"; got != want {
+		t.Fatalf("volumes: %s, want %s", got, want)
+	}
+	if got := len(r.Volumes[0].Removed); got != 2 {
+		t.Errorf("a.img: %d backups removed, want its 2 old ones: %+v", got, r.Volumes[0].Removed)
+	}
+	if got := len(r.Volumes[1].Removed); got != 0 {
+		t.Errorf("b.img: removed %+v after its backup failed", r.Volumes[1].Removed)
+	}
+	for _, c := range []struct {
+		name string
+		want int
+	}{{"a.img", 1}, {"b.img", 2}} {
+		objs, _ := st.List(context.Background(), host+"/image/"+c.name+"/")
+		n := 0
+		for _, o := range objs {
+			if strings.HasSuffix(o.Key, "/manifest.json") {
+				n++
+			}
+		}
+		if n != c.want {
+			t.Errorf("%s: %d backups in the store, want %d", c.name, n, c.want)
+		}
+	}
+}
+
+// failingPreflight is a store that is not usable tonight.
+type failingPreflight struct{ *storetest.Memory }
+
+func (failingPreflight) Preflight(context.Context, store.PreflightOptions) error {
+	return errors.New("store /srv/backup is not mounted")
+}
+
+// A run stopped early, by its preflight or by an interrupt, still produces
+// a complete report: every volume listed as not attempted, nothing
+// snapshotted.
+func TestAbortedRunStillReports(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		st      store.Store
+		ctx     func() context.Context
+		runErr  string
+		volErr  string
+		volumes int
+	}{
+		{
+			// Wrapped, as a test or logging wrapper would: the preflight
+			// is found through Unwrap.
+			name: "preflight", st: storetest.NewFaulty(failingPreflight{storetest.NewMemory()}),
+			ctx:    context.Background,
+			runErr: "not mounted", volErr: "not attempted: the run's preflight failed",
+		},
+		{
+			name: "interrupted", st: storetest.NewMemory(),
+			ctx: func() context.Context {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				return ctx
+			},
+			volErr: "not attempted: context canceled",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := &fakeSnapshotter{}
+			r := nightly.Run(tc.ctx(), options(t, tc.st, snap, "a.img", "b.img"))
+			if got, want := statuses(r), "image/a.img=skipped image/b.img=skipped"; got != want {
+				t.Errorf("volumes: %s, want %s", got, want)
+			}
+			for _, v := range r.Volumes {
+				if v.Err == nil || v.Err.Message != tc.volErr {
+					t.Errorf("%s: error %+v, want %q", v.ID, v.Err, tc.volErr)
+				}
+			}
+			if tc.runErr != "" && (len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Message, tc.runErr)) {
+				t.Errorf("run errors %+v, want one saying %q", r.Errors, tc.runErr)
+			}
+			if len(snap.created) != 0 {
+				t.Errorf("snapshots made: %v", snap.created)
+			}
+			if r.Host != host || r.Started.IsZero() || r.Finished.IsZero() || r.Retention != "keep_last 1" {
+				t.Errorf("report head %+v incomplete", r)
+			}
+			var text bytes.Buffer
+			if err := report.Text(&text, r); err != nil || !strings.Contains(text.String(), "image/b.img") {
+				t.Errorf("text report (%v):\n%s", err, text.String())
+			}
+		})
+	}
+}
+
+// A run that could not even start (here: its store could not be opened)
+// reports the error with its hints; what it could not measure is unknown,
+// not zero, in every output.
+func TestAbortedBeforeTheStart(t *testing.T) {
+	started := time.Date(2026, 12, 6, 1, 30, 0, 0, time.UTC)
+	err := fail.Hint(errors.New("store s3://b/p: connection refused"), "check store.s3.endpoint")
+	r := nightly.Aborted(host, "s3://b/p", "keep_last 1", "test", started, started.Add(time.Second), err)
+	if r.OK() || len(r.Errors) != 1 || r.Errors[0].Message != err.Error() || len(r.Errors[0].Hints) != 1 {
+		t.Fatalf("report %+v, want one run error with its hint", r)
+	}
+	var js bytes.Buffer
+	if err := report.JSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"ok": false`, `"store_total_bytes": null`, `"dest_used_bytes": null`, `"check store.s3.endpoint"`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON report lacks %s:\n%s", want, js.String())
+		}
+	}
+	prom := filepath.Join(t.TempDir(), "voltar.prom")
+	if err := report.WritePrometheus(prom, r); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(prom)
+	if !strings.Contains(string(b), "voltar_run_success 0") || strings.Contains(string(b), "voltar_store_size_bytes") {
+		t.Errorf("metrics:\n%s", b)
+	}
+}
