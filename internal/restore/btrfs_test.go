@@ -105,7 +105,7 @@ func TestToImageBtrfsSubvolumes(t *testing.T) {
 	// subvolume.
 	st, b := btrfsBackup(t, src, true)
 	out := filepath.Join(t.TempDir(), "restored.img")
-	res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{})
+	res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("ToImage: %v\n%+v", err, res)
 	}
@@ -123,7 +123,7 @@ func TestToImageBtrfsSubvolumes(t *testing.T) {
 	// the result says so.
 	st, b = btrfsBackup(t, src, false)
 	out = filepath.Join(t.TempDir(), "restored.img")
-	res, err = restore.ToImage(context.Background(), st, b, out, restore.Options{})
+	res, err = restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("ToImage: %v\n%+v", err, res)
 	}
@@ -142,7 +142,7 @@ func TestToImageBtrfsSubvolumes(t *testing.T) {
 
 	// Onto a device, the same.
 	dev := loopDevice(t, b.Manifest.Volume.Size)
-	if res, err := restore.ToDevice(context.Background(), st, b, dev, restore.Options{}); err != nil {
+	if res, err := restore.ToDevice(context.Background(), st, b, dev, restore.Options{MountDir: t.TempDir()}); err != nil {
 		t.Fatalf("ToDevice: %v\n%+v", err, res)
 	}
 	withMount(t, dev, off, size, func(dst string) {

@@ -170,7 +170,7 @@ func TestToImage(t *testing.T) {
 			src := testutil.MakeImage(t, t.TempDir(), tc.spec)
 			st, b := imageBackup(t, src, nil)
 			out := filepath.Join(t.TempDir(), "restored.img")
-			res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{})
+			res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()})
 			if err != nil {
 				t.Fatalf("ToImage: %v\n%+v", err, res)
 			}
@@ -219,7 +219,7 @@ func TestToImageRefusesExistingFile(t *testing.T) {
 	if err := os.WriteFile(out, []byte("data"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := restore.ToImage(context.Background(), st, b, out, restore.Options{})
+	_, err := restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("err = %v", err)
 	}
@@ -246,7 +246,7 @@ func TestToImageFailureRemovesImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "new.img")
-	res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{})
+	res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()})
 	if !errors.Is(err, restore.ErrChecksum) || !strings.Contains(err.Error(), "image removed") {
 		t.Fatalf("err = %v, want a checksum error", err)
 	}
@@ -264,12 +264,12 @@ func TestToImageRefusesUnmountableFS(t *testing.T) {
 	st, b := storeTar(t, catalogtest.Tar(t, catalogtest.File("./a", 0o644, "a")))
 	b.Manifest.Filesystems[0].Type = "ntfs"
 	out := filepath.Join(t.TempDir(), "new.img")
-	if _, err := restore.ToImage(context.Background(), st, b, out, restore.Options{}); err == nil || !strings.Contains(err.Error(), "ntfs") {
+	if _, err := restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "ntfs") {
 		t.Errorf("ntfs: err = %v", err)
 	}
 	if !testutil.KernelHas("vfat") {
 		b.Manifest.Filesystems[0].Type = "vfat"
-		if _, err := restore.ToImage(context.Background(), st, b, out, restore.Options{}); err == nil || !strings.Contains(err.Error(), "cannot mount vfat") {
+		if _, err := restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cannot mount vfat") {
 			t.Errorf("vfat: err = %v", err)
 		}
 	}
@@ -301,7 +301,7 @@ func TestToImageCanceledReleasesEverything(t *testing.T) {
 	// Interrupted halfway through reading the archive.
 	cs := storetest.NewFaulty(st, &storetest.Fault{Op: storetest.OpGet, Cancel: cancel, AfterBytes: int64(b.Manifest.Filesystems[0].StoredBytes / 2)})
 	out := filepath.Join(t.TempDir(), "new.img")
-	_, err := restore.ToImage(ctx, cs, b, out, restore.Options{})
+	_, err := restore.ToImage(ctx, cs, b, out, restore.Options{MountDir: t.TempDir()})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -353,7 +353,7 @@ func TestToDevice(t *testing.T) {
 	ctx := context.Background()
 
 	small := loopDevice(t, b.Manifest.Volume.Size-1<<20)
-	if _, err := restore.ToDevice(ctx, st, b, small, restore.Options{}); err == nil || !strings.Contains(err.Error(), "needs") || strings.Contains(err.Error(), "partial restore") {
+	if _, err := restore.ToDevice(ctx, st, b, small, restore.Options{MountDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "needs") || strings.Contains(err.Error(), "partial restore") {
 		t.Errorf("too small: err = %v", err)
 	}
 	if !marked(t, small) {
@@ -364,7 +364,7 @@ func TestToDevice(t *testing.T) {
 	mnt := t.TempDir()
 	testutil.Run(t, "mkfs.ext4", "-q", "-F", dev)
 	testutil.Run(t, "mount", dev, mnt)
-	_, err := restore.ToDevice(ctx, st, b, dev, restore.Options{})
+	_, err := restore.ToDevice(ctx, st, b, dev, restore.Options{MountDir: t.TempDir()})
 	umount(t, mnt)
 	if err == nil || !strings.Contains(err.Error(), "is mounted on "+mnt) {
 		t.Errorf("mounted: err = %v", err)
@@ -374,7 +374,7 @@ func TestToDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = restore.ToDevice(ctx, st, b, dev, restore.Options{})
+	_, err = restore.ToDevice(ctx, st, b, dev, restore.Options{MountDir: t.TempDir()})
 	f.Close()
 	if err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("opened exclusively: err = %v", err)
@@ -392,7 +392,7 @@ func TestToDevice(t *testing.T) {
 		t.Cleanup(func() { exec.Command("partx", "-d", dev).Run() })
 		testutil.Run(t, "mkfs.ext4", "-q", "-F", dev+"p1")
 		testutil.Run(t, "mount", dev+"p1", mnt)
-		_, err := restore.ToDevice(ctx, st, b, dev, restore.Options{})
+		_, err := restore.ToDevice(ctx, st, b, dev, restore.Options{MountDir: t.TempDir()})
 		umount(t, mnt)
 		testutil.Run(t, "partx", "-d", dev)
 		if err == nil || !strings.Contains(err.Error(), dev+"p1 is mounted on "+mnt) {
@@ -402,11 +402,11 @@ func TestToDevice(t *testing.T) {
 		t.Error("partx missing: mounted-partition refusal not tested")
 	}
 
-	if _, err := restore.ToDevice(ctx, st, b, src, restore.Options{}); err == nil || !strings.Contains(err.Error(), "not a block device") {
+	if _, err := restore.ToDevice(ctx, st, b, src, restore.Options{MountDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "not a block device") {
 		t.Errorf("regular file: err = %v", err)
 	}
 
-	res, err := restore.ToDevice(ctx, st, b, dev, restore.Options{})
+	res, err := restore.ToDevice(ctx, st, b, dev, restore.Options{MountDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("ToDevice: %v\n%+v", err, res)
 	}
@@ -440,7 +440,7 @@ func TestToImageRawPartition(t *testing.T) {
 	catalogtest.Write(t, st, f)
 	b := catalogtest.Resolve(t, st, f)
 	out := filepath.Join(t.TempDir(), "raw.img")
-	res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{})
+	res, err := restore.ToImage(context.Background(), st, b, out, restore.Options{MountDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("ToImage: %v", err)
 	}
