@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
-demo=$top/demo
-voltar=$top/bin/voltar
+# VOLTAR_BIN and VOLTAR_DEMO_DIR: another binary (the installed package's, for
+# scripts/test-deb.sh) and another place for the demo's files.
+demo=${VOLTAR_DEMO_DIR:-$top/demo}
+voltar=${VOLTAR_BIN:-$top/bin/voltar}
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it attaches loop devices and mounts)" >&2; exit 1; }
 
 rm -rf "$demo"
