@@ -48,7 +48,7 @@ deb:
 	VERSION=$(VERSION) GO=$(GO) scripts/build-deb.sh
 
 # Installs the package on this machine, checks it, runs the demo with it,
-# removes and purges it (also on failure). About 15 s after make deb.
+# removes and purges it (also on failure). 12-35 s after make deb.
 test-deb: test-deps deb
 	scripts/test-deb.sh
 
