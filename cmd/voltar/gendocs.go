@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+
+	"voltar/internal/fail"
 )
 
 // genDocsCmd writes the manual pages from the commands themselves, so that
@@ -23,7 +25,7 @@ func (a *app) genDocsCmd() *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if manDir == "" {
-				return fmt.Errorf("gen-docs: --man DIR is required")
+				return fail.Usage(fmt.Errorf("gen-docs: --man DIR is required"))
 			}
 			if err := os.MkdirAll(manDir, 0o755); err != nil {
 				return err
