@@ -38,6 +38,7 @@ done
 # The contrib files document a manual install into /usr/local/sbin; the
 # package's binary is /usr/sbin/voltar and its units are already installed.
 sed -e 's#/usr/local/sbin/voltar#/usr/sbin/voltar#g' \
+	-e 's#^Documentation=.*#& man:voltar-run(8)#' \
 	-e '/^#   install -m 0644 contrib/d' \
 	-e 's/^# voltar.s nightly job. Install:$/# voltar'\''s nightly job, installed by the voltar package. Enable it with/' \
 	-e 's/^#   systemctl daemon-reload && systemctl enable --now voltar.timer$/#   systemctl enable --now voltar.timer/' \

@@ -5,7 +5,9 @@
 # voltar-restore, the file modes, the demo (scripts/demo.sh) with the
 # installed /usr/sbin/voltar, dpkg -r (the conffile stays) and dpkg -P
 # (nothing of the package stays). The package is purged on every exit path,
-# so the machine is left as it was found. 12-35 s.
+# and /etc/voltar, /var/lib/voltar and /run/voltar from earlier voltar runs
+# are moved aside meanwhile and put back, so the machine is left as it was
+# found. 12-35 s.
 #   scripts/test-deb.sh [voltar_*.deb]     (default: the newest in the top dir)
 # Needs root and dpkg; lintian and man from scripts/install-deps.sh test.
 # A missing part skips (exit 0) when run by hand and fails when
@@ -37,26 +39,44 @@ if dpkg-query -W -f='${Status}' voltar 2>/dev/null | grep -qv "not-installed"; t
 fi
 
 start=$(date +%s)
-# What the package may create that was not here before: it must all be gone
-# after the purge.
-owned=(/etc/voltar /var/lib/voltar /run/voltar /usr/sbin/voltar /usr/share/doc/voltar)
-for p in "${owned[@]}"; do
-	[ ! -e "$p" ] || fail "$p exists before the package is installed; move it away first"
+for p in /usr/sbin/voltar /usr/share/doc/voltar; do
+	[ ! -e "$p" ] || fail "$p exists before the package is installed (a voltar installed by hand?); move it away first"
 done
+# A run holding the lock must not lose its directory under it.
+if [ -e /run/voltar/voltar.lock ] && ! flock -n /run/voltar/voltar.lock true; then
+	fail "a voltar run holds /run/voltar/voltar.lock; try again when it is done"
+fi
 work=$(mktemp -d /tmp/voltar-test-deb.XXXXXX)
-# Every path in the package that is not on the machine yet.
-dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's#^\./#/#; s#/$##' | grep -v '^/\?$' |
-	while read -r p; do [ -e "$p" ] || [ -L "$p" ] || echo "$p"; done > "$work/new"
+saved=()
 cleanup() {
 	local rc=$?
 	if dpkg-query -W -f='${Status}' voltar 2>/dev/null | grep -qv "not-installed"; then
 		dpkg -P voltar >/dev/null 2>&1 || echo "test-deb: dpkg -P voltar failed in cleanup" >&2
 	fi
+	for p in "${saved[@]}"; do
+		rm -rf "$p"
+		mv "$work/saved$p" "$p" || { echo "test-deb: could not put $p back; it is in $work/saved$p" >&2; exit 1; }
+	done
 	rm -rf "$work"
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# voltar's directories left by earlier runs (the default runtime_dir and
+# state_dir) or a manual install are moved aside while the package is
+# tested, and put back afterwards, so that the purge check sees only the
+# package's own and the machine ends as it was.
+for p in /etc/voltar /var/lib/voltar /run/voltar; do
+	if [ -e "$p" ]; then
+		mkdir -p "$work/saved$(dirname "$p")"
+		mv "$p" "$work/saved$p"
+		saved+=("$p")
+	fi
+done
+# Every path in the package that is not on the machine yet.
+dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's#^\./#/#; s#/$##' | grep -v '^/\?$' |
+	while read -r p; do [ -e "$p" ] || [ -L "$p" ] || echo "$p"; done > "$work/new"
+[ ${#saved[@]} = 0 ] || echo "test-deb: moved aside until the end: ${saved[*]}"
 
 # 1. lintian: no error or warning but those packaging/lintian-overrides
 # justifies (exit 1: an error; 2: lintian itself failed).
@@ -124,7 +144,7 @@ left=()
 while read -r p; do
 	[ -e "$p" ] || [ -L "$p" ] && left+=("$p")
 done < "$work/new"
-for p in "${owned[@]}"; do
+for p in /etc/voltar /var/lib/voltar /run/voltar /usr/sbin/voltar /usr/share/doc/voltar; do
 	[ ! -e "$p" ] || left+=("$p")
 done
 [ ${#left[@]} = 0 ] || fail "left after dpkg -P: ${left[*]}"
