@@ -37,10 +37,11 @@ const (
 // textfiles are the outputs of two real runs: ok backed up one good image,
 // failed the same image and an empty one, whose backup fails.
 type textfiles struct {
-	ok, failed map[string]*familyT
+	ok, failed map[string]*family
 }
 
-type familyT = struct {
+// family is one metric of a textfile with its samples.
+type family struct {
 	name    string
 	samples []sample
 }
@@ -119,7 +120,7 @@ func realRuns(t *testing.T) textfiles {
 		t.Fatal(err)
 	}
 
-	run := func(name string, wantExit int, images ...string) map[string]*familyT {
+	run := func(name string, wantExit int, images ...string) map[string]*family {
 		t.Helper()
 		prom := filepath.Join(dir, name+".prom")
 		cfg := fmt.Sprintf("store: %s\nhost: node1\nruntime_dir: %s\nstate_dir: %s\nreport:\n  prometheus_textfile: %s\nimages:\n",
@@ -149,7 +150,7 @@ func realRuns(t *testing.T) textfiles {
 	}
 }
 
-func parseTextfile(t *testing.T, path string) map[string]*familyT {
+func parseTextfile(t *testing.T, path string) map[string]*family {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -161,9 +162,9 @@ func parseTextfile(t *testing.T, path string) map[string]*familyT {
 	if err != nil {
 		t.Fatalf("parse %s: %v", path, err)
 	}
-	out := map[string]*familyT{}
+	out := map[string]*family{}
 	for name, mf := range fams {
-		fam := &familyT{name: name}
+		fam := &family{name: name}
 		for _, m := range mf.GetMetric() {
 			s := sample{labels: map[string]string{}}
 			for _, l := range m.GetLabel() {
@@ -213,7 +214,7 @@ func checkNames(t *testing.T, what string, names []string, tf textfiles) {
 
 func written(tf textfiles) []string {
 	var out []string
-	for _, m := range []map[string]*familyT{tf.ok, tf.failed} {
+	for _, m := range []map[string]*family{tf.ok, tf.failed} {
 		for n := range m {
 			if !slices.Contains(out, n) {
 				out = append(out, n)
@@ -267,7 +268,7 @@ func dashboardExprs(t *testing.T) []string {
 // Timestamps are moved so that the run started at the test's time 0, and
 // rounded to whole seconds, so that alert values are exact. override
 // replaces a series' values (a promtool expanding notation).
-func series(fams map[string]*familyT, steps int, override map[string]string) string {
+func series(fams map[string]*family, steps int, override map[string]string) string {
 	start := fams["voltar_run_start_timestamp_seconds"].samples[0].value
 	var b strings.Builder
 	names := make([]string, 0, len(fams))
@@ -314,7 +315,7 @@ func testRules(t *testing.T, tf textfiles) {
 		t.Fatalf("the run wrote no voltar_destination_size_bytes/available_bytes (a local store reports them)")
 	}
 	sz := size.samples[0].value
-	volume := func(f map[string]*familyT, failed float64) string {
+	volume := func(f map[string]*family, failed float64) string {
 		for _, s := range f["voltar_volume_backup_failed"].samples {
 			if s.value == failed {
 				return s.labels["volume"]
