@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/voltar
 
-.PHONY: all build deps test-deps services demo test test-unit test-lvm test-soak bench fuzz vet clean
+.PHONY: all build deps test-deps services demo test test-unit test-lvm test-soak bench fuzz vet clean deb test-deb test-monitoring
 
 all: build
 
@@ -27,7 +27,7 @@ vet:
 
 # Every test, with the real components. VOLTAR_TEST_REQUIRE_ALL=1 (set by CI)
 # turns a missing component into a failure instead of a skip.
-test: test-deps build vet services test-unit test-lvm
+test: test-deps build vet services test-unit test-lvm test-deb
 
 # Real servers the tests talk to, on 127.0.0.1: mailpit (SMTP + API), and an
 # sshd with a MariaDB behind it for the database dumps.
@@ -41,6 +41,21 @@ test-unit:
 
 test-lvm: test-deps
 	scripts/test-lvm.sh
+
+# The Debian package voltar_<version>_amd64.deb (packaging/nfpm.yaml; nfpm is
+# pinned in go.mod's tool directive). About 10 s once the Go cache is warm.
+deb:
+	VERSION=$(VERSION) GO=$(GO) scripts/build-deb.sh
+
+# Installs the package on this machine, checks it, runs the demo with it,
+# removes and purges it (also on failure). 12-35 s after make deb.
+test-deb: test-deps deb
+	scripts/test-deb.sh
+
+# The Prometheus rules (promtool test rules) and the Grafana dashboard
+# against a real run's textfile; also part of test-unit. About 20 s.
+test-monitoring: test-deps
+	$(GO) test -count=1 -v ./test/monitoring
 
 # Long soaks, not part of `make test` (about 15 minutes; README "Crash
 # safety"): 50 runs of 40 image volumes backed up 4 at a time; 50 backups
@@ -63,4 +78,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadTable -fuzztime 60s ./internal/disk
 
 clean:
-	rm -rf bin demo
+	rm -rf bin demo voltar_*_amd64.deb
