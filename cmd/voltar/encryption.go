@@ -8,6 +8,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 )
 
 // recipients returns the public keys to encrypt to, nil when encryption:
@@ -77,7 +78,7 @@ func encrypted(b *catalog.Backup) bool {
 	}
 	if b.Manifest != nil {
 		for _, f := range b.Manifest.Filesystems {
-			if crypt.Encrypted(f.Archive) {
+			if layout.Encrypted(f.Archive) {
 				return true
 			}
 		}

@@ -98,14 +98,6 @@ type Result struct {
 	NotEntered []NotEntered
 }
 
-// Ext returns the archive's file-name suffix: ".tar.zst", ".tar.gz", ".tar".
-func Ext(compression string) string {
-	if compression == "" {
-		compression = codec.Zstd
-	}
-	return ".tar" + codec.Ext(compression)
-}
-
 // progressEvery throttles Options.Progress.
 const progressEvery = 100 * time.Millisecond
 

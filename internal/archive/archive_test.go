@@ -20,6 +20,7 @@ import (
 
 	"voltar/internal/archive"
 	"voltar/internal/codec"
+	"voltar/internal/layout"
 	"voltar/internal/testutil"
 )
 
@@ -41,7 +42,7 @@ func TestWriteRestoresWithGNUTar(t *testing.T) {
 	} {
 		t.Run(tc.comp, func(t *testing.T) {
 			dir := t.TempDir()
-			name := "p1" + archive.Ext(tc.comp)
+			name := layout.Object{FS: "p1", Kind: layout.Tar, Compression: tc.comp}.Name()
 			var logs bytes.Buffer
 			var progress []archive.Progress
 			res := writeFile(t, src, filepath.Join(dir, name), archive.Options{

@@ -25,6 +25,7 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
 	"voltar/internal/store"
@@ -95,7 +96,7 @@ func Scope(runtimeDir string) string {
 
 // Prefix is the store folder of a backup.
 func Prefix(host string, v volume.Volume, ts time.Time) string {
-	return path.Join(host, v.Group, v.Name, ts.UTC().Format(manifest.TimeFormat)) + "/"
+	return layout.Folder(host, v.Group, v.Name, ts)
 }
 
 // FreeFolder returns the folder (prefix at the current second) a new
@@ -358,7 +359,7 @@ func RemovePartial(ctx context.Context, st store.Store, prefix string) error {
 		return fmt.Errorf("list unfinished backup %s: %w", prefix, err)
 	}
 	for _, o := range objs {
-		if path.Base(o.Key) == manifest.FileName {
+		if path.Base(o.Key) == layout.Manifest {
 			return nil // it did complete
 		}
 	}

@@ -17,9 +17,9 @@ import (
 	"voltar/internal/archive"
 	"voltar/internal/cleanup"
 	"voltar/internal/codec"
-	"voltar/internal/crypt"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 	"voltar/internal/units"
@@ -64,7 +64,7 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 				"voltar reads MBR and GPT tables and ext2/3/4, xfs, btrfs and vfat; check the volume with `blkid -p` and `sfdisk -d`")
 		}
 		r.m.Table = manifest.Table{Type: "none"}
-		return []part{{name: "fs", start: 0, size: size, fs: fs}}, nil
+		return []part{{name: layout.WholeDisk, start: 0, size: size, fs: fs}}, nil
 	}
 	if err != nil {
 		return nil, fail.Hint(fmt.Errorf("%s: partition table: %w", r.v.ID(), err),
@@ -85,7 +85,7 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 			return nil, fmt.Errorf("%s partition %d: %w", r.v.ID(), p.Number, err)
 		}
 		// ReadTable returns the partitions sorted by number.
-		parts = append(parts, part{name: fmt.Sprintf("p%d", p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs})
+		parts = append(parts, part{name: layout.Partition(p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs})
 	}
 	if len(parts) == 0 {
 		return nil, fail.Hint(fmt.Errorf("%s: the %s partition table has no partitions", r.v.ID(), tbl.Type),
@@ -195,7 +195,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.Mode = manifest.ModeFiles
-	fs.Archive = p.name + archive.Ext(r.o.Compression) + r.encExt()
+	fs.Archive = layout.Object{FS: p.name, Kind: layout.Tar, Compression: r.o.Compression, Encrypted: r.o.Recipients != nil}.Name()
 	fs.Excludes = r.o.Excludes
 	res, err := r.archive(ctx, dir, fs.Archive, p.name)
 	if err != nil {
@@ -358,8 +358,8 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
 		}
 	}
-	if _, err := st.Put(ctx, prefix+manifest.SumsName, strings.NewReader(sums.String())); err != nil {
-		return StoreError(st, manifest.SumsName, err)
+	if _, err := st.Put(ctx, prefix+layout.Sums, strings.NewReader(sums.String())); err != nil {
+		return StoreError(st, layout.Sums, err)
 	}
 	m.Finished = now
 	var buf bytes.Buffer
@@ -368,11 +368,11 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 	}
 	// The manifest's checksum goes first: every folder with a manifest has
 	// it, and a partial folder is removed as a whole.
-	if _, err := st.Put(ctx, prefix+manifest.ChecksumName, bytes.NewReader(manifest.ChecksumFile(buf.Bytes()))); err != nil {
-		return StoreError(st, manifest.ChecksumName, err)
+	if _, err := st.Put(ctx, prefix+layout.ManifestSum, bytes.NewReader(manifest.ChecksumFile(buf.Bytes()))); err != nil {
+		return StoreError(st, layout.ManifestSum, err)
 	}
-	if _, err := st.Put(ctx, prefix+manifest.FileName, bytes.NewReader(buf.Bytes())); err != nil {
-		return StoreError(st, manifest.FileName, err)
+	if _, err := st.Put(ctx, prefix+layout.Manifest, bytes.NewReader(buf.Bytes())); err != nil {
+		return StoreError(st, layout.Manifest, err)
 	}
 	return nil
 }
@@ -392,7 +392,7 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	}
 	defer f.Close()
 	fs.Mode, fs.Reason = manifest.ModeRaw, reason
-	fs.Archive = p.name + ".raw" + codec.Ext(r.o.Compression) + r.encExt()
+	fs.Archive = layout.Object{FS: p.name, Kind: layout.Raw, Compression: r.o.Compression, Encrypted: r.o.Recipients != nil}.Name()
 	bar := r.o.Progress.Start(r.v.ID()+" "+p.name+" (raw)", p.size)
 	pr, pw := io.Pipe()
 	put := make(chan error, 1)
@@ -457,14 +457,6 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	fs.StoredBytes, fs.SourceBytes, fs.SHA256 = stored, p.size, hex.EncodeToString(h.Sum(nil))
 	fs.Finished = time.Now().UTC()
 	return fs, nil
-}
-
-// encExt is the suffix encryption adds to an archive's name.
-func (r *run) encExt() string {
-	if r.o.Recipients != nil {
-		return crypt.Ext
-	}
-	return ""
 }
 
 // encrypter is archive.Options.Encrypt: nil without recipients.

@@ -10,6 +10,7 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store/local"
 )
@@ -51,8 +52,8 @@ func TestPublishCoversManifest(t *testing.T) {
 		b, _ := io.ReadAll(rc)
 		return b
 	}
-	if got, want := read(manifest.ChecksumName), manifest.ChecksumFile(read(manifest.FileName)); !bytes.Equal(got, want) {
-		t.Errorf("%s = %q, want %q", manifest.ChecksumName, got, want)
+	if got, want := read(layout.ManifestSum), manifest.ChecksumFile(read(layout.Manifest)); !bytes.Equal(got, want) {
+		t.Errorf("%s = %q, want %q", layout.ManifestSum, got, want)
 	}
 	if _, err := catalog.Resolve(ctx, st, "h", "vg/v/latest"); err != nil {
 		t.Errorf("published backup does not resolve: %v", err)

@@ -13,6 +13,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store/local"
 )
@@ -100,10 +101,10 @@ func TestListUnreadableManifestIsIncomplete(t *testing.T) {
 	f := folder(t, "h", "vg", "v", t0)
 	catalogtest.Write(t, st, f)
 	// As an older voltar wrote it: no manifest.json.sha256.
-	if err := st.Delete(ctx, f.Prefix()+manifest.ChecksumName); err != nil {
+	if err := st.Delete(ctx, f.Prefix()+layout.ManifestSum); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(ctx, f.Prefix()+manifest.FileName, strings.NewReader("{not json")); err != nil {
+	if _, err := st.Put(ctx, f.Prefix()+layout.Manifest, strings.NewReader("{not json")); err != nil {
 		t.Fatal(err)
 	}
 	cat, err := catalog.List(ctx, st, "h", "")

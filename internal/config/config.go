@@ -18,7 +18,7 @@ import (
 	"voltar/internal/codec"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
 )
 
 // DefaultPath is read when --config is not given.
@@ -360,7 +360,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Host != "" {
-		if err := manifest.ValidHost(c.Host); err != nil {
+		if err := layout.ValidHost(c.Host); err != nil {
 			errs = append(errs, fail.Hint(err, "host names this machine's folder in the store: one word like \"node-1\" or \"node-1.example.org\""))
 		}
 	}
@@ -510,7 +510,7 @@ func (c *Config) Scratch() string {
 }
 
 // HostName is the configured host or the machine's short host name. Both
-// are held to manifest.ValidHost (one safe path segment): it names the
+// are held to layout.ValidHost (one safe path segment): it names the
 // host's folder in the store. A name that fails it is a config error.
 func (c *Config) HostName() (string, error) {
 	h := c.Host
@@ -521,7 +521,7 @@ func (c *Config) HostName() (string, error) {
 		}
 		h, _, _ = strings.Cut(h, ".")
 	}
-	if err := manifest.ValidHost(h); err != nil {
+	if err := layout.ValidHost(h); err != nil {
 		what := "host"
 		if c.Host == "" {
 			what = "the machine's host name (the default for host:)"

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"voltar/internal/config"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
@@ -39,16 +39,16 @@ import (
 // Store layout and manifest values of a dump.
 const (
 	// Group is the store folder of every dump: <host>/dumps/<name>/<ts>/.
-	Group = "dumps"
+	Group = layout.DumpGroup
 	// Kind is manifest.Volume.Kind of a dump.
 	Kind = "dump"
 	// Mode is manifest.Filesystem.Mode of the dump object.
 	Mode = manifest.ModeDump
-	// ObjectBase is the dump object's name before the compression suffix.
-	ObjectBase = "dump.sql"
-	// SQLName is the file Restore writes.
-	SQLName = "dump.sql"
 )
+
+// SQLName is the file Restore writes: the object's name without the
+// compression's and encryption's suffixes.
+var SQLName = ObjectName(codec.None, false)
 
 // Defaults for what a config.Dump leaves out.
 const (
@@ -96,15 +96,12 @@ func (o *Options) defaults() {
 // ObjectName is the dump object's name for a compression, encrypted or
 // not: dump.sql.zst, dump.sql.zst.age.
 func ObjectName(compression string, encrypted bool) string {
-	if encrypted {
-		return ObjectBase + codec.Ext(compression) + crypt.Ext
-	}
-	return ObjectBase + codec.Ext(compression)
+	return layout.Object{FS: layout.Dump, Kind: layout.SQL, Compression: compression, Encrypted: encrypted}.Name()
 }
 
 // Prefix is the store folder of a dump taken at ts.
 func Prefix(host, name string, ts time.Time) string {
-	return path.Join(host, Group, name, ts.UTC().Format(manifest.TimeFormat)) + "/"
+	return layout.DumpFolder(host, name, ts)
 }
 
 // IsDump reports whether a manifest describes a database dump.

@@ -11,6 +11,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 	"voltar/internal/verify"
@@ -41,7 +42,7 @@ func object(b *catalog.Backup) (manifest.Filesystem, error) {
 			return fs, nil
 		}
 	}
-	return manifest.Filesystem{}, fmt.Errorf("dump %s: %s names no dump object", b.ID, manifest.FileName)
+	return manifest.Filesystem{}, fmt.Errorf("dump %s: %s names no dump object", b.ID, layout.Manifest)
 }
 
 // Extract writes the dump's SQL, decrypted with ids (an encrypted dump,
@@ -87,7 +88,7 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 		return res, fmt.Errorf("%s: %w", fs.Archive, finErr)
 	}
 	if fs.SourceBytes != 0 && n != fs.SourceBytes {
-		return res, fmt.Errorf("%s: %d bytes of SQL, %s says %d", fs.Archive, n, manifest.FileName, fs.SourceBytes)
+		return res, fmt.Errorf("%s: %d bytes of SQL, %s says %d", fs.Archive, n, layout.Manifest, fs.SourceBytes)
 	}
 	res.Verified = true
 	return res, nil

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"voltar/internal/catalog/catalogtest"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
 	"voltar/internal/prune"
 	"voltar/internal/retention"
 	"voltar/internal/store/local"
@@ -32,7 +32,7 @@ func TestPruneKeepsDamagedAndNewestGood(t *testing.T) {
 			newest = f
 		}
 	}
-	key := newest.Prefix() + manifest.FileName
+	key := newest.Prefix() + layout.Manifest
 	rc, err := st.Get(ctx, key)
 	if err != nil {
 		t.Fatal(err)

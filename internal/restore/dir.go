@@ -15,6 +15,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 	"voltar/internal/verify"
@@ -158,7 +159,7 @@ func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesyst
 func readSums(ctx context.Context, st store.Store, b *catalog.Backup, fss []manifest.Filesystem, res *Result) (catalog.Sums, error) {
 	sums, err := catalog.ReadSums(ctx, st, b)
 	if errors.Is(err, catalog.ErrNoSums) {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%s has no %s; checking against %s only", b.ID, manifest.SumsName, manifest.FileName))
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s has no %s; checking against %s only", b.ID, layout.Sums, layout.Manifest))
 		sums, err = nil, nil
 	}
 	if err != nil {

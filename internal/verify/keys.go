@@ -9,6 +9,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/store"
 )
 
@@ -36,7 +37,7 @@ func KeyHint(b *catalog.Backup) string {
 // one only. Errors are KeyError's.
 func CheckKeys(ctx context.Context, st store.Store, b *catalog.Backup, names []string, ids *crypt.Identities) error {
 	for _, name := range names {
-		if !crypt.Encrypted(name) {
+		if !layout.Encrypted(name) {
 			continue
 		}
 		s, err := Open(ctx, st, b, name, ids)

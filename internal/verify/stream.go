@@ -14,6 +14,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/codec"
 	"voltar/internal/crypt"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
@@ -35,16 +36,12 @@ type Stream struct {
 	zr  io.ReadCloser
 }
 
-// IsTar reports whether an archive name holds a tar stream ("p1.tar.zst"),
-// not raw partition bytes ("p2.raw.zst").
-func IsTar(name string) bool { return strings.Contains(name, ".tar") }
-
 // Open starts reading the backup's object name. An encrypted one (*.age) is
 // decrypted with ids; its header is read at once, so an error matching
 // crypt.ErrNoIdentity (ids is nil) or crypt.ErrWrongIdentity comes from
 // Open, before anything is read of the data.
 func Open(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities) (*Stream, error) {
-	if crypt.Encrypted(name) && ids == nil {
+	if layout.Encrypted(name) && ids == nil {
 		return nil, crypt.ErrNoIdentity
 	}
 	raw, err := st.Get(ctx, b.Key(name))
@@ -54,20 +51,20 @@ func Open(ctx context.Context, st store.Store, b *catalog.Backup, name string, i
 	tee := &hashReader{ctx: ctx, r: raw, h: sha256.New()}
 	var in io.Reader = tee
 	var dec io.Reader
-	if crypt.Encrypted(name) {
+	if layout.Encrypted(name) {
 		if dec, err = ids.Decrypt(tee); err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("decrypt: %w", err)
 		}
 		in = dec
 	}
-	zr, err := codec.NewReader(in, codec.FromName(name))
+	zr, err := codec.NewReader(in, layout.Compression(name))
 	if err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
 	s := &Stream{Name: name, Data: zr, raw: raw, tee: tee, dec: dec, zr: zr}
-	if IsTar(name) {
+	if layout.IsTar(name) {
 		s.Tar = tar.NewReader(zr)
 	}
 	return s, nil
@@ -158,16 +155,16 @@ func Mismatch(got string, fs manifest.Filesystem, sums catalog.Sums) string {
 	inSums, listed := sums[fs.Archive]
 	switch {
 	case listed && inSums == inManifest && got != inManifest:
-		return fmt.Sprintf("sha256 is %s, %s and %s say %s", got, manifest.SumsName, manifest.FileName, inManifest)
+		return fmt.Sprintf("sha256 is %s, %s and %s say %s", got, layout.Sums, layout.Manifest, inManifest)
 	case listed && inSums != inManifest && got != inSums:
-		msg := fmt.Sprintf("sha256 is %s, %s says %s", got, manifest.SumsName, inSums)
+		msg := fmt.Sprintf("sha256 is %s, %s says %s", got, layout.Sums, inSums)
 		if got != inManifest {
-			msg += fmt.Sprintf(", %s says %s", manifest.FileName, inManifest)
+			msg += fmt.Sprintf(", %s says %s", layout.Manifest, inManifest)
 		}
 		return msg
 	}
 	if got != inManifest {
-		return fmt.Sprintf("sha256 is %s, %s says %s", got, manifest.FileName, inManifest)
+		return fmt.Sprintf("sha256 is %s, %s says %s", got, layout.Manifest, inManifest)
 	}
 	return ""
 }
@@ -178,7 +175,7 @@ func Mismatch(got string, fs manifest.Filesystem, sums catalog.Sums) string {
 func Disagree(fs manifest.Filesystem, sums catalog.Sums) string {
 	inManifest := strings.ToLower(fs.SHA256)
 	if inManifest == "" {
-		return manifest.FileName + " records no sha256"
+		return layout.Manifest + " records no sha256"
 	}
 	if sums == nil {
 		return ""
@@ -186,9 +183,9 @@ func Disagree(fs manifest.Filesystem, sums catalog.Sums) string {
 	inSums, ok := sums[fs.Archive]
 	switch {
 	case !ok:
-		return "not listed in " + manifest.SumsName
+		return "not listed in " + layout.Sums
 	case inSums != inManifest:
-		return fmt.Sprintf("%s says sha256 %s, %s says %s", manifest.SumsName, inSums, manifest.FileName, inManifest)
+		return fmt.Sprintf("%s says sha256 %s, %s says %s", layout.Sums, inSums, layout.Manifest, inManifest)
 	}
 	return ""
 }
