@@ -27,6 +27,7 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/progress"
 	"voltar/internal/store"
 	"voltar/internal/volume"
@@ -60,6 +61,11 @@ type Options struct {
 	// returns true for without a trace (archive.Options.Drop). For tests
 	// of the completeness check only.
 	Drop func(rel string) bool
+}
+
+// encoding is how the backup's objects are encoded.
+func (o *Options) encoding() objio.Encoding {
+	return objio.Encoding{Compression: o.Compression, Level: o.Level, Threads: o.Threads, Recipients: o.Recipients}
 }
 
 // Stages passed to Options.Inject.
@@ -109,7 +115,7 @@ func FreeFolder(ctx context.Context, st store.Store, prefix func(time.Time) stri
 		p := prefix(started)
 		objs, err := st.List(ctx, p)
 		if err != nil {
-			return "", started, StoreError(st, p, err)
+			return "", started, objio.StoreError(st, p, err)
 		}
 		if len(objs) == 0 {
 			return p, started, nil

@@ -23,12 +23,12 @@ type hintStore struct {
 	hints map[string]int64
 }
 
-func (h *hintStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
-	n, _ := store.SizeHint(ctx)
+func (h *hintStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
+	n := opts.SizeHint
 	h.mu.Lock()
 	h.hints[key[strings.LastIndexByte(key, '/')+1:]] = n
 	h.mu.Unlock()
-	return h.Store.Put(ctx, key, r)
+	return h.Store.Put(ctx, key, r, opts)
 }
 
 // Every archive goes to the store with a bound on its size (what an S3

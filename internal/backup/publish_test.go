@@ -12,6 +12,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 )
 
@@ -21,9 +22,9 @@ type orderStore struct {
 	puts []string
 }
 
-func (o *orderStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (o *orderStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
 	o.puts = append(o.puts, key[strings.LastIndexByte(key, '/')+1:])
-	return o.Store.Put(ctx, key, r)
+	return o.Store.Put(ctx, key, r, opts)
 }
 
 // Publish writes manifest.json.sha256 before manifest.json (so every

@@ -15,6 +15,7 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 )
 
@@ -41,7 +42,7 @@ func TestListSortsAndSeparatesIncomplete(t *testing.T) {
 	catalogtest.Write(t, st, inc)
 	catalogtest.Write(t, st, folder(t, "h2", "vg", "volume-1", t0)) // other host
 	// Outside the layout: ignored.
-	if _, err := st.Put(ctx, "h1/vg/volume-1/notatime/x", strings.NewReader("x")); err != nil {
+	if _, err := st.Put(ctx, "h1/vg/volume-1/notatime/x", strings.NewReader("x"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -104,7 +105,7 @@ func TestListUnreadableManifestIsIncomplete(t *testing.T) {
 	if err := st.Delete(ctx, f.Prefix()+layout.ManifestSum); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(ctx, f.Prefix()+layout.Manifest, strings.NewReader("{not json")); err != nil {
+	if _, err := st.Put(ctx, f.Prefix()+layout.Manifest, strings.NewReader("{not json"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cat, err := catalog.List(ctx, st, "h", "")

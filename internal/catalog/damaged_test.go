@@ -59,7 +59,7 @@ var damages = map[string]func(t *testing.T, st store.Store, prefix string){
 
 func putObject(t *testing.T, st store.Store, key string, b []byte) {
 	t.Helper()
-	if _, err := st.Put(context.Background(), key, bytes.NewReader(b)); err != nil {
+	if _, err := st.Put(context.Background(), key, bytes.NewReader(b), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

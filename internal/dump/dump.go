@@ -33,6 +33,7 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 )
 
@@ -76,6 +77,11 @@ type Options struct {
 	// (default 2 minutes).
 	CleanupTimeout time.Duration
 	Now            func() time.Time
+}
+
+// encoding is how the dump object is encoded.
+func (o *Options) encoding() objio.Encoding {
+	return objio.Encoding{Compression: o.Compression, Level: o.Level, Threads: o.Threads, Recipients: o.Recipients}
 }
 
 func (o *Options) defaults() {

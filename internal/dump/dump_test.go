@@ -24,6 +24,7 @@ import (
 	"voltar/internal/config"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/verify"
 )
@@ -404,9 +405,9 @@ func TestRetention(t *testing.T) {
 // full disk.
 type fullStore struct{ *local.Store }
 
-func (s fullStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (s fullStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
 	if !strings.HasSuffix(key, ".zst") {
-		return s.Store.Put(ctx, key, r)
+		return s.Store.Put(ctx, key, r, opts)
 	}
 	n, _ := io.CopyN(io.Discard, r, 64<<10)
 	return n, fmt.Errorf("write %s: %w", key, unix.ENOSPC)

@@ -13,6 +13,7 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/verify"
 )
@@ -68,7 +69,7 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 	if msg := verify.Disagree(fs, sums); msg != "" {
 		return res, fail.Hint(fmt.Errorf("%s: %s; not restoring", fs.Archive, msg), "voltar verify %s", b.FullID())
 	}
-	s, err := verify.Open(ctx, st, b, fs.Archive, ids)
+	s, err := objio.Open(ctx, st, b.Key(fs.Archive), ids)
 	if err != nil {
 		return res, verify.KeyError(b, fs.Archive, err)
 	}
@@ -77,7 +78,7 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 	res.SQLBytes = n
 	d, finErr := s.Finish()
 	res.SHA256, res.StoredBytes = d.SHA256, d.Bytes
-	if msg := d.Mismatch(fs, sums); msg != "" {
+	if msg := verify.DigestMismatch(d, fs, sums); msg != "" {
 		return res, fail.Hint(fmt.Errorf("%s: %w: %s", fs.Archive, ErrChecksum, msg),
 			"the stored dump is damaged; restore an older one (voltar list %s/%s)", Group, b.Volume)
 	}

@@ -11,6 +11,7 @@ import (
 	"voltar/internal/layout"
 	"voltar/internal/prune"
 	"voltar/internal/retention"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 )
 
@@ -40,7 +41,7 @@ func TestPruneKeepsDamagedAndNewestGood(t *testing.T) {
 	b, _ := io.ReadAll(rc)
 	rc.Close()
 	b[0] ^= 0xff
-	if _, err := st.Put(ctx, key, bytes.NewReader(b)); err != nil {
+	if _, err := st.Put(ctx, key, bytes.NewReader(b), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 

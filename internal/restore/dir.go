@@ -17,6 +17,7 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/verify"
 )
@@ -284,7 +285,7 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 		return fail.Hint(&PartialError{Archive: fs.Archive, Dir: dir, Files: fr.Files, Bytes: fr.Bytes, Err: err},
 			"voltar verify %s", b.FullID())
 	}
-	s, err := verify.Open(ctx, st, b, fs.Archive, ids)
+	s, err := objio.Open(ctx, st, b.Key(fs.Archive), ids)
 	if err != nil {
 		return fr, fmt.Errorf("%s: %w", fs.Archive, err)
 	}
@@ -312,7 +313,7 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 		if d.Complete {
 			fr.SHA256 = d.SHA256
 		}
-		if msg := d.Mismatch(fs, sums); msg != "" {
+		if msg := verify.DigestMismatch(d, fs, sums); msg != "" {
 			return partial(fmt.Errorf("%w: %s (%v)", ErrChecksum, msg, err))
 		}
 		return partial(err)
@@ -335,7 +336,7 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 	}
 	d, err := s.Finish()
 	fr.SHA256 = d.SHA256
-	msg := d.Mismatch(fs, sums)
+	msg := verify.DigestMismatch(d, fs, sums)
 	switch {
 	case msg != "":
 		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))

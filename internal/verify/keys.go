@@ -10,6 +10,7 @@ import (
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/layout"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 )
 
@@ -40,7 +41,7 @@ func CheckKeys(ctx context.Context, st store.Store, b *catalog.Backup, names []s
 		if !layout.Encrypted(name) {
 			continue
 		}
-		s, err := Open(ctx, st, b, name, ids)
+		s, err := objio.Open(ctx, st, b.Key(name), ids)
 		if err != nil {
 			return KeyError(b, name, err)
 		}

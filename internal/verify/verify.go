@@ -18,6 +18,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/layout"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 )
 
@@ -172,7 +173,7 @@ func Damaged(host, id, reason string) Result {
 // when the object could not be read to its end.
 func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities, r *Result) Object {
 	o := Object{Name: name, Encrypted: layout.Encrypted(name)}
-	s, err := Open(ctx, st, b, name, ids)
+	s, err := objio.Open(ctx, st, b.Key(name), ids)
 	if errors.Is(err, crypt.ErrWrongIdentity) {
 		r.Problems = append(r.Problems, Problem{Object: name, Message: err.Error(), Hint: KeyHint(b)})
 		// The stored bytes can still be checked.
@@ -205,7 +206,7 @@ func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name st
 }
 
 // readTar reads every entry of s and its data, counting into o.
-func readTar(s *Stream, o *Object) error {
+func readTar(s *objio.Stream, o *Object) error {
 	for {
 		h, err := s.Tar.Next()
 		if errors.Is(err, io.EOF) {
@@ -232,14 +233,12 @@ func readTar(s *Stream, o *Object) error {
 // hashObject reads an object only to hash it.
 func hashObject(ctx context.Context, st store.Store, b *catalog.Backup, name string, r *Result) Object {
 	o := Object{Name: name, Encrypted: layout.Encrypted(name)}
-	rc, err := st.Get(ctx, b.Key(name))
+	s, err := objio.OpenStored(ctx, st, b.Key(name))
 	if err != nil {
-		r.problem(name, "read: %v", err)
+		r.problem(name, "%v", err)
 		return o
 	}
-	defer rc.Close()
-	tee := &hashReader{ctx: ctx, r: rc, h: newHash()}
-	s := &Stream{Name: name, Data: tee, raw: rc, tee: tee}
+	defer s.Close()
 	d, err := s.Finish()
 	if err != nil {
 		r.problem(name, "%v", err)

@@ -13,6 +13,7 @@ import (
 	"voltar/internal/codec"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/verify"
 )
@@ -81,7 +82,7 @@ func corrupt(t *testing.T, st *local.Store, key string, edit func([]byte) []byte
 	var buf bytes.Buffer
 	buf.ReadFrom(rc)
 	rc.Close()
-	if _, err := st.Put(context.Background(), key, bytes.NewReader(edit(buf.Bytes()))); err != nil {
+	if _, err := st.Put(context.Background(), key, bytes.NewReader(edit(buf.Bytes())), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -180,7 +181,7 @@ func TestMissingAndStrayObjects(t *testing.T) {
 	if err := st.Delete(ctx, b.Key("p1.tar.zst")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(ctx, b.Key("junk"), strings.NewReader("x")); err != nil {
+	if _, err := st.Put(ctx, b.Key("junk"), strings.NewReader("x"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r := verify.Backup(ctx, st, reResolve(t, st, f), nil)
@@ -194,7 +195,7 @@ func TestSumsProblems(t *testing.T) {
 	other := strings.Repeat("0", 64)
 	extra := strings.Repeat("1", 64)
 	sums := other + "  p1.tar.zst\n" + extra + "  gone.sql.zst\n"
-	if _, err := st.Put(ctx, b.Key(layout.Sums), strings.NewReader(sums)); err != nil {
+	if _, err := st.Put(ctx, b.Key(layout.Sums), strings.NewReader(sums), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r := verify.Backup(ctx, st, reResolve(t, st, f), nil)
@@ -215,7 +216,7 @@ func TestOtherListedObjectsAreHashed(t *testing.T) {
 	catalogtest.Write(t, st, f)
 	ctx := context.Background()
 	sum := "b68e1b7d3d7c2bc70ab7e7bd0dbfc9c6bd7b3e4e4a2f2b7e4f1c8a0f0d0e0a0b" // not the real hash
-	if _, err := st.Put(ctx, f.Prefix()+layout.Sums, strings.NewReader(sum+"  dump.sql.zst\n")); err != nil {
+	if _, err := st.Put(ctx, f.Prefix()+layout.Sums, strings.NewReader(sum+"  dump.sql.zst\n"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r := verify.Backup(ctx, st, catalogtest.Resolve(t, st, f), nil)

@@ -147,7 +147,7 @@ func PutManifest(t testing.TB, st store.Store, prefix string, m *manifest.Manife
 
 func put(t testing.TB, st store.Store, key string, data []byte) {
 	t.Helper()
-	if _, err := st.Put(context.Background(), key, bytes.NewReader(data)); err != nil {
+	if _, err := st.Put(context.Background(), key, bytes.NewReader(data), store.PutOptions{}); err != nil {
 		t.Fatalf("catalogtest: put %s: %v", key, err)
 	}
 }

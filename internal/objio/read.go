@@ -1,21 +1,18 @@
-package verify
+package objio
 
 import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"strings"
+	"path"
 
-	"voltar/internal/catalog"
 	"voltar/internal/codec"
 	"voltar/internal/crypt"
 	"voltar/internal/layout"
-	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
 
@@ -36,15 +33,17 @@ type Stream struct {
 	zr  io.ReadCloser
 }
 
-// Open starts reading the backup's object name. An encrypted one (*.age) is
-// decrypted with ids; its header is read at once, so an error matching
-// crypt.ErrNoIdentity (ids is nil) or crypt.ErrWrongIdentity comes from
-// Open, before anything is read of the data.
-func Open(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities) (*Stream, error) {
+// Open starts reading the object key. Its name says how it is encoded
+// (layout.ParseObject). An encrypted one (*.age) is decrypted with ids; its
+// header is read at once, so an error matching crypt.ErrNoIdentity (ids is
+// nil) or crypt.ErrWrongIdentity comes from Open, before anything is read
+// of the data.
+func Open(ctx context.Context, st store.Store, key string, ids *crypt.Identities) (*Stream, error) {
+	name := path.Base(key)
 	if layout.Encrypted(name) && ids == nil {
 		return nil, crypt.ErrNoIdentity
 	}
-	raw, err := st.Get(ctx, b.Key(name))
+	raw, err := st.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
@@ -76,16 +75,8 @@ type Digest struct {
 	Bytes  int64  `json:"stored_bytes"`
 	// Complete: the stored object was read to its end. A read cut short
 	// (cancelled, the store failed) hashes a prefix, which says nothing
-	// about the object: compare only a complete digest (Digest.Mismatch).
+	// about the object: compare only a complete digest (verify.DigestMismatch).
 	Complete bool `json:"-"`
-}
-
-// Mismatch is Mismatch for a complete digest; "" for one cut short.
-func (d Digest) Mismatch(fs manifest.Filesystem, sums catalog.Sums) string {
-	if !d.Complete {
-		return ""
-	}
-	return Mismatch(d.SHA256, fs, sums)
 }
 
 // Finish reads the rest of the stream, decompressed and stored (tar padding,
@@ -111,6 +102,18 @@ func (s *Stream) Finish() (Digest, error) {
 		return d, fmt.Errorf("read to end: %w", err)
 	}
 	return d, nil
+}
+
+// OpenStored reads the object key as stored, neither decrypted nor
+// decompressed: Data is the stored bytes, hashed as they are read, for a
+// check of the stored bytes alone (Finish) when they cannot be decoded.
+func OpenStored(ctx context.Context, st store.Store, key string) (*Stream, error) {
+	raw, err := st.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	tee := &hashReader{ctx: ctx, r: raw, h: sha256.New()}
+	return &Stream{Name: path.Base(key), Data: tee, raw: raw, tee: tee}, nil
 }
 
 // Close releases the stream.
@@ -146,67 +149,3 @@ func (r *hashReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// Mismatch compares the SHA-256 read of an archive with the manifest's and
-// SHA256SUMS's (sums nil: SHA256SUMS missing) and says what differs, or "".
-// That the two records disagree with each other is Disagree's business.
-func Mismatch(got string, fs manifest.Filesystem, sums catalog.Sums) string {
-	inManifest := strings.ToLower(fs.SHA256)
-	inSums, listed := sums[fs.Archive]
-	switch {
-	case listed && inSums == inManifest && got != inManifest:
-		return fmt.Sprintf("sha256 is %s, %s and %s say %s", got, layout.Sums, layout.Manifest, inManifest)
-	case listed && inSums != inManifest && got != inSums:
-		msg := fmt.Sprintf("sha256 is %s, %s says %s", got, layout.Sums, inSums)
-		if got != inManifest {
-			msg += fmt.Sprintf(", %s says %s", layout.Manifest, inManifest)
-		}
-		return msg
-	}
-	if got != inManifest {
-		return fmt.Sprintf("sha256 is %s, %s says %s", got, layout.Manifest, inManifest)
-	}
-	return ""
-}
-
-// Disagree says what is wrong with the records of an archive's SHA-256
-// before it is read: none in the manifest, not listed in SHA256SUMS, or the
-// two differ. sums is nil when SHA256SUMS is missing (reported elsewhere).
-func Disagree(fs manifest.Filesystem, sums catalog.Sums) string {
-	inManifest := strings.ToLower(fs.SHA256)
-	if inManifest == "" {
-		return layout.Manifest + " records no sha256"
-	}
-	if sums == nil {
-		return ""
-	}
-	inSums, ok := sums[fs.Archive]
-	switch {
-	case !ok:
-		return "not listed in " + layout.Sums
-	case inSums != inManifest:
-		return fmt.Sprintf("%s says sha256 %s, %s says %s", layout.Sums, inSums, layout.Manifest, inManifest)
-	}
-	return ""
-}
-
-// Archives returns the filesystems of a manifest that have a stored archive.
-func Archives(m *manifest.Manifest) []manifest.Filesystem {
-	var out []manifest.Filesystem
-	for _, f := range m.Filesystems {
-		if f.Archive != "" && f.Mode != manifest.ModeSkipped {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// IsRegular reports whether a tar entry counts as a file in the manifest:
-// a regular file (sparse or not), not a hard link.
-func IsRegular(h *tar.Header) bool {
-	return h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeGNUSparse || h.Typeflag == tar.TypeCont
-}
-
-var errTruncated = errors.New("entry data shorter than its header says")
-
-func newHash() hash.Hash { return sha256.New() }
