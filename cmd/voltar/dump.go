@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"voltar/internal/catalog"
+	"voltar/internal/config"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/store"
@@ -32,7 +33,7 @@ dump fail the dump and leave nothing in the store. Exit status 1 when any
 dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			dumps, err := dump.Select(a.cfg.Dumps, args)
+			dumps, err := dump.Select(dumpTargets(a.cfg.Dumps), args)
 			if err != nil {
 				return err
 			}
@@ -184,6 +185,19 @@ func (a *app) restoreDump(ctx context.Context, st store.Store, b *catalog.Backup
 	fmt.Fprintf(a.stdout, "restored %s to %s: %s of SQL, sha256 verified\n", res.ID, res.Path, units.Bytes(res.SQLBytes))
 	fmt.Fprintf(a.stdout, "load it with e.g.: mariadb < %s (or psql -f %s)\n", res.Path, res.Path)
 	return nil
+}
+
+// dumpTargets translates the config's dumps: entries for package dump.
+func dumpTargets(ds []config.Dump) []dump.Target {
+	out := make([]dump.Target, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, dump.Target{
+			Name: d.Name, Host: d.Host, Port: d.Port, User: d.User, KeyFile: d.KeyFile,
+			KnownHosts: d.KnownHosts, AcceptNewHostKey: d.AcceptNewHostKey, Command: d.Command,
+			CredentialsFile: d.CredentialsFile, Timeout: d.Timeout,
+		})
+	}
+	return out
 }
 
 // errDumpNotVolume refuses --to-image and --to-device for a database dump.

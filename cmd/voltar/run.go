@@ -99,7 +99,7 @@ func (a *app) nightly(ctx context.Context) error {
 			Version: version, Logger: a.log, Progress: bars,
 		},
 		Prune: po,
-		Dumps: cfg.Dumps, DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
+		Dumps: dumpTargets(cfg.Dumps), DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
 		Dump: dump.Options{
 			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
 			Recipients: rcpt, Version: version, Logger: a.log, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
@@ -231,7 +231,7 @@ func (a *app) pruneOptions(dryRun bool) (prune.Options, error) {
 		if d.Retention == nil {
 			continue
 		}
-		p, l, err := policyOf(dump.Retention(d, a.cfg.Retention), "dumps "+d.Name+" retention")
+		p, l, err := policyOf(d.EffectiveRetention(a.cfg.Retention), "dumps "+d.Name+" retention")
 		if err != nil {
 			return prune.Options{}, fail.Usage(err)
 		}

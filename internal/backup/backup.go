@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/objio"
@@ -100,37 +100,6 @@ func Scope(runtimeDir string) string {
 	return hex.EncodeToString(h[:4])
 }
 
-// Prefix is the store folder of a backup.
-func Prefix(host string, v volume.Volume, ts time.Time) string {
-	return layout.Folder(host, v.Group, v.Name, ts)
-}
-
-// FreeFolder returns the folder (prefix at the current second) a new
-// backup goes to, and that second. Folders are named by the second: when
-// the store holds one of that name already (a backup of the same volume in
-// the same second), it waits for the next second, up to three times.
-func FreeFolder(ctx context.Context, st store.Store, prefix func(time.Time) string) (string, time.Time, error) {
-	for tries := 0; ; tries++ {
-		started := time.Now().UTC().Truncate(time.Second)
-		p := prefix(started)
-		objs, err := st.List(ctx, p)
-		if err != nil {
-			return "", started, objio.StoreError(st, p, err)
-		}
-		if len(objs) == 0 {
-			return p, started, nil
-		}
-		if tries == 3 {
-			return "", started, fmt.Errorf("backup folder %s already exists in %s", p, st)
-		}
-		select {
-		case <-ctx.Done():
-			return "", started, ctx.Err()
-		case <-time.After(time.Until(started.Add(time.Second))):
-		}
-	}
-}
-
 // checkEvery is how often a snapshot's fill level is polled while it is
 // read.
 const checkEvery = 5 * time.Second
@@ -138,7 +107,7 @@ const checkEvery = 5 * time.Second
 // Volume backs up v and returns the published manifest.
 func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manifest, err error) {
 	log := o.Logger.With("volume", v.ID())
-	prefix, started, err := FreeFolder(ctx, o.Store, func(t time.Time) string { return Prefix(o.Host, v, t) })
+	prefix, started, err := folder.Free(ctx, o.Store, func(t time.Time) string { return layout.Folder(o.Host, v.Group, v.Name, t) })
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +157,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	defer cancel(nil)
 	stopWatch := r.watch(actx, cancel)
 
-	if err := r.hold(cleanup.Partial, o.Store.String()+"\t"+prefix); err != nil {
+	if err := r.hold(cleanup.Partial, folder.PartialRef(o.Store, prefix)); err != nil {
 		return nil, err
 	}
 	r.partial = true
@@ -228,12 +197,12 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StagePublish); err != nil {
 		return nil, err
 	}
-	if err := Publish(ctx, o.Store, r.prefix, m, time.Now().UTC()); err != nil {
+	if err := folder.Publish(ctx, o.Store, r.prefix, m, time.Now().UTC()); err != nil {
 		return nil, err
 	}
 	r.partial = false
 	if o.Journal != nil {
-		o.Journal.Done(cleanup.Partial, o.Store.String()+"\t"+prefix)
+		o.Journal.Done(cleanup.Partial, folder.PartialRef(o.Store, prefix))
 	}
 	log.Info("backup complete", "id", m.ID, "stored_bytes", m.StoredBytes(), "files", m.Files())
 	return m, nil
@@ -345,10 +314,10 @@ func (r *run) releaseAll(errp *error) {
 		}
 	}
 	if r.partial {
-		if err := RemovePartial(ctx, r.o.Store, r.prefix); err != nil {
+		if err := folder.RemovePartial(ctx, r.o.Store, r.prefix); err != nil {
 			errs = append(errs, err)
 		} else if r.o.Journal != nil {
-			r.o.Journal.Done(cleanup.Partial, r.o.Store.String()+"\t"+r.prefix)
+			r.o.Journal.Done(cleanup.Partial, folder.PartialRef(r.o.Store, r.prefix))
 		}
 	}
 	if len(errs) > 0 {
@@ -356,31 +325,6 @@ func (r *run) releaseAll(errp *error) {
 		rel = fail.Hint(rel, "the next voltar command retries the cleanup; check `losetup -a`, `lvs -o+lv_tags` and mounts under %s", r.o.RuntimeDir)
 		*errp = errors.Join(*errp, rel)
 	}
-}
-
-// RemovePartial deletes the objects of a backup folder that has no manifest.
-func RemovePartial(ctx context.Context, st store.Store, prefix string) error {
-	objs, err := st.List(ctx, prefix)
-	if err != nil {
-		return fmt.Errorf("list unfinished backup %s: %w", prefix, err)
-	}
-	for _, o := range objs {
-		if path.Base(o.Key) == layout.Manifest {
-			return nil // it did complete
-		}
-	}
-	var errs []error
-	for _, o := range objs {
-		if err := st.Delete(ctx, o.Key); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if tr, ok := st.(store.TempRemover); ok {
-		if err := tr.RemoveTemp(ctx, prefix); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // mountDir is the private mount point of one filesystem of this volume,

@@ -1,13 +1,11 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -322,35 +320,6 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	sum, err := w.Commit()
 	bar.Done(err == nil)
 	return res, sum, err
-}
-
-// Publish completes a backup folder under prefix: SHA256SUMS of every
-// object with a hash, then, last, the manifest, finished at now. Until the
-// manifest is stored the folder is not a backup.
-func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Manifest, now time.Time) error {
-	var sums strings.Builder
-	for _, f := range m.Filesystems {
-		if f.SHA256 != "" {
-			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
-		}
-	}
-	if _, err := st.Put(ctx, prefix+layout.Sums, strings.NewReader(sums.String()), store.PutOptions{}); err != nil {
-		return objio.StoreError(st, layout.Sums, err)
-	}
-	m.Finished = now
-	var buf bytes.Buffer
-	if err := m.Encode(&buf); err != nil {
-		return err
-	}
-	// The manifest's checksum goes first: every folder with a manifest has
-	// it, and a partial folder is removed as a whole.
-	if _, err := st.Put(ctx, prefix+layout.ManifestSum, bytes.NewReader(manifest.ChecksumFile(buf.Bytes())), store.PutOptions{}); err != nil {
-		return objio.StoreError(st, layout.ManifestSum, err)
-	}
-	if _, err := st.Put(ctx, prefix+layout.Manifest, bytes.NewReader(buf.Bytes()), store.PutOptions{}); err != nil {
-		return objio.StoreError(st, layout.Manifest, err)
-	}
-	return nil
 }
 
 // raw stores the partition's bytes, compressed: for what voltar cannot read

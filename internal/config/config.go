@@ -162,6 +162,23 @@ type Dump struct {
 	Retention *Retention `yaml:"retention"`
 }
 
+// EffectiveRetention is the policy for d's dumps: its own when set, else
+// global. An own policy inherits incomplete_grace and time_zone when it
+// leaves them out.
+func (d Dump) EffectiveRetention(global Retention) Retention {
+	if d.Retention == nil {
+		return global
+	}
+	r := *d.Retention
+	if r.IncompleteGrace == 0 {
+		r.IncompleteGrace = global.IncompleteGrace
+	}
+	if r.TimeZone == "" {
+		r.TimeZone = global.TimeZone
+	}
+	return r
+}
+
 // Store says where backups go.
 type Store struct {
 	// Path is a directory or s3://bucket/prefix.

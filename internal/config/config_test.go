@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"voltar/internal/config"
 	"voltar/internal/fail"
@@ -328,5 +329,17 @@ func TestBtrfsSnapshots(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "btrfs_snapshots") {
 			t.Errorf("%q: %v, want refused", bad, err)
 		}
+	}
+}
+
+// Moved here from dump: the policy of a dump is the config's business.
+func TestDumpRetention(t *testing.T) {
+	global := config.Retention{KeepDays: 7, IncompleteGrace: time.Hour, TimeZone: "UTC"}
+	if got := (config.Dump{}).EffectiveRetention(global); got != global {
+		t.Errorf("no own retention: %+v", got)
+	}
+	got := (config.Dump{Retention: &config.Retention{KeepDaily: 14}}).EffectiveRetention(global)
+	if want := (config.Retention{KeepDaily: 14, IncompleteGrace: time.Hour, TimeZone: "UTC"}); got != want {
+		t.Errorf("own retention: %+v, want %+v", got, want)
 	}
 }

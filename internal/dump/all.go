@@ -6,9 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"voltar/internal/config"
 	"voltar/internal/manifest"
-	"voltar/internal/report"
 )
 
 // Result is the outcome of one dump.
@@ -23,24 +21,10 @@ type Result struct {
 	Started, Finished time.Time
 }
 
-// Report turns r into the nightly report's entry.
-func (r Result) Report() report.Dump {
-	d := report.Dump{Name: r.Name, Started: r.Started, Finished: r.Finished, StoredBytes: -1}
-	switch {
-	case r.Skipped:
-		d.Status, d.Err = report.StatusSkipped, report.NewProblem(r.Err)
-	case r.Err != nil:
-		d.Status, d.Err = report.StatusFailed, report.NewProblem(r.Err)
-	default:
-		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.StoredBytes()
-	}
-	return d
-}
-
 // All takes every dump, concurrency at a time (at least 1), and returns the
 // results in the order of dumps. One dump's failure never stops the others;
 // a cancelled ctx skips those not yet started.
-func All(ctx context.Context, dumps []config.Dump, concurrency int, o Options) []Result {
+func All(ctx context.Context, dumps []Target, concurrency int, o Options) []Result {
 	o.defaults()
 	out := make([]Result, len(dumps))
 	sem := make(chan struct{}, max(concurrency, 1))

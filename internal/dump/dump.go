@@ -25,12 +25,11 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"voltar/internal/backup"
 	"voltar/internal/cleanup"
 	"voltar/internal/codec"
-	"voltar/internal/config"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/objio"
@@ -51,7 +50,31 @@ const (
 // compression's and encryption's suffixes.
 var SQLName = ObjectName(codec.None, false)
 
-// Defaults for what a config.Dump leaves out.
+// Target is one configured dump: where to connect and what to run. It is
+// dump's own plain copy of the config's dumps: entry (config.Dump, which
+// also carries the retention policy, a matter of prune), so this package
+// needs nothing from config.
+type Target struct {
+	Name string
+	Host string
+	Port int // default 22
+	User string
+	// KeyFile is the private key voltar logs in with.
+	KeyFile string
+	// KnownHosts must hold the instance's host key: host keys are always
+	// verified.
+	KnownHosts string
+	// AcceptNewHostKey trusts and records an unknown host's key on first
+	// contact (never a changed one).
+	AcceptNewHostKey bool
+	// Command writes the dump to stdout; default DefaultCommand.
+	Command string
+	// CredentialsFile is sent over the SSH session's stdin, never in argv.
+	CredentialsFile string
+	Timeout         time.Duration // default DefaultTimeout
+}
+
+// Defaults for what a Target leaves out.
 const (
 	DefaultCommand = "mysqldump --defaults-extra-file=/dev/stdin --all-databases --single-transaction --quick --routines --events --triggers"
 	DefaultPort    = 22
@@ -105,16 +128,11 @@ func ObjectName(compression string, encrypted bool) string {
 	return layout.Object{FS: layout.Dump, Kind: layout.SQL, Compression: compression, Encrypted: encrypted}.Name()
 }
 
-// Prefix is the store folder of a dump taken at ts.
-func Prefix(host, name string, ts time.Time) string {
-	return layout.DumpFolder(host, name, ts)
-}
-
 // IsDump reports whether a manifest describes a database dump.
 func IsDump(m *manifest.Manifest) bool { return m != nil && m.Volume.Kind == Kind }
 
 // Command is the remote command of d, the default when unset.
-func Command(d config.Dump) string {
+func Command(d Target) string {
 	if strings.TrimSpace(d.Command) == "" {
 		return DefaultCommand
 	}
@@ -122,7 +140,7 @@ func Command(d config.Dump) string {
 }
 
 // Addr is d's SSH address, host:port.
-func Addr(d config.Dump) string {
+func Addr(d Target) string {
 	port := d.Port
 	if port == 0 {
 		port = DefaultPort
@@ -131,46 +149,29 @@ func Addr(d config.Dump) string {
 }
 
 // Timeout is d's limit for connecting plus dumping.
-func Timeout(d config.Dump) time.Duration {
+func Timeout(d Target) time.Duration {
 	if d.Timeout <= 0 {
 		return DefaultTimeout
 	}
 	return d.Timeout
 }
 
-// Retention is the policy for d's dumps: its own when set, else the global
-// one. An own policy inherits incomplete_grace and time_zone when it leaves
-// them out.
-func Retention(d config.Dump, global config.Retention) config.Retention {
-	if d.Retention == nil {
-		return global
-	}
-	r := *d.Retention
-	if r.IncompleteGrace == 0 {
-		r.IncompleteGrace = global.IncompleteGrace
-	}
-	if r.TimeZone == "" {
-		r.TimeZone = global.TimeZone
-	}
-	return r
-}
-
 // Select returns the named dumps in config order, all of them when names is
 // empty. An unknown name is a usage error.
-func Select(all []config.Dump, names []string) ([]config.Dump, error) {
+func Select(all []Target, names []string) ([]Target, error) {
 	if len(all) == 0 {
 		return nil, fail.Usage(fail.Hint(errors.New("no dumps are configured"), "add a dumps: entry to the config (see examples/voltar.yaml)"))
 	}
 	if len(names) == 0 {
 		return all, nil
 	}
-	byName := map[string]config.Dump{}
+	byName := map[string]Target{}
 	var known []string
 	for _, d := range all {
 		byName[d.Name] = d
 		known = append(known, d.Name)
 	}
-	var out []config.Dump
+	var out []Target
 	seen := map[string]bool{}
 	for _, n := range names {
 		d, ok := byName[n]
@@ -206,7 +207,7 @@ func checkCommand(name, cmd string) error {
 
 // Run takes one dump and returns the published manifest. On error nothing
 // is left in the store.
-func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, error) {
+func Run(ctx context.Context, d Target, o Options) (*manifest.Manifest, error) {
 	o.defaults()
 	cmd := Command(d)
 	if err := checkCommand(d.Name, cmd); err != nil {
@@ -238,7 +239,7 @@ func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, err
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 
-	prefix, started, err := backup.FreeFolder(ctx, o.Store, func(t time.Time) string { return Prefix(o.Host, d.Name, t) })
+	prefix, started, err := folder.Free(ctx, o.Store, func(t time.Time) string { return layout.DumpFolder(o.Host, d.Name, t) })
 	if err != nil {
 		return nil, fmt.Errorf("dump %s: %w", d.Name, err)
 	}
@@ -261,7 +262,7 @@ var errTimeout = errors.New("dump timeout")
 
 // run is the state of one dump.
 type run struct {
-	d      config.Dump
+	d      Target
 	o      Options
 	log    *slog.Logger
 	cmd    string
@@ -286,7 +287,7 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 	}()
 	r.log.Info("connected", "addr", addr, "host_key", hk.fingerprint)
 
-	ref := r.o.Store.String() + "\t" + r.prefix
+	ref := folder.PartialRef(r.o.Store, r.prefix)
 	if r.o.Journal != nil {
 		r.o.Journal.Add(cleanup.Partial, ref)
 	}
@@ -299,7 +300,7 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.CleanupTimeout)
 		defer cancel()
-		if rerr := backup.RemovePartial(cctx, r.o.Store, r.prefix); rerr != nil {
+		if rerr := folder.RemovePartial(cctx, r.o.Store, r.prefix); rerr != nil {
 			err = errors.Join(err, fail.Hint(fmt.Errorf("remove the unfinished dump %s: %w", r.prefix, rerr),
 				"the next voltar run (or voltar prune after incomplete_grace) removes it"))
 		} else if r.o.Journal != nil {
@@ -333,5 +334,5 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: r.o.Recipients.Keys()}
 	}
 	m.Schema = manifest.SchemaFor(m)
-	return m, backup.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
+	return m, folder.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
 }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"voltar/internal/catalog"
-	"voltar/internal/config"
 	"voltar/internal/dump"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
@@ -92,14 +91,14 @@ func (s *services) sql(t *testing.T, db, stmts string) string {
 }
 
 // dump is a config for the test sshd with a private copy of known_hosts.
-func (s *services) dump(t *testing.T, command string) config.Dump {
+func (s *services) dump(t *testing.T, command string) dump.Target {
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	data, err := os.ReadFile(filepath.Join(s.dir, "known_hosts"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(kh, data, 0o600)
-	return config.Dump{
+	return dump.Target{
 		Name: "mariadb", Host: s.sshHost, Port: s.sshPort, User: "root",
 		KeyFile: filepath.Join(s.dir, "client_key"), KnownHosts: kh,
 		Command: command, CredentialsFile: filepath.Join(s.dir, "my.cnf"), Timeout: 2 * time.Minute,

@@ -15,7 +15,6 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
-	"voltar/internal/config"
 	"voltar/internal/disk"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
@@ -48,7 +47,7 @@ type Options struct {
 	Prune  prune.Options
 	// Dumps run before the volumes, or after them with DumpsAfter,
 	// DumpConcurrency at a time, with Dump's options.
-	Dumps           []config.Dump
+	Dumps           []dump.Target
 	DumpsAfter      bool
 	DumpConcurrency int
 	Dump            dump.Options
@@ -103,7 +102,7 @@ func dumps(ctx context.Context, o Options) []report.Dump {
 	}
 	var out []report.Dump
 	for _, res := range dump.All(ctx, o.Dumps, o.DumpConcurrency, o.Dump) {
-		rd := res.Report()
+		rd := dumpRow(res)
 		if res.Err == nil && !res.Skipped {
 			if _, err := prune.Store(ctx, o.Store, o.Host, dump.Group+"/"+res.Name, o.Prune); err != nil {
 				rd.Status = report.StatusFailed
@@ -113,6 +112,20 @@ func dumps(ctx context.Context, o Options) []report.Dump {
 		out = append(out, rd)
 	}
 	return out
+}
+
+// dumpRow turns a dump's result into its row of the report.
+func dumpRow(r dump.Result) report.Dump {
+	d := report.Dump{Name: r.Name, Started: r.Started, Finished: r.Finished, StoredBytes: -1}
+	switch {
+	case r.Skipped:
+		d.Status, d.Err = report.StatusSkipped, report.NewProblem(r.Err)
+	case r.Err != nil:
+		d.Status, d.Err = report.StatusFailed, report.NewProblem(r.Err)
+	default:
+		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.StoredBytes()
+	}
+	return d
 }
 
 // volumes backs up every job, Concurrency at a time.

@@ -134,7 +134,7 @@ func Resolve(t testing.TB, st store.Store, f Folder) *catalog.Backup {
 }
 
 // PutManifest (re)writes a folder's manifest.json and, before it, its
-// manifest.json.sha256, as backup.Publish does.
+// manifest.json.sha256, as folder.Publish does.
 func PutManifest(t testing.TB, st store.Store, prefix string, m *manifest.Manifest) {
 	t.Helper()
 	var buf bytes.Buffer
