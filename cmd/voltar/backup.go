@@ -77,6 +77,7 @@ snapshot, and the snapshot is removed.`,
 				return err
 			}
 			defer a.finishJournal(j)
+			settings := a.writerSettings(st, host, rcpt, j)
 			bars := progress.New(stderrFile(a))
 			var results []*manifest.Manifest
 			var errs []error
@@ -85,11 +86,9 @@ snapshot, and the snapshot is removed.`,
 					break
 				}
 				m, err := backup.Volume(ctx, v, backup.Options{
-					Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-					Threads: a.cfg.Threads, Excludes: a.excludesFor(v, excludes), Recipients: rcpt,
+					Settings: settings, Excludes: a.excludesFor(v, excludes),
 					BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
-					RuntimeDir:     a.cfg.RuntimeDir, RunID: runID, Journal: j, Snapshotter: snaps[i],
-					CleanupTimeout: a.cfg.CleanupTimeout, Version: version, Logger: a.log, Progress: bars,
+					RuntimeDir:     a.cfg.RuntimeDir, RunID: runID, Snapshotter: snaps[i], Progress: bars,
 				})
 				if err != nil {
 					errs = append(errs, err)

@@ -58,11 +58,7 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 				return err
 			}
 			defer a.finishJournal(j)
-			results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{
-				Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-				Threads: a.cfg.Threads, Recipients: rcpt, Version: version, Logger: a.log, Journal: j,
-				CleanupTimeout: a.cfg.CleanupTimeout,
-			})
+			results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{Settings: a.writerSettings(st, host, rcpt, j)})
 			failed := 0
 			for _, r := range results {
 				if r.Err != nil {

@@ -92,20 +92,13 @@ func (a *app) nightly(ctx context.Context) error {
 	}
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
-		Store: st, StorePath: storePath, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
-		Backup: backup.Options{
-			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			Recipients: rcpt, RuntimeDir: cfg.RuntimeDir, RunID: runID, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
-			Version: version, Logger: a.log, Progress: bars,
-		},
-		Prune: po,
-		Dumps: dumpTargets(cfg.Dumps), DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
-		Dump: dump.Options{
-			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			Recipients: rcpt, Version: version, Logger: a.log, Journal: j, CleanupTimeout: cfg.CleanupTimeout,
-		},
+		Settings:  a.writerSettings(st, host, rcpt, j),
+		StorePath: storePath, Jobs: jobs, Concurrency: cfg.Concurrency,
+		Backup: backup.Options{RuntimeDir: cfg.RuntimeDir, RunID: runID, Progress: bars},
+		Prune:  po,
+		Dumps:  dumpTargets(cfg.Dumps), DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
 		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,
-		Retention: po.Policy.String(), Version: version,
+		Retention: po.Policy.String(),
 	})
 	bars.Wait()
 	if err := j.Finish(); err != nil {

@@ -27,32 +27,22 @@ import (
 	"voltar/internal/folder"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
-	"voltar/internal/objio"
 	"voltar/internal/progress"
-	"voltar/internal/store"
 	"voltar/internal/volume"
 )
 
 // Options configure the backup of one volume.
 type Options struct {
-	Store       store.Store
-	Host        string
-	Compression string
-	Level       int
-	Threads     int
-	Excludes    []string
+	// Settings are the store, host, encoding, journal and cleanup timeout
+	// the backup shares with every writer of the run.
+	folder.Settings
+	Excludes []string
 	// BtrfsSnapshots archives read-only btrfs snapshots too (config
 	// btrfs_snapshots: include); by default they are listed as skipped.
 	BtrfsSnapshots bool
-	// Recipients, when set, age-encrypt every archive (named *.age).
-	Recipients     *crypt.Recipients
 	RuntimeDir     string
 	RunID          string
-	Journal        *cleanup.Journal
 	Snapshotter    volume.Snapshotter
-	CleanupTimeout time.Duration
-	Version        string
-	Logger         *slog.Logger
 	Progress       *progress.Printer
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
@@ -61,11 +51,6 @@ type Options struct {
 	// returns true for without a trace (archive.Options.Drop). For tests
 	// of the completeness check only.
 	Drop func(rel string) bool
-}
-
-// encoding is how the backup's objects are encoded.
-func (o *Options) encoding() objio.Encoding {
-	return objio.Encoding{Compression: o.Compression, Level: o.Level, Threads: o.Threads, Recipients: o.Recipients}
 }
 
 // Stages passed to Options.Inject.

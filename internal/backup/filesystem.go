@@ -191,7 +191,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.Mode = manifest.ModeFiles
-	fs.Archive = r.o.encoding().Object(p.name, layout.Tar)
+	fs.Archive = r.o.Encoding.Object(p.name, layout.Tar)
 	fs.Excludes = r.o.Excludes
 	res, sum, err := r.archive(ctx, dir, fs.Archive, p.name)
 	if err != nil {
@@ -299,7 +299,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	if size > 0 {
 		opts.SizeHint = size + size/4 + 64<<20
 	}
-	w, err := objio.Create(ctx, r.o.Store, r.prefix+name, r.o.encoding(), opts)
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+name, r.o.Encoding, opts)
 	if err != nil {
 		return archive.Result{}, objio.Sum{}, fmt.Errorf("archive: %w", err)
 	}
@@ -337,10 +337,10 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	}
 	defer f.Close()
 	fs.Mode, fs.Reason = manifest.ModeRaw, reason
-	fs.Archive = r.o.encoding().Object(p.name, layout.Raw)
+	fs.Archive = r.o.Encoding.Object(p.name, layout.Raw)
 	// Compressed (and encrypted) bytes of the partition: at most its
 	// size plus the codec's framing.
-	w, err := objio.Create(ctx, r.o.Store, r.prefix+fs.Archive, r.o.encoding(), store.PutOptions{SizeHint: p.size + p.size/64 + 1<<20})
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+fs.Archive, r.o.Encoding, store.PutOptions{SizeHint: p.size + p.size/64 + 1<<20})
 	if err != nil {
 		return fs, fmt.Errorf("raw copy of %s: %w", p.name, err)
 	}

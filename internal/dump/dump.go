@@ -32,8 +32,6 @@ import (
 	"voltar/internal/folder"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
-	"voltar/internal/objio"
-	"voltar/internal/store"
 )
 
 // Store layout and manifest values of a dump.
@@ -83,28 +81,11 @@ const (
 
 // Options configure dumps; one Options serves every dump of a run.
 type Options struct {
-	Store store.Store
-	// Host names this machine in the store (<host>/dumps/...).
-	Host        string
-	Compression string // default zstd
-	Level       int
-	Threads     int
-	// Recipients, when set, age-encrypt the dump (dump.sql.zst.age).
-	Recipients *crypt.Recipients
-	Version    string
-	Logger     *slog.Logger
-	// Journal, when set, records the folder being written, so the sweep of
-	// a later run removes it after a kill -9.
-	Journal *cleanup.Journal
-	// CleanupTimeout bounds the removal of a failed dump's objects
-	// (default 2 minutes).
-	CleanupTimeout time.Duration
-	Now            func() time.Time
-}
-
-// encoding is how the dump object is encoded.
-func (o *Options) encoding() objio.Encoding {
-	return objio.Encoding{Compression: o.Compression, Level: o.Level, Threads: o.Threads, Recipients: o.Recipients}
+	// Settings: the dump goes to <Host>/dumps/... of Store, compressed
+	// (default zstd) and, with Recipients, age-encrypted
+	// (dump.sql.zst.age); CleanupTimeout defaults to 2 minutes.
+	folder.Settings
+	Now func() time.Time
 }
 
 func (o *Options) defaults() {

@@ -23,6 +23,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/verify"
@@ -44,7 +45,7 @@ func newFixture(t *testing.T, hostKeys ...ssh.Signer) *fixture {
 	if err := os.WriteFile(f.creds, []byte("[client]\nuser=backup\npassword=s3cret-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.opts = dump.Options{Store: f.st, Host: "host1", Version: "test", Logger: slog.New(slog.DiscardHandler)}
+	f.opts = dump.Options{Settings: folder.Settings{Store: f.st, Host: "host1", Version: "test", Logger: slog.New(slog.DiscardHandler)}}
 	return f
 }
 

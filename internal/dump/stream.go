@@ -57,7 +57,7 @@ func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesyst
 		return fs, nil, err
 	}
 
-	w, err := objio.Create(ctx, r.o.Store, r.prefix+r.object, r.o.encoding(), store.PutOptions{})
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+r.object, r.o.Encoding, store.PutOptions{})
 	if err != nil {
 		return fs, nil, err
 	}

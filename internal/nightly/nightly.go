@@ -18,6 +18,7 @@ import (
 	"voltar/internal/disk"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/store"
@@ -36,17 +37,19 @@ type Job struct {
 
 // Options configure a run.
 type Options struct {
-	Store       store.Store
+	// Settings are shared by every backup and dump of the run (they replace
+	// Backup's and Dump's), and name the store and host pruned and reported.
+	folder.Settings
 	StorePath   string // local directory, for the mount and space checks; "" for other stores
-	Host        string
 	Jobs        []Job
 	Concurrency int
-	// Backup is the template for each volume's backup options; Snapshotter,
-	// Excludes and BtrfsSnapshots are set per job.
+	// Backup is the template for each volume's backup options; Settings
+	// come from the run, Snapshotter, Excludes and BtrfsSnapshots are set
+	// per job.
 	Backup backup.Options
 	Prune  prune.Options
 	// Dumps run before the volumes, or after them with DumpsAfter,
-	// DumpConcurrency at a time, with Dump's options.
+	// DumpConcurrency at a time, with Dump's options (Settings from the run).
 	Dumps           []dump.Target
 	DumpsAfter      bool
 	DumpConcurrency int
@@ -55,7 +58,6 @@ type Options struct {
 	RequireMount   string
 	MinFreePercent float64
 	Retention      string // for the report
-	Version        string
 	Now            func() time.Time
 }
 
@@ -64,6 +66,7 @@ func Run(ctx context.Context, o Options) *report.Run {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Backup.Settings, o.Dump.Settings = o.Settings, o.Settings
 	r := &report.Run{
 		Host: o.Host, Started: o.Now(), Store: o.Store.String(), Retention: o.Retention,
 		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1, Version: o.Version,
