@@ -16,13 +16,16 @@ const (
 	Dump      = "dump"
 )
 
+// PartitionPrefix starts the name of a partition's filesystem.
+const PartitionPrefix = "p"
+
 // Partition names partition n's filesystem: p1, p2, ...
-func Partition(n int) string { return "p" + strconv.Itoa(n) }
+func Partition(n int) string { return PartitionPrefix + strconv.Itoa(n) }
 
 // PartitionNumber parses N of a name p<N>: a positive decimal without
 // leading zeros. Any other name is an error.
 func PartitionNumber(name string) (int, error) {
-	s, ok := strings.CutPrefix(name, "p")
+	s, ok := strings.CutPrefix(name, PartitionPrefix)
 	if !ok {
 		return 0, fmt.Errorf("%q is not p<N>", name)
 	}

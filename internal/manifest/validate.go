@@ -105,7 +105,7 @@ func (m *Manifest) validName(fs Filesystem, dump bool) error {
 		if m.Table.Type != "none" || fs.Partition != 0 {
 			return errors.New(`"fs" (a whole-disk filesystem) needs partition table type none and no partition number`)
 		}
-	case strings.HasPrefix(fs.Name, "p"):
+	case strings.HasPrefix(fs.Name, layout.PartitionPrefix):
 		n, err := layout.PartitionNumber(fs.Name)
 		if err != nil {
 			return fmt.Errorf("want p<N> or fs: %v", err)

@@ -118,7 +118,7 @@ func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesyst
 	if partition != "" {
 		want := partition
 		if want[0] >= '0' && want[0] <= '9' {
-			want = "p" + want
+			want = layout.PartitionPrefix + want // --partition 2 is p2
 		}
 		for _, fs := range m.Filesystems {
 			if fs.Name != want {
