@@ -239,8 +239,11 @@ func (w *Writer) abort(cause error) error {
 		cause = errAborted
 	}
 	w.aborted.Store(true)
-	w.enc.Abort()
+	// Close the pipe first: it releases a compressor goroutine blocked in a
+	// write to it (a store that stopped reading), which cutting the
+	// encoder off would otherwise wait for.
 	w.pw.CloseWithError(cause)
+	w.enc.Abort()
 	if res := <-w.put; res.own {
 		return StoreError(w.st, w.Name(), res.err)
 	}
