@@ -68,6 +68,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		return err
 	}
 	defer ses.end()
+	settings := a.writerSettings(st, host, rcpt, ses.journal)
 	bars := progress.New(stderrFile(a))
 	var results []*manifest.Manifest
 	var errs []error
@@ -76,11 +77,9 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 			break
 		}
 		m, err := backup.Volume(ctx, v, backup.Options{
-			Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-			Threads: a.cfg.Threads, Excludes: a.excludesFor(v, o.excludes), Recipients: rcpt,
+			Settings: settings, Excludes: a.excludesFor(v, o.excludes),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
-			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Journal: ses.journal, Snapshotter: snaps[i],
-			CleanupTimeout: a.cfg.CleanupTimeout, Version: version, Logger: a.log, Progress: bars,
+			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})
 		if err != nil {
 			errs = append(errs, err)

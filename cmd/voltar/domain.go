@@ -2,7 +2,7 @@ package main
 
 // The translation of the config into what the domain packages take: the
 // report's outputs, retention policies, S3 settings, encryption
-// recipients, and the volume selection with a snapshotter for each
+// recipients, the writer settings, the dump targets, and the volume selection with a snapshotter for each
 // volume. Nothing outside cmd/voltar reads the config.
 
 import (
@@ -15,15 +15,19 @@ import (
 	"time"
 
 	"voltar/internal/backup"
+	"voltar/internal/cleanup"
 	"voltar/internal/codec"
 	"voltar/internal/config"
 	"voltar/internal/crypt"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
 	"voltar/internal/nightly"
+	"voltar/internal/objio"
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/retention"
+	"voltar/internal/store"
 	"voltar/internal/store/s3"
 	"voltar/internal/sysexec"
 	"voltar/internal/volume"
@@ -87,7 +91,7 @@ func (a *app) pruneOptions(dryRun bool) (prune.Options, error) {
 		if d.Retention == nil {
 			continue
 		}
-		p, l, err := policyOf(dump.Retention(d, a.cfg.Retention), "dumps "+d.Name+" retention")
+		p, l, err := policyOf(d.EffectiveRetention(a.cfg.Retention), "dumps "+d.Name+" retention")
 		if err != nil {
 			return prune.Options{}, fail.Usage(err)
 		}
@@ -310,4 +314,27 @@ func (a *app) jobs(ctx context.Context) ([]nightly.Job, error) {
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID())})
 	}
 	return jobs, nil
+}
+
+// writerSettings is what every backup and dump of a command shares, built
+// in one place from the config and what the command opened.
+func (a *app) writerSettings(st store.Store, host string, rcpt *crypt.Recipients, j *cleanup.Journal) folder.Settings {
+	return folder.Settings{
+		Store: st, Host: host,
+		Encoding: objio.Encoding{Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel, Threads: a.cfg.Threads, Recipients: rcpt},
+		Version:  version, Logger: a.log, Journal: j, CleanupTimeout: a.cfg.CleanupTimeout,
+	}
+}
+
+// dumpTargets translates the config's dumps: entries for package dump.
+func dumpTargets(ds []config.Dump) []dump.Target {
+	out := make([]dump.Target, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, dump.Target{
+			Name: d.Name, Host: d.Host, Port: d.Port, User: d.User, KeyFile: d.KeyFile,
+			KnownHosts: d.KnownHosts, AcceptNewHostKey: d.AcceptNewHostKey, Command: d.Command,
+			CredentialsFile: d.CredentialsFile, Timeout: d.Timeout,
+		})
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/nightly"
 	"voltar/internal/store"
 	"voltar/internal/units"
 )
@@ -48,7 +49,7 @@ dump failed. Restore one with: voltar restore dumps/NAME/latest --to DIR`,
 
 // runDump runs the dumps args name, all when none.
 func (a *app) runDump(ctx context.Context, o dumpFlags, args []string) error {
-	dumps, err := dump.Select(a.cfg.Dumps, args)
+	dumps, err := dump.Select(dumpTargets(a.cfg.Dumps), args)
 	if err != nil {
 		return err
 	}
@@ -68,11 +69,7 @@ func (a *app) runDump(ctx context.Context, o dumpFlags, args []string) error {
 		return err
 	}
 	defer ses.end()
-	results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{
-		Store: st, Host: host, Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel,
-		Threads: a.cfg.Threads, Recipients: rcpt, Version: version, Logger: a.log, Journal: ses.journal,
-		CleanupTimeout: a.cfg.CleanupTimeout,
-	})
+	results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{Settings: a.writerSettings(st, host, rcpt, ses.journal)})
 	failed := 0
 	js := make([]dumpJSON, 0, len(results))
 	for _, r := range results {
@@ -143,7 +140,7 @@ type dumpJSON struct {
 func newDumpJSON(r dump.Result) dumpJSON {
 	// The nightly report's row says what happened; this adds what a
 	// dump's manifest knows beyond it.
-	d := r.Report()
+	d := nightly.DumpRow(r)
 	j := dumpJSON{Name: d.Name, Status: d.Status, ID: d.BackupID, StoredBytes: max(d.StoredBytes, 0),
 		Started: d.Started, Finished: d.Finished}
 	if m := r.Manifest; r.Err == nil && m != nil {

@@ -7,6 +7,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 )
 
 // identityFile is where the private key is: $VOLTAR_AGE_IDENTITY_FILE, else
@@ -61,7 +62,7 @@ func encrypted(b *catalog.Backup) bool {
 	}
 	if b.Manifest != nil {
 		for _, f := range b.Manifest.Filesystems {
-			if crypt.Encrypted(f.Archive) {
+			if layout.Encrypted(f.Archive) {
 				return true
 			}
 		}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
-	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/nightly"
 	"voltar/internal/progress"
@@ -67,20 +66,13 @@ func (a *app) nightly(ctx context.Context) error {
 	}
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
-		Store: st, Host: host, Jobs: jobs, Concurrency: cfg.Concurrency,
-		Backup: backup.Options{
-			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			Recipients: rcpt, RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Journal: ses.journal, CleanupTimeout: cfg.CleanupTimeout,
-			Version: version, Logger: a.log, Progress: bars,
-		},
-		Prune: po,
-		Dumps: cfg.Dumps, DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
-		Dump: dump.Options{
-			Store: st, Host: host, Compression: cfg.Compression, Level: cfg.CompressionLevel, Threads: cfg.Threads,
-			Recipients: rcpt, Version: version, Logger: a.log, Journal: ses.journal, CleanupTimeout: cfg.CleanupTimeout,
-		},
+		Settings: a.writerSettings(st, host, rcpt, ses.journal),
+		Jobs:     jobs, Concurrency: cfg.Concurrency,
+		Backup: backup.Options{RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Progress: bars},
+		Prune:  po,
+		Dumps:  dumpTargets(cfg.Dumps), DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
 		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,
-		Retention: po.Policy.String(), Version: version,
+		Retention: po.Policy.String(),
 	})
 	bars.Wait()
 	if err := ses.finishJournal(); err != nil {

@@ -1,5 +1,6 @@
-// Package archive writes a mounted filesystem as one PAX tar stream,
-// compressed and hashed on the way out.
+// Package archive writes a mounted filesystem as one PAX tar stream. It
+// writes plain tar; compression, encryption and hashing are the object
+// pipeline's (internal/objio), which every stored object goes through.
 //
 // The stream is meant to outlive voltar: every archive extracts with
 //
@@ -14,37 +15,24 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"os"
 	"sort"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/btrfs"
-	"voltar/internal/codec"
 )
 
-// Options tune Write. The zero value writes zstd at its default level on
-// all cores with no excludes besides lost+found.
+// Options tune Write. The zero value archives everything but lost+found.
 type Options struct {
-	Compression string         // codec.Zstd (default), codec.Gzip or codec.None
-	Level       int            // 0 = codec default
-	Threads     int            // compressor threads, 0 = all cores
-	Excludes    []string       // doublestar globs; see Write
-	Progress    func(Progress) // optional; called at most ~10x/s and once at the end
-	Logger      *slog.Logger   // optional; warnings for skipped sockets etc.
-	// Encrypt, when set, wraps the compressed stream before it is hashed
-	// and written (age: crypt.Recipients.Encrypt). Write closes what it
-	// returns after the compressor.
-	Encrypt func(io.Writer) (io.WriteCloser, error)
+	Excludes []string       // doublestar globs; see Write
+	Progress func(Progress) // optional; called at most ~10x/s and once at the end
+	Logger   *slog.Logger   // optional; warnings for skipped sockets etc.
 	// BtrfsSnapshots archives the contents of read-only btrfs snapshots
 	// too; by default only their directory entry is kept (see Write).
 	BtrfsSnapshots bool
@@ -78,13 +66,11 @@ type Progress struct {
 
 // Result describes a finished archive.
 type Result struct {
-	StoredBytes int64  // bytes written to w (compressed)
-	SHA256      string // hex SHA-256 of exactly the bytes written to w
-	SourceBytes int64  // logical (apparent) size of the regular files archived
-	Files       int64  // regular files archived with their data (not hardlinks to them)
-	Entries     int64  // tar entries written, of every type
-	Excluded    int64  // entries left out by lost+found or an exclude pattern
-	Skipped     int64  // entries that cannot be archived: sockets, other filesystems
+	SourceBytes int64 // logical (apparent) size of the regular files archived
+	Files       int64 // regular files archived with their data (not hardlinks to them)
+	Entries     int64 // tar entries written, of every type
+	Excluded    int64 // entries left out by lost+found or an exclude pattern
+	Skipped     int64 // entries that cannot be archived: sockets, other filesystems
 	// Inodes counts the distinct inodes of root's filesystem the walk met,
 	// each once however many names it has: archived, excluded (with what
 	// excluded directories hold) or skipped (sockets). Compared with what
@@ -98,22 +84,16 @@ type Result struct {
 	NotEntered []NotEntered
 }
 
-// Ext returns the archive's file-name suffix: ".tar.zst", ".tar.gz", ".tar".
-func Ext(compression string) string {
-	if compression == "" {
-		compression = codec.Zstd
-	}
-	return ".tar" + codec.Ext(compression)
-}
-
 // progressEvery throttles Options.Progress.
 const progressEvery = 100 * time.Millisecond
 
 // bufSize is the read size for file data.
 const bufSize = 1 << 20
 
-// Write archives the tree at root into w. It never closes w. On error the
-// stream is incomplete and must be discarded by the caller.
+// Write archives the tree at root into w as a tar stream. It never closes
+// w. On error the stream is incomplete and must be discarded by the
+// caller; Write then returns without flushing what it buffered, so a
+// cancel is not delayed by writing out.
 //
 // Entry names are relative to root with a "./" prefix, in lexical order,
 // as `tar -C root -c .` names them; root itself is "./". Write stays on
@@ -131,9 +111,6 @@ const bufSize = 1 << 20
 // what is inside var/cache but keeps the directory. A trailing "/"
 // restricts a pattern to directories. Excluded directories are not entered.
 func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result, error) {
-	if opts.Compression == "" {
-		opts.Compression = codec.Zstd
-	}
 	excl, err := newExcluder(opts.Excludes)
 	if err != nil {
 		return Result{}, err
@@ -156,20 +133,8 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		owners = &ownerNames{}
 	}
 
-	out := &sink{w: w, hash: sha256.New()}
-	var stored io.Writer = out
-	var ew io.WriteCloser
-	if opts.Encrypt != nil {
-		if ew, err = opts.Encrypt(out); err != nil {
-			return Result{}, fmt.Errorf("archive %s: %w", root, err)
-		}
-		stored = ew
-	}
-	cw, err := codec.NewWriter(stored, opts.Compression, opts.Level, opts.Threads)
-	if err != nil {
-		return Result{}, err
-	}
-	bw := bufio.NewWriterSize(cw, 256<<10)
+	// Batches tar's small writes (headers, padding) for the compressor.
+	bw := bufio.NewWriterSize(w, 256<<10)
 	a := &archiver{
 		ctx:    ctx,
 		root:   root,
@@ -195,59 +160,11 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil {
-		if err = cw.Close(); err != nil {
-			err = fmt.Errorf("archive %s: %s: %w", root, opts.Compression, err)
-		}
-	}
-	if err == nil && ew != nil {
-		if err = ew.Close(); err != nil {
-			err = fmt.Errorf("archive %s: encrypt: %w", root, err)
-		}
-	}
 	if err != nil {
-		// Closing flushes (compresses) what is pending, which would delay
-		// a cancel. Cut the compressor off from w and let it finish alone.
-		a.res.StoredBytes = out.abort()
-		go cw.Close()
 		return a.res, err
 	}
-	a.res.StoredBytes = out.n
-	a.res.SHA256 = hex.EncodeToString(out.hash.Sum(nil))
 	a.report(true)
 	return a.res, nil
-}
-
-// sink counts and hashes the bytes w takes. After abort, no write reaches
-// w any more, so compressor goroutines cannot touch w once Write returned.
-type sink struct {
-	mu      sync.Mutex
-	w       io.Writer
-	hash    hash.Hash
-	n       int64
-	aborted bool
-}
-
-var errAborted = errors.New("archive aborted")
-
-func (s *sink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.aborted {
-		return 0, errAborted
-	}
-	n, err := s.w.Write(p)
-	s.hash.Write(p[:n])
-	s.n += int64(n)
-	return n, err
-}
-
-// abort waits for a write in progress and returns the bytes written.
-func (s *sink) abort() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.aborted = true
-	return s.n
 }
 
 // fileID identifies an inode on the archived filesystem.

@@ -20,6 +20,8 @@ import (
 
 	"voltar/internal/archive"
 	"voltar/internal/codec"
+	"voltar/internal/layout"
+	"voltar/internal/objio"
 	"voltar/internal/testutil"
 )
 
@@ -41,16 +43,15 @@ func TestWriteRestoresWithGNUTar(t *testing.T) {
 	} {
 		t.Run(tc.comp, func(t *testing.T) {
 			dir := t.TempDir()
-			name := "p1" + archive.Ext(tc.comp)
+			name := layout.Object{FS: "p1", Kind: layout.Tar, Compression: tc.comp}.Name()
 			var logs bytes.Buffer
 			var progress []archive.Progress
-			res := writeFile(t, src, filepath.Join(dir, name), archive.Options{
-				Compression: tc.comp,
-				Excludes:    tortureExcludes,
-				Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
-				Progress:    func(p archive.Progress) { progress = append(progress, p) },
+			res, sum := writeFile(t, src, filepath.Join(dir, name), tc.comp, archive.Options{
+				Excludes: tortureExcludes,
+				Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+				Progress: func(p archive.Progress) { progress = append(progress, p) },
 			})
-			checkResult(t, res, want, filepath.Join(dir, name))
+			checkResult(t, res, sum, want, filepath.Join(dir, name))
 			if !strings.Contains(logs.String(), "socket") || !strings.Contains(logs.String(), "dev/sock") {
 				t.Errorf("no warning about the skipped socket in logs:\n%s", logs.String())
 			}
@@ -59,7 +60,7 @@ func TestWriteRestoresWithGNUTar(t *testing.T) {
 			}
 
 			// The operator's restore, verbatim.
-			sums := res.SHA256 + "  " + name + "\n"
+			sums := sum.SHA256 + "  " + name + "\n"
 			mustDo(t, "write sums", os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(sums), 0o644))
 			dst := mountExt4(t, 4*gib)
 			cmd := exec.Command("bash", "-euo", "pipefail", "-c", "sha256sum -c SHA256SUMS && "+tc.extract)
@@ -78,35 +79,35 @@ func TestWriteRestoresWithGNUTar(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, root, path string, opts archive.Options) archive.Result {
+func writeFile(t *testing.T, root, path, comp string, opts archive.Options) (archive.Result, objio.Sum) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	res, err := archive.Write(context.Background(), root, f, opts)
+	res, sum, err := writeEncoded(context.Background(), root, f, comp, opts)
 	if err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return res
+	return res, sum
 }
 
 // checkResult compares res with the file written and the tree archived.
-func checkResult(t *testing.T, res archive.Result, want map[string]*fileInfo, path string) {
+func checkResult(t *testing.T, res archive.Result, sum objio.Sum, want map[string]*fileInfo, path string) {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.StoredBytes != fi.Size() {
-		t.Errorf("StoredBytes %d, file has %d", res.StoredBytes, fi.Size())
+	if sum.Bytes != fi.Size() {
+		t.Errorf("StoredBytes %d, file has %d", sum.Bytes, fi.Size())
 	}
-	if got := fileSum(t, path); res.SHA256 != got {
-		t.Errorf("SHA256 %s, file has %s", res.SHA256, got)
+	if got := fileSum(t, path); sum.SHA256 != got {
+		t.Errorf("SHA256 %s, file has %s", sum.SHA256, got)
 	}
 	var files, bytes int64
 	seen := make(map[uint64]bool)
@@ -118,7 +119,6 @@ func checkResult(t *testing.T, res archive.Result, want map[string]*fileInfo, pa
 		}
 	}
 	wantRes := archive.Result{
-		StoredBytes: res.StoredBytes, SHA256: res.SHA256,
 		SourceBytes: bytes, Files: files, Entries: int64(len(want)),
 		Excluded: 8,          // lost+found and excludedPaths but pkg.deb, hidden by its directory
 		Skipped:  1,          // the socket

@@ -76,7 +76,7 @@ func TestWriteCancel(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			w := &cancelWriter{after: tc.after, cancel: cancel}
-			_, err := archive.Write(ctx, tc.root, w, archive.Options{Compression: tc.comp})
+			_, _, err := writeEncoded(ctx, tc.root, w, tc.comp, archive.Options{})
 			done := time.Now()
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("Write returned %v, want context.Canceled", err)
@@ -102,23 +102,23 @@ func TestWriteErrors(t *testing.T) {
 	mustDo(t, "write", os.WriteFile(file, nil, 0o644))
 	for name, call := range map[string]func() error{
 		"root is a file": func() error {
-			_, err := archive.Write(context.Background(), file, discard{}, archive.Options{})
+			_, _, err := writeEncoded(context.Background(), file, discard{}, "", archive.Options{})
 			return err
 		},
 		"no root": func() error {
-			_, err := archive.Write(context.Background(), filepath.Join(dir, "nope"), discard{}, archive.Options{})
+			_, _, err := writeEncoded(context.Background(), filepath.Join(dir, "nope"), discard{}, "", archive.Options{})
 			return err
 		},
 		"bad pattern": func() error {
-			_, err := archive.Write(context.Background(), dir, discard{}, archive.Options{Excludes: []string{"a["}})
+			_, _, err := writeEncoded(context.Background(), dir, discard{}, "", archive.Options{Excludes: []string{"a["}})
 			return err
 		},
 		"failing writer": func() error {
-			_, err := archive.Write(context.Background(), dir, failWriter{}, archive.Options{})
+			_, _, err := writeEncoded(context.Background(), dir, failWriter{}, "", archive.Options{})
 			return err
 		},
 		"bad compression": func() error {
-			_, err := archive.Write(context.Background(), dir, discard{}, archive.Options{Compression: "lz4"})
+			_, _, err := writeEncoded(context.Background(), dir, discard{}, "lz4", archive.Options{})
 			return err
 		},
 	} {

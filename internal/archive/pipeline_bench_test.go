@@ -37,11 +37,11 @@ func BenchmarkArchive(b *testing.B) {
 			b.SetBytes(size)
 			b.ReportAllocs()
 			for b.Loop() {
-				res, err := archive.Write(context.Background(), root, &storeSink{}, archive.Options{Compression: comp})
+				res, sum, err := writeEncoded(context.Background(), root, &storeSink{}, comp, archive.Options{})
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(float64(res.StoredBytes)/float64(size), "ratio")
+				b.ReportMetric(float64(sum.Bytes)/float64(size), "ratio")
 				b.ReportMetric(float64(res.Entries), "entries")
 			}
 		})
@@ -65,7 +65,7 @@ func BenchmarkArchiveToPipe(b *testing.B) {
 		wg.Go(func() {
 			io.CopyBuffer(&storeSink{}, pr, make([]byte, 1<<20))
 		})
-		_, err := archive.Write(context.Background(), root, pw, archive.Options{})
+		_, _, err := writeEncoded(context.Background(), root, pw, "", archive.Options{})
 		pw.CloseWithError(err)
 		wg.Wait()
 		if err != nil {

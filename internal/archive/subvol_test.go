@@ -77,7 +77,7 @@ func TestSubvolumesAndMounts(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", filepath.Join(root, "tmp")).Run() })
 
 	var buf bytes.Buffer
-	res, err := archive.Write(context.Background(), root, &buf, archive.Options{Compression: "none"})
+	res, err := archive.Write(context.Background(), root, &buf, archive.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

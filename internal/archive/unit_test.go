@@ -11,14 +11,6 @@ import (
 	"voltar/internal/archive"
 )
 
-func TestExt(t *testing.T) {
-	for c, want := range map[string]string{"": ".tar.zst", "zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"} {
-		if got := archive.Ext(c); got != want {
-			t.Errorf("Ext(%q) = %q, want %q", c, got, want)
-		}
-	}
-}
-
 func TestExcludes(t *testing.T) {
 	globs := []string{"*.tmp", ".cache", "var/cache/**", "home/*/tmp", "/srv/x", "build/", "{a,b}.log", "opt/*/**"}
 	for _, tc := range []struct {

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,32 +24,25 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
-	"voltar/internal/store"
 	"voltar/internal/volume"
 )
 
 // Options configure the backup of one volume.
 type Options struct {
-	Store       store.Store
-	Host        string
-	Compression string
-	Level       int
-	Threads     int
-	Excludes    []string
+	// Settings are the store, host, encoding, journal and cleanup timeout
+	// the backup shares with every writer of the run.
+	folder.Settings
+	Excludes []string
 	// BtrfsSnapshots archives read-only btrfs snapshots too (config
 	// btrfs_snapshots: include); by default they are listed as skipped.
 	BtrfsSnapshots bool
-	// Recipients, when set, age-encrypt every archive (named *.age).
-	Recipients     *crypt.Recipients
 	RuntimeDir     string
 	RunID          string
-	Journal        *cleanup.Journal
 	Snapshotter    volume.Snapshotter
-	CleanupTimeout time.Duration
-	Version        string
-	Logger         *slog.Logger
 	Progress       *progress.Printer
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
@@ -93,37 +85,6 @@ func Scope(runtimeDir string) string {
 	return hex.EncodeToString(h[:4])
 }
 
-// Prefix is the store folder of a backup.
-func Prefix(host string, v volume.Volume, ts time.Time) string {
-	return path.Join(host, v.Group, v.Name, ts.UTC().Format(manifest.TimeFormat)) + "/"
-}
-
-// FreeFolder returns the folder (prefix at the current second) a new
-// backup goes to, and that second. Folders are named by the second: when
-// the store holds one of that name already (a backup of the same volume in
-// the same second), it waits for the next second, up to three times.
-func FreeFolder(ctx context.Context, st store.Store, prefix func(time.Time) string) (string, time.Time, error) {
-	for tries := 0; ; tries++ {
-		started := time.Now().UTC().Truncate(time.Second)
-		p := prefix(started)
-		objs, err := st.List(ctx, p)
-		if err != nil {
-			return "", started, StoreError(st, p, err)
-		}
-		if len(objs) == 0 {
-			return p, started, nil
-		}
-		if tries == 3 {
-			return "", started, fmt.Errorf("backup folder %s already exists in %s", p, st)
-		}
-		select {
-		case <-ctx.Done():
-			return "", started, ctx.Err()
-		case <-time.After(time.Until(started.Add(time.Second))):
-		}
-	}
-}
-
 // checkEvery is how often a snapshot's fill level is polled while it is
 // read.
 const checkEvery = 5 * time.Second
@@ -131,7 +92,7 @@ const checkEvery = 5 * time.Second
 // Volume backs up v and returns the published manifest.
 func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manifest, err error) {
 	log := o.Logger.With("volume", v.ID())
-	prefix, started, err := FreeFolder(ctx, o.Store, func(t time.Time) string { return Prefix(o.Host, v, t) })
+	prefix, started, err := folder.Free(ctx, o.Store, func(t time.Time) string { return layout.Folder(o.Host, v.Group, v.Name, t) })
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +142,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	defer cancel(nil)
 	stopWatch := r.watch(actx, cancel)
 
-	if err := r.hold(cleanup.Partial, o.Store.String()+"\t"+prefix); err != nil {
+	if err := r.hold(cleanup.Partial, folder.PartialRef(o.Store, prefix)); err != nil {
 		return nil, err
 	}
 	r.partial = true
@@ -221,12 +182,12 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StagePublish); err != nil {
 		return nil, err
 	}
-	if err := Publish(ctx, o.Store, r.prefix, m, time.Now().UTC()); err != nil {
+	if err := folder.Publish(ctx, o.Store, r.prefix, m, time.Now().UTC()); err != nil {
 		return nil, err
 	}
 	r.partial = false
 	if o.Journal != nil {
-		o.Journal.Done(cleanup.Partial, o.Store.String()+"\t"+prefix)
+		o.Journal.Done(cleanup.Partial, folder.PartialRef(o.Store, prefix))
 	}
 	log.Info("backup complete", "id", m.ID, "stored_bytes", m.StoredBytes(), "files", m.Files())
 	return m, nil
@@ -342,10 +303,10 @@ func (r *run) releaseAll(errp *error) {
 		}
 	}
 	if r.partial {
-		if err := RemovePartial(ctx, r.o.Store, r.prefix); err != nil {
+		if err := folder.RemovePartial(ctx, r.o.Store, r.prefix); err != nil {
 			errs = append(errs, err)
 		} else if r.o.Journal != nil {
-			r.o.Journal.Done(cleanup.Partial, r.o.Store.String()+"\t"+r.prefix)
+			r.o.Journal.Done(cleanup.Partial, folder.PartialRef(r.o.Store, r.prefix))
 		}
 	}
 	if len(errs) > 0 {
@@ -353,31 +314,6 @@ func (r *run) releaseAll(errp *error) {
 		rel = fail.Hint(rel, "the next voltar command retries the cleanup; check `losetup -a`, `lvs -o+lv_tags` and mounts under %s", r.o.RuntimeDir)
 		*errp = errors.Join(*errp, rel)
 	}
-}
-
-// RemovePartial deletes the objects of a backup folder that has no manifest.
-func RemovePartial(ctx context.Context, st store.Store, prefix string) error {
-	objs, err := st.List(ctx, prefix)
-	if err != nil {
-		return fmt.Errorf("list unfinished backup %s: %w", prefix, err)
-	}
-	for _, o := range objs {
-		if path.Base(o.Key) == manifest.FileName {
-			return nil // it did complete
-		}
-	}
-	var errs []error
-	for _, o := range objs {
-		if err := st.Delete(ctx, o.Key); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if tr, ok := st.(store.TempRemover); ok {
-		if err := tr.RemoveTemp(ctx, prefix); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // mountDir is the private mount point of one filesystem of this volume,

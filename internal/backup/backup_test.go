@@ -19,7 +19,9 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
+	"voltar/internal/folder"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
 	"voltar/internal/verify"
@@ -49,11 +51,11 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) options(runID string, j *cleanup.Journal) backup.Options {
 	return backup.Options{
-		Store: e.store, Host: "testhost", Compression: "zstd",
-		RuntimeDir: e.runtime, RunID: runID, Journal: j,
-		Snapshotter:    &image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime)},
-		CleanupTimeout: time.Minute, Version: "test",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Settings: folder.Settings{Store: e.store, Host: "testhost", Encoding: objio.Encoding{Compression: "zstd"},
+			Journal: j, CleanupTimeout: time.Minute, Version: "test",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		RuntimeDir: e.runtime, RunID: runID,
+		Snapshotter: &image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime)},
 	}
 }
 

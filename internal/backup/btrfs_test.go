@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"voltar/internal/backup"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/testutil"
 	"voltar/internal/volume/image"
@@ -171,8 +172,8 @@ func TestCompletenessCheck(t *testing.T) {
 			}
 			t.Logf("%v", err)
 			// Only the first backup is in the store.
-			out := testutil.Run(t, "find", e.store.Root(), "-name", manifest.FileName)
-			if n := strings.Count(out, manifest.FileName); n != 1 {
+			out := testutil.Run(t, "find", e.store.Root(), "-name", layout.Manifest)
+			if n := strings.Count(out, layout.Manifest); n != 1 {
 				t.Errorf("%d manifests in the store, want 1:\n%s", n, out)
 			}
 		})

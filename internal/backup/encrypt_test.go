@@ -15,7 +15,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
 	"voltar/internal/restore"
 	"voltar/internal/testutil"
 	"voltar/internal/verify"
@@ -84,7 +84,7 @@ func TestBackupEncrypted(t *testing.T) {
 		t.Errorf("manifest schema %d, encryption %+v; want schema 2, age to %s", m.Schema, m.Encryption, pub)
 	}
 	dir := filepath.Join(e.store.Root(), "testhost", m.ID)
-	mj, _ := os.ReadFile(filepath.Join(dir, manifest.FileName))
+	mj, _ := os.ReadFile(filepath.Join(dir, layout.Manifest))
 	if !bytes.Contains(mj, []byte(pub)) || bytes.Contains(mj, []byte("AGE-SECRET-KEY")) {
 		t.Errorf("manifest.json does not name the recipient, or holds a secret:\n%s", mj)
 	}

@@ -1,26 +1,22 @@
 package backup
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/archive"
 	"voltar/internal/cleanup"
-	"voltar/internal/codec"
-	"voltar/internal/crypt"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/units"
 	"voltar/internal/volume"
@@ -64,7 +60,7 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 				"voltar reads MBR and GPT tables and ext2/3/4, xfs, btrfs and vfat; check the volume with `blkid -p` and `sfdisk -d`")
 		}
 		r.m.Table = manifest.Table{Type: "none"}
-		return []part{{name: "fs", start: 0, size: size, fs: fs}}, nil
+		return []part{{name: layout.WholeDisk, start: 0, size: size, fs: fs}}, nil
 	}
 	if err != nil {
 		return nil, fail.Hint(fmt.Errorf("%s: partition table: %w", r.v.ID(), err),
@@ -89,7 +85,7 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 			return nil, fmt.Errorf("%s partition %d: %w", r.v.ID(), p.Number, err)
 		}
 		// ReadTable returns the partitions sorted by number.
-		parts = append(parts, part{name: fmt.Sprintf("p%d", p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs})
+		parts = append(parts, part{name: layout.Partition(p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs})
 	}
 	if len(parts) == 0 {
 		return nil, fail.Hint(fmt.Errorf("%s: the %s partition table has no partitions", r.v.ID(), tbl.Type),
@@ -202,9 +198,9 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.Mode = manifest.ModeFiles
-	fs.Archive = p.name + archive.Ext(r.o.Compression) + r.encExt()
+	fs.Archive = r.o.Encoding.Object(p.name, layout.Tar)
 	fs.Excludes = r.o.Excludes
-	res, err := r.archive(ctx, dir, fs.Archive, p.name)
+	res, sum, err := r.archive(ctx, dir, fs.Archive, p.name)
 	if errors.Is(err, archive.ErrEncrypted) {
 		// Its bytes, not no-key names: the guest's key still opens
 		// them after a restore.
@@ -218,7 +214,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	if err != nil {
 		return fs, err
 	}
-	fs.StoredBytes, fs.SHA256 = res.StoredBytes, res.SHA256
+	fs.StoredBytes, fs.SHA256 = sum.Bytes, sum.SHA256
 	fs.SourceBytes, fs.Files, fs.Entries = res.SourceBytes, res.Files, res.Entries
 	for _, ne := range res.NotEntered {
 		fs.NotEntered = append(fs.NotEntered, manifest.NotEntered{Path: ne.Path, Reason: ne.Reason})
@@ -227,7 +223,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.Finished = time.Now().UTC()
-	log.Info("archived", "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", res.StoredBytes, "excluded", res.Excluded,
+	log.Info("archived", "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", sum.Bytes, "excluded", res.Excluded,
 		"not_entered", len(fs.NotEntered), "subvolumes", len(fs.Subvolumes), "subvolumes_skipped", fs.SkippedSubvolumes())
 	// Unmount now rather than at the end, so a volume with many partitions
 	// holds one mount at a time.
@@ -324,7 +320,7 @@ func recoveryNote(c *volume.Snapshot) string {
 }
 
 // archive streams the tree at dir into the store under name.
-func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Result, error) {
+func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Result, objio.Sum, error) {
 	var used, size int64
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) == nil {
@@ -334,82 +330,31 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	// The archive of a filesystem is bounded by its size (sparse files
 	// are stored sparse), give or take tar headers: a store that cuts
 	// objects into parts sizes them from this.
-	putCtx := ctx
+	var opts store.PutOptions
 	if size > 0 {
-		putCtx = store.WithSizeHint(ctx, size+size/4+64<<20)
+		opts.SizeHint = size + size/4 + 64<<20
+	}
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+name, r.o.Encoding, opts)
+	if err != nil {
+		return archive.Result{}, objio.Sum{}, fmt.Errorf("archive: %w", err)
 	}
 	bar := r.o.Progress.Start(r.v.ID()+" "+label, used)
-	pr, pw := io.Pipe()
-	type putResult struct {
-		n   int64
-		err error
-	}
-	put := make(chan putResult, 1)
-	go func() {
-		n, err := r.o.Store.Put(putCtx, r.prefix+name, pr)
-		pr.CloseWithError(err) // unblocks the writer if the store gave up
-		put <- putResult{n, err}
-	}()
-	res, err := archive.Write(ctx, dir, pw, archive.Options{
-		Compression: r.o.Compression, Level: r.o.Level, Threads: r.o.Threads,
+	res, err := archive.Write(ctx, dir, w, archive.Options{
 		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
-		Encrypt:  r.encrypter(),
 	})
-	pw.CloseWithError(err)
-	pres := <-put
-	bar.Done(err == nil && pres.err == nil)
-	// A failed read reaches the store through the pipe too: blame the
-	// source, not the destination, when the store's error is the archive's.
-	if pres.err != nil && (err == nil || !errors.Is(pres.err, err)) {
-		return res, StoreError(r.o.Store, name, pres.err)
-	}
 	if err != nil {
-		return res, fmt.Errorf("archive: %w", err)
-	}
-	if pres.n != res.StoredBytes {
-		return res, fmt.Errorf("store kept %d bytes of %s, archive wrote %d", pres.n, name, res.StoredBytes)
-	}
-	return res, nil
-}
-
-// StoreError names the object a store failed to write; a full destination
-// gets a hint.
-func StoreError(st store.Store, name string, err error) error {
-	err = fmt.Errorf("store %s: %w", name, err)
-	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return fail.Hint(err, "the destination %s is full: free space, prune old backups (voltar prune) or move the store", st)
-	}
-	return err
-}
-
-// Publish completes a backup folder under prefix: SHA256SUMS of every
-// object with a hash, then, last, the manifest, finished at now. Until the
-// manifest is stored the folder is not a backup.
-func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Manifest, now time.Time) error {
-	var sums strings.Builder
-	for _, f := range m.Filesystems {
-		if f.SHA256 != "" {
-			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
+		bar.Done(false)
+		// A failed read reaches the store through the pipe too: blame the
+		// source, unless the store had failed first.
+		if serr := w.Abort(err); serr != nil {
+			return res, objio.Sum{}, serr
 		}
+		return res, objio.Sum{}, fmt.Errorf("archive: %w", err)
 	}
-	if _, err := st.Put(ctx, prefix+manifest.SumsName, strings.NewReader(sums.String())); err != nil {
-		return StoreError(st, manifest.SumsName, err)
-	}
-	m.Finished = now
-	var buf bytes.Buffer
-	if err := m.Encode(&buf); err != nil {
-		return err
-	}
-	// The manifest's checksum goes first: every folder with a manifest has
-	// it, and a partial folder is removed as a whole.
-	if _, err := st.Put(ctx, prefix+manifest.ChecksumName, bytes.NewReader(manifest.ChecksumFile(buf.Bytes()))); err != nil {
-		return StoreError(st, manifest.ChecksumName, err)
-	}
-	if _, err := st.Put(ctx, prefix+manifest.FileName, bytes.NewReader(buf.Bytes())); err != nil {
-		return StoreError(st, manifest.FileName, err)
-	}
-	return nil
+	sum, err := w.Commit()
+	bar.Done(err == nil)
+	return res, sum, err
 }
 
 // raw stores the partition's bytes, compressed: for what voltar cannot read
@@ -427,85 +372,48 @@ func (r *run) raw(ctx context.Context, p part, fs manifest.Filesystem, reason st
 	}
 	defer f.Close()
 	fs.Mode, fs.Reason = manifest.ModeRaw, reason
-	fs.Archive = p.name + ".raw" + codec.Ext(r.o.Compression) + r.encExt()
-	bar := r.o.Progress.Start(r.v.ID()+" "+p.name+" (raw)", p.size)
-	pr, pw := io.Pipe()
-	put := make(chan error, 1)
-	var stored int64
-	go func() {
-		// Compressed (and encrypted) bytes of the partition: at most its
-		// size plus the codec's framing.
-		n, err := r.o.Store.Put(store.WithSizeHint(ctx, p.size+p.size/64+1<<20), r.prefix+fs.Archive, pr)
-		stored = n
-		pr.CloseWithError(err)
-		put <- err
-	}()
-	h := sha256.New()
-	var out io.Writer = io.MultiWriter(h, pw)
-	var ew io.WriteCloser
-	if r.o.Recipients != nil {
-		ew, err = r.o.Recipients.Encrypt(out)
-		out = ew
-	}
-	var cw io.WriteCloser
-	if err == nil {
-		cw, err = codec.NewWriter(out, r.o.Compression, r.o.Level, r.o.Threads)
-	}
-	if err == nil {
-		src := io.NewSectionReader(f, p.start, p.size)
-		buf := make([]byte, 1<<20)
-		var done int64
-		for err == nil && done < p.size {
-			if err = ctx.Err(); err != nil {
-				break
-			}
-			var n int
-			n, err = io.ReadFull(src, buf[:min(int64(len(buf)), p.size-done)])
-			if n > 0 {
-				_, werr := cw.Write(buf[:n])
-				done += int64(n)
-				bar.Update(done, 0)
-				if werr != nil && err == nil {
-					err = werr
-				}
-			}
-		}
-		if err == io.EOF && done == p.size {
-			err = nil
-		}
-		if cerr := cw.Close(); err == nil {
-			err = cerr
-		}
-		if ew != nil && err == nil {
-			err = ew.Close()
-		}
-	}
-	pw.CloseWithError(err)
-	perr := <-put
-	bar.Done(err == nil && perr == nil)
-	if perr != nil && (err == nil || !errors.Is(perr, err)) {
-		return fs, StoreError(r.o.Store, fs.Archive, perr)
-	}
+	fs.Archive = r.o.Encoding.Object(p.name, layout.Raw)
+	// Compressed (and encrypted) bytes of the partition: at most its
+	// size plus the codec's framing.
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+fs.Archive, r.o.Encoding, store.PutOptions{SizeHint: p.size + p.size/64 + 1<<20})
 	if err != nil {
 		return fs, fmt.Errorf("raw copy of %s: %w", p.name, err)
 	}
-	fs.StoredBytes, fs.SourceBytes, fs.SHA256 = stored, p.size, hex.EncodeToString(h.Sum(nil))
+	bar := r.o.Progress.Start(r.v.ID()+" "+p.name+" (raw)", p.size)
+	src := io.NewSectionReader(f, p.start, p.size)
+	buf := make([]byte, 1<<20)
+	var done int64
+	for err == nil && done < p.size {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var n int
+		n, err = io.ReadFull(src, buf[:min(int64(len(buf)), p.size-done)])
+		if n > 0 {
+			_, werr := w.Write(buf[:n])
+			done += int64(n)
+			bar.Update(done, 0)
+			if werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}
+	if err == io.EOF && done == p.size {
+		err = nil
+	}
+	if err != nil {
+		bar.Done(false)
+		if serr := w.Abort(err); serr != nil {
+			return fs, serr
+		}
+		return fs, fmt.Errorf("raw copy of %s: %w", p.name, err)
+	}
+	sum, err := w.Commit()
+	bar.Done(err == nil)
+	if err != nil {
+		return fs, err
+	}
+	fs.StoredBytes, fs.SourceBytes, fs.SHA256 = sum.Bytes, p.size, sum.SHA256
 	fs.Finished = time.Now().UTC()
 	return fs, nil
-}
-
-// encExt is the suffix encryption adds to an archive's name.
-func (r *run) encExt() string {
-	if r.o.Recipients != nil {
-		return crypt.Ext
-	}
-	return ""
-}
-
-// encrypter is archive.Options.Encrypt: nil without recipients.
-func (r *run) encrypter() func(io.Writer) (io.WriteCloser, error) {
-	if r.o.Recipients == nil {
-		return nil
-	}
-	return r.o.Recipients.Encrypt
 }

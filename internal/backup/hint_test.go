@@ -9,7 +9,6 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/cleanup"
-	"voltar/internal/store"
 	"voltar/internal/store/storetest"
 	"voltar/internal/testutil"
 	"voltar/internal/volume/image"
@@ -38,11 +37,10 @@ func TestArchivesCarrySizeHints(t *testing.T) {
 	var mu sync.Mutex
 	hints := map[string]int64{}
 	fs := storetest.NewFaulty(e.store)
-	fs.Observe = func(ctx context.Context, op storetest.Op, key string) {
-		if op == storetest.OpPut {
-			n, _ := store.SizeHint(ctx)
+	fs.Observe = func(c storetest.Call) {
+		if c.Op == storetest.OpPut {
 			mu.Lock()
-			hints[key[strings.LastIndexByte(key, '/')+1:]] = n
+			hints[c.Key[strings.LastIndexByte(c.Key, '/')+1:]] = c.Put.SizeHint
 			mu.Unlock()
 		}
 	}

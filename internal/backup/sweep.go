@@ -11,6 +11,7 @@ import (
 
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
+	"voltar/internal/folder"
 	"voltar/internal/store"
 	"voltar/internal/volume"
 )
@@ -72,7 +73,7 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			if err != nil {
 				return cleanup.Later(err)
 			}
-			if err := RemovePartial(ctx, st, prefix); err != nil {
+			if err := folder.RemovePartial(ctx, st, prefix); err != nil {
 				return cleanup.Later(err)
 			}
 			return nil

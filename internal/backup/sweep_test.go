@@ -45,7 +45,7 @@ func TestSweepReleasesDeadRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := "h/image/disk.img/2026-11-25T010000Z/"
-	e.store.Put(ctx, prefix+"fs.tar.zst", io.LimitReader(zero{}, 1000))
+	e.store.Put(ctx, prefix+"fs.tar.zst", io.LimitReader(zero{}, 1000), store.PutOptions{})
 	j.Add(cleanup.Partial, e.store.String()+"\t"+prefix)
 	// A reflink clone next to its image whose journal entry was never
 	// written (killed right after FICLONE).

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
@@ -111,9 +112,7 @@ type folder struct {
 	objects             []Object
 }
 
-func (f *folder) id() string {
-	return f.group + "/" + f.volume + "/" + f.time.Format(manifest.TimeFormat)
-}
+func (f *folder) id() string { return layout.ID(f.group, f.volume, f.time) }
 
 // List returns the backups and incomplete folders under host ("" = every
 // host) whose volume matches filter (see MatchVolume). Both lists are sorted
@@ -157,25 +156,21 @@ func groupFolders(objs []store.Object, group, volume string) []*folder {
 	byPrefix := map[string]*folder{}
 	var out []*folder
 	for _, o := range objs {
-		parts := strings.SplitN(o.Key, "/", 5)
-		if len(parts) < 5 || parts[4] == "" {
+		k, ok := layout.ParseKey(o.Key)
+		if !ok {
 			continue
 		}
-		t, err := time.Parse(manifest.TimeFormat, parts[3])
-		if err != nil {
+		if (group != "" && k.Group != group) || (volume != "" && k.Volume != volume) {
 			continue
 		}
-		if (group != "" && parts[1] != group) || (volume != "" && parts[2] != volume) {
-			continue
-		}
-		p := strings.Join(parts[:4], "/") + "/"
+		p := k.Prefix()
 		f := byPrefix[p]
 		if f == nil {
-			f = &folder{host: parts[0], group: parts[1], volume: parts[2], time: t, prefix: p}
+			f = &folder{host: k.Host, group: k.Group, volume: k.Volume, time: k.Time, prefix: p}
 			byPrefix[p] = f
 			out = append(out, f)
 		}
-		f.objects = append(f.objects, Object{Name: parts[4], Key: o.Key, Size: o.Size, ModTime: o.ModTime})
+		f.objects = append(f.objects, Object{Name: k.Name, Key: o.Key, Size: o.Size, ModTime: o.ModTime})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -200,15 +195,15 @@ func groupFolders(objs []store.Object, group, volume string) []*folder {
 func load(ctx context.Context, st store.Store, f *folder) (*Backup, *Incomplete, error) {
 	inc := &Incomplete{
 		ID: f.id(), Host: f.host, Group: f.group, Volume: f.volume, Time: f.time,
-		Prefix: f.prefix, Objects: f.objects, Reason: "no manifest.json",
+		Prefix: f.prefix, Objects: f.objects, Reason: "no " + layout.Manifest,
 	}
 	hasSum := false
 	for _, o := range f.objects {
 		inc.Bytes += o.Size
 		switch o.Name {
-		case manifest.FileName:
+		case layout.Manifest:
 			inc.HasManifest = true
-		case manifest.ChecksumName:
+		case layout.ManifestSum:
 			hasSum = true
 		}
 	}
@@ -248,11 +243,11 @@ const maxManifest = 16 << 20
 // readManifest reads and decodes (so validates) the folder's manifest.json
 // and, when the folder has manifest.json.sha256, checks it against that.
 func readManifest(ctx context.Context, st store.Store, prefix string, hasSum bool) (*manifest.Manifest, error) {
-	key := prefix + manifest.FileName
+	key := prefix + layout.Manifest
 	want := ""
 	if hasSum {
 		var err error
-		want, err = readChecksum(ctx, st, prefix+manifest.ChecksumName)
+		want, err = readChecksum(ctx, st, prefix+layout.ManifestSum)
 		if err != nil {
 			return nil, err
 		}
@@ -264,25 +259,25 @@ func readManifest(ctx context.Context, st store.Store, prefix string, hasSum boo
 	defer rc.Close()
 	data, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
 	if err != nil {
-		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", manifest.FileName, err)}
+		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", layout.Manifest, err)}
 	}
 	if len(data) > maxManifest {
-		return nil, &damageError{fmt.Sprintf("%s unreadable: larger than %d bytes", manifest.FileName, maxManifest)}
+		return nil, &damageError{fmt.Sprintf("%s unreadable: larger than %d bytes", layout.Manifest, maxManifest)}
 	}
 	if want != "" {
 		sum := sha256.Sum256(data)
 		if got := hex.EncodeToString(sum[:]); got != want {
 			return nil, &damageError{fmt.Sprintf("%s damaged: its sha256 is %s, %s says %s",
-				manifest.FileName, got, manifest.ChecksumName, want)}
+				layout.Manifest, got, layout.ManifestSum, want)}
 		}
 	}
 	m, err := manifest.Decode(bytes.NewReader(data))
 	var ie *manifest.InvalidError
 	if errors.As(err, &ie) {
-		return nil, &damageError{fmt.Sprintf("%s %v", manifest.FileName, err)}
+		return nil, &damageError{fmt.Sprintf("%s %v", layout.Manifest, err)}
 	}
 	if err != nil {
-		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", manifest.FileName, err)}
+		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", layout.Manifest, err)}
 	}
 	return m, nil
 }
@@ -301,11 +296,11 @@ func readChecksum(ctx context.Context, st store.Store, key string) (string, erro
 	defer rc.Close()
 	data, err := io.ReadAll(io.LimitReader(rc, 4096))
 	if err != nil {
-		return "", &damageError{fmt.Sprintf("%s unreadable: %v", manifest.ChecksumName, err)}
+		return "", &damageError{fmt.Sprintf("%s unreadable: %v", layout.ManifestSum, err)}
 	}
 	want, name, ok := strings.Cut(strings.TrimSuffix(string(data), "\n"), "  ")
-	if _, herr := hex.DecodeString(want); !ok || name != manifest.FileName || len(want) != 64 || herr != nil {
-		return "", &damageError{fmt.Sprintf("%s damaged: want one line \"<sha256>  %s\"", manifest.ChecksumName, manifest.FileName)}
+	if _, herr := hex.DecodeString(want); !ok || name != layout.Manifest || len(want) != 64 || herr != nil {
+		return "", &damageError{fmt.Sprintf("%s damaged: want one line \"<sha256>  %s\"", layout.ManifestSum, layout.Manifest)}
 	}
 	want = strings.ToLower(want)
 	return want, nil

@@ -13,7 +13,9 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 )
 
@@ -40,7 +42,7 @@ func TestListSortsAndSeparatesIncomplete(t *testing.T) {
 	catalogtest.Write(t, st, inc)
 	catalogtest.Write(t, st, folder(t, "h2", "vg", "volume-1", t0)) // other host
 	// Outside the layout: ignored.
-	if _, err := st.Put(ctx, "h1/vg/volume-1/notatime/x", strings.NewReader("x")); err != nil {
+	if _, err := st.Put(ctx, "h1/vg/volume-1/notatime/x", strings.NewReader("x"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -100,10 +102,10 @@ func TestListUnreadableManifestIsIncomplete(t *testing.T) {
 	f := folder(t, "h", "vg", "v", t0)
 	catalogtest.Write(t, st, f)
 	// As an older voltar wrote it: no manifest.json.sha256.
-	if err := st.Delete(ctx, f.Prefix()+manifest.ChecksumName); err != nil {
+	if err := st.Delete(ctx, f.Prefix()+layout.ManifestSum); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(ctx, f.Prefix()+manifest.FileName, strings.NewReader("{not json")); err != nil {
+	if _, err := st.Put(ctx, f.Prefix()+layout.Manifest, strings.NewReader("{not json"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cat, err := catalog.List(ctx, st, "h", "")

@@ -12,6 +12,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
@@ -37,28 +38,28 @@ func readObject(t *testing.T, st store.Store, key string) []byte {
 // "latest".
 var damages = map[string]func(t *testing.T, st store.Store, prefix string){
 	"byte 0 flipped": func(t *testing.T, st store.Store, prefix string) {
-		b := readObject(t, st, prefix+manifest.FileName)
+		b := readObject(t, st, prefix+layout.Manifest)
 		b[0] ^= 0xff
-		putObject(t, st, prefix+manifest.FileName, b)
+		putObject(t, st, prefix+layout.Manifest, b)
 	},
 	"value edited, checksum not": func(t *testing.T, st store.Store, prefix string) {
-		b := readObject(t, st, prefix+manifest.FileName)
-		putObject(t, st, prefix+manifest.FileName, bytes.Replace(b, []byte(`"status": "complete"`), []byte(`"status": "partial"`), 1))
+		b := readObject(t, st, prefix+layout.Manifest)
+		putObject(t, st, prefix+layout.Manifest, bytes.Replace(b, []byte(`"status": "complete"`), []byte(`"status": "partial"`), 1))
 	},
 	"name escapes, checksum rewritten": func(t *testing.T, st store.Store, prefix string) {
-		b := readObject(t, st, prefix+manifest.FileName)
+		b := readObject(t, st, prefix+layout.Manifest)
 		b = bytes.Replace(b, []byte(`"name": "fs"`), []byte(`"name": "../../escaped-fs"`), 1)
-		putObject(t, st, prefix+manifest.ChecksumName, manifest.ChecksumFile(b))
-		putObject(t, st, prefix+manifest.FileName, b)
+		putObject(t, st, prefix+layout.ManifestSum, manifest.ChecksumFile(b))
+		putObject(t, st, prefix+layout.Manifest, b)
 	},
 	"checksum file garbled": func(t *testing.T, st store.Store, prefix string) {
-		putObject(t, st, prefix+manifest.ChecksumName, []byte("not a checksum\n"))
+		putObject(t, st, prefix+layout.ManifestSum, []byte("not a checksum\n"))
 	},
 }
 
 func putObject(t *testing.T, st store.Store, key string, b []byte) {
 	t.Helper()
-	if _, err := st.Put(context.Background(), key, bytes.NewReader(b)); err != nil {
+	if _, err := st.Put(context.Background(), key, bytes.NewReader(b), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -110,7 +111,7 @@ func TestManifestWithoutChecksum(t *testing.T) {
 	st := local.New(t.TempDir())
 	f := folder(t, "h", "vg", "v", t0)
 	catalogtest.Write(t, st, f)
-	if err := st.Delete(context.Background(), f.Prefix()+manifest.ChecksumName); err != nil {
+	if err := st.Delete(context.Background(), f.Prefix()+layout.ManifestSum); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := catalog.Resolve(context.Background(), st, "h", "vg/v/latest"); err != nil {

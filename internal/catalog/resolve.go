@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"voltar/internal/fail"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
 	"voltar/internal/store"
 )
 
@@ -118,11 +117,11 @@ func resolve(ctx context.Context, st store.Store, host, id string) (*Backup, err
 		}
 		return nil, notFound()
 	}
-	t, err := time.Parse(manifest.TimeFormat, ts)
+	t, err := layout.ParseTime(ts)
 	if err != nil {
-		return nil, &IDError{id, fmt.Sprintf("timestamp %q: want UTC like %s, or %s", ts, manifest.TimeFormat, Latest)}
+		return nil, &IDError{id, fmt.Sprintf("timestamp %q: want UTC like %s, or %s", ts, layout.TimeFormat, Latest)}
 	}
-	prefix := host + "/" + group + "/" + volume + "/" + t.Format(manifest.TimeFormat) + "/"
+	prefix := layout.Key{Host: host, Group: group, Volume: volume, Time: t}.Prefix()
 	objs, err := st.List(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", st, err)
@@ -153,5 +152,5 @@ func damaged(st store.Store, inc *Incomplete, latest bool) error {
 		err = fail.Hint(err, "to restore an older backup, name it: voltar list %s/%s", inc.Group, inc.Volume)
 	}
 	return fail.Hint(err, "the folder may hold a good backup, or a tampered one: inspect %s%s before using it (voltar verify fails it; voltar prune keeps it)",
-		inc.Prefix, manifest.FileName)
+		inc.Prefix, layout.Manifest)
 }

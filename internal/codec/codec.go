@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -19,30 +18,6 @@ const (
 	Gzip = "gzip"
 	None = "none"
 )
-
-// Ext returns the file-name suffix for a compression, e.g. ".zst".
-func Ext(c string) string {
-	switch c {
-	case Zstd:
-		return ".zst"
-	case Gzip:
-		return ".gz"
-	}
-	return ""
-}
-
-// FromName returns the compression a stored object's name implies. An
-// encryption suffix after the compression's (p1.tar.zst.age) is skipped.
-func FromName(name string) string {
-	name = strings.TrimSuffix(name, ".age")
-	switch {
-	case len(name) > 4 && name[len(name)-4:] == ".zst":
-		return Zstd
-	case len(name) > 3 && name[len(name)-3:] == ".gz":
-		return Gzip
-	}
-	return None
-}
 
 // Valid reports whether c names a supported compression.
 func Valid(c string) bool { return c == Zstd || c == Gzip || c == None }

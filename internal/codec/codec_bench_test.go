@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"voltar/internal/codec"
+	"voltar/internal/layout"
 )
 
 // benchInput is 32 MiB like a tar stream of a root filesystem: runs of
@@ -192,7 +193,7 @@ func BenchmarkReaderFile(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := codec.NewReader(f, codec.FromName(path))
+		r, err := codec.NewReader(f, layout.Compression(path))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -18,7 +18,7 @@ import (
 	"voltar/internal/codec"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
 )
 
 // DefaultPath is read when --config is not given.
@@ -160,6 +160,23 @@ type Dump struct {
 	Timeout         time.Duration `yaml:"timeout"`
 	// Retention overrides the global retention for this dump.
 	Retention *Retention `yaml:"retention"`
+}
+
+// EffectiveRetention is the policy for d's dumps: its own when set, else
+// global. An own policy inherits incomplete_grace and time_zone when it
+// leaves them out.
+func (d Dump) EffectiveRetention(global Retention) Retention {
+	if d.Retention == nil {
+		return global
+	}
+	r := *d.Retention
+	if r.IncompleteGrace == 0 {
+		r.IncompleteGrace = global.IncompleteGrace
+	}
+	if r.TimeZone == "" {
+		r.TimeZone = global.TimeZone
+	}
+	return r
 }
 
 // Store says where backups go.
@@ -364,7 +381,7 @@ const MaxThreads = 128
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Host != "" {
-		if err := manifest.ValidHost(c.Host); err != nil {
+		if err := layout.ValidHost(c.Host); err != nil {
 			errs = append(errs, fail.Hint(err, "host names this machine's folder in the store: one word like \"node-1\" or \"node-1.example.org\""))
 		}
 	}
@@ -518,7 +535,7 @@ func (c *Config) Scratch() string {
 }
 
 // HostName is the configured host or the machine's short host name. Both
-// are held to manifest.ValidHost (one safe path segment): it names the
+// are held to layout.ValidHost (one safe path segment): it names the
 // host's folder in the store. A name that fails it is a config error.
 func (c *Config) HostName() (string, error) {
 	h := c.Host
@@ -529,7 +546,7 @@ func (c *Config) HostName() (string, error) {
 		}
 		h, _, _ = strings.Cut(h, ".")
 	}
-	if err := manifest.ValidHost(h); err != nil {
+	if err := layout.ValidHost(h); err != nil {
 		what := "host"
 		if c.Host == "" {
 			what = "the machine's host name (the default for host:)"

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"voltar/internal/config"
 	"voltar/internal/fail"
@@ -344,5 +345,17 @@ func TestThreadsBounded(t *testing.T) {
 		if err := c.Validate(); (err == nil) != tc.ok {
 			t.Errorf("threads: %d: Validate = %v, want ok %v", tc.threads, err, tc.ok)
 		}
+	}
+}
+
+// Moved here from dump: the policy of a dump is the config's business.
+func TestDumpRetention(t *testing.T) {
+	global := config.Retention{KeepDays: 7, IncompleteGrace: time.Hour, TimeZone: "UTC"}
+	if got := (config.Dump{}).EffectiveRetention(global); got != global {
+		t.Errorf("no own retention: %+v", got)
+	}
+	got := (config.Dump{Retention: &config.Retention{KeepDaily: 14}}).EffectiveRetention(global)
+	if want := (config.Retention{KeepDaily: 14, IncompleteGrace: time.Hour, TimeZone: "UTC"}); got != want {
+		t.Errorf("own retention: %+v, want %+v", got, want)
 	}
 }

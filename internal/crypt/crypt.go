@@ -28,18 +28,12 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Ext is the name suffix of an encrypted object, after the compression's.
-const Ext = ".age"
-
 // Method names the encryption in manifest.json.
 const Method = "age"
 
 // IdentityEnv names an identity file in the environment; it takes
 // precedence over the config's encryption.identity_file.
 const IdentityEnv = "VOLTAR_AGE_IDENTITY_FILE"
-
-// Encrypted reports whether an object's name says it is encrypted.
-func Encrypted(name string) bool { return strings.HasSuffix(name, Ext) }
 
 // ErrNoIdentity is matched (errors.Is) when an encrypted object is to be
 // read and no identity is configured.

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"voltar/internal/config"
 	"voltar/internal/manifest"
 	"voltar/internal/parallel"
-	"voltar/internal/report"
 )
 
 // Result is the outcome of one dump.
@@ -23,26 +21,12 @@ type Result struct {
 	Started, Finished time.Time
 }
 
-// Report turns r into the nightly report's entry.
-func (r Result) Report() report.Dump {
-	d := report.Dump{Name: r.Name, Started: r.Started, Finished: r.Finished, StoredBytes: -1}
-	switch {
-	case r.Skipped:
-		d.Status, d.Err = report.StatusSkipped, report.NewProblem(r.Err)
-	case r.Err != nil:
-		d.Status, d.Err = report.StatusFailed, report.NewProblem(r.Err)
-	default:
-		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.StoredBytes()
-	}
-	return d
-}
-
 // All takes every dump, concurrency at a time (at least 1), and returns the
 // results in the order of dumps. One dump's failure never stops the others;
 // a cancelled ctx skips those not yet started.
-func All(ctx context.Context, dumps []config.Dump, concurrency int, o Options) []Result {
+func All(ctx context.Context, dumps []Target, concurrency int, o Options) []Result {
 	o.defaults()
-	return parallel.Map(ctx, dumps, concurrency, func(d config.Dump) Result {
+	return parallel.Map(ctx, dumps, concurrency, func(d Target) Result {
 		res := Result{Name: d.Name, Started: o.Now()}
 		if err := ctx.Err(); err != nil {
 			res.Skipped, res.Err = true, fmt.Errorf("dump %s not attempted: %w", d.Name, err)

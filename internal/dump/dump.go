@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,31 +25,54 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"voltar/internal/backup"
 	"voltar/internal/cleanup"
 	"voltar/internal/codec"
-	"voltar/internal/config"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
-	"voltar/internal/store"
 )
 
 // Store layout and manifest values of a dump.
 const (
 	// Group is the store folder of every dump: <host>/dumps/<name>/<ts>/.
-	Group = "dumps"
+	Group = layout.DumpGroup
 	// Kind is manifest.Volume.Kind of a dump.
 	Kind = "dump"
 	// Mode is manifest.Filesystem.Mode of the dump object.
 	Mode = manifest.ModeDump
-	// ObjectBase is the dump object's name before the compression suffix.
-	ObjectBase = "dump.sql"
-	// SQLName is the file Restore writes.
-	SQLName = "dump.sql"
 )
 
-// Defaults for what a config.Dump leaves out.
+// SQLName is the file Restore writes: the object's name without the
+// compression's and encryption's suffixes.
+var SQLName = ObjectName(codec.None, false)
+
+// Target is one configured dump: where to connect and what to run. It is
+// dump's own plain copy of the config's dumps: entry (config.Dump, which
+// also carries the retention policy, a matter of prune), so this package
+// needs nothing from config.
+type Target struct {
+	Name string
+	Host string
+	Port int // default 22
+	User string
+	// KeyFile is the private key voltar logs in with.
+	KeyFile string
+	// KnownHosts must hold the instance's host key: host keys are always
+	// verified.
+	KnownHosts string
+	// AcceptNewHostKey trusts and records an unknown host's key on first
+	// contact (never a changed one).
+	AcceptNewHostKey bool
+	// Command writes the dump to stdout; default DefaultCommand.
+	Command string
+	// CredentialsFile is sent over the SSH session's stdin, never in argv.
+	CredentialsFile string
+	Timeout         time.Duration // default DefaultTimeout
+}
+
+// Defaults for what a Target leaves out.
 const (
 	DefaultCommand = "mysqldump --defaults-extra-file=/dev/stdin --all-databases --single-transaction --quick --routines --events --triggers"
 	DefaultPort    = 22
@@ -59,23 +81,11 @@ const (
 
 // Options configure dumps; one Options serves every dump of a run.
 type Options struct {
-	Store store.Store
-	// Host names this machine in the store (<host>/dumps/...).
-	Host        string
-	Compression string // default zstd
-	Level       int
-	Threads     int
-	// Recipients, when set, age-encrypt the dump (dump.sql.zst.age).
-	Recipients *crypt.Recipients
-	Version    string
-	Logger     *slog.Logger
-	// Journal, when set, records the folder being written, so the sweep of
-	// a later run removes it after a kill -9.
-	Journal *cleanup.Journal
-	// CleanupTimeout bounds the removal of a failed dump's objects
-	// (default 2 minutes).
-	CleanupTimeout time.Duration
-	Now            func() time.Time
+	// Settings: the dump goes to <Host>/dumps/... of Store, compressed
+	// (default zstd) and, with Recipients, age-encrypted
+	// (dump.sql.zst.age); CleanupTimeout defaults to 2 minutes.
+	folder.Settings
+	Now func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -96,22 +106,14 @@ func (o *Options) defaults() {
 // ObjectName is the dump object's name for a compression, encrypted or
 // not: dump.sql.zst, dump.sql.zst.age.
 func ObjectName(compression string, encrypted bool) string {
-	if encrypted {
-		return ObjectBase + codec.Ext(compression) + crypt.Ext
-	}
-	return ObjectBase + codec.Ext(compression)
-}
-
-// Prefix is the store folder of a dump taken at ts.
-func Prefix(host, name string, ts time.Time) string {
-	return path.Join(host, Group, name, ts.UTC().Format(manifest.TimeFormat)) + "/"
+	return layout.Object{FS: layout.Dump, Kind: layout.SQL, Compression: compression, Encrypted: encrypted}.Name()
 }
 
 // IsDump reports whether a manifest describes a database dump.
 func IsDump(m *manifest.Manifest) bool { return m != nil && m.Volume.Kind == Kind }
 
 // Command is the remote command of d, the default when unset.
-func Command(d config.Dump) string {
+func Command(d Target) string {
 	if strings.TrimSpace(d.Command) == "" {
 		return DefaultCommand
 	}
@@ -119,7 +121,7 @@ func Command(d config.Dump) string {
 }
 
 // Addr is d's SSH address, host:port.
-func Addr(d config.Dump) string {
+func Addr(d Target) string {
 	port := d.Port
 	if port == 0 {
 		port = DefaultPort
@@ -128,46 +130,29 @@ func Addr(d config.Dump) string {
 }
 
 // Timeout is d's limit for connecting plus dumping.
-func Timeout(d config.Dump) time.Duration {
+func Timeout(d Target) time.Duration {
 	if d.Timeout <= 0 {
 		return DefaultTimeout
 	}
 	return d.Timeout
 }
 
-// Retention is the policy for d's dumps: its own when set, else the global
-// one. An own policy inherits incomplete_grace and time_zone when it leaves
-// them out.
-func Retention(d config.Dump, global config.Retention) config.Retention {
-	if d.Retention == nil {
-		return global
-	}
-	r := *d.Retention
-	if r.IncompleteGrace == 0 {
-		r.IncompleteGrace = global.IncompleteGrace
-	}
-	if r.TimeZone == "" {
-		r.TimeZone = global.TimeZone
-	}
-	return r
-}
-
 // Select returns the named dumps in config order, all of them when names is
 // empty. An unknown name is a usage error.
-func Select(all []config.Dump, names []string) ([]config.Dump, error) {
+func Select(all []Target, names []string) ([]Target, error) {
 	if len(all) == 0 {
 		return nil, fail.Usage(fail.Hint(errors.New("no dumps are configured"), "add a dumps: entry to the config (see examples/voltar.yaml)"))
 	}
 	if len(names) == 0 {
 		return all, nil
 	}
-	byName := map[string]config.Dump{}
+	byName := map[string]Target{}
 	var known []string
 	for _, d := range all {
 		byName[d.Name] = d
 		known = append(known, d.Name)
 	}
-	var out []config.Dump
+	var out []Target
 	seen := map[string]bool{}
 	for _, n := range names {
 		d, ok := byName[n]
@@ -203,7 +188,7 @@ func checkCommand(name, cmd string) error {
 
 // Run takes one dump and returns the published manifest. On error nothing
 // is left in the store.
-func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, error) {
+func Run(ctx context.Context, d Target, o Options) (*manifest.Manifest, error) {
 	o.defaults()
 	cmd := Command(d)
 	if err := checkCommand(d.Name, cmd); err != nil {
@@ -235,7 +220,7 @@ func Run(ctx context.Context, d config.Dump, o Options) (*manifest.Manifest, err
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 
-	prefix, started, err := backup.FreeFolder(ctx, o.Store, func(t time.Time) string { return Prefix(o.Host, d.Name, t) })
+	prefix, started, err := folder.Free(ctx, o.Store, func(t time.Time) string { return layout.DumpFolder(o.Host, d.Name, t) })
 	if err != nil {
 		return nil, fmt.Errorf("dump %s: %w", d.Name, err)
 	}
@@ -258,7 +243,7 @@ var errTimeout = errors.New("dump timeout")
 
 // run is the state of one dump.
 type run struct {
-	d      config.Dump
+	d      Target
 	o      Options
 	log    *slog.Logger
 	cmd    string
@@ -283,7 +268,7 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 	}()
 	r.log.Info("connected", "addr", addr, "host_key", hk.fingerprint)
 
-	ref := r.o.Store.String() + "\t" + r.prefix
+	ref := folder.PartialRef(r.o.Store, r.prefix)
 	if r.o.Journal != nil {
 		r.o.Journal.Add(cleanup.Partial, ref)
 	}
@@ -296,7 +281,7 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.CleanupTimeout)
 		defer cancel()
-		if rerr := backup.RemovePartial(cctx, r.o.Store, r.prefix); rerr != nil {
+		if rerr := folder.RemovePartial(cctx, r.o.Store, r.prefix); rerr != nil {
 			err = errors.Join(err, fail.Hint(fmt.Errorf("remove the unfinished dump %s: %w", r.prefix, rerr),
 				"the next voltar run (or voltar prune after incomplete_grace) removes it"))
 		} else if r.o.Journal != nil {
@@ -330,5 +315,5 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: r.o.Recipients.Keys()}
 	}
 	m.Schema = manifest.SchemaFor(m)
-	return m, backup.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
+	return m, folder.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
 }

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"voltar/internal/catalog"
-	"voltar/internal/config"
 	"voltar/internal/dump"
+	"voltar/internal/folder"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
 	"voltar/internal/verify"
@@ -92,14 +92,14 @@ func (s *services) sql(t *testing.T, db, stmts string) string {
 }
 
 // dump is a config for the test sshd with a private copy of known_hosts.
-func (s *services) dump(t *testing.T, command string) config.Dump {
+func (s *services) dump(t *testing.T, command string) dump.Target {
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	data, err := os.ReadFile(filepath.Join(s.dir, "known_hosts"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(kh, data, 0o600)
-	return config.Dump{
+	return dump.Target{
 		Name: "mariadb", Host: s.sshHost, Port: s.sshPort, User: "root",
 		KeyFile: filepath.Join(s.dir, "client_key"), KnownHosts: kh,
 		Command: command, CredentialsFile: filepath.Join(s.dir, "my.cnf"), Timeout: 2 * time.Minute,
@@ -187,7 +187,7 @@ func TestMariaDBDumpRestoresIntoFreshDatabase(t *testing.T) {
 	want := s.fingerprint(t, src)
 	root := t.TempDir()
 	st := local.New(root)
-	opts := dump.Options{Store: st, Host: "host1", Version: "test"}
+	opts := dump.Options{Settings: folder.Settings{Store: st, Host: "host1", Version: "test"}}
 	// One database, without CREATE DATABASE/USE, so it restores into any.
 	d := s.dump(t, "mysqldump --defaults-extra-file=/dev/stdin --single-transaction --quick --routines --events --triggers "+src)
 
@@ -252,7 +252,7 @@ func TestMariaDBDefaultCommand(t *testing.T) {
 	st := local.New(t.TempDir())
 	d := s.dump(t, "")
 	stop := watchArgv(t, s.password, "mysqldump")
-	m, err := dump.Run(context.Background(), d, dump.Options{Store: st, Host: "host1"})
+	m, err := dump.Run(context.Background(), d, dump.Options{Settings: folder.Settings{Store: st, Host: "host1"}})
 	leaks, _ := stop()
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +285,7 @@ func TestMariaDBHostKeys(t *testing.T) {
 	s := needServices(t)
 	root := t.TempDir()
 	st := local.New(root)
-	opts := dump.Options{Store: st, Host: "host1"}
+	opts := dump.Options{Settings: folder.Settings{Store: st, Host: "host1"}}
 	cmd := "mysqldump --defaults-extra-file=/dev/stdin --no-data mysql"
 
 	// Another key for [127.0.0.1]:2222: refused, whatever accept_new_host_key says.
@@ -331,7 +331,7 @@ func TestMariaDBFailuresPublishNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			_, err := dump.Run(context.Background(), s.dump(t, tc.cmd), dump.Options{Store: local.New(root), Host: "host1"})
+			_, err := dump.Run(context.Background(), s.dump(t, tc.cmd), dump.Options{Settings: folder.Settings{Store: local.New(root), Host: "host1"}})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -344,7 +344,7 @@ func TestMariaDBFailuresPublishNothing(t *testing.T) {
 		wrong := "wrong-" + randHex(6)
 		d.CredentialsFile = filepath.Join(t.TempDir(), "my.cnf")
 		os.WriteFile(d.CredentialsFile, []byte(fmt.Sprintf("[client]\nuser=voltar_test\npassword=%s\nsocket=%s\n", wrong, s.socket)), 0o600)
-		_, err := dump.Run(context.Background(), d, dump.Options{Store: local.New(root), Host: "host1"})
+		_, err := dump.Run(context.Background(), d, dump.Options{Settings: folder.Settings{Store: local.New(root), Host: "host1"}})
 		if err == nil || !strings.Contains(err.Error(), "Access denied") || strings.Contains(err.Error(), wrong) {
 			t.Fatalf("err = %v", err)
 		}

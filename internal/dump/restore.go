@@ -11,7 +11,9 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/verify"
 )
@@ -41,7 +43,7 @@ func object(b *catalog.Backup) (manifest.Filesystem, error) {
 			return fs, nil
 		}
 	}
-	return manifest.Filesystem{}, fmt.Errorf("dump %s: %s names no dump object", b.ID, manifest.FileName)
+	return manifest.Filesystem{}, fmt.Errorf("dump %s: %s names no dump object", b.ID, layout.Manifest)
 }
 
 // Extract writes the dump's SQL, decrypted with ids (an encrypted dump,
@@ -67,7 +69,7 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 	if msg := verify.Disagree(fs, sums); msg != "" {
 		return res, fail.Hint(fmt.Errorf("%s: %s; not restoring", fs.Archive, msg), "voltar verify %s", b.FullID())
 	}
-	s, err := verify.Open(ctx, st, b, fs.Archive, ids)
+	s, err := objio.Open(ctx, st, b.Key(fs.Archive), ids)
 	if err != nil {
 		return res, verify.KeyError(b, fs.Archive, err)
 	}
@@ -76,7 +78,7 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 	res.SQLBytes = n
 	d, finErr := s.Finish()
 	res.SHA256, res.StoredBytes = d.SHA256, d.Bytes
-	if msg := d.Mismatch(fs, sums); msg != "" {
+	if msg := verify.DigestMismatch(d, fs, sums); msg != "" {
 		return res, fail.Hint(fmt.Errorf("%s: %w: %s", fs.Archive, ErrChecksum, msg),
 			"the stored dump is damaged; restore an older one (voltar list %s/%s)", Group, b.Volume)
 	}
@@ -87,7 +89,7 @@ func Extract(ctx context.Context, st store.Store, b *catalog.Backup, w io.Writer
 		return res, fmt.Errorf("%s: %w", fs.Archive, finErr)
 	}
 	if fs.SourceBytes != 0 && n != fs.SourceBytes {
-		return res, fmt.Errorf("%s: %d bytes of SQL, %s says %d", fs.Archive, n, manifest.FileName, fs.SourceBytes)
+		return res, fmt.Errorf("%s: %d bytes of SQL, %s says %d", fs.Archive, n, layout.Manifest, fs.SourceBytes)
 	}
 	res.Verified = true
 	return res, nil

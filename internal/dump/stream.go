@@ -3,21 +3,18 @@ package dump
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"path"
 	"strings"
-	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
-	"voltar/internal/backup"
-	"voltar/internal/codec"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
+	"voltar/internal/store"
 )
 
 // RemoteError is a remote command that did not produce a complete dump.
@@ -38,10 +35,11 @@ func (e *RemoteError) Error() string {
 	return e.Reason + "; its stderr:\n  " + strings.Join(lines, "\n  ")
 }
 
-// stream runs the command and stores its stdout: stdout -> compressor ->
-// [age] -> SHA-256 tee -> store.Put. The object is committed only after the command
-// exited 0 with a clean stderr and a complete-looking stream; otherwise the
-// upload is aborted and nothing appears under its key.
+// stream runs the command and stores its stdout through the object
+// pipeline (objio: compressor -> [age] -> SHA-256 -> store.Put). The object
+// is committed only after the command exited 0 with a clean stderr and a
+// complete-looking stream; otherwise the upload is aborted and nothing
+// appears under its key.
 func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesystem, []string, error) {
 	fs := manifest.Filesystem{Name: "dump", Type: program(r.cmd), Mode: Mode, Archive: r.object, Started: r.o.Now().UTC()}
 	sess, err := client.NewSession()
@@ -59,41 +57,8 @@ func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesyst
 		return fs, nil, err
 	}
 
-	pr, pw := io.Pipe()
-	type putResult struct {
-		n   int64
-		err error
-		// own: Put failed before the upload was aborted, so the store,
-		// not the dump, is the cause.
-		own bool
-	}
-	var aborted atomic.Bool
-	abort := func(err error) {
-		aborted.Store(true)
-		pw.CloseWithError(err)
-	}
-	put := make(chan putResult, 1)
-	go func() {
-		n, err := r.o.Store.Put(ctx, r.prefix+r.object, pr)
-		own := err != nil && !aborted.Load()
-		pr.CloseWithError(err) // a Put that gave up early must not block the writer
-		put <- putResult{n, err, own}
-	}()
-	h := sha256.New()
-	var out io.Writer = io.MultiWriter(h, pw)
-	var ew io.WriteCloser
-	if r.o.Recipients != nil {
-		if ew, err = r.o.Recipients.Encrypt(out); err != nil {
-			abort(err)
-			<-put
-			return fs, nil, err
-		}
-		out = ew
-	}
-	cw, err := codec.NewWriter(out, r.o.Compression, r.o.Level, r.o.Threads)
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+r.object, r.o.Encoding, store.PutOptions{})
 	if err != nil {
-		abort(err)
-		<-put
 		return fs, nil, err
 	}
 
@@ -104,42 +69,30 @@ func (r *run) stream(ctx context.Context, client *ssh.Client) (manifest.Filesyst
 	if err := sess.Start(r.cmd); err != nil {
 		copyErr = fmt.Errorf("start the remote command: %w", err)
 	} else {
-		_, copyErr = io.Copy(io.MultiWriter(cw, tail, &sql), stdout)
+		_, copyErr = io.Copy(io.MultiWriter(w, tail, &sql), stdout)
 		if copyErr == nil {
 			waitErr = sess.Wait()
 		}
 	}
 	stderr.finish()
+	var sum objio.Sum
 	verr := r.verdict(ctx, copyErr, waitErr, stderr, tail.Bytes(), sql.n)
-	var cerr error
 	if verr != nil {
-		abort(verr)
-		cw.Close()
+		err = w.Abort(verr) // a store that failed first is the cause
 	} else {
 		// Only now may the object be committed.
-		cerr = cw.Close()
-		if cerr == nil && ew != nil {
-			if cerr = ew.Close(); cerr != nil {
-				cerr = fmt.Errorf("encrypt: %w", cerr)
-			}
-		}
-		pw.CloseWithError(cerr)
+		sum, err = w.Commit()
 	}
-	pres := <-put
 	switch {
 	case ctx.Err() != nil:
 		return fs, nil, fmt.Errorf("dump stopped after %d bytes: %w", sql.n, ctx.Err())
-	case pres.own:
-		return fs, nil, backup.StoreError(r.o.Store, r.object, pres.err)
+	case err != nil:
+		return fs, nil, err
 	case verr != nil:
 		return fs, nil, verr
-	case cerr != nil:
-		return fs, nil, fmt.Errorf("compress: %w", cerr)
-	case pres.err != nil:
-		return fs, nil, backup.StoreError(r.o.Store, r.object, pres.err)
 	}
-	fs.StoredBytes, fs.SourceBytes = pres.n, sql.n
-	fs.SHA256 = hex.EncodeToString(h.Sum(nil))
+	fs.StoredBytes, fs.SourceBytes = sum.Bytes, sql.n
+	fs.SHA256 = sum.SHA256
 	fs.Finished = r.o.Now().UTC()
 	warnings := stderr.Warnings()
 	for _, w := range warnings {

@@ -37,15 +37,6 @@ func SchemaFor(m *Manifest) int {
 	return 1
 }
 
-// File names inside a backup folder.
-const (
-	FileName = "manifest.json"
-	SumsName = "SHA256SUMS"
-)
-
-// TimeFormat is the UTC timestamp naming a backup folder: 2026-11-25T013000Z.
-const TimeFormat = "2006-01-02T150405Z"
-
 // Status values.
 const (
 	StatusComplete = "complete"

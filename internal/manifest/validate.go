@@ -5,37 +5,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"time"
+	"voltar/internal/layout"
 )
 
-// ChecksumName is the object beside manifest.json holding its SHA-256 in
-// sha256sum format ("<hex>  manifest.json"). It is written before the
-// manifest, so every complete backup of this voltar has it. It catches
-// accidental damage (bit rot, a truncated upload), not an attacker who can
-// write to the store: such a one rewrites both.
-const ChecksumName = FileName + ".sha256"
-
-// ChecksumFile is the content of manifest.json.sha256 for the manifest's
-// encoded bytes: "<hex>  manifest.json\n", as sha256sum prints it, so
-// `sha256sum -c manifest.json.sha256` checks it by hand.
+// ChecksumFile is the content of manifest.json.sha256 (layout.ManifestSum)
+// for the manifest's encoded bytes: "<hex>  manifest.json\n", as sha256sum
+// prints it, so `sha256sum -c manifest.json.sha256` checks it by hand. It
+// catches accidental damage (bit rot, a truncated upload), not an attacker
+// who can write to the store: such a one rewrites both.
 func ChecksumFile(encoded []byte) []byte {
 	sum := sha256.Sum256(encoded)
-	return []byte(hex.EncodeToString(sum[:]) + "  " + FileName + "\n")
+	return []byte(hex.EncodeToString(sum[:]) + "  " + layout.Manifest + "\n")
 }
 
 // ModeDump is the mode of a database dump's one object (see internal/dump).
 const ModeDump = "dump"
-
-// Object names that are not archives: a dump's object before its suffixes.
-const dumpBase = "dump.sql"
-
-// Compression suffixes an archive name may carry, and encryption's.
-var (
-	compressionExts = []string{".zst", ".gz", ""}
-	encryptionExt   = ".age"
-)
 
 // InvalidError is a manifest that decodes but breaks the layout's grammar:
 // a name that is not p<N> or fs, an archive name voltar would not write, a
@@ -59,19 +44,19 @@ func (m *Manifest) Validate() error {
 	var p []string
 	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 	if m.Host != "" {
-		if err := ValidHost(m.Host); err != nil {
+		if err := layout.ValidHost(m.Host); err != nil {
 			bad("%v", err)
 		}
 	}
 	if m.ID != "" {
-		if err := validID(m.ID); err != nil {
+		if err := layout.CheckID(m.ID); err != nil {
 			bad("id %q: %v", m.ID, err)
 		}
 	}
 	if m.Encryption != nil && m.Encryption.Method != "age" {
 		bad("encryption method %q: want age", m.Encryption.Method)
 	}
-	dump := m.Volume.Kind == "dump"
+	dump := m.Volume.Kind == layout.Dump
 	names := map[string]bool{}
 	archives := map[string]bool{}
 	for i, fs := range m.Filesystems {
@@ -112,16 +97,16 @@ func (m *Manifest) Validate() error {
 func (m *Manifest) validName(fs Filesystem, dump bool) error {
 	switch {
 	case dump:
-		if fs.Name != "dump" || fs.Mode != ModeDump {
+		if fs.Name != layout.Dump || fs.Mode != ModeDump {
 			return errors.New(`a dump's object is named "dump" with mode dump`)
 		}
 		return nil
-	case fs.Name == "fs":
+	case fs.Name == layout.WholeDisk:
 		if m.Table.Type != "none" || fs.Partition != 0 {
 			return errors.New(`"fs" (a whole-disk filesystem) needs partition table type none and no partition number`)
 		}
-	case strings.HasPrefix(fs.Name, "p"):
-		n, err := partitionNumber(fs.Name[1:])
+	case strings.HasPrefix(fs.Name, layout.PartitionPrefix):
+		n, err := layout.PartitionNumber(fs.Name)
 		if err != nil {
 			return fmt.Errorf("want p<N> or fs: %v", err)
 		}
@@ -141,47 +126,28 @@ func (m *Manifest) validName(fs Filesystem, dump bool) error {
 	return fmt.Errorf("mode %q: want files, raw or skipped", fs.Mode)
 }
 
-// partitionNumber parses N of p<N>: a positive decimal, no leading zeros.
-func partitionNumber(s string) (int, error) {
-	if s == "" || s[0] < '1' || s[0] > '9' || len(s) > 9 {
-		return 0, fmt.Errorf("%q is not a positive number without leading zeros", s)
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%q is not a positive number without leading zeros", s)
-		}
-	}
-	return strconv.Atoi(s)
-}
-
 // validArchive checks that an archive's name is what the writer makes of
 // its filesystem's name and mode: <name>.tar[.zst|.gz], <name>.raw[...],
 // dump.sql[...], plus .age exactly when the manifest records encryption.
 func (m *Manifest) validArchive(fs Filesystem, dump bool) error {
-	var base string
+	want := layout.Object{FS: fs.Name, Encrypted: m.Encryption != nil}
 	switch {
 	case fs.Archive == "" && !dump:
 		return nil // nothing stored (skipped), so nothing is read
 	case dump:
-		base = dumpBase
+		want.FS, want.Kind = layout.Dump, layout.SQL
 	case fs.Mode == ModeFiles:
-		base = fs.Name + ".tar"
+		want.Kind = layout.Tar
 	case fs.Mode == ModeRaw:
-		base = fs.Name + ".raw"
+		want.Kind = layout.Raw
 	default:
 		return fmt.Errorf("mode %s stores no archive", fs.Mode)
 	}
-	enc := ""
-	if m.Encryption != nil {
-		enc = encryptionExt
+	got, err := layout.ParseObject(fs.Archive)
+	if err != nil || got.FS != want.FS || got.Kind != want.Kind || got.Encrypted != want.Encrypted {
+		return fmt.Errorf("want %s", want.Pattern())
 	}
-	for _, ext := range compressionExts {
-		if fs.Archive == base+ext+enc {
-			return nil
-		}
-	}
-	want := base + "[.zst|.gz]" + enc
-	return fmt.Errorf("want %s", want)
+	return nil
 }
 
 // validTable refuses control characters in what goes into an sfdisk
@@ -220,40 +186,4 @@ func validTable(t Table) error {
 
 func hasControl(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
-}
-
-// validID checks <group>/<volume>/<timestamp>: three path segments, none
-// empty or a dot, and a timestamp in TimeFormat.
-func validID(id string) error {
-	parts := strings.Split(id, "/")
-	if len(parts) != 3 {
-		return errors.New("want <group>/<volume>/<timestamp>")
-	}
-	for _, s := range parts {
-		if s == "" || s == "." || s == ".." || hasControl(s) || strings.ContainsRune(s, '\\') {
-			return fmt.Errorf("segment %q is not a plain name", s)
-		}
-	}
-	if _, err := time.Parse(TimeFormat, parts[2]); err != nil {
-		return fmt.Errorf("timestamp %q: want UTC like %s", parts[2], TimeFormat)
-	}
-	return nil
-}
-
-// ValidHost checks a host name as it names the top folder of the store:
-// one path segment of letters, digits, '.', '_' and '-', not "." or "..".
-// The config, the command line and manifests are all held to it.
-func ValidHost(h string) error {
-	switch h {
-	case "":
-		return errors.New("host is empty")
-	case ".", "..":
-		return fmt.Errorf("host %q: not a name", h)
-	}
-	for _, c := range h {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("host %q: only letters, digits, '.', '_' and '-' may name the host's folder in the store", h)
-		}
-	}
-	return nil
 }

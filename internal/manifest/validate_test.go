@@ -107,16 +107,3 @@ func TestDecodeValidates(t *testing.T) {
 		t.Fatal("Decode accepted a filesystem named ../../escaped-p1")
 	}
 }
-
-func TestValidHost(t *testing.T) {
-	for _, h := range []string{"node-1", "node_1.example", "A1"} {
-		if err := manifest.ValidHost(h); err != nil {
-			t.Errorf("%q: %v", h, err)
-		}
-	}
-	for _, h := range []string{"", ".", "..", "a/b", "../../evil", "a b", "ä", "a\\b"} {
-		if err := manifest.ValidHost(h); err == nil {
-			t.Errorf("%q accepted", h)
-		}
-	}
-}

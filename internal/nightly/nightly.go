@@ -12,9 +12,9 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
-	"voltar/internal/config"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
 	"voltar/internal/parallel"
 	"voltar/internal/prune"
 	"voltar/internal/report"
@@ -34,17 +34,19 @@ type Job struct {
 
 // Options configure a run.
 type Options struct {
-	Store       store.Store
-	Host        string
+	// Settings are shared by every backup and dump of the run (they replace
+	// Backup's and Dump's), and name the store and host pruned and reported.
+	folder.Settings
 	Jobs        []Job
 	Concurrency int
-	// Backup is the template for each volume's backup options; Snapshotter,
-	// Excludes and BtrfsSnapshots are set per job.
+	// Backup is the template for each volume's backup options; Settings
+	// come from the run, Snapshotter, Excludes and BtrfsSnapshots are set
+	// per job.
 	Backup backup.Options
 	Prune  prune.Options
 	// Dumps run before the volumes, or after them with DumpsAfter,
-	// DumpConcurrency at a time, with Dump's options.
-	Dumps           []config.Dump
+	// DumpConcurrency at a time, with Dump's options (Settings from the run).
+	Dumps           []dump.Target
 	DumpsAfter      bool
 	DumpConcurrency int
 	Dump            dump.Options
@@ -53,7 +55,6 @@ type Options struct {
 	RequireMount   string
 	MinFreePercent float64
 	Retention      string // for the report
-	Version        string
 	Now            func() time.Time
 }
 
@@ -62,6 +63,7 @@ func Run(ctx context.Context, o Options) *report.Run {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Backup.Settings, o.Dump.Settings = o.Settings, o.Settings
 	r := &report.Run{
 		Host: o.Host, Started: o.Now(), Store: o.Store.String(), Retention: o.Retention,
 		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1, Version: o.Version,
@@ -112,7 +114,7 @@ func dumps(ctx context.Context, o Options) []report.Dump {
 	}
 	var out []report.Dump
 	for _, res := range dump.All(ctx, o.Dumps, o.DumpConcurrency, o.Dump) {
-		rd := res.Report()
+		rd := DumpRow(res)
 		if res.Err == nil && !res.Skipped {
 			if _, err := prune.Store(ctx, o.Store, o.Host, dump.Group+"/"+res.Name, o.Prune); err != nil {
 				rd.Status = report.StatusFailed
@@ -122,6 +124,20 @@ func dumps(ctx context.Context, o Options) []report.Dump {
 		out = append(out, rd)
 	}
 	return out
+}
+
+// DumpRow turns a dump's result into its row of the report.
+func DumpRow(r dump.Result) report.Dump {
+	d := report.Dump{Name: r.Name, Started: r.Started, Finished: r.Finished, StoredBytes: -1}
+	switch {
+	case r.Skipped:
+		d.Status, d.Err = report.StatusSkipped, report.NewProblem(r.Err)
+	case r.Err != nil:
+		d.Status, d.Err = report.StatusFailed, report.NewProblem(r.Err)
+	default:
+		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.StoredBytes()
+	}
+	return d
 }
 
 // volumes backs up every job, Concurrency at a time.

@@ -17,7 +17,9 @@ import (
 	"voltar/internal/backup"
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/fail"
+	"voltar/internal/folder"
 	"voltar/internal/nightly"
+	"voltar/internal/objio"
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/retention"
@@ -87,13 +89,12 @@ func options(t *testing.T, st store.Store, snap volume.Snapshotter, names ...str
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return nightly.Options{
-		Store: st, Host: host, Jobs: jobs, Concurrency: 2,
-		Backup: backup.Options{
-			Store: st, Host: host, Compression: "zstd", RuntimeDir: t.TempDir(), RunID: "20261206T010000Z-test",
-			CleanupTimeout: time.Minute, Version: "test", Logger: log,
-		},
+		Settings: folder.Settings{Store: st, Host: host, Encoding: objio.Encoding{Compression: "zstd"},
+			CleanupTimeout: time.Minute, Version: "test", Logger: log},
+		Jobs: jobs, Concurrency: 2,
+		Backup:    backup.Options{RuntimeDir: t.TempDir(), RunID: "20261206T010000Z-test"},
 		Prune:     prune.Options{Policy: retention.Policy{KeepLast: 1}, Loc: time.UTC, Logger: log},
-		Retention: "keep_last 1", Version: "test",
+		Retention: "keep_last 1",
 	}
 }
 

@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"voltar/internal/catalog/catalogtest"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
 	"voltar/internal/prune"
 	"voltar/internal/retention"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 )
 
@@ -32,7 +33,7 @@ func TestPruneKeepsDamagedAndNewestGood(t *testing.T) {
 			newest = f
 		}
 	}
-	key := newest.Prefix() + manifest.FileName
+	key := newest.Prefix() + layout.Manifest
 	rc, err := st.Get(ctx, key)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func TestPruneKeepsDamagedAndNewestGood(t *testing.T) {
 	b, _ := io.ReadAll(rc)
 	rc.Close()
 	b[0] ^= 0xff
-	if _, err := st.Put(ctx, key, bytes.NewReader(b)); err != nil {
+	if _, err := st.Put(ctx, key, bytes.NewReader(b), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"voltar/internal/catalog"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
 	"voltar/internal/retention"
 	"voltar/internal/store"
 )
@@ -166,7 +166,7 @@ func Delete(ctx context.Context, st store.Store, prefix string) error {
 		return err
 	}
 	sort.SliceStable(objs, func(i, j int) bool {
-		return path.Base(objs[i].Key) == manifest.FileName && path.Base(objs[j].Key) != manifest.FileName
+		return path.Base(objs[i].Key) == layout.Manifest && path.Base(objs[j].Key) != layout.Manifest
 	})
 	for _, obj := range objs {
 		if err := st.Delete(ctx, obj.Key); err != nil {

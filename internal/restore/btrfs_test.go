@@ -15,6 +15,8 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/folder"
+	"voltar/internal/objio"
 	"voltar/internal/restore"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
@@ -31,9 +33,10 @@ func btrfsBackup(t *testing.T, img string, snapshots bool) (*local.Store, *catal
 	st := local.New(t.TempDir())
 	runtime := t.TempDir()
 	m, err := backup.Volume(context.Background(), v, backup.Options{
-		Store: st, Host: "h", Compression: "zstd", RuntimeDir: runtime, RunID: backup.NewRunID(time.Now()),
+		Settings: folder.Settings{Store: st, Host: "h", Encoding: objio.Encoding{Compression: "zstd"},
+			CleanupTimeout: time.Minute, Version: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		RuntimeDir: runtime, RunID: backup.NewRunID(time.Now()),
 		Snapshotter:    &image.Snapshotter{Scratch: t.TempDir(), Scope: backup.Scope(runtime)},
-		CleanupTimeout: time.Minute, Version: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		BtrfsSnapshots: snapshots,
 	})
 	if err != nil {

@@ -15,7 +15,9 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/verify"
 )
@@ -124,7 +126,7 @@ func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesyst
 	if partition != "" {
 		want := partition
 		if want[0] >= '0' && want[0] <= '9' {
-			want = "p" + want
+			want = layout.PartitionPrefix + want // --partition 2 is p2
 		}
 		for _, fs := range m.Filesystems {
 			if fs.Name != want {
@@ -166,7 +168,7 @@ func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesyst
 func readSums(ctx context.Context, st store.Store, b *catalog.Backup, fss []manifest.Filesystem, res *Result) (catalog.Sums, error) {
 	sums, err := catalog.ReadSums(ctx, st, b)
 	if errors.Is(err, catalog.ErrNoSums) {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%s has no %s; checking against %s only", b.ID, manifest.SumsName, manifest.FileName))
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s has no %s; checking against %s only", b.ID, layout.Sums, layout.Manifest))
 		sums, err = nil, nil
 	}
 	if err != nil {
@@ -291,7 +293,7 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 		return fail.Hint(&PartialError{Archive: fs.Archive, Dir: dir, Files: fr.Files, Bytes: fr.Bytes, Err: err},
 			"voltar verify %s", b.FullID())
 	}
-	s, err := verify.Open(ctx, st, b, fs.Archive, ids)
+	s, err := objio.Open(ctx, st, b.Key(fs.Archive), ids)
 	if err != nil {
 		return fr, fmt.Errorf("%s: %w", fs.Archive, err)
 	}
@@ -319,7 +321,7 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 		if d.Complete {
 			fr.SHA256 = d.SHA256
 		}
-		if msg := d.Mismatch(fs, sums); msg != "" {
+		if msg := verify.DigestMismatch(d, fs, sums); msg != "" {
 			return partial(fmt.Errorf("%w: %s (%v)", ErrChecksum, msg, err))
 		}
 		return partial(err)
@@ -342,7 +344,7 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 	}
 	d, err := s.Finish()
 	fr.SHA256 = d.SHA256
-	msg := d.Mismatch(fs, sums)
+	msg := verify.DigestMismatch(d, fs, sums)
 	switch {
 	case msg != "":
 		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))

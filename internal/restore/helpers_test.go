@@ -24,6 +24,7 @@ import (
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/disk"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/testutil"
 )
@@ -137,11 +138,19 @@ func backupOf(t testing.TB, st store.Store, f catalogtest.Folder, trees map[stri
 	t.Helper()
 	for _, fs := range fss {
 		var buf bytes.Buffer
-		res, err := archive.Write(context.Background(), trees[fs.Name], &buf, archive.Options{Compression: f.Compression})
+		enc, err := objio.NewEncoder(&buf, objio.Encoding{Compression: f.Compression})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := archive.Write(context.Background(), trees[fs.Name], enc, archive.Options{})
 		if err != nil {
 			t.Fatalf("archive %s: %v", trees[fs.Name], err)
 		}
-		fs.StoredBytes, fs.SHA256 = res.StoredBytes, res.SHA256
+		sum, err := enc.Close()
+		if err != nil {
+			t.Fatalf("archive %s: %v", trees[fs.Name], err)
+		}
+		fs.StoredBytes, fs.SHA256 = sum.Bytes, sum.SHA256
 		fs.Entries, fs.Files, fs.SourceBytes = res.Entries, res.Files, res.SourceBytes
 		f.Archives = append(f.Archives, catalogtest.Archive{FS: fs, Data: buf.Bytes()})
 	}

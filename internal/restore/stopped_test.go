@@ -13,6 +13,7 @@ import (
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/codec"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/restore"
 	"voltar/internal/store/local"
@@ -65,7 +66,7 @@ func TestToDirNothingRestored(t *testing.T) {
 	f := backupOf(t, st, catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: t0, Compression: codec.Zstd},
 		map[string]string{"fs": src}, []manifest.Filesystem{{Name: "fs", Type: "ext4"}})
 	b := catalogtest.Resolve(t, st, f)
-	if err := os.WriteFile(filepath.Join(st.Root(), b.Key(manifest.SumsName)), []byte("garbage\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(st.Root(), b.Key(layout.Sums)), []byte("garbage\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res, err := restore.ToDir(context.Background(), st, b, filepath.Join(t.TempDir(), "out"), restore.Options{})

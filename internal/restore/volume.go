@@ -18,6 +18,7 @@ import (
 	"voltar/internal/disk"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/sysexec"
 	"voltar/internal/verify"
@@ -484,7 +485,7 @@ func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarg
 	partial := func(err error) error {
 		return &PartialError{Archive: s.fs.Archive, Files: 0, Bytes: fr.Bytes, Err: err}
 	}
-	stream, err := verify.Open(ctx, st, b, s.fs.Archive, ids)
+	stream, err := objio.Open(ctx, st, b.Key(s.fs.Archive), ids)
 	if err != nil {
 		return fr, fmt.Errorf("%s: %w", s.fs.Archive, err)
 	}
@@ -511,7 +512,7 @@ func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarg
 		}
 		if rerr != nil {
 			d, _ := stream.Finish()
-			if msg := d.Mismatch(s.fs, sums); msg != "" {
+			if msg := verify.DigestMismatch(d, s.fs, sums); msg != "" {
 				rerr = fmt.Errorf("%w: %s (%v)", ErrChecksum, msg, rerr)
 			}
 			return fr, partial(rerr)
@@ -519,7 +520,7 @@ func writeRaw(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarg
 	}
 	d, err := stream.Finish()
 	fr.SHA256 = d.SHA256
-	if msg := d.Mismatch(s.fs, sums); msg != "" {
+	if msg := verify.DigestMismatch(d, s.fs, sums); msg != "" {
 		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))
 	}
 	if err != nil {

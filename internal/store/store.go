@@ -34,7 +34,7 @@ type Store interface {
 	// Put stores everything read from r under key, atomically. It reads r to
 	// EOF or to the first error; if reading or writing fails, nothing remains
 	// under key. It returns the number of bytes stored.
-	Put(ctx context.Context, key string, r io.Reader) (int64, error)
+	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (int64, error)
 	// Get opens key for reading. The caller must Close the reader.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	// Stat describes key.
@@ -76,19 +76,13 @@ type TempRemover interface {
 	RemoveTemp(ctx context.Context, prefix string) error
 }
 
-type sizeHintKey struct{}
-
-// WithSizeHint tells a Put under ctx that the object will hold at most n
-// bytes (a partition's size bounds its archive), so a store with per-part
-// limits can size its parts up front. A store may ignore it.
-func WithSizeHint(ctx context.Context, n int64) context.Context {
-	return context.WithValue(ctx, sizeHintKey{}, n)
-}
-
-// SizeHint returns the bound WithSizeHint set, if any.
-func SizeHint(ctx context.Context) (int64, bool) {
-	n, ok := ctx.Value(sizeHintKey{}).(int64)
-	return n, ok && n > 0
+// PutOptions tell a Put what its caller knows about the object. The zero
+// value knows nothing; a store may ignore any of it.
+type PutOptions struct {
+	// SizeHint, when > 0, is a bound on the object's size (a partition's
+	// size bounds its archive), so a store with per-part limits can size
+	// its parts up front.
+	SizeHint int64
 }
 
 // CheckKey rejects a key that is not a clean relative slash path (empty,

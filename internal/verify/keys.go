@@ -9,6 +9,8 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/layout"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 )
 
@@ -36,10 +38,10 @@ func KeyHint(b *catalog.Backup) string {
 // one only. Errors are KeyError's.
 func CheckKeys(ctx context.Context, st store.Store, b *catalog.Backup, names []string, ids *crypt.Identities) error {
 	for _, name := range names {
-		if !crypt.Encrypted(name) {
+		if !layout.Encrypted(name) {
 			continue
 		}
-		s, err := Open(ctx, st, b, name, ids)
+		s, err := objio.Open(ctx, st, b.Key(name), ids)
 		if err != nil {
 			return KeyError(b, name, err)
 		}

@@ -17,7 +17,8 @@ import (
 
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
-	"voltar/internal/manifest"
+	"voltar/internal/layout"
+	"voltar/internal/objio"
 	"voltar/internal/store"
 )
 
@@ -80,18 +81,18 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 	r := Result{ID: b.ID, Host: b.Host, Objects: []Object{}, Problems: []Problem{}}
 	m := b.Manifest
 	if m.ID != "" && m.ID != b.ID {
-		r.problem(manifest.FileName, "records id %s, but is stored under %s", m.ID, b.ID)
+		r.problem(layout.Manifest, "records id %s, but is stored under %s", m.ID, b.ID)
 	}
 	if m.Host != "" && m.Host != b.Host {
-		r.problem(manifest.FileName, "records host %s, but is stored under %s", m.Host, b.Host)
+		r.problem(layout.Manifest, "records host %s, but is stored under %s", m.Host, b.Host)
 	}
 	sums, err := catalog.ReadSums(ctx, st, b)
 	if err != nil {
-		r.problem(manifest.SumsName, "%v", err)
+		r.problem(layout.Sums, "%v", err)
 		sums = nil
 	}
 	// manifest.json.sha256 was checked when the catalog read the manifest.
-	named := map[string]bool{manifest.FileName: true, manifest.SumsName: true, manifest.ChecksumName: true}
+	named := map[string]bool{layout.Manifest: true, layout.Sums: true, layout.ManifestSum: true}
 	for _, fs := range Archives(m) {
 		named[fs.Archive] = true
 		if msg := Disagree(fs, sums); msg != "" {
@@ -99,14 +100,14 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 		}
 		obj, ok := b.Object(fs.Archive)
 		if !ok {
-			r.problem(fs.Archive, "missing: named by %s but not stored", manifest.FileName)
+			r.problem(fs.Archive, "missing: named by %s but not stored", layout.Manifest)
 			continue
 		}
 		if obj.Size != fs.StoredBytes {
-			r.problem(fs.Archive, "stored size is %d bytes, %s says %d", obj.Size, manifest.FileName, fs.StoredBytes)
+			r.problem(fs.Archive, "stored size is %d bytes, %s says %d", obj.Size, layout.Manifest, fs.StoredBytes)
 		}
 		var got Object
-		if crypt.Encrypted(fs.Archive) && ids == nil {
+		if layout.Encrypted(fs.Archive) && ids == nil {
 			got = hashObject(ctx, st, b, fs.Archive, &r)
 			r.Notes = append(r.Notes, fs.Archive+": "+NotChecked)
 		} else {
@@ -122,7 +123,7 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 		if got.StoredBytes != obj.Size {
 			r.problem(fs.Archive, "read %d bytes, the store lists %d", got.StoredBytes, obj.Size)
 		}
-		if IsTar(fs.Archive) && got.Complete {
+		if layout.IsTar(fs.Archive) && got.Complete {
 			compare(&r, fs.Archive, "entries", got.Entries, fs.Entries)
 			compare(&r, fs.Archive, "files", got.Files, fs.Files)
 		}
@@ -138,18 +139,18 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 		}
 		named[name] = true
 		if _, ok := b.Object(name); !ok {
-			r.problem(name, "missing: listed in %s but not stored", manifest.SumsName)
+			r.problem(name, "missing: listed in %s but not stored", layout.Sums)
 			continue
 		}
 		got := hashObject(ctx, st, b, name, &r)
 		r.Objects = append(r.Objects, got)
 		if got.SHA256 != "" && got.SHA256 != sums[name] {
-			r.problem(name, "sha256 is %s, %s says %s", got.SHA256, manifest.SumsName, sums[name])
+			r.problem(name, "sha256 is %s, %s says %s", got.SHA256, layout.Sums, sums[name])
 		}
 	}
 	for _, o := range b.Objects {
 		if !named[o.Name] {
-			r.problem(o.Name, "stray object: not named by %s or %s", manifest.FileName, manifest.SumsName)
+			r.problem(o.Name, "stray object: not named by %s or %s", layout.Manifest, layout.Sums)
 		}
 	}
 	r.OK = len(r.Problems) == 0
@@ -166,15 +167,15 @@ const DamagedHint = "the folder's manifest.json is damaged: do not restore from 
 // be checked.
 func Damaged(host, id, reason string) Result {
 	return Result{ID: id, Host: host, Objects: []Object{},
-		Problems: []Problem{{Object: manifest.FileName, Message: reason, Hint: DamagedHint}}}
+		Problems: []Problem{{Object: layout.Manifest, Message: reason, Hint: DamagedHint}}}
 }
 
 // readArchive streams one archive through the decompressor and, for tar,
 // reads every entry's data; failures become problems and leave SHA256 empty
 // when the object could not be read to its end.
 func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities, r *Result) Object {
-	o := Object{Name: name, Encrypted: crypt.Encrypted(name)}
-	s, err := Open(ctx, st, b, name, ids)
+	o := Object{Name: name, Encrypted: layout.Encrypted(name)}
+	s, err := objio.Open(ctx, st, b.Key(name), ids)
 	if errors.Is(err, crypt.ErrWrongIdentity) {
 		r.Problems = append(r.Problems, Problem{Object: name, Message: err.Error(), Hint: KeyHint(b)})
 		// The stored bytes can still be checked.
@@ -220,7 +221,7 @@ func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name st
 }
 
 // readTar reads every entry of s and its data, counting into o.
-func readTar(s *Stream, o *Object) error {
+func readTar(s *objio.Stream, o *Object) error {
 	for {
 		h, err := s.Tar.Next()
 		if errors.Is(err, io.EOF) {
@@ -246,15 +247,13 @@ func readTar(s *Stream, o *Object) error {
 
 // hashObject reads an object only to hash it.
 func hashObject(ctx context.Context, st store.Store, b *catalog.Backup, name string, r *Result) Object {
-	o := Object{Name: name, Encrypted: crypt.Encrypted(name)}
-	rc, err := st.Get(ctx, b.Key(name))
+	o := Object{Name: name, Encrypted: layout.Encrypted(name)}
+	s, err := objio.OpenStored(ctx, st, b.Key(name))
 	if err != nil {
-		r.problem(name, "read: %v", err)
+		r.problem(name, "%v", err)
 		return o
 	}
-	defer rc.Close()
-	tee := &hashReader{ctx: ctx, r: rc, h: newHash()}
-	s := &Stream{Name: name, Data: tee, raw: rc, tee: tee}
+	defer s.Close()
 	d, err := s.Finish()
 	if err != nil {
 		r.problem(name, "%v", err)
@@ -275,7 +274,7 @@ func sortedKeys(m catalog.Sums) []string {
 
 func compare(r *Result, name, what string, got, want int64) {
 	if got != want {
-		r.problem(name, "%s %d, manifest.json says %d", what, got, want)
+		r.problem(name, "%s %d, %s says %d", what, got, layout.Manifest, want)
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/codec"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/verify"
 )
@@ -80,7 +82,7 @@ func corrupt(t *testing.T, st *local.Store, key string, edit func([]byte) []byte
 	var buf bytes.Buffer
 	buf.ReadFrom(rc)
 	rc.Close()
-	if _, err := st.Put(context.Background(), key, bytes.NewReader(edit(buf.Bytes()))); err != nil {
+	if _, err := st.Put(context.Background(), key, bytes.NewReader(edit(buf.Bytes())), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -118,7 +120,7 @@ func TestFlippedByteFails(t *testing.T) {
 				return d
 			})
 			r := verify.Backup(context.Background(), st, reResolve(t, st, f), nil)
-			wantProblem(t, r, "p1.tar"+codec.Ext(c), "sha256 is ", "SHA256SUMS and manifest.json say "+b.Manifest.Filesystems[0].SHA256)
+			wantProblem(t, r, "p1.tar"+layout.Ext(c), "sha256 is ", "SHA256SUMS and manifest.json say "+b.Manifest.Filesystems[0].SHA256)
 		})
 	}
 }
@@ -179,7 +181,7 @@ func TestMissingAndStrayObjects(t *testing.T) {
 	if err := st.Delete(ctx, b.Key("p1.tar.zst")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(ctx, b.Key("junk"), strings.NewReader("x")); err != nil {
+	if _, err := st.Put(ctx, b.Key("junk"), strings.NewReader("x"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r := verify.Backup(ctx, st, reResolve(t, st, f), nil)
@@ -193,7 +195,7 @@ func TestSumsProblems(t *testing.T) {
 	other := strings.Repeat("0", 64)
 	extra := strings.Repeat("1", 64)
 	sums := other + "  p1.tar.zst\n" + extra + "  gone.sql.zst\n"
-	if _, err := st.Put(ctx, b.Key(manifest.SumsName), strings.NewReader(sums)); err != nil {
+	if _, err := st.Put(ctx, b.Key(layout.Sums), strings.NewReader(sums), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r := verify.Backup(ctx, st, reResolve(t, st, f), nil)
@@ -201,7 +203,7 @@ func TestSumsProblems(t *testing.T) {
 	wantProblem(t, r, "p1.tar.zst", "sha256 is "+b.Manifest.Filesystems[0].SHA256+", SHA256SUMS says "+other)
 	wantProblem(t, r, "gone.sql.zst", "missing: listed in SHA256SUMS")
 
-	if err := st.Delete(ctx, b.Key(manifest.SumsName)); err != nil {
+	if err := st.Delete(ctx, b.Key(layout.Sums)); err != nil {
 		t.Fatal(err)
 	}
 	r = verify.Backup(ctx, st, reResolve(t, st, f), nil)
@@ -214,7 +216,7 @@ func TestOtherListedObjectsAreHashed(t *testing.T) {
 	catalogtest.Write(t, st, f)
 	ctx := context.Background()
 	sum := "b68e1b7d3d7c2bc70ab7e7bd0dbfc9c6bd7b3e4e4a2f2b7e4f1c8a0f0d0e0a0b" // not the real hash
-	if _, err := st.Put(ctx, f.Prefix()+manifest.SumsName, strings.NewReader(sum+"  dump.sql.zst\n")); err != nil {
+	if _, err := st.Put(ctx, f.Prefix()+layout.Sums, strings.NewReader(sum+"  dump.sql.zst\n"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r := verify.Backup(ctx, st, catalogtest.Resolve(t, st, f), nil)

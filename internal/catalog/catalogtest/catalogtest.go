@@ -18,6 +18,7 @@ import (
 
 	"voltar/internal/catalog"
 	"voltar/internal/codec"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
 )
@@ -49,7 +50,7 @@ type Folder struct {
 
 // Prefix is the folder's store key prefix.
 func (f *Folder) Prefix() string {
-	return fmt.Sprintf("%s/%s/%s/%s/", f.Host, f.Group, f.Volume, f.Time.UTC().Format(manifest.TimeFormat))
+	return layout.Folder(f.Host, f.Group, f.Volume, f.Time)
 }
 
 // Write stores the folder's objects, SHA256SUMS and (last) manifest.json and
@@ -62,7 +63,7 @@ func Write(t testing.TB, st store.Store, f Folder) *manifest.Manifest {
 	if f.Table.Type == "" {
 		f.Table.Type = "none"
 	}
-	id := fmt.Sprintf("%s/%s/%s", f.Group, f.Volume, f.Time.UTC().Format(manifest.TimeFormat))
+	id := layout.ID(f.Group, f.Volume, f.Time)
 	vol := f.Volume0
 	if vol.Name == "" {
 		vol = manifest.Volume{Kind: "image", Name: f.Volume, Group: f.Group, Size: 1 << 30}
@@ -77,16 +78,16 @@ func Write(t testing.TB, st store.Store, f Folder) *manifest.Manifest {
 	for i, a := range f.Archives {
 		fs := a.FS
 		if fs.Name == "" {
-			fs.Name = fmt.Sprintf("p%d", i+1)
+			fs.Name = layout.Partition(i + 1)
 			if f.Table.Type == "none" {
-				fs.Name = "fs"
+				fs.Name = layout.WholeDisk
 			}
 		}
 		if fs.Mode == "" {
 			fs.Mode = manifest.ModeFiles
 		}
 		if fs.Archive == "" {
-			fs.Archive = fs.Name + ".tar" + codec.Ext(f.Compression)
+			fs.Archive = layout.Object{FS: fs.Name, Kind: layout.Tar, Compression: f.Compression}.Name()
 		}
 		sum := sha256.Sum256(a.Data)
 		if fs.SHA256 == "" {
@@ -96,7 +97,7 @@ func Write(t testing.TB, st store.Store, f Folder) *manifest.Manifest {
 			fs.StoredBytes = int64(len(a.Data))
 		}
 		if fs.Entries == 0 && fs.Mode == manifest.ModeFiles {
-			c, err := Count(a.Data, codec.FromName(fs.Archive))
+			c, err := Count(a.Data, layout.Compression(fs.Archive))
 			if err != nil {
 				t.Fatalf("catalogtest: %s: %v", fs.Archive, err)
 			}
@@ -114,7 +115,7 @@ func Write(t testing.TB, st store.Store, f Folder) *manifest.Manifest {
 	for _, n := range names {
 		put(t, st, f.Prefix()+n, f.Extra[n])
 	}
-	put(t, st, f.Prefix()+manifest.SumsName, []byte(sums.String()))
+	put(t, st, f.Prefix()+layout.Sums, []byte(sums.String()))
 	if !f.NoManifest {
 		PutManifest(t, st, f.Prefix(), m)
 	}
@@ -125,7 +126,7 @@ func Write(t testing.TB, st store.Store, f Folder) *manifest.Manifest {
 func Resolve(t testing.TB, st store.Store, f Folder) *catalog.Backup {
 	t.Helper()
 	b, err := catalog.Resolve(context.Background(), st, f.Host,
-		fmt.Sprintf("%s/%s/%s", f.Group, f.Volume, f.Time.UTC().Format(manifest.TimeFormat)))
+		fmt.Sprintf("%s/%s/%s", f.Group, f.Volume, f.Time.UTC().Format(layout.TimeFormat)))
 	if err != nil {
 		t.Fatalf("catalogtest: %v", err)
 	}
@@ -133,20 +134,20 @@ func Resolve(t testing.TB, st store.Store, f Folder) *catalog.Backup {
 }
 
 // PutManifest (re)writes a folder's manifest.json and, before it, its
-// manifest.json.sha256, as backup.Publish does.
+// manifest.json.sha256, as folder.Publish does.
 func PutManifest(t testing.TB, st store.Store, prefix string, m *manifest.Manifest) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := m.Encode(&buf); err != nil {
 		t.Fatal(err)
 	}
-	put(t, st, prefix+manifest.ChecksumName, manifest.ChecksumFile(buf.Bytes()))
-	put(t, st, prefix+manifest.FileName, buf.Bytes())
+	put(t, st, prefix+layout.ManifestSum, manifest.ChecksumFile(buf.Bytes()))
+	put(t, st, prefix+layout.Manifest, buf.Bytes())
 }
 
 func put(t testing.TB, st store.Store, key string, data []byte) {
 	t.Helper()
-	if _, err := st.Put(context.Background(), key, bytes.NewReader(data)); err != nil {
+	if _, err := st.Put(context.Background(), key, bytes.NewReader(data), store.PutOptions{}); err != nil {
 		t.Fatalf("catalogtest: put %s: %v", key, err)
 	}
 }

@@ -53,7 +53,7 @@ func (s *Store) path(key string) (string, error) {
 }
 
 // Put implements store.Store.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
 	dst, err := s.path(key)
 	if err != nil {
 		return 0, err

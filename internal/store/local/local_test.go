@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/store/storetest"
 )
@@ -25,7 +26,7 @@ func TestPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := local.New(root)
-	if _, err := s.Put(context.Background(), "h/vg/v/ts/p1.tar.zst", strings.NewReader("x")); err != nil {
+	if _, err := s.Put(context.Background(), "h/vg/v/ts/p1.tar.zst", strings.NewReader("x"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -78,7 +79,7 @@ func TestNoTempLeft(t *testing.T) {
 	root := t.TempDir()
 	st := local.New(root)
 	ctx := context.Background()
-	if _, err := st.Put(ctx, "h/vg/v/ts/p1.tar.zst", &failingReader{n: 3 << 20}); err == nil {
+	if _, err := st.Put(ctx, "h/vg/v/ts/p1.tar.zst", &failingReader{n: 3 << 20}, store.PutOptions{}); err == nil {
 		t.Fatal("Put from a failing reader succeeded")
 	}
 	if fs := files(t, root); len(fs) != 0 {

@@ -43,13 +43,13 @@ const (
 // bytes corrupted on the way instead of storing them. A read error, a
 // failed part or a cancelled ctx aborts the upload (the abort itself runs
 // outside ctx, so it happens although ctx is done).
-func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
 	obj, err := s.object(key)
 	if err != nil {
 		return 0, err
 	}
 	src := store.ContextReader(ctx, r)
-	size := s.partSizeFor(ctx)
+	size := s.partSizeFor(opts.SizeHint)
 	first := s.getBuf(size)
 	n, err := io.ReadFull(src, *first)
 	switch {
@@ -69,13 +69,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 }
 
 // partSizeFor returns the part size of one Put: the configured one, or,
-// when the caller's store.SizeHint says the object may need more than
+// when the caller's PutOptions.SizeHint says the object may need more than
 // maxParts of those, the size that fits it in maxParts-100 parts (rounded
 // up to MiB, at most 5 GiB, S3's largest part). A huge volume's archive then
 // costs more memory (two parts) instead of failing after hours of upload.
-func (s *Store) partSizeFor(ctx context.Context) int64 {
-	hint, ok := store.SizeHint(ctx)
-	if !ok || hint <= s.partSize*(maxParts-100) {
+func (s *Store) partSizeFor(hint int64) int64 {
+	if hint <= 0 || hint <= s.partSize*(maxParts-100) {
 		return s.partSize
 	}
 	need := (hint + maxParts - 101) / (maxParts - 100)

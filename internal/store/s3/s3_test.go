@@ -135,7 +135,7 @@ func TestPutSizes(t *testing.T) {
 			data[i] = byte(i*7 + i>>13)
 		}
 		key := fmt.Sprintf("h/sizes/%d", size)
-		n, err := st.Put(ctx, key, &shortReader{r: bytes.NewReader(data)})
+		n, err := st.Put(ctx, key, &shortReader{r: bytes.NewReader(data)}, store.PutOptions{})
 		if err != nil || n != int64(size) {
 			t.Fatalf("Put %d bytes = %d, %v", size, n, err)
 		}
@@ -161,7 +161,7 @@ func TestFailedPutAbortsUpload(t *testing.T) {
 	st, bucket := open(t, srv, "p")
 	src := errors.New("snapshot vanished")
 	r := io.MultiReader(io.LimitReader(zeros{}, 3*partSize+123), errReader{src})
-	_, err := st.Put(context.Background(), "h/vg/vol/ts/p1.tar.zst", r)
+	_, err := st.Put(context.Background(), "h/vg/vol/ts/p1.tar.zst", r, store.PutOptions{})
 	if !errors.Is(err, src) {
 		t.Fatalf("Put = %v, want the reader's error", err)
 	}
@@ -184,7 +184,7 @@ func TestCancelledPutAbortsUpload(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := &cancelAfter{r: zeros{}, n: 2*partSize + 10, cancel: cancel}
-	_, err := st.Put(ctx, "h/vg/vol/ts/p1.tar.zst", r)
+	_, err := st.Put(ctx, "h/vg/vol/ts/p1.tar.zst", r, store.PutOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Put = %v, want context.Canceled", err)
 	}
@@ -246,7 +246,7 @@ func TestListOverThousandKeys(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for k := range keys {
-				if _, err := st.Put(ctx, k, strings.NewReader(k)); err != nil {
+				if _, err := st.Put(ctx, k, strings.NewReader(k), store.PutOptions{}); err != nil {
 					failed.Store(err)
 				}
 			}
@@ -260,7 +260,7 @@ func TestListOverThousandKeys(t *testing.T) {
 	if err, _ := failed.Load().(error); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(ctx, "other/x", strings.NewReader("x")); err != nil {
+	if _, err := st.Put(ctx, "other/x", strings.NewReader("x"), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	objs, err := st.List(ctx, "h/")
@@ -290,7 +290,7 @@ func TestCorruptedTransferFails(t *testing.T) {
 	for _, size := range []int{100000, 2*partSize + 100000} {
 		flipped.Store(0)
 		key := fmt.Sprintf("h/corrupt/%d", size)
-		_, err := st.Put(ctx, key, io.LimitReader(zeros{}, int64(size)))
+		_, err := st.Put(ctx, key, io.LimitReader(zeros{}, int64(size)), store.PutOptions{})
 		if flipped.Load() == 0 {
 			t.Fatalf("size %d: no request was corrupted", size)
 		}
@@ -346,7 +346,7 @@ func TestPutMemoryBound(t *testing.T) {
 	ctx := context.Background()
 	const size = 12*partSize + 1
 	for i := range 2 {
-		if _, err := st.Put(ctx, fmt.Sprintf("h/big%d", i), io.LimitReader(zeros{}, size)); err != nil {
+		if _, err := st.Put(ctx, fmt.Sprintf("h/big%d", i), io.LimitReader(zeros{}, size), store.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -373,24 +373,22 @@ func TestSizeHintGrowsParts(t *testing.T) {
 		}}
 	})
 	const size = 13 << 20
-	put := func(ctx context.Context) []int64 {
+	put := func(hint int64) []int64 {
 		t.Helper()
 		sizes = nil
-		if n, err := st.Put(ctx, "h/hinted", io.LimitReader(zeros{}, size)); err != nil || n != size {
+		if n, err := st.Put(context.Background(), "h/hinted", io.LimitReader(zeros{}, size), store.PutOptions{SizeHint: hint}); err != nil || n != size {
 			t.Fatalf("Put = %d, %v", n, err)
 		}
 		slices.Sort(sizes)
 		return sizes
 	}
-	if got, want := put(context.Background()), []int64{3 << 20, 5 << 20, 5 << 20}; !slices.Equal(got, want) {
+	if got, want := put(0), []int64{3 << 20, 5 << 20, 5 << 20}; !slices.Equal(got, want) {
 		t.Errorf("parts without a hint: %v, want %v", got, want)
 	}
-	ctx := store.WithSizeHint(context.Background(), 9900*partSize+1)
-	if got, want := put(ctx), []int64{1 << 20, 6 << 20, 6 << 20}; !slices.Equal(got, want) {
+	if got, want := put(9900*partSize+1), []int64{1 << 20, 6 << 20, 6 << 20}; !slices.Equal(got, want) {
 		t.Errorf("parts with a hint: %v, want %v", got, want)
 	}
-	ctx = store.WithSizeHint(context.Background(), 9900*partSize)
-	if got, want := put(ctx), []int64{3 << 20, 5 << 20, 5 << 20}; !slices.Equal(got, want) {
+	if got, want := put(9900*partSize), []int64{3 << 20, 5 << 20, 5 << 20}; !slices.Equal(got, want) {
 		t.Errorf("parts with a hint that fits: %v, want %v", got, want)
 	}
 }

@@ -58,8 +58,8 @@ type Fault struct {
 type Faulty struct {
 	store.Store
 	// Observe, when set, sees every call before it is made (a test may
-	// record, say, a Put's size hint from its ctx).
-	Observe func(ctx context.Context, op Op, key string)
+	// record, say, a Put's size hint).
+	Observe func(c Call)
 
 	mu     sync.Mutex
 	faults []*Fault
@@ -79,10 +79,23 @@ func NewFaulty(st store.Store, faults ...*Fault) *Faulty {
 // Unwrap implements store.Unwrapper.
 func (f *Faulty) Unwrap() store.Store { return f.Store }
 
+// Call is one call of a Faulty store, as Observe sees it.
+type Call struct {
+	Ctx context.Context
+	Op  Op
+	Key string
+	Put store.PutOptions // of a Put
+}
+
 // fault returns the fault that hits this call, if any.
 func (f *Faulty) fault(ctx context.Context, op Op, key string) *Fault {
+	return f.faultOf(Call{Ctx: ctx, Op: op, Key: key})
+}
+
+func (f *Faulty) faultOf(c Call) *Fault {
+	op, key := c.Op, c.Key
 	if f.Observe != nil {
-		f.Observe(ctx, op, key)
+		f.Observe(c)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -99,12 +112,12 @@ func (f *Faulty) fault(ctx context.Context, op Op, key string) *Fault {
 }
 
 // Put implements store.Store.
-func (f *Faulty) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
-	if ft := f.fault(ctx, OpPut, key); ft != nil && ft.Err != nil {
+func (f *Faulty) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
+	if ft := f.faultOf(Call{Ctx: ctx, Op: OpPut, Key: key, Put: opts}); ft != nil && ft.Err != nil {
 		n, _ := io.CopyN(io.Discard, r, ft.AfterBytes)
 		return n, ft.Err
 	}
-	return f.Store.Put(ctx, key, r)
+	return f.Store.Put(ctx, key, r, opts)
 }
 
 // Get implements store.Store.

@@ -25,7 +25,7 @@ var errBoom = errors.New("boom")
 
 func put(t *testing.T, st store.Store, key, data string) {
 	t.Helper()
-	if _, err := st.Put(context.Background(), key, strings.NewReader(data)); err != nil {
+	if _, err := st.Put(context.Background(), key, strings.NewReader(data), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -48,7 +48,7 @@ func TestFaultyPut(t *testing.T) {
 	ctx := context.Background()
 	put(t, f, "a/1.zst", "first")
 	src := strings.NewReader("second")
-	n, err := f.Put(ctx, "a/2.zst", src)
+	n, err := f.Put(ctx, "a/2.zst", src, store.PutOptions{})
 	if !errors.Is(err, errBoom) || n != 3 || src.Len() != 3 {
 		t.Errorf("Put = %d, %v (source left %d); want 3, boom, 3 left", n, err, src.Len())
 	}

@@ -37,7 +37,7 @@ func (m *Memory) String() string { return "memory" }
 
 // Put implements store.Store: the object appears only once r is read to
 // its end without error.
-func (m *Memory) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (m *Memory) Put(ctx context.Context, key string, r io.Reader, _ store.PutOptions) (int64, error) {
 	if err := store.CheckKey(key); err != nil {
 		return 0, err
 	}

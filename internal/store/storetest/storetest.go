@@ -17,7 +17,7 @@ func Run(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	t.Run("put-get", func(t *testing.T) {
 		data := bytes.Repeat([]byte("voltar"), 300000)
-		n, err := s.Put(ctx, "h/vg/vol/ts1/p1.tar.zst", bytes.NewReader(data))
+		n, err := s.Put(ctx, "h/vg/vol/ts1/p1.tar.zst", bytes.NewReader(data), store.PutOptions{})
 		if err != nil || n != int64(len(data)) {
 			t.Fatalf("Put = %d, %v; want %d, nil", n, err, len(data))
 		}
@@ -37,7 +37,7 @@ func Run(t *testing.T, s store.Store) {
 	})
 	t.Run("failed-put-leaves-nothing", func(t *testing.T) {
 		r := io.MultiReader(strings.NewReader("partial data"), errReader{})
-		if _, err := s.Put(ctx, "h/vg/vol/ts2/p1.tar.zst", r); err == nil {
+		if _, err := s.Put(ctx, "h/vg/vol/ts2/p1.tar.zst", r, store.PutOptions{}); err == nil {
 			t.Fatal("Put of a failing reader succeeded")
 		}
 		if _, err := s.Stat(ctx, "h/vg/vol/ts2/p1.tar.zst"); !errors.Is(err, store.ErrNotFound) {
@@ -50,7 +50,7 @@ func Run(t *testing.T, s store.Store) {
 	})
 	t.Run("list", func(t *testing.T) {
 		for _, k := range []string{"h/vg/vol/ts1/SHA256SUMS", "h/vg/vol/ts1/manifest.json", "h/vg/vol2/ts1/manifest.json", "h/vg/volume/ts1/x"} {
-			if _, err := s.Put(ctx, k, strings.NewReader(k)); err != nil {
+			if _, err := s.Put(ctx, k, strings.NewReader(k), store.PutOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -89,7 +89,7 @@ func Run(t *testing.T, s store.Store) {
 	})
 	t.Run("bad-keys", func(t *testing.T) {
 		for _, k := range []string{"", "../x", "a/../../x", "/abs"} {
-			if _, err := s.Put(ctx, k, strings.NewReader("x")); err == nil {
+			if _, err := s.Put(ctx, k, strings.NewReader("x"), store.PutOptions{}); err == nil {
 				t.Errorf("Put(%q) succeeded, want error", k)
 			}
 		}

@@ -1,4 +1,4 @@
-package backup_test
+package folder_test
 
 import (
 	"bytes"
@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/folder"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 	"voltar/internal/store/local"
 )
 
@@ -20,9 +22,9 @@ type orderStore struct {
 	puts []string
 }
 
-func (o *orderStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+func (o *orderStore) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
 	o.puts = append(o.puts, key[strings.LastIndexByte(key, '/')+1:])
-	return o.Store.Put(ctx, key, r)
+	return o.Store.Put(ctx, key, r, opts)
 }
 
 // Publish writes manifest.json.sha256 before manifest.json (so every
@@ -36,7 +38,7 @@ func TestPublishCoversManifest(t *testing.T) {
 		Filesystems: []manifest.Filesystem{{Name: "fs", Mode: manifest.ModeFiles, Archive: "fs.tar.zst", SHA256: strings.Repeat("0", 64)}},
 		Status:      manifest.StatusComplete}
 	prefix := "h/vg/v/2026-11-25T013000Z/"
-	if err := backup.Publish(ctx, st, prefix, m, ts); err != nil {
+	if err := folder.Publish(ctx, st, prefix, m, ts); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(st.puts, " "); got != "SHA256SUMS manifest.json.sha256 manifest.json" {
@@ -51,8 +53,8 @@ func TestPublishCoversManifest(t *testing.T) {
 		b, _ := io.ReadAll(rc)
 		return b
 	}
-	if got, want := read(manifest.ChecksumName), manifest.ChecksumFile(read(manifest.FileName)); !bytes.Equal(got, want) {
-		t.Errorf("%s = %q, want %q", manifest.ChecksumName, got, want)
+	if got, want := read(layout.ManifestSum), manifest.ChecksumFile(read(layout.Manifest)); !bytes.Equal(got, want) {
+		t.Errorf("%s = %q, want %q", layout.ManifestSum, got, want)
 	}
 	if _, err := catalog.Resolve(ctx, st, "h", "vg/v/latest"); err != nil {
 		t.Errorf("published backup does not resolve: %v", err)

@@ -1,0 +1,106 @@
+// Package folder is the commit protocol of a store folder, the same for a
+// volume's backup and a database dump: find a free folder, write the
+// objects (through objio), then publish SHA256SUMS, manifest.json.sha256
+// and, last, manifest.json. Until the manifest is stored the folder is not
+// a backup; a folder that never got one is removed as a whole.
+package folder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"voltar/internal/layout"
+	"voltar/internal/manifest"
+	"voltar/internal/objio"
+	"voltar/internal/store"
+)
+
+// Free returns the folder (prefix at the current second) a new
+// backup goes to, and that second. Folders are named by the second: when
+// the store holds one of that name already (a backup of the same volume in
+// the same second), it waits for the next second, up to three times.
+func Free(ctx context.Context, st store.Store, prefix func(time.Time) string) (string, time.Time, error) {
+	for tries := 0; ; tries++ {
+		started := time.Now().UTC().Truncate(time.Second)
+		p := prefix(started)
+		objs, err := st.List(ctx, p)
+		if err != nil {
+			return "", started, objio.StoreError(st, p, err)
+		}
+		if len(objs) == 0 {
+			return p, started, nil
+		}
+		if tries == 3 {
+			return "", started, fmt.Errorf("backup folder %s already exists in %s", p, st)
+		}
+		select {
+		case <-ctx.Done():
+			return "", started, ctx.Err()
+		case <-time.After(time.Until(started.Add(time.Second))):
+		}
+	}
+}
+
+// Publish completes a backup folder under prefix: SHA256SUMS of every
+// object with a hash, then, last, the manifest, finished at now. Until the
+// manifest is stored the folder is not a backup.
+func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Manifest, now time.Time) error {
+	var sums strings.Builder
+	for _, f := range m.Filesystems {
+		if f.SHA256 != "" {
+			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
+		}
+	}
+	if _, err := st.Put(ctx, prefix+layout.Sums, strings.NewReader(sums.String()), store.PutOptions{}); err != nil {
+		return objio.StoreError(st, layout.Sums, err)
+	}
+	m.Finished = now
+	var buf bytes.Buffer
+	if err := m.Encode(&buf); err != nil {
+		return err
+	}
+	// The manifest's checksum goes first: every folder with a manifest has
+	// it, and a partial folder is removed as a whole.
+	if _, err := st.Put(ctx, prefix+layout.ManifestSum, bytes.NewReader(manifest.ChecksumFile(buf.Bytes())), store.PutOptions{}); err != nil {
+		return objio.StoreError(st, layout.ManifestSum, err)
+	}
+	if _, err := st.Put(ctx, prefix+layout.Manifest, bytes.NewReader(buf.Bytes()), store.PutOptions{}); err != nil {
+		return objio.StoreError(st, layout.Manifest, err)
+	}
+	return nil
+}
+
+// RemovePartial deletes the objects of a backup folder that has no manifest.
+func RemovePartial(ctx context.Context, st store.Store, prefix string) error {
+	objs, err := st.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("list unfinished backup %s: %w", prefix, err)
+	}
+	for _, o := range objs {
+		if path.Base(o.Key) == layout.Manifest {
+			return nil // it did complete
+		}
+	}
+	var errs []error
+	for _, o := range objs {
+		if err := st.Delete(ctx, o.Key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if tr, ok := store.As[store.TempRemover](st); ok {
+		if err := tr.RemoveTemp(ctx, prefix); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PartialRef is how a run's journal names the folder prefix of st while it
+// is being written, so the sweep of a later run can remove it after a
+// kill -9 (see cleanup.Partial).
+func PartialRef(st store.Store, prefix string) string { return st.String() + "\t" + prefix }
