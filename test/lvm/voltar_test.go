@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"voltar/internal/disk"
+	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
@@ -279,8 +280,8 @@ func (v *voltar) assertClean() {
 		v.t.Errorf("journals left behind: %v", js)
 	}
 	for _, d := range v.backupDirs("*") {
-		if _, err := os.Stat(filepath.Join(d, manifest.FileName)); err != nil {
-			v.t.Errorf("backup folder without %s left behind: %s", manifest.FileName, d)
+		if _, err := os.Stat(filepath.Join(d, layout.Manifest)); err != nil {
+			v.t.Errorf("backup folder without %s left behind: %s", layout.Manifest, d)
 		}
 	}
 }
@@ -300,7 +301,7 @@ func (v *voltar) onlyBackup(lv string) (string, *manifest.Manifest) {
 	if len(ds) != 1 {
 		v.t.Fatalf("want one backup of %s, store has %v", lv, ds)
 	}
-	f, err := os.Open(filepath.Join(ds[0], manifest.FileName))
+	f, err := os.Open(filepath.Join(ds[0], layout.Manifest))
 	if err != nil {
 		v.t.Fatal(err)
 	}
