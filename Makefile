@@ -24,6 +24,7 @@ demo: deps build
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags uml ./...
 
 # Every test, with the real components. VOLTAR_TEST_REQUIRE_ALL=1 (set by CI)
 # turns a missing component into a failure instead of a skip.
