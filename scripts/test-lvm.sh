@@ -3,7 +3,8 @@
 # kernel has no device-mapper). `make test-lvm` and `make test` run it.
 #
 #   1. test/uml/selftest.sh: the guest's LVM does what voltar relies on;
-#   2. internal/volume/lvm's tests tagged uml (the snapshotter on real LVM);
+#   2. internal/volume/lvm's tests tagged uml (the snapshotter on real LVM),
+#      and internal/backup's (a kill the instant after lvcreate);
 #   3. test/lvm: voltar's scenarios (thick and thin backups of volumes in
 #      use, volumes, preflight, overflow, kill -9, SIGTERM), run with the
 #      voltar binary.
@@ -159,6 +160,7 @@ step() {
 t0=$(date +%s)
 step test/uml/selftest.sh test/uml/selftest.sh
 step voltar/internal/volume/lvm test/uml/go-test.sh ./internal/volume/lvm -test.v -test.count=1 -test.timeout="$gotimeout"
+step voltar/internal/backup test/uml/go-test.sh ./internal/backup -test.v -test.count=1 -test.timeout="$gotimeout" -test.run UML
 run_args=()
 [ -n "${TEST_RUN:-}" ] && run_args=(-test.run "$TEST_RUN")
 step voltar/test/lvm test/uml/go-test.sh ./test/lvm -test.v -test.count=1 -test.timeout="$gotimeout" "${run_args[@]}"

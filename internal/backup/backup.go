@@ -56,6 +56,10 @@ type Options struct {
 // Stages passed to Options.Inject.
 const (
 	StageSnapshot = "snapshot"
+	// StageCreated and StageCopied come right after a snapshot or a
+	// writable copy was made, before anything else is done with it.
+	StageCreated = "created"
+	StageCopied  = "copied"
 	StageTable    = "table"
 	StageMap      = "map"
 	StageMount    = "mount"
@@ -118,12 +122,22 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			return nil, fmt.Errorf("preflight %s: %w", v.ID(), err)
 		}
 	}
+	// Journaled before it exists: a kill between its creation and a
+	// later entry would leave a snapshot only its mark can find.
+	planned, err := r.plan("")
+	if err != nil {
+		return nil, err
+	}
 	snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
+	r.unplan(planned, snap)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
 	}
 	r.snap = snap
-	if k := snapKind(snap); k != "" {
+	if err := r.inject(StageCreated); err != nil {
+		return nil, err
+	}
+	if k := snapKind(snap); k != "" && !isPlanned(planned, snap) {
 		if err := r.hold(k, snapRef(snap)); err != nil {
 			return nil, err
 		}
@@ -191,6 +205,43 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	}
 	log.Info("backup complete", "id", m.ID, "stored_bytes", m.StoredBytes(), "files", m.Files())
 	return m, nil
+}
+
+// plan journals every name the snapshotter may give the snapshot (part
+// "") or a writable copy of part, before it is made. The snapshotter's own
+// failures leave nothing, so unplan drops the names not taken.
+func (r *run) plan(part string) ([]volume.Planned, error) {
+	pl, ok := r.o.Snapshotter.(volume.Planner)
+	if !ok {
+		return nil, nil
+	}
+	planned := pl.Planned(r.v, r.o.RunID, part)
+	for i, p := range planned {
+		if err := r.hold(journalKind(p.Kind), p.Ref); err != nil {
+			r.unplan(planned[:i], nil)
+			return nil, err
+		}
+	}
+	return planned, nil
+}
+
+// unplan marks the planned names done but the one made (made may be nil).
+func (r *run) unplan(planned []volume.Planned, made *volume.Snapshot) {
+	for _, p := range planned {
+		if made == nil || journalKind(made.Kind) != journalKind(p.Kind) || snapRef(made) != p.Ref {
+			r.done(journalKind(p.Kind), p.Ref)
+		}
+	}
+}
+
+// isPlanned reports whether made was journaled by plan.
+func isPlanned(planned []volume.Planned, made *volume.Snapshot) bool {
+	for _, p := range planned {
+		if journalKind(made.Kind) == journalKind(p.Kind) && snapRef(made) == p.Ref {
+			return true
+		}
+	}
+	return false
 }
 
 // snapKind is the journal kind of a snapshot, "" for none.

@@ -294,7 +294,12 @@ func (r *run) writable(ctx context.Context, p part, why string) (*volume.Snapsho
 			"back the volume up while it is in use (a writable snapshot), or replay the journal by mounting the filesystem once")
 	}
 	r.log.Warn("journal recovery needed on a read-only image: replaying it into a throwaway copy", "fs", p.name, "why", why)
+	planned, err := r.plan(p.name)
+	if err != nil {
+		return nil, 0, err
+	}
 	c, off, err := rp.Writable(ctx, r.v, r.snap, r.o.RunID, p.name, p.start, p.size)
+	r.unplan(planned, c)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s needs journal recovery (%s): writable copy: %w", p.name, why, err)
 	}
@@ -305,8 +310,13 @@ func (r *run) writable(ctx context.Context, p part, why string) (*volume.Snapsho
 		r.done(cleanup.Clone, c.Name)
 		return nil
 	})
-	if err := r.hold(cleanup.Clone, c.Name); err != nil {
+	if err := r.inject(StageCopied); err != nil {
 		return nil, 0, err
+	}
+	if !isPlanned(planned, c) {
+		if err := r.hold(cleanup.Clone, c.Name); err != nil {
+			return nil, 0, err
+		}
 	}
 	return c, off, nil
 }

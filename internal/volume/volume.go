@@ -90,6 +90,26 @@ type Preflighter interface {
 	Preflight(ctx context.Context, v Volume) (need int64, err error)
 }
 
+// Planner is implemented by snapshotters that can name, before they make
+// it, every snapshot they may make: the run journals those names first, so
+// a kill between a snapshot's creation and its journal entry still leaves
+// the entry for the next command's sweep (which removes what exists of
+// them, and finds nothing to do for the rest).
+type Planner interface {
+	// Planned names what Create (part "") or Replayer.Writable (part: the
+	// filesystem, p1, fs) may make for v in runID: every name it could
+	// take, since which one is decided only while it is made (a reflink
+	// next to the image, or a copy in the scratch directory).
+	Planned(v Volume, runID, part string) []Planned
+}
+
+// Planned is a snapshot that may be made: its kind and its journal ref
+// (as RemoveLeftover takes it).
+type Planned struct {
+	Kind SnapshotKind
+	Ref  string
+}
+
 // Sweeper is implemented by snapshotters whose snapshots can outlive a run
 // that was killed (kill -9, power loss): the next run's sweep hands it what
 // the dead run's journal names and lets it search for the rest by the

@@ -48,7 +48,36 @@ var (
 	_ volume.Snapshotter = (*Snapshotter)(nil)
 	_ volume.Replayer    = (*Snapshotter)(nil)
 	_ volume.Sweeper     = (*Snapshotter)(nil)
+	_ volume.Planner     = (*Snapshotter)(nil)
 )
+
+// Planned implements volume.Planner: a clone next to the image and a copy
+// in the scratch directory, for the image (part "") or a writable copy of
+// one of its filesystems; nothing for an offline image's snapshot, which
+// is the image itself.
+func (s *Snapshotter) Planned(v volume.Volume, runID, part string) []volume.Planned {
+	name := v.Name
+	if part != "" {
+		name += "." + part
+	} else if v.Offline {
+		return nil
+	}
+	return []volume.Planned{
+		{Kind: volume.KindReflink, Ref: s.clonePath(v, runID, name)},
+		{Kind: volume.KindCopy, Ref: s.copyPath(runID, name)},
+	}
+}
+
+// clonePath is where a reflink clone named for name goes: next to the
+// image, since a reflink stays on its filesystem.
+func (s *Snapshotter) clonePath(v volume.Volume, runID, name string) string {
+	return filepath.Join(filepath.Dir(v.Path), CloneName(s.Scope, runID, name))
+}
+
+// copyPath is where a copy named for name goes: the scratch directory.
+func (s *Snapshotter) copyPath(runID, name string) string {
+	return filepath.Join(s.Scratch, CloneName(s.Scope, runID, name))
+}
 
 // Resolve turns a path into a Volume, rejecting what is not an image file.
 func Resolve(path string, offline bool) (volume.Volume, error) {
@@ -113,7 +142,7 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 // reflink must stay on the image's filesystem). It returns "" and no error
 // when the filesystem cannot share extents.
 func (s *Snapshotter) clone(src *os.File, v volume.Volume, runID, name string) (string, error) {
-	clone := filepath.Join(filepath.Dir(v.Path), CloneName(s.Scope, runID, name))
+	clone := s.clonePath(v, runID, name)
 	err := reflink(src, clone)
 	switch {
 	case err == nil:
@@ -130,7 +159,7 @@ func (s *Snapshotter) copyRegion(ctx context.Context, src *os.File, name, runID 
 	if err := os.MkdirAll(s.Scratch, 0o700); err != nil {
 		return "", fail.Hint(fmt.Errorf("scratch directory: %w", err), "set scratch_dir to a writable directory")
 	}
-	copyPath := filepath.Join(s.Scratch, CloneName(s.Scope, runID, name))
+	copyPath := s.copyPath(runID, name)
 	if err := sparseCopy(ctx, src, copyPath, off, size); err != nil {
 		os.Remove(copyPath)
 		if errors.Is(err, unix.ENOSPC) {

@@ -288,7 +288,18 @@ func (s *Snapshotter) Leftovers(ctx context.Context) ([]string, error) {
 var (
 	_ volume.Sweeper     = (*Snapshotter)(nil)
 	_ volume.Preflighter = (*Snapshotter)(nil)
+	_ volume.Planner     = (*Snapshotter)(nil)
 )
+
+// Planned implements volume.Planner: the one name Create gives the
+// snapshot of v (thick or thin alike). LVM snapshots are never writable
+// copies of a part.
+func (s *Snapshotter) Planned(v volume.Volume, runID, part string) []volume.Planned {
+	if part != "" {
+		return nil
+	}
+	return []volume.Planned{{Kind: KindThick, Ref: v.Group + "/" + snapshotName(v.Group, v.Name, runID)}}
+}
 
 // Kinds implements volume.Sweeper.
 func (s *Snapshotter) Kinds() []volume.SnapshotKind {
