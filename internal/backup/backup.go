@@ -60,11 +60,11 @@ const (
 	// writable copy was made, before anything else is done with it.
 	StageCreated = "created"
 	StageCopied  = "copied"
-	StageTable    = "table"
-	StageMap      = "map"
-	StageMount    = "mount"
-	StageArchive  = "archive"
-	StagePublish  = "publish"
+	StageTable   = "table"
+	StageMap     = "map"
+	StageMount   = "mount"
+	StageArchive = "archive"
+	StagePublish = "publish"
 )
 
 // NewRunID names a run: its UTC start time plus a random suffix.
