@@ -72,8 +72,9 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 	bars := progress.New(stderrFile(a))
 	var results []*manifest.Manifest
 	var errs []error
+	var stopped error // an interrupt before every volume was backed up
 	for i, v := range vols {
-		if ctx.Err() != nil {
+		if stopped = ctx.Err(); stopped != nil {
 			break
 		}
 		m, err := backup.Volume(ctx, v, backup.Options{
@@ -88,8 +89,13 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		results = append(results, m)
 	}
 	bars.Wait()
-	if err := printResults(ctx, a, o.asJSON, results, results, printBackup); err != nil {
+	if err := printResults(a, o.asJSON, results, results, printBackup); err != nil {
 		return err
+	}
+	// A signal after the last backup completed does not undo it: only
+	// volumes not backed up make the command interrupted.
+	if stopped != nil {
+		return stopped
 	}
 	if len(errs) == 1 {
 		return errs[0]

@@ -78,7 +78,7 @@ func (a *app) runDump(ctx context.Context, o dumpFlags, args []string) error {
 		}
 		js = append(js, newDumpJSON(r))
 	}
-	if err := printResults(ctx, a, o.asJSON, js, results, printDump); err != nil {
+	if err := printResults(a, o.asJSON, js, results, printDump); err != nil {
 		return err
 	}
 	if failed > 0 {
