@@ -99,7 +99,9 @@ func (a *app) aborted(ctx context.Context, out report.Outputs, retention string,
 		host = "unknown host"
 	}
 	rep := nightly.Aborted(host, a.cfg.Store.Path, retention, version, started, time.Now(), err)
-	if derr := a.deliver(ctx, out, rep); derr != nil {
+	// Only a failure to deliver is worth a line here: that the run did
+	// not happen is err, which the caller prints.
+	if derr := report.Deliver(ctx, rep, out); derr != nil {
 		a.log.Error("the report of the aborted run was not delivered", "err", derr)
 	}
 	return err
