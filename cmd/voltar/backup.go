@@ -109,7 +109,10 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 func printBackup(a *app, m *manifest.Manifest) {
 	var fss []string
 	for _, f := range m.Filesystems {
-		s := f.Name + ":" + f.Type
+		s := f.Name + ":" + f.What()
+		if f.Mode == manifest.ModeRaw {
+			s += " (raw)"
+		}
 		if f.Mode == manifest.ModeSkipped {
 			s += " (skipped: " + f.Reason + ")"
 		}

@@ -69,17 +69,21 @@ func (c *Catalog) WriteText(w io.Writer) error {
 	return tw.Flush()
 }
 
-// Filesystems summarises a manifest's filesystems: "p1:ext4 p2:raw p3:swap(skipped)".
+// Filesystems summarises a manifest's filesystems: "p1:ext4 p2:unknown(raw) p3:swap(skipped)".
 func Filesystems(m *manifest.Manifest) string {
 	var s []string
 	for _, f := range m.Filesystems {
+		typ := f.Type
+		if typ == "" {
+			typ = "unknown" // one word: the list is space-separated
+		}
 		switch f.Mode {
 		case manifest.ModeFiles:
-			s = append(s, f.Name+":"+f.Type)
+			s = append(s, f.Name+":"+typ)
 		case manifest.ModeRaw:
-			s = append(s, f.Name+":"+f.Type+"(raw)")
+			s = append(s, f.Name+":"+typ+"(raw)")
 		default:
-			s = append(s, f.Name+":"+f.Type+"("+f.Mode+")")
+			s = append(s, f.Name+":"+typ+"("+f.Mode+")")
 		}
 	}
 	if len(s) == 0 {

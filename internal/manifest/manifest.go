@@ -214,6 +214,15 @@ type Check struct {
 	Holds    int64  `json:"holds"`
 }
 
+// What names the filesystem's content for people: its type, or "unknown
+// content" for a raw partition nothing was recognised in.
+func (f Filesystem) What() string {
+	if f.Type == "" {
+		return "unknown content"
+	}
+	return f.Type
+}
+
 // StoredBytes sums the stored size of every archive.
 func (m *Manifest) StoredBytes() int64 {
 	var n int64

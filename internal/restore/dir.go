@@ -134,10 +134,10 @@ func pick(b *catalog.Backup, partition string, res *Result) ([]manifest.Filesyst
 			}
 			switch {
 			case fs.Mode == manifest.ModeRaw:
-				return nil, fail.Hint(fmt.Errorf("%s of %s (%s) is stored raw, not as files", fs.Name, b.ID, fs.Type),
+				return nil, fail.Hint(fmt.Errorf("%s of %s (%s) is stored raw, not as files", fs.Name, b.ID, fs.What()),
 					"restore the whole volume with --to-image or --to-device")
 			case fs.Mode != manifest.ModeFiles || fs.Archive == "":
-				return nil, fmt.Errorf("%s of %s (%s) was not backed up: %s", fs.Name, b.ID, fs.Type, fs.Reason)
+				return nil, fmt.Errorf("%s of %s (%s) was not backed up: %s", fs.Name, b.ID, fs.What(), fs.Reason)
 			}
 			res.Warnings = append(res.Warnings, subvolumeWarnings(fs, true)...)
 			return []manifest.Filesystem{fs}, nil

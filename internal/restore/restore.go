@@ -119,6 +119,16 @@ type Made struct {
 	Label  string `json:"label"`
 	Offset int64  `json:"offset"`
 	Size   int64  `json:"size"`
+	// Raw: the partition's stored bytes were written back, no mkfs.
+	Raw bool `json:"raw,omitempty"`
+}
+
+// What names the content for people: its type, or "unknown content".
+func (m *Made) What() string {
+	if m.Type == "" {
+		return "unknown content"
+	}
+	return m.Type
 }
 
 // Result is what a restore did. It is filled as far as the restore got,

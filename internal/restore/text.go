@@ -36,8 +36,13 @@ func WriteText(w io.Writer, r Result) error {
 	}
 	for _, f := range r.Filesystems {
 		fmt.Fprintf(&b, "  %s", f.Name)
-		if f.Made != nil {
+		switch {
+		case f.Made != nil && f.Made.Raw:
+			fmt.Fprintf(&b, " (%s, raw bytes written back", f.Made.What())
+		case f.Made != nil:
 			fmt.Fprintf(&b, " (%s re-made", f.Made.Type)
+		}
+		if f.Made != nil {
 			if f.Made.UUID != "" {
 				fmt.Fprintf(&b, ", UUID %s", f.Made.UUID)
 			}
@@ -49,9 +54,14 @@ func WriteText(w io.Writer, r Result) error {
 		if f.Dir != "" {
 			fmt.Fprintf(&b, " -> %s", f.Dir)
 		}
-		if f.Archive != "" {
+		switch {
+		case f.Archive != "" && f.Made != nil && f.Made.Raw:
+			fmt.Fprintf(&b, ": %s written", units.Bytes(f.Bytes))
+		case f.Archive != "":
 			fmt.Fprintf(&b, ": %d files, %s, %d dirs, %d symlinks, %d hard links, %d devices, %d fifos",
 				f.Files, units.Bytes(f.Bytes), f.Dirs, f.Symlinks, f.Hardlinks, f.Devices, f.Fifos)
+		}
+		if f.Archive != "" {
 			if f.Verified {
 				b.WriteString("; sha256 verified")
 			} else {

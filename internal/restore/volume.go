@@ -211,7 +211,7 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 				return nil, nil, err
 			}
 		default:
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (%s) was not backed up (%s); left empty", fs.Name, fs.Type, fs.Reason))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (%s) was not backed up (%s); left empty", fs.Name, fs.What(), fs.Reason))
 			continue
 		}
 		p.steps = append(p.steps, s)
@@ -418,7 +418,7 @@ func attach(ctx context.Context, t *volTarget, s volStep, opts Options) (*disk.L
 }
 
 func made(s volStep) *Made {
-	return &Made{Type: s.fs.Type, UUID: s.fs.UUID, Label: s.fs.Label, Offset: s.off, Size: s.size}
+	return &Made{Type: s.fs.Type, UUID: s.fs.UUID, Label: s.fs.Label, Offset: s.off, Size: s.size, Raw: s.fs.Mode == manifest.ModeRaw}
 }
 
 // restoreFS re-makes one filesystem, mounts it writable in a private

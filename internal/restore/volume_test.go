@@ -451,6 +451,11 @@ func TestToImageRawPartition(t *testing.T) {
 	if string(got[1<<20:5<<20]) != string(raw) || !res.Filesystems[0].Verified {
 		t.Error("raw partition content differs")
 	}
+	var text strings.Builder
+	restore.WriteText(&text, res)
+	if !strings.Contains(text.String(), "p1 (ntfs, raw bytes written back): 4.0 MiB written; sha256 verified") {
+		t.Errorf("text of a raw restore:\n%s", text.String())
+	}
 	if js := testutil.Run(t, "sfdisk", "--json", out); !strings.Contains(js, `"id": "0x0badcafe"`) || !strings.Contains(js, `"type": "7"`) {
 		t.Errorf("table: %s", js)
 	}
