@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,6 +88,9 @@ func (a *app) setup(cmd *cobra.Command) error {
 		return nil
 	}
 	cfg, err := config.Load(a.cfgPath, cmd.Flags().Changed("config"))
+	if errors.Is(err, os.ErrNotExist) {
+		return fail.Hint(err, "check the path given to --config; the default is /etc/voltar/voltar.yaml, and examples/voltar.yaml is a documented one to start from")
+	}
 	if err != nil {
 		return fail.Hint(err, "every key is documented in examples/voltar.yaml")
 	}
