@@ -109,8 +109,12 @@ func (a *app) pruneOptions(dryRun bool) (prune.Options, error) {
 	}, nil
 }
 
-// lvm returns the LVM snapshotter configured by the config.
+// lvm returns the LVM snapshotter configured by the config, one per
+// command.
 func (a *app) lvm() (*lvm.Snapshotter, error) {
+	if a.lvmSnap != nil {
+		return a.lvmSnap, nil
+	}
 	if _, err := exec.LookPath("lvcreate"); err != nil {
 		return nil, fail.Hint(fmt.Errorf("LVM tools not found"), "install lvm2 to back up logical volumes")
 	}
@@ -118,7 +122,8 @@ func (a *app) lvm() (*lvm.Snapshotter, error) {
 	if err != nil {
 		return nil, fail.Usage(fmt.Errorf("lvm.snapshot_size: %w", err))
 	}
-	return &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir)}, nil
+	a.lvmSnap = &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir)}
+	return a.lvmSnap, nil
 }
 
 // images returns the image snapshotter: clones go next to each image or,

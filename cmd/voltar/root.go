@@ -16,6 +16,7 @@ import (
 	"voltar/internal/fail"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
+	"voltar/internal/volume/lvm"
 )
 
 // app is what every command shares: flags, config, logger.
@@ -25,6 +26,9 @@ type app struct {
 	logLevel       string
 	cfg            *config.Config
 	log            *slog.Logger
+	// lvmSnap is the one LVM snapshotter of a command: volumes backed up
+	// at the same time reserve VG and pool space through it.
+	lvmSnap *lvm.Snapshotter
 }
 
 func (a *app) rootCmd() *cobra.Command {

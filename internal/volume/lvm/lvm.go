@@ -16,6 +16,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/bmatcuk/doublestar/v4"
 
@@ -42,6 +43,52 @@ type Snapshotter struct {
 	// scope (or of none): one voltar's sweep stays off the snapshots of
 	// another that uses a different runtime directory and lock.
 	Scope string
+
+	// Space reserved by preflights of snapshots being made at the same
+	// time (concurrent volumes of one run share one Snapshotter): a thick
+	// snapshot's until lvcreate took it from the VG, a thin one's (whose
+	// need is what it may grow to) until it is released.
+	mu       sync.Mutex
+	reserved map[string]int64       // by "volume group VG" / "thin pool VG/POOL"
+	held     map[string]reservation // by the origin's vg/lv
+	snaps    map[string]string      // snapshot vg/lv -> origin vg/lv (thin)
+}
+
+type reservation struct {
+	where string
+	need  int64
+	thin  bool
+}
+
+// reserve takes need bytes of where's free bytes for v, unless what
+// concurrent snapshots reserved leaves too little; it returns those.
+func (s *Snapshotter) reserve(v volume.Volume, where string, need, free int64, thin bool) (reservedByOthers int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reserved == nil {
+		s.reserved, s.held, s.snaps = map[string]int64{}, map[string]reservation{}, map[string]string{}
+	}
+	if old, ok := s.held[v.ID()]; ok { // a second preflight of the same volume
+		s.reserved[old.where] -= old.need
+		delete(s.held, v.ID())
+	}
+	others := s.reserved[where]
+	if need > free-others {
+		return others, false
+	}
+	s.reserved[where] += need
+	s.held[v.ID()] = reservation{where, need, thin}
+	return others, true
+}
+
+// unreserve gives back what the preflight of origin (vg/lv) reserved.
+func (s *Snapshotter) unreserve(origin string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.held[origin]; ok {
+		s.reserved[r.where] -= r.need
+		delete(s.held, origin)
+	}
 }
 
 var _ volume.Snapshotter = (*Snapshotter)(nil)

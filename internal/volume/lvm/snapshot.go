@@ -34,9 +34,17 @@ type SpaceError struct {
 	Free   int64  // bytes free where it takes them from
 	Where  string // "volume group VG" or "thin pool VG/POOL"
 	Policy Policy // the snapshot size policy in force
+	// Reserved of Free by snapshots of other volumes being made at the
+	// same time (backup concurrency).
+	Reserved int64
 }
 
 func (e *SpaceError) Error() string {
+	if e.Reserved > 0 {
+		return fmt.Sprintf("snapshot of %s needs %s but %s has %s free, %s of it for snapshots of other volumes backed up at the same time\n"+
+			"hint: make room in %s, lower concurrency so fewer snapshots exist at once, or lower snapshot_size (now %s) at the risk of an overflow",
+			e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free), units.Bytes(e.Reserved), e.Where, e.Policy)
+	}
 	return fmt.Sprintf("snapshot of %s needs %s but %s has %s free\n"+
 		"hint: make room in %s, or lower snapshot_size (now %s) at the risk of an overflow",
 		e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free), e.Where, e.Policy)
@@ -45,8 +53,10 @@ func (e *SpaceError) Error() string {
 // Preflight checks that a snapshot of v fits: a thick one (its full COW size
 // under the policy) in the VG's free space, a thin one (the origin's mapped
 // data, scaled by the policy) in its pool's free data space. It returns the
-// bytes needed, or a *SpaceError. Snapshots made concurrently share that
-// space; the caller has to add up their needs.
+// bytes needed, or a *SpaceError. Snapshots made at the same time through
+// this Snapshotter share that space: a successful preflight reserves the
+// need until Create (thick) or Release (thin), and later preflights count
+// it as taken.
 func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int64, err error) {
 	rows, err := s.lvsInVG(ctx, v.Group)
 	if err != nil {
@@ -66,8 +76,9 @@ func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int6
 		need = pol.thinNeed(share(origin.size(), mappedPct))
 		poolPct, _ := percent(pool.DataPercent)
 		free := pool.size() - share(pool.size(), poolPct)
-		if need > free {
-			return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "thin pool " + pool.id(), Policy: pol}
+		where := "thin pool " + pool.id()
+		if others, ok := s.reserve(v, where, need, free, true); !ok {
+			return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: where, Policy: pol, Reserved: others}
 		}
 		return need, nil
 	}
@@ -76,8 +87,9 @@ func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int6
 		return 0, fmt.Errorf("preflight %s: %w", v.ID(), err)
 	}
 	need = pol.thickSize(origin.size(), parseBytes(g.ExtentSize))
-	if free := parseBytes(g.Free); need > free {
-		return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "volume group " + g.Name, Policy: pol}
+	where := "volume group " + g.Name
+	if others, ok := s.reserve(v, where, need, parseBytes(g.Free), false); !ok {
+		return need, &SpaceError{Volume: v.ID(), Need: need, Free: parseBytes(g.Free), Where: where, Policy: pol, Reserved: others}
 	}
 	return need, nil
 }
@@ -115,7 +127,20 @@ func (s *Snapshotter) vgInfo(ctx context.Context, name string) (vg, error) {
 // "voltar-run-<runID>". A thick origin gets a COW of the policy's size; a
 // thin origin a thin snapshot, activated despite LVM's activation-skip
 // flag. Whatever was made is removed again if a step fails.
-func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string) (*volume.Snapshot, error) {
+func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string) (snap *volume.Snapshot, err error) {
+	// A thick snapshot's space is the VG's once lvcreate took it; a thin
+	// one keeps its reservation until released (it grows as it is used).
+	defer func() {
+		if err != nil || snap.Kind != KindThin {
+			s.unreserve(v.ID())
+			return
+		}
+		s.mu.Lock()
+		if s.snaps != nil {
+			s.snaps[strings.TrimPrefix(snap.Path, "/dev/")] = v.ID()
+		}
+		s.mu.Unlock()
+	}()
 	if err := checkRunID(runID); err != nil {
 		return nil, err
 	}
@@ -131,7 +156,7 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 	if _, ok := find(rows, name); ok {
 		return nil, fmt.Errorf("snapshot %s: %s/%s already exists; remove it or use a new run ID", v.ID(), v.Group, name)
 	}
-	snap := &volume.Snapshot{Name: name, Path: "/dev/" + v.Group + "/" + name}
+	snap = &volume.Snapshot{Name: name, Path: "/dev/" + v.Group + "/" + name}
 	args := []string{"--yes", "-s"}
 	if origin.thin() {
 		snap.Kind = KindThin
@@ -181,6 +206,7 @@ func (s *Snapshotter) Release(ctx context.Context, snap *volume.Snapshot) error 
 	if err != nil {
 		return fmt.Errorf("release snapshot: %w", err)
 	}
+	defer s.releaseReservation(vgName + "/" + name)
 	if !strings.Contains(name, "-voltar-") {
 		return fmt.Errorf("release snapshot: %s/%s is not named like a voltar snapshot; not removing it", vgName, name)
 	}
@@ -189,6 +215,18 @@ func (s *Snapshotter) Release(ctx context.Context, snap *volume.Snapshot) error 
 	}
 	s.log().Debug("snapshot released", "snapshot", vgName+"/"+name)
 	return nil
+}
+
+// releaseReservation gives back a thin snapshot's reservation once it is
+// gone.
+func (s *Snapshotter) releaseReservation(snap string) {
+	s.mu.Lock()
+	origin, ok := s.snaps[snap]
+	delete(s.snaps, snap)
+	s.mu.Unlock()
+	if ok {
+		s.unreserve(origin)
+	}
 }
 
 // remove runs lvremove. If that fails, a listing of all VGs tells whether

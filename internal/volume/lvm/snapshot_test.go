@@ -85,7 +85,7 @@ func TestPreflight(t *testing.T) {
 func TestPreflightRejects(t *testing.T) {
 	s, f := newSnapshotter(t)
 	f.on(lvsCmd(vgName), "lvs-plain.json")
-	if _, err := s.Preflight(context.Background(), vol("volume-00000003", 0)); err == nil || !strings.Contains(err.Error(), "not active") {
+	if _, err := s.Preflight(context.Background(), vol("volume-00000001", 0)); err == nil || !strings.Contains(err.Error(), "not active") {
 		t.Errorf("Preflight(inactive) = %v", err)
 	}
 }
@@ -325,5 +325,27 @@ func TestParsePolicy(t *testing.T) {
 		if p, err := lvm.ParsePolicy(bad); err == nil {
 			t.Errorf("ParsePolicy(%q) = %+v, want an error", bad, p)
 		}
+	}
+}
+
+// Volumes backed up at the same time share the VG's free space: a
+// preflight counts what the preflights of snapshots not yet made reserved,
+// and says so when that is why the snapshot does not fit.
+func TestPreflightCountsConcurrentSnapshots(t *testing.T) {
+	s, f := newSnapshotter(t)
+	s.Policy = mustPolicy(t, "8M") // the VG has exactly 8 MiB free
+	f.on(lvsCmd(vgName), "lvs-nearly-full.json")
+	f.on(vgsCmd(vgName), "vgs-nearly-full.json")
+	if _, err := s.Preflight(context.Background(), vol("volume-00000002", 0)); err != nil {
+		t.Fatalf("first preflight: %v", err)
+	}
+	_, err := s.Preflight(context.Background(), vol("volume-00000001", 0))
+	var se *lvm.SpaceError
+	if !errors.As(err, &se) || se.Reserved != 8<<20 || !strings.Contains(err.Error(), "other volumes backed up at the same time") {
+		t.Fatalf("second preflight = %v, want a SpaceError counting the first's 8 MiB", err)
+	}
+	// The same volume again (a retry) replaces its own reservation.
+	if _, err := s.Preflight(context.Background(), vol("volume-00000002", 0)); err != nil {
+		t.Errorf("preflight of the same volume again: %v", err)
 	}
 }
