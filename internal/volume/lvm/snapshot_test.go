@@ -85,7 +85,7 @@ func TestPreflight(t *testing.T) {
 func TestPreflightRejects(t *testing.T) {
 	s, f := newSnapshotter(t)
 	f.on(lvsCmd(vgName), "lvs-plain.json")
-	if _, err := s.Preflight(context.Background(), vol("volume-00000001", 0)); err == nil || !strings.Contains(err.Error(), "not active") {
+	if _, err := s.Preflight(context.Background(), vol("volume-00000003", 0)); err == nil || !strings.Contains(err.Error(), "not active") {
 		t.Errorf("Preflight(inactive) = %v", err)
 	}
 }
