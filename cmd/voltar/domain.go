@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -220,8 +221,11 @@ func (a *app) resolve(ctx context.Context, arg string, offline bool) (volume.Vol
 			return volume.Volume{}, nil, err
 		}
 		v, err := s.Resolve(ctx, arg)
+		if errors.Is(err, lvm.ErrNotFound) || errors.Is(err, lvm.ErrNotVolume) {
+			return volume.Volume{}, nil, fail.Usage(err) // the argument is wrong
+		}
 		if err != nil {
-			return volume.Volume{}, nil, fail.Usage(err)
+			return volume.Volume{}, nil, fail.Hint(err, "LVM failed to list the volume group; run `lvs %s` to see why, and retry", strings.SplitN(strings.TrimPrefix(arg, "/dev/"), "/", 2)[0])
 		}
 		return v, s, nil
 	}

@@ -33,6 +33,21 @@ var DefaultInclude = []string{"volume-*"}
 // ErrNotFound wraps errors for a volume group or LV that does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrNotVolume wraps errors for a name that is not one of a volume voltar
+// backs up: malformed, a snapshot, a pool, inactive. Like ErrNotFound it is
+// the caller's to fix; any other Resolve error is LVM failing.
+var ErrNotVolume = errors.New("not a volume to back up")
+
+// notVolume is an error that says why and matches ErrNotVolume.
+type notVolume struct{ msg string }
+
+func (e *notVolume) Error() string { return e.msg }
+func (e *notVolume) Unwrap() error { return ErrNotVolume }
+
+func notVolumef(format string, args ...any) error {
+	return &notVolume{fmt.Sprintf(format, args...)}
+}
+
 // Snapshotter makes LVM snapshots. The zero Policy means DefaultPolicy.
 type Snapshotter struct {
 	Runner sysexec.Runner
@@ -111,12 +126,12 @@ func (s *Snapshotter) policy() Policy {
 func ParseSpec(spec string) (vgName, lvName string, err error) {
 	rest := spec
 	if strings.HasPrefix(rest, "/dev/mapper/") {
-		return "", "", fmt.Errorf("%q: name the LV as VG/LV or /dev/VG/LV, not by its device-mapper name", spec)
+		return "", "", notVolumef("%q: name the LV as VG/LV or /dev/VG/LV, not by its device-mapper name", spec)
 	}
 	rest = strings.TrimPrefix(rest, "/dev/")
 	vgName, lvName, ok := strings.Cut(rest, "/")
 	if !ok || vgName == "" || lvName == "" || strings.Contains(lvName, "/") {
-		return "", "", fmt.Errorf("%q: want VG/LV or /dev/VG/LV", spec)
+		return "", "", notVolumef("%q: want VG/LV or /dev/VG/LV", spec)
 	}
 	return vgName, lvName, nil
 }
@@ -138,7 +153,7 @@ func (s *Snapshotter) Resolve(ctx context.Context, spec string) (volume.Volume, 
 		return volume.Volume{}, fmt.Errorf("resolve %s: logical volume %q %w in volume group %q", spec, lvName, ErrNotFound, vgName)
 	}
 	if reason := unusable(l); reason != "" {
-		return volume.Volume{}, fmt.Errorf("resolve %s: %s", spec, reason)
+		return volume.Volume{}, notVolumef("resolve %s: %s", spec, reason)
 	}
 	return toVolume(l), nil
 }

@@ -86,10 +86,22 @@ func TestResolveNoSuchVG(t *testing.T) {
 func TestResolveBadSpec(t *testing.T) {
 	for _, spec := range []string{"volume-1", "/dev/mapper/nova--volumes-volume--1", "vg/", "/dev/vg/lv/x", ""} {
 		s, f := newSnapshotter(t)
-		if _, err := s.Resolve(context.Background(), spec); err == nil {
-			t.Errorf("Resolve(%q) succeeded", spec)
+		if _, err := s.Resolve(context.Background(), spec); !errors.Is(err, lvm.ErrNotVolume) {
+			t.Errorf("Resolve(%q) = %v, want ErrNotVolume (the argument is wrong)", spec, err)
 		}
 		f.wantCalls()
+	}
+}
+
+// lvs failing for an existing VG is LVM's failure, not a wrong argument:
+// it matches neither ErrNotFound nor ErrNotVolume (so it is not a usage
+// error, exit 2).
+func TestResolveLVMFails(t *testing.T) {
+	s, f := newSnapshotter(t)
+	f.fail(lvsCmd(vgName), "lvcreate-no-space").on(vgsCmd(), "vgs-all.json")
+	_, err := s.Resolve(context.Background(), vgName+"/volume-00000001")
+	if err == nil || errors.Is(err, lvm.ErrNotFound) || errors.Is(err, lvm.ErrNotVolume) {
+		t.Fatalf("err = %v, want LVM's own failure", err)
 	}
 }
 
