@@ -349,3 +349,39 @@ func TestUnselectedListed(t *testing.T) {
 		t.Errorf("OK %v, unselected %+v; want an OK run listing 4", r.OK(), r.Unselected)
 	}
 }
+
+// roomyStore is a store with a filesystem, so that the run's preflight
+// estimates the space the backups need from the catalog.
+type roomyStore struct{ *storetest.Memory }
+
+func (roomyStore) Preflight(context.Context, store.PreflightOptions) error { return nil }
+
+func (roomyStore) Usage(context.Context) (store.Usage, error) {
+	return store.Usage{Size: 1 << 40, Used: 1 << 30, Avail: 1<<40 - 1<<30}, nil
+}
+
+// The free-space estimate and the unselected volumes share one reading of
+// the catalog: a volume no job touches has its manifest read once.
+func TestCatalogReadOncePerRun(t *testing.T) {
+	mem := storetest.NewMemory()
+	catalogtest.Write(t, mem, catalogtest.Folder{Host: host, Group: "image", Volume: "old.img",
+		Time:     time.Date(2026, 11, 1, 1, 30, 0, 0, time.UTC),
+		Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("f", 0o644, "old")), "zstd")}}})
+	st := storetest.NewFaulty(roomyStore{mem})
+	var mu sync.Mutex
+	reads := 0
+	st.Observe = func(c storetest.Call) {
+		if c.Op == storetest.OpGet && strings.HasPrefix(c.Key, host+"/image/old.img/") && strings.HasSuffix(c.Key, "/manifest.json") {
+			mu.Lock()
+			reads++
+			mu.Unlock()
+		}
+	}
+	r := nightly.Run(context.Background(), options(t, st, &fakeSnapshotter{}, "a.img"))
+	if !r.OK() || len(r.Unselected) != 1 || r.Unselected[0].ID != "image/old.img" {
+		t.Fatalf("OK %v, unselected %+v, errors %+v", r.OK(), r.Unselected, r.Errors)
+	}
+	if reads != 1 {
+		t.Errorf("old.img's manifest read %d times, want once (one catalog per run)", reads)
+	}
+}
