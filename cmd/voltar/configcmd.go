@@ -110,7 +110,10 @@ func (a *app) runConfigCheck(ctx context.Context) error {
 	fmt.Fprintf(w, "\nvolumes:\n")
 	for _, c := range cs {
 		state := "backed up"
-		if !c.Selected {
+		switch {
+		case c.Missing:
+			state = "MISSING (voltar run fails it): " + c.Reason
+		case !c.Selected:
 			state = "not backed up: " + c.Reason
 		}
 		fmt.Fprintf(w, "  %-40s %s\n", c.Volume, state)

@@ -138,35 +138,82 @@ func (a *app) images() *image.Snapshotter {
 }
 
 // selection lists what the config selects, with reasons for the rest.
+// A configured source that cannot be backed up (a volume group that does
+// not exist or cannot be listed, an image file that is gone) is selected
+// but missing: the operator asked for it, so `run` fails it rather than
+// dropping it. Only a config error or a cancel is an error here.
 func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, error) {
 	var out []candidate
 	var vols []volume.Volume
-	if len(a.cfg.LVM.VolumeGroups) > 0 {
-		s, err := a.lvm()
-		if err != nil {
-			return nil, nil, err
+	if vgs := a.cfg.LVM.VolumeGroups; len(vgs) > 0 {
+		// Without the LVM tools every configured group is missing, and
+		// the images are still backed up; a bad lvm: setting is a config
+		// error.
+		s, lerr := a.lvm()
+		if fail.IsUsage(lerr) {
+			return nil, nil, lerr
 		}
-		cs, err := s.List(ctx, a.cfg.LVM.VolumeGroups, lvm.Filter{Include: a.cfg.LVM.Include, Exclude: a.cfg.LVM.Exclude})
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, c := range cs {
-			out = append(out, candidate{Volume: c.Volume.ID(), Kind: c.Volume.Kind, Path: c.Volume.Path, Size: c.Volume.Size, Selected: c.Selected, Reason: c.Reason})
-			if c.Selected {
-				vols = append(vols, c.Volume)
+		for _, g := range vgs {
+			err := lerr
+			var cs []lvm.Candidate
+			if err == nil {
+				// One VG at a time, so that one that fails does not
+				// hide the others.
+				cs, err = s.List(ctx, []string{g}, lvm.Filter{Include: a.cfg.LVM.Include, Exclude: a.cfg.LVM.Exclude})
+			}
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			if err != nil {
+				out = append(out, missingVG(g, err))
+				continue
+			}
+			for _, c := range cs {
+				out = append(out, candidate{Volume: c.Volume.ID(), Kind: c.Volume.Kind, Path: c.Volume.Path, Size: c.Volume.Size, Selected: c.Selected, Reason: c.Reason})
+				if c.Selected {
+					vols = append(vols, c.Volume)
+				}
 			}
 		}
 	}
 	for _, im := range a.cfg.Images {
 		v, err := image.Resolve(im.Path, im.Offline)
 		if err != nil {
-			out = append(out, candidate{Volume: "image/" + im.Path, Kind: volume.KindImage, Path: im.Path, Reason: err.Error()})
+			out = append(out, missingImage(im.Path, err))
 			continue
 		}
 		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Path: v.Path, Size: v.Size, Selected: true})
 		vols = append(vols, v)
 	}
 	return out, vols, nil
+}
+
+// missingVG is the candidate of a configured volume group that cannot be
+// listed. Its ID <vg>/* stands for every volume of the group: the group's
+// own backups are not reported as unselected while it fails.
+func missingVG(vg string, err error) candidate {
+	hint := fmt.Sprintf("lvm.volume_groups lists %s, but `lvs %s` fails: see its message, and fix LVM or the config", vg, vg)
+	switch {
+	case errors.Is(err, lvm.ErrNotFound):
+		hint = fmt.Sprintf("lvm.volume_groups lists %s: activate it (vgchange -ay %s; vgs shows the groups here) or remove it from lvm.volume_groups", vg, vg)
+	case len(fail.Hints(err)) > 0:
+		hint = fail.Hints(err)[0]
+	}
+	return missingCandidate(vg+"/*", volume.KindLVM, "", fail.Hint(errors.New(err.Error()), "%s", hint))
+}
+
+// missingImage is the candidate of an images: entry that is not a usable
+// image file. Its ID is what its backups are stored under. The error of
+// image.Resolve is kept without its hint, which speaks of command-line
+// arguments.
+func missingImage(path string, err error) candidate {
+	return missingCandidate("image/"+filepath.Base(path), volume.KindImage, path, fail.Hint(errors.New(err.Error()),
+		"images: lists %s: bring the file back (a deleted VM, a typo in the path, an unmounted share?) or remove it from images:", path))
+}
+
+func missingCandidate(id, kind, path string, err error) candidate {
+	return candidate{Volume: id, Kind: kind, Path: path, Size: -1, Selected: true, Missing: true,
+		Reason: err.Error(), Hints: fail.Hints(err), err: err}
 }
 
 // excludesFor merges the global, per-volume and command-line patterns.
@@ -307,22 +354,29 @@ func (a *app) s3Config(name string) (s3.Config, error) {
 }
 
 // jobs is what `voltar run` backs up: every selected volume with its
-// snapshotter and excludes.
-func (a *app) jobs(ctx context.Context) ([]nightly.Job, error) {
-	_, vols, err := a.selection(ctx)
+// snapshotter and excludes, and the configured sources that cannot be
+// backed up, which the run reports as failed.
+func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error) {
+	cs, vols, err := a.selection(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var missing []nightly.Missing
+	for _, c := range cs {
+		if c.Missing {
+			missing = append(missing, nightly.Missing{ID: c.Volume, Err: c.err})
+		}
 	}
 	var jobs []nightly.Job
 	for _, v := range vols {
 		snap, err := a.snapshotter(v)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID())})
 	}
-	return jobs, nil
+	return jobs, missing, nil
 }
 
 // writerSettings is what every backup and dump of a command shares, built

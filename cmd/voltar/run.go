@@ -23,6 +23,9 @@ func (a *app) runCmd() *cobra.Command {
 every volume the config selects (see voltar volumes), concurrency at a time,
 prune each volume after its new backup succeeded, then report: text on
 stdout, report.json_file, report.prometheus_textfile and mail.
+A configured source that cannot be backed up (an images: file that is gone,
+a volume group that does not exist) is a failed volume; volumes with
+backups in the store that are no longer selected are listed, not failed.
 Exit 0 when everything succeeded, 1 when anything failed (mail included).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,7 +60,7 @@ func (a *app) nightly(ctx context.Context) error {
 		return abort(err)
 	}
 	defer ses.end()
-	jobs, err := a.jobs(ctx)
+	jobs, missing, err := a.jobs(ctx)
 	if err != nil {
 		return abort(err)
 	}
@@ -67,7 +70,7 @@ func (a *app) nightly(ctx context.Context) error {
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
 		Settings: a.writerSettings(st, host, rcpt, ses.journal),
-		Jobs:     jobs, Concurrency: cfg.Concurrency,
+		Jobs:     jobs, Missing: missing, Concurrency: cfg.Concurrency,
 		Backup: backup.Options{RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Progress: bars},
 		Prune:  po,
 		Dumps:  dumpTargets(cfg.Dumps), DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
@@ -78,7 +81,7 @@ func (a *app) nightly(ctx context.Context) error {
 	if err := ses.finishJournal(); err != nil {
 		rep.Errors = append(rep.Errors, *report.NewProblem(err))
 	}
-	if len(jobs) == 0 && len(cfg.Dumps) == 0 {
+	if len(jobs) == 0 && len(missing) == 0 && len(cfg.Dumps) == 0 {
 		rep.Errors = append(rep.Errors, report.Problem{Message: "no volumes selected", Hints: []string{"set lvm.volume_groups or images in the config; voltar volumes shows the selection"}})
 	}
 	return a.deliver(ctx, out, rep)

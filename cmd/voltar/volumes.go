@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -17,7 +18,26 @@ type candidate struct {
 	Path     string `json:"path"`
 	Size     int64  `json:"size"`
 	Selected bool   `json:"selected"`
-	Reason   string `json:"reason,omitempty"`
+	// Missing: selected by the config but not there (an image file that
+	// is gone, a volume group that cannot be listed); `run` fails it.
+	// Reason says why, Hints what to do; Size is -1 (null).
+	Missing bool     `json:"missing,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+	Hints   []string `json:"hints,omitempty"`
+	err     error    // the missing source's error, for the run's report
+}
+
+// MarshalJSON writes an unknown size as null.
+func (c candidate) MarshalJSON() ([]byte, error) {
+	type plain candidate
+	v := struct {
+		plain
+		Size *int64 `json:"size"`
+	}{plain: plain(c)}
+	if c.Size >= 0 {
+		v.Size = &c.Size
+	}
+	return json.Marshal(v)
 }
 
 // volumesFlags are the flags of `voltar volumes`.
@@ -53,12 +73,29 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VOLUME\tKIND\tSIZE\tBACKED UP\tWHY NOT")
+	var missing []candidate
 	for _, c := range cs {
-		yes := "yes"
-		if !c.Selected {
+		yes, size := "yes", "-"
+		switch {
+		case c.Missing:
+			yes = "MISSING"
+			missing = append(missing, c)
+		case !c.Selected:
 			yes = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, c.Kind, units.Bytes(c.Size), yes, c.Reason)
+		if c.Size >= 0 {
+			size = units.Bytes(c.Size)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, c.Kind, size, yes, c.Reason)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range missing {
+		fmt.Fprintf(a.stdout, "\n%s is selected but missing: voltar run reports it as failed\n", c.Volume)
+		for _, h := range c.Hints {
+			fmt.Fprintf(a.stdout, "hint: %s\n", h)
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ package nightly
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,12 +33,35 @@ type Job struct {
 	BtrfsSnapshots bool
 }
 
+// Missing is a configured source that cannot be backed up: an image file
+// that is gone, a volume group that does not exist or cannot be listed. The
+// operator asked for it, so it is a failed volume of the run, never dropped.
+type Missing struct {
+	// ID names it as the report names volumes: image/<file name> for an
+	// image (what its backups are stored under), <vg>/* for a volume group,
+	// which stands for every volume of the group.
+	ID  string
+	Err error // what is wrong, with hints
+}
+
+// covers reports whether the missing source stands for the volume id
+// (vg/volume): its own ID, or any volume of a missing group.
+func (m Missing) covers(id string) bool {
+	if g, ok := strings.CutSuffix(m.ID, "/*"); ok {
+		return strings.HasPrefix(id, g+"/")
+	}
+	return m.ID == id
+}
+
 // Options configure a run.
 type Options struct {
 	// Settings are shared by every backup and dump of the run (they replace
 	// Backup's and Dump's), and name the store and host pruned and reported.
 	folder.Settings
-	Jobs        []Job
+	Jobs []Job
+	// Missing are configured sources that cannot be backed up; each is a
+	// failed volume of the report, after the jobs.
+	Missing     []Missing
 	Concurrency int
 	// Backup is the template for each volume's backup options; Settings
 	// come from the run, Snapshotter, Excludes and BtrfsSnapshots are set
@@ -69,14 +93,16 @@ func Run(ctx context.Context, o Options) *report.Run {
 		StoreTotalBytes: -1, DestUsedBytes: -1, DestAvailBytes: -1, DestTotalBytes: -1, Version: o.Version,
 	}
 	defer func() { r.Finished = o.Now() }()
+	cat := &listing{}
 
-	if err := preflight(ctx, o); err != nil {
+	if err := preflight(ctx, o, cat); err != nil {
 		r.Errors = append(r.Errors, *report.NewProblem(err))
 		notAttempted := &report.Problem{Message: "not attempted: the run's preflight failed"}
 		for _, j := range o.Jobs {
 			r.Volumes = append(r.Volumes, report.Volume{ID: j.Volume.ID(), Status: report.StatusSkipped,
 				StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1, Err: notAttempted})
 		}
+		r.Volumes = append(r.Volumes, missing(o)...)
 		for _, d := range o.Dumps {
 			r.Dumps = append(r.Dumps, report.Dump{Name: d.Name, Status: report.StatusSkipped, StoredBytes: -1, Err: notAttempted})
 		}
@@ -87,12 +113,73 @@ func Run(ctx context.Context, o Options) *report.Run {
 	if !o.DumpsAfter {
 		r.Dumps = dumps(ctx, o)
 	}
-	r.Volumes = volumes(ctx, o)
+	r.Volumes = append(volumes(ctx, o), missing(o)...)
 	if o.DumpsAfter {
 		r.Dumps = dumps(ctx, o)
 	}
+	unselected(ctx, o, cat, r)
 	usage(ctx, o, r)
 	return r
+}
+
+// missing is the report's row of each configured source that cannot be
+// backed up.
+func missing(o Options) []report.Volume {
+	var out []report.Volume
+	for _, m := range o.Missing {
+		out = append(out, report.Volume{ID: m.ID, Status: report.StatusFailed,
+			StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1, Err: report.NewProblem(m.Err)})
+	}
+	return out
+}
+
+// listing is this host's catalog, read at most once per run: the
+// free-space estimate and the unselected volumes both need it, and reading
+// it reads every manifest of the host.
+type listing struct {
+	done bool
+	cat  *catalog.Catalog
+	err  error
+}
+
+func (l *listing) get(ctx context.Context, o Options) (*catalog.Catalog, error) {
+	if !l.done {
+		l.cat, l.err = catalog.List(ctx, o.Store, o.Host, "")
+		l.done = true
+	}
+	return l.cat, l.err
+}
+
+// unselected lists the volumes with backups of this host that the run did
+// not select (a deleted LV, a renamed image, an exclude), with their newest
+// backup: no failure, but a backup that stopped must be visible in every
+// report. A missing source already fails for the volumes it stands for.
+func unselected(ctx context.Context, o Options, l *listing, r *report.Run) {
+	c, err := l.get(ctx, o)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.Errors = append(r.Errors, *report.NewProblem(fail.Hint(
+				fmt.Errorf("cannot tell which volumes with backups are no longer selected: %w", err),
+				"check that the store can be listed: voltar list")))
+		}
+		return
+	}
+	selected := map[string]bool{}
+	for _, j := range o.Jobs {
+		selected[j.Volume.ID()] = true
+	}
+	for _, b := range c.Backups { // sorted by volume, then time: the last one is the newest
+		id := b.Group + "/" + b.Volume
+		if b.Group == dump.Group || selected[id] || slices.ContainsFunc(o.Missing, func(m Missing) bool { return m.covers(id) }) {
+			continue
+		}
+		if n := len(r.Unselected); n > 0 && r.Unselected[n-1].ID == id {
+			u := &r.Unselected[n-1]
+			u.LastBackup, u.BackupID, u.Backups = b.Time, b.ID, u.Backups+1
+			continue
+		}
+		r.Unselected = append(r.Unselected, report.Unselected{ID: id, LastBackup: b.Time, BackupID: b.ID, Backups: 1})
+	}
 }
 
 // Aborted is the report of a run that stopped before Run could start (the
@@ -194,7 +281,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 // preflight checks the destination before any snapshot is made. A store
 // that cannot preflight (S3) was checked when it was opened, and reports
 // no free space.
-func preflight(ctx context.Context, o Options) error {
+func preflight(ctx context.Context, o Options, l *listing) error {
 	pf, ok := store.As[store.Preflighter](o.Store)
 	if !ok {
 		return nil
@@ -216,7 +303,7 @@ func preflight(ctx context.Context, o Options) error {
 			o.Store, units.Bytes(free), 100-u.UsedPercent(), o.MinFreePercent),
 			"free space or prune old backups (voltar prune --dry-run shows what is due)")
 	}
-	need := estimate(ctx, o)
+	need := estimate(ctx, o, l)
 	if need > free {
 		return fail.Hint(fmt.Errorf("store %s has %s free, but the last backups of the selected volumes took %s",
 			o.Store, units.Bytes(free), units.Bytes(need)),
@@ -226,8 +313,8 @@ func preflight(ctx context.Context, o Options) error {
 }
 
 // estimate is what the last backup of each selected volume stored.
-func estimate(ctx context.Context, o Options) int64 {
-	c, err := catalog.List(ctx, o.Store, o.Host, "")
+func estimate(ctx context.Context, o Options, l *listing) int64 {
+	c, err := l.get(ctx, o)
 	if err != nil {
 		return 0
 	}

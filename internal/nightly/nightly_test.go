@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,5 +266,122 @@ func TestAbortedBeforeTheStart(t *testing.T) {
 	b, _ := os.ReadFile(prom)
 	if !strings.Contains(string(b), "voltar_run_success 0") || strings.Contains(string(b), "voltar_store_size_bytes") {
 		t.Errorf("metrics:\n%s", b)
+	}
+}
+
+// A configured source that cannot be backed up is a failed volume of the
+// run, with its reason and hint, and the other volumes are still backed
+// up; even a run whose preflight failed lists it as failed.
+func TestMissingSourcesFail(t *testing.T) {
+	gone := nightly.Missing{ID: "image/gone.img", Err: fail.Hint(errors.New("volume /srv/gone.img: no such file"), "bring the file back")}
+	vg := nightly.Missing{ID: "vg9/*", Err: errors.New(`volume group "vg9" not found`)}
+	for _, tc := range []struct {
+		name string
+		st   store.Store
+		want string
+	}{
+		{"run", storetest.NewMemory(), "image/a.img=ok image/gone.img=failed vg9/*=failed"},
+		{"preflight failed", failingPreflight{storetest.NewMemory()}, "image/a.img=skipped image/gone.img=failed vg9/*=failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := options(t, tc.st, &fakeSnapshotter{}, "a.img")
+			o.Missing = []nightly.Missing{gone, vg}
+			r := nightly.Run(context.Background(), o)
+			if got := statuses(r); got != tc.want {
+				t.Fatalf("volumes: %s, want %s", got, tc.want)
+			}
+			if r.OK() {
+				t.Error("run OK with a missing source")
+			}
+			if ok, failed, total := r.Counts(); failed != 2 || total != 3 || (tc.name == "run") != (ok == 1) {
+				t.Errorf("counts %d ok, %d failed of %d", ok, failed, total)
+			}
+			e := r.Volumes[1].Err
+			if e == nil || e.Message != "volume /srv/gone.img: no such file" || len(e.Hints) != 1 || e.Hints[0] != "bring the file back" {
+				t.Errorf("gone.img's error = %+v, want the reason and its hint", e)
+			}
+			if r.Volumes[1].StoredBytes != -1 || r.Volumes[1].BackupID != "" {
+				t.Errorf("gone.img %+v: stored something", r.Volumes[1])
+			}
+		})
+	}
+}
+
+// Volumes with backups of this host that the run did not select are
+// listed once, with their newest backup, and fail nothing; a missing
+// source's volumes and dumps are not among them.
+func TestUnselectedListed(t *testing.T) {
+	st := storetest.NewMemory()
+	seed := func(host, group, volume string, day int) {
+		catalogtest.Write(t, st, catalogtest.Folder{Host: host, Group: group, Volume: volume,
+			Time:     time.Date(2026, 11, day, 1, 30, 0, 0, time.UTC),
+			Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("f", 0o644, "old")), "zstd")}}})
+	}
+	seed(host, "image", "a.img", 1)
+	seed(host, "image", "old.img", 1)
+	seed(host, "image", "old.img", 3)
+	seed(host, "image", "gone.img", 2) // missing tonight: it fails instead
+	seed(host, "vg9", "volume-1", 2)   // its whole VG is missing
+	seed(host, "vg0", "volume-2", 4)   // deleted LV
+	seed("other", "image", "x.img", 2) // another host's
+	o := options(t, st, &fakeSnapshotter{}, "a.img")
+	o.Missing = []nightly.Missing{{ID: "image/gone.img", Err: errors.New("gone")}, {ID: "vg9/*", Err: errors.New("no vg9")}}
+	r := nightly.Run(context.Background(), o)
+	var got []string
+	for _, u := range r.Unselected {
+		got = append(got, fmt.Sprintf("%s %s %s %d", u.ID, u.LastBackup.Format(time.DateOnly), u.BackupID, u.Backups))
+	}
+	want := []string{
+		"image/old.img 2026-11-03 image/old.img/2026-11-03T013000Z 2",
+		"vg0/volume-2 2026-11-04 vg0/volume-2/2026-11-04T013000Z 1",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("unselected:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(r.Errors) != 0 {
+		t.Errorf("run errors %+v", r.Errors)
+	}
+
+	// Only unselected volumes: the run is OK, and says so.
+	o = options(t, st, &fakeSnapshotter{}, "a.img")
+	r = nightly.Run(context.Background(), o)
+	if !r.OK() || len(r.Unselected) != 4 {
+		t.Errorf("OK %v, unselected %+v; want an OK run listing 4", r.OK(), r.Unselected)
+	}
+}
+
+// roomyStore is a store with a filesystem, so that the run's preflight
+// estimates the space the backups need from the catalog.
+type roomyStore struct{ *storetest.Memory }
+
+func (roomyStore) Preflight(context.Context, store.PreflightOptions) error { return nil }
+
+func (roomyStore) Usage(context.Context) (store.Usage, error) {
+	return store.Usage{Size: 1 << 40, Used: 1 << 30, Avail: 1<<40 - 1<<30}, nil
+}
+
+// The free-space estimate and the unselected volumes share one reading of
+// the catalog: a volume no job touches has its manifest read once.
+func TestCatalogReadOncePerRun(t *testing.T) {
+	mem := storetest.NewMemory()
+	catalogtest.Write(t, mem, catalogtest.Folder{Host: host, Group: "image", Volume: "old.img",
+		Time:     time.Date(2026, 11, 1, 1, 30, 0, 0, time.UTC),
+		Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("f", 0o644, "old")), "zstd")}}})
+	st := storetest.NewFaulty(roomyStore{mem})
+	var mu sync.Mutex
+	reads := 0
+	st.Observe = func(c storetest.Call) {
+		if c.Op == storetest.OpGet && strings.HasPrefix(c.Key, host+"/image/old.img/") && strings.HasSuffix(c.Key, "/manifest.json") {
+			mu.Lock()
+			reads++
+			mu.Unlock()
+		}
+	}
+	r := nightly.Run(context.Background(), options(t, st, &fakeSnapshotter{}, "a.img"))
+	if !r.OK() || len(r.Unselected) != 1 || r.Unselected[0].ID != "image/old.img" {
+		t.Fatalf("OK %v, unselected %+v, errors %+v", r.OK(), r.Unselected, r.Errors)
+	}
+	if reads != 1 {
+		t.Errorf("old.img's manifest read %d times, want once (one catalog per run)", reads)
 	}
 }

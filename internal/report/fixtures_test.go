@@ -143,6 +143,28 @@ var runs = map[string]func() *report.Run{
 		r.Volumes = []report.Volume{a}
 		return r
 	},
+	"missing-and-unselected": func() *report.Run {
+		// A configured image whose file is gone and a configured VG that
+		// does not exist fail; volumes with backups that were not
+		// selected are listed, but do not fail the run.
+		r := base()
+		a := vol("nova-volumes/volume-00000019", at(0, 1, 0, 2), 81*time.Second)
+		missing := func(id, msg, hint string) report.Volume {
+			return report.Volume{ID: id, Status: report.StatusFailed, StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1,
+				Err: &report.Problem{Message: msg, Hints: []string{hint}}}
+		}
+		r.Volumes = []report.Volume{a,
+			missing("image/web2.img", "volume /srv/images/web2.img: no such file",
+				"images: lists /srv/images/web2.img: bring the file back (a deleted VM, a typo, an unmounted share?) or remove it from images:"),
+			missing("cinder-volumes/*", `volume group "cinder-volumes" not found (volume groups here: nova-volumes)`,
+				"lvm.volume_groups lists cinder-volumes: activate it (vgchange -ay cinder-volumes) or remove it from lvm.volume_groups"),
+		}
+		r.Unselected = []report.Unselected{
+			{ID: "image/web1.img", LastBackup: at(-3, 1, 0, 4).UTC(), BackupID: "image/web1.img/2026-11-22T000004Z", Backups: 3},
+			{ID: "nova-volumes/volume-00000011", LastBackup: at(-1, 1, 2, 0).UTC(), BackupID: "nova-volumes/volume-00000011/2026-11-24T000200Z", Backups: 7},
+		}
+		return r
+	},
 	"run-error-utc": func() *report.Run {
 		r := base()
 		r.Started, r.Finished = at(0, 0, 0, 1).UTC(), at(0, 0, 0, 2).UTC()

@@ -37,6 +37,16 @@ type jsonRun struct {
 	Errors          []jsonError `json:"errors"`
 	Volumes         []jsonVol   `json:"volumes"`
 	Dumps           []jsonDump  `json:"dumps"`
+	// Unselected is absent when there are none.
+	Unselected []jsonUnselected `json:"unselected,omitempty"`
+}
+
+// jsonUnselected is a volume with backups that the run did not select.
+type jsonUnselected struct {
+	ID           string    `json:"id"`
+	LastBackup   time.Time `json:"last_backup"`
+	LastBackupID string    `json:"last_backup_id"`
+	Backups      int       `json:"backups"`
 }
 
 // jsonOutcome is what volume and dump rows share; embedded, its fields
@@ -154,6 +164,9 @@ func JSON(w io.Writer, r *Run) error {
 	}
 	for _, d := range r.Dumps {
 		j.Dumps = append(j.Dumps, jsonDump{Name: d.Name, jsonOutcome: d.outcome().json(), Error: jsonErr(d.Err)})
+	}
+	for _, u := range r.Unselected {
+		j.Unselected = append(j.Unselected, jsonUnselected{u.ID, u.LastBackup, u.BackupID, u.Backups})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

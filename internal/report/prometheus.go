@@ -16,9 +16,11 @@ import (
 //
 //	time() - voltar_volume_last_success_timestamp_seconds > 36*3600
 //	voltar_run_success == 0
+//	voltar_volume_unselected == 1
 const (
 	metricVolumeLastSuccess = "voltar_volume_last_success_timestamp_seconds"
 	metricDumpLastSuccess   = "voltar_dump_last_success_timestamp_seconds"
+	metricVolumeUnselected  = "voltar_volume_unselected"
 )
 
 // WritePrometheus writes the run's metrics to path, a *.prom file in
@@ -32,7 +34,10 @@ const (
 // last-success timestamps are read back and kept for every volume and dump
 // that did not succeed this run. Volumes that are no longer part of the run
 // are dropped, except after a run-level error (the run may not have got as
-// far as listing them), when every previous timestamp is kept. A previous
+// far as listing them), when every previous timestamp is kept, and except
+// Run.Unselected: a volume with backups in the store that the run did not
+// select keeps its last-success time (its newest backup's) and is marked
+// voltar_volume_unselected 1, so a backup that stopped keeps alerting. A previous
 // file that cannot be parsed is replaced; the error says so.
 func WritePrometheus(path string, r *Run) error {
 	prevVol, prevDump, prevErr := previousSuccess(path)
@@ -94,6 +99,20 @@ func WritePrometheus(path string, r *Run) error {
 		"1 if the dump failed in the last run.")
 	for _, d := range r.Dumps {
 		dumpRows.set(d.outcome(), r.Finished)
+	}
+	// An unselected volume keeps its series, so that the stale-backup
+	// alert sees its last backup age and an alert can name it; its last
+	// success comes from the store, not from the previous file.
+	unsel := vec(metricVolumeUnselected, "1 for a volume with backups in the store that the last run did not select.", "volume")
+	for _, u := range r.Unselected {
+		if volRows.seen[u.ID] {
+			continue
+		}
+		volRows.seen[u.ID] = true
+		unsel.WithLabelValues(u.ID).Set(1)
+		if !u.LastBackup.IsZero() {
+			volRows.lastOK.WithLabelValues(u.ID).Set(unix(u.LastBackup))
+		}
 	}
 	if len(r.Errors) > 0 {
 		volRows.keepUnseen()

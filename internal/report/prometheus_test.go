@@ -199,3 +199,35 @@ func TestWritePrometheusUnwritable(t *testing.T) {
 		t.Errorf("err = %v, want one naming %s", err, path)
 	}
 }
+
+// A configured source that is missing fails like a volume, under the same
+// label; a volume with backups that the run did not select is marked, with
+// its newest backup as its last success, and makes no run fail.
+func TestWritePrometheusMissingAndUnselected(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "voltar.prom")
+	r := runs["missing-and-unselected"]()
+	if err := report.WritePrometheus(path, r); err != nil {
+		t.Fatal(err)
+	}
+	got := metrics(t, path)
+	u0, u1 := r.Unselected[0], r.Unselected[1]
+	wantMetrics(t, got, map[string]float64{
+		"voltar_run_success":                                                 0,
+		"voltar_run_volumes{status=failed}":                                  2,
+		"voltar_volume_backup_failed{volume=image/web2.img}":                 1,
+		"voltar_volume_backup_failed{volume=cinder-volumes/*}":               1,
+		"voltar_volume_unselected{volume=" + u0.ID + "}":                     1,
+		"voltar_volume_unselected{volume=" + u1.ID + "}":                     1,
+		"voltar_volume_last_success_timestamp_seconds{volume=" + u0.ID + "}": ts(u0.LastBackup),
+		"voltar_volume_last_success_timestamp_seconds{volume=" + u1.ID + "}": ts(u1.LastBackup),
+	})
+	wantAbsent(t, got,
+		"voltar_volume_unselected{volume="+r.Volumes[0].ID+"}",
+		"voltar_volume_backup_failed{volume="+u0.ID+"}")
+
+	// Nothing unselected: the series is absent, not 0.
+	if err := report.WritePrometheus(path, runs["all-ok-pruned"]()); err != nil {
+		t.Fatal(err)
+	}
+	wantAbsent(t, metrics(t, path), "voltar_volume_unselected{volume="+u0.ID+"}")
+}

@@ -48,6 +48,19 @@ type Run struct {
 	DestUsedBytes, DestAvailBytes, DestTotalBytes int64
 	Errors                                        []Problem // run-level errors: preflight, lock, ...
 	Version                                       string    // voltar's version
+	// Unselected are volumes with backups of this host in the store that
+	// the run did not select (a deleted LV, a renamed image, an exclude):
+	// no failure, but a backup that stopped must not look like success.
+	Unselected []Unselected
+}
+
+// Unselected is a volume that has backups in the store but was not
+// selected for this run.
+type Unselected struct {
+	ID         string    // vg/volume, as a Volume's ID
+	LastBackup time.Time // when its newest complete backup was taken
+	BackupID   string    // that backup
+	Backups    int       // complete backups of it in the store
 }
 
 // Volume is the outcome of one volume's backup.

@@ -81,6 +81,8 @@ func Text(w io.Writer, r *Run) error {
 		}
 	}
 
+	unselected(bw, r.Unselected)
+
 	ok, nfailed, total := r.Counts()
 	p("\nTotals\n")
 	p("  Volumes       %d ok, %d failed", ok, nfailed)
@@ -157,6 +159,24 @@ func volumeDetails(w io.Writer, v Volume) {
 	if v.Err != nil {
 		problem(w, "  ", *v.Err)
 	}
+}
+
+// unselected lists the volumes that have backups but were not selected:
+// not failures, but the one place a backup that stopped shows up.
+func unselected(w io.Writer, us []Unselected) {
+	if len(us) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nNot selected any more (backups in the store, none this run)\n")
+	t := table{right: []bool{false, false, true}}
+	t.add("VOLUME", "LAST BACKUP", "BACKUPS")
+	for _, u := range us {
+		t.add(u.ID, stamp(u.LastBackup), strconv.Itoa(u.Backups))
+	}
+	t.write(w, "  ")
+	fmt.Fprintf(w, "  hint:     a volume still in use: select it again (lvm.volume_groups, lvm.include,\n")
+	fmt.Fprintf(w, "            lvm.exclude, images:); one retired on purpose: remove its backups\n")
+	fmt.Fprintf(w, "            once they are no longer needed, and it leaves this list\n")
 }
 
 // problem writes an error and its hints, continuation lines indented.

@@ -34,10 +34,12 @@ const (
 	instance = "node1:9100"
 )
 
-// textfiles are the outputs of two real runs: ok backed up one good image,
-// failed the same image and an empty one, whose backup fails.
+// textfiles are the outputs of three real runs: ok backed up one good image,
+// failed the same image and an empty one, whose backup fails, missing only
+// an image whose file is gone (so the good one, with its backups, is no
+// longer selected).
 type textfiles struct {
-	ok, failed map[string]*family
+	ok, failed, missing map[string]*family
 }
 
 // family is one metric of a textfile with its samples.
@@ -145,8 +147,9 @@ func realRuns(t *testing.T) textfiles {
 		return parseTextfile(t, prom)
 	}
 	return textfiles{
-		ok:     run("ok", 0, good),
-		failed: run("failed", 1, good, empty),
+		ok:      run("ok", 0, good),
+		failed:  run("failed", 1, good, empty),
+		missing: run("missing", 1, filepath.Join(dir, "gone.img")),
 	}
 }
 
@@ -206,7 +209,7 @@ func checkNames(t *testing.T, what string, names []string, tf textfiles) {
 			continue
 		}
 		seen[n] = true
-		if tf.ok[n] == nil && tf.failed[n] == nil {
+		if tf.ok[n] == nil && tf.failed[n] == nil && tf.missing[n] == nil {
 			t.Errorf("%s uses %s, which voltar run did not write (it wrote %s)", what, n, strings.Join(written(tf), ", "))
 		}
 	}
@@ -214,7 +217,7 @@ func checkNames(t *testing.T, what string, names []string, tf textfiles) {
 
 func written(tf textfiles) []string {
 	var out []string
-	for _, m := range []map[string]*family{tf.ok, tf.failed} {
+	for _, m := range []map[string]*family{tf.ok, tf.failed, tf.missing} {
 		for n := range m {
 			if !slices.Contains(out, n) {
 				out = append(out, n)
@@ -324,7 +327,13 @@ func testRules(t *testing.T, tf textfiles) {
 		t.Fatalf("no volume with voltar_volume_backup_failed %v", failed)
 		return ""
 	}
-	good, bad := volume(tf.ok, 0), volume(tf.failed, 1)
+	good, bad, gone := volume(tf.ok, 0), volume(tf.failed, 1), volume(tf.missing, 1)
+	if gone != "image/gone.img" {
+		t.Fatalf("the missing image failed as %q, want image/gone.img", gone)
+	}
+	if u := tf.missing["voltar_volume_unselected"]; u == nil || len(u.samples) != 1 || u.samples[0].labels["volume"] != good {
+		t.Fatalf("voltar_volume_unselected of the missing run: %+v, want %s only", u, good)
+	}
 	half := fmt.Sprintf("%s+0x%d", formatFloat(sz/2), 400)
 	// 30% free, falling by 0.25% of the size an hour (scraped every 5
 	// minutes): 10% at 80 h.
@@ -384,6 +393,34 @@ tests:
               summary: "voltar: %[8]s on %[4]s has never been backed up successfully"
               description: "Its backup fails every night; see the run's report (journalctl -u voltar.service)."
 
+  - name: a run with a missing image, and a volume no longer selected
+    interval: 5m
+    input_series:
+%[10]s
+    alert_rule_test:
+      - eval_time: 30m
+        alertname: VoltarRunFailed
+        exp_alerts:
+          - exp_labels: {severity: warning, job: %[3]s, instance: "%[4]s"}
+            exp_annotations:
+              summary: "voltar: the last run on %[4]s failed"
+              description: "See the run's report (mail, journalctl -u voltar.service, report.json_file); voltar_volume_backup_failed names the volumes."
+      - eval_time: 30m
+        alertname: VoltarVolumeUnselected
+        exp_alerts:
+          - exp_labels: {severity: warning, job: %[3]s, instance: "%[4]s", volume: "%[5]s"}
+            exp_annotations:
+              summary: "voltar: %[5]s on %[4]s has backups but is no longer backed up"
+              description: "The last run did not select it (deleted, renamed or excluded; `+"`voltar volumes`"+` shows the selection). Select it again, or remove its backups once they are no longer needed."
+      - {eval_time: 30m, alertname: VoltarVolumeBackupStale, exp_alerts: []}
+      - eval_time: 26h30m
+        alertname: VoltarVolumeNeverBackedUp
+        exp_alerts:
+          - exp_labels: {severity: critical, job: %[3]s, instance: "%[4]s", volume: "%[11]s"}
+            exp_annotations:
+              summary: "voltar: %[11]s on %[4]s has never been backed up successfully"
+              description: "Its backup fails every night; see the run's report (journalctl -u voltar.service)."
+
   - name: the store fills up
     interval: 5m
     input_series:
@@ -411,6 +448,8 @@ tests:
 		series(tf.failed, 330, map[string]string{"voltar_destination_available_bytes": half}),
 		bad,
 		series(tf.ok, 1440, map[string]string{"voltar_destination_available_bytes": falling}),
+		series(tf.missing, 330, map[string]string{"voltar_destination_available_bytes": half}),
+		gone,
 	)
 	path := filepath.Join(t.TempDir(), "voltar.rules.test.yml")
 	if err := os.WriteFile(path, []byte(test), 0o644); err != nil {
