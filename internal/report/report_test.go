@@ -96,6 +96,12 @@ func TestSubject(t *testing.T) {
 		{"dump failed", report.Run{Host: "host1", Volumes: twelve, Dumps: dumpFailed}, "[voltar] host1: 12/12 volumes OK, FAILED 1/3 dumps", false},
 		{"both failed", report.Run{Host: "host1", Volumes: failed2, Dumps: dumpFailed}, "[voltar] host1: FAILED 2/12 volumes, FAILED 1/3 dumps", false},
 		{"skipped", report.Run{Host: "h", Volumes: []report.Volume{ok("a"), bad("b", report.StatusSkipped)}}, "[voltar] h: 1/2 volumes OK (1 skipped)", true},
+		{"prune failed", report.Run{Host: "h", Volumes: []report.Volume{ok("a"), bad("b", report.StatusPruneFailed), bad("c", report.StatusSkipped)}},
+			"[voltar] h: FAILED 1/3 volumes (1 stored, prune failed; 1 skipped)", false},
+		{"prune and backup failed", report.Run{Host: "h", Volumes: []report.Volume{bad("a", report.StatusFailed), bad("b", report.StatusPruneFailed)}},
+			"[voltar] h: FAILED 2/2 volumes (1 stored, prune failed)", false},
+		{"dump prune failed", report.Run{Host: "h", Volumes: twelve, Dumps: []report.Dump{{Name: "a", Status: report.StatusPruneFailed}}},
+			"[voltar] h: 12/12 volumes OK, FAILED 1/1 dumps (1 stored, prune failed)", false},
 		{"unknown status fails", report.Run{Host: "h", Volumes: []report.Volume{bad("a", "weird")}}, "[voltar] h: FAILED 1/1 volumes", false},
 		{"run error", report.Run{Host: "h", Errors: []report.Problem{{Message: "another voltar run holds the lock\nPID 12"}}},
 			"[voltar] h: FAILED: another voltar run holds the lock", false},
@@ -122,6 +128,16 @@ func TestCounts(t *testing.T) {
 	ok, failed, total := r.Counts()
 	if ok != 2 || failed != 3 || total != 6 {
 		t.Errorf("Counts() = %d, %d, %d; want 2, 3, 6", ok, failed, total)
+	}
+	// A stored backup whose prune failed still fails the run, and is
+	// counted apart.
+	r.Volumes = append(r.Volumes, report.Volume{Status: report.StatusPruneFailed})
+	r.Dumps = []report.Dump{{Status: report.StatusPruneFailed}, {Status: report.StatusOK}}
+	if ok, failed, total := r.Counts(); ok != 2 || failed != 4 || total != 7 {
+		t.Errorf("Counts() = %d, %d, %d; want 2, 4, 7", ok, failed, total)
+	}
+	if v, d := r.PruneFailed(); v != 1 || d != 1 {
+		t.Errorf("PruneFailed() = %d, %d; want 1, 1", v, d)
 	}
 }
 
