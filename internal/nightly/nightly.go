@@ -139,7 +139,7 @@ func DumpRow(r dump.Result) report.Dump {
 	case r.Err != nil:
 		d.Status, d.Err = report.StatusFailed, report.NewProblem(r.Err)
 	default:
-		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.StoredBytes()
+		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.PublishedBytes
 	}
 	return d
 }
@@ -172,7 +172,9 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
 	}
 	backupErr := err
-	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.StoredBytes(), m.SourceBytes(), m.Files()
+	// The whole folder, SHA256SUMS and the manifest too: what the run
+	// wrote, as the store's growth shows it.
+	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.SourceBytes(), m.Files()
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}

@@ -298,8 +298,8 @@ func TestStoredButPruneFailed(t *testing.T) {
 	if _, err := mem.Stat(ctx, host+"/"+v.BackupID+"/manifest.json"); err != nil {
 		t.Errorf("%s: manifest not in the store: %v", v.BackupID, err)
 	}
-	if v.StoredBytes <= 0 || v.StoredBytes > folderBytes {
-		t.Errorf("stored bytes %d, want the backup's size (its folder holds %d)", v.StoredBytes, folderBytes)
+	if v.StoredBytes != folderBytes {
+		t.Errorf("stored bytes %d, want the backup's size, its folder's %d", v.StoredBytes, folderBytes)
 	}
 	if v.Err == nil || !strings.Contains(v.Err.Message, "pruning failed") || !strings.Contains(v.Err.Message, "permission denied") || len(v.Err.Hints) == 0 {
 		t.Errorf("error %+v, want the prune's with a hint", v.Err)
@@ -339,4 +339,33 @@ func TestStoredButPruneFailed(t *testing.T) {
 // promFloat is t as the textfile writes a timestamp.
 func promFloat(t time.Time) string {
 	return strconv.FormatFloat(float64(t.Unix())+float64(t.Nanosecond())/1e9, 'g', -1, 64)
+}
+
+// What a run reports as written is what the store grew by: every object,
+// SHA256SUMS and the manifests too, not only the archives.
+func TestWrittenIsTheStoresGrowth(t *testing.T) {
+	st := storetest.NewMemory()
+	r := nightly.Run(context.Background(), options(t, st, &fakeSnapshotter{}, "a.img", "b.img"))
+	if !r.OK() {
+		t.Fatalf("run failed: %s", statuses(r))
+	}
+	objs, err := st.List(context.Background(), host+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grown, archives int64
+	for _, o := range objs {
+		grown += o.Size
+	}
+	for _, v := range r.Volumes {
+		for _, f := range v.Filesystems {
+			archives += f.StoredBytes
+		}
+	}
+	if got := r.WrittenBytes(); got != grown || got <= archives {
+		t.Errorf("written %d bytes, the store grew by %d (archives alone: %d)", got, grown, archives)
+	}
+	if r.StoreTotalBytes != grown {
+		t.Errorf("store total %d, want %d", r.StoreTotalBytes, grown)
+	}
 }

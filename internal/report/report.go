@@ -62,8 +62,9 @@ type Volume struct {
 	Status            string // StatusOK, StatusFailed, StatusPartial, StatusPruneFailed or StatusSkipped
 	BackupID          string // the published backup, "" when none
 	Started, Finished time.Time
-	// StoredBytes is what this backup added to the store; SourceBytes the
-	// used data it was read from. Negative when unknown.
+	// StoredBytes is what this backup added to the store (its whole
+	// folder); SourceBytes the used data it was read from. Negative when
+	// unknown.
 	StoredBytes, SourceBytes int64
 	Files                    int64 // files archived; negative when unknown
 	// PeakCOWPct is the highest snapshot COW usage seen; negative when it does
@@ -204,7 +205,8 @@ func count(status string, ok, nfailed int) (int, int) {
 }
 
 // WrittenBytes is what this run added to the store: the stored bytes of
-// every volume backup and dump.
+// every volume backup and dump (each the whole folder: archives,
+// SHA256SUMS, manifest.json.sha256 and manifest.json).
 func (r *Run) WrittenBytes() int64 {
 	var n int64
 	for _, v := range r.Volumes {
