@@ -157,9 +157,12 @@ var runs = map[string]func() *report.Run{
 		r.StoreTotalBytes, r.DestUsedBytes, r.DestAvailBytes, r.DestTotalBytes = -1, -1, -1, -1
 		r.Retention = ""
 		r.Version = ""
-		a := vol("image/web1.img", at(0, 1, 0, 2), 12*time.Second)
+		a := vol("image/web1.img", at(0, 1, 0, 2), 12*time.Second+340*time.Millisecond)
 		a.SourceBytes, a.Files, a.PeakCOWPct = -1, -1, -1
-		r.Volumes = []report.Volume{a}
+		// A tiny volume takes less than a second: tenths, not "0s".
+		b := vol("image/tiny.img", a.Finished, 380*time.Millisecond)
+		b.StoredBytes, b.SourceBytes, b.Files, b.PeakCOWPct = 9728, -1, -1, -1
+		r.Volumes = []report.Volume{a, b}
 		return r
 	},
 	"run-error-utc": func() *report.Run {

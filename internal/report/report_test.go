@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"voltar/internal/fail"
 	"voltar/internal/report"
@@ -173,5 +174,43 @@ func TestTextRedactsStorePassword(t *testing.T) {
 		if strings.Contains(out, "s3cr3t") {
 			t.Errorf("%s report contains the store password:\n%s", name, out)
 		}
+	}
+}
+
+// The Started and Finished lines show each time once in the host's zone,
+// and in UTC too only when that zone is not UTC: a host set to UTC has
+// time.Local, not time.UTC, in its times.
+func TestTextStartedOnce(t *testing.T) {
+	london, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		t.Skip(err)
+	}
+	start := time.Date(2026, 11, 25, 1, 0, 1, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		loc  *time.Location
+		want string
+	}{
+		{"time.UTC", time.UTC, "  Started       2026-11-25 01:00:01 UTC\n"},
+		{"local zone that is UTC", time.FixedZone("UTC", 0), "  Started       2026-11-25 01:00:01 UTC\n"},
+		{"GMT in winter", london, "  Started       2026-11-25 01:00:01 GMT\n"},
+		{"CET", cet, "  Started       2026-11-25 02:00:01 CET  (2026-11-25 01:00:01 UTC)\n"},
+		{"BST in summer", london, "  Started       2026-07-25 02:00:01 BST  (2026-07-25 01:00:01 UTC)\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := base()
+			r.Started = start.In(c.loc)
+			if c.name == "BST in summer" {
+				r.Started = start.AddDate(0, -4, 0).In(c.loc)
+			}
+			r.Finished = r.Started.Add(time.Minute)
+			var b bytes.Buffer
+			if err := report.Text(&b, r); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), c.want) {
+				t.Errorf("report lacks %q:\n%s", c.want, b.String())
+			}
+		})
 	}
 }

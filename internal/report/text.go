@@ -195,13 +195,15 @@ func statusText(s string) string {
 	return strings.ToUpper(s)
 }
 
-// stamp writes t in its own zone and, when that is not UTC, in UTC too.
+// stamp writes t in its own zone (the host's) and, when that is not UTC,
+// in UTC too. A host whose zone is UTC has time.Local, not time.UTC, in its
+// times: the offset, not the location, says whether both read the same.
 func stamp(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
 	const layout = "2006-01-02 15:04:05 MST"
-	if t.Location() == time.UTC {
+	if _, offset := t.Zone(); offset == 0 {
 		return t.Format(layout)
 	}
 	return t.Format(layout) + "  (" + t.UTC().Format(layout) + ")"
