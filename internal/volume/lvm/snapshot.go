@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"voltar/internal/fail"
 	"voltar/internal/sysexec"
 	"voltar/internal/units"
 	"voltar/internal/volume"
@@ -37,15 +38,20 @@ type SpaceError struct {
 }
 
 func (e *SpaceError) Error() string {
-	return fmt.Sprintf("snapshot of %s needs %s but %s has %s free\n"+
-		"hint: make room in %s, or lower snapshot_size (now %s) at the risk of an overflow",
-		e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free), e.Where, e.Policy)
+	return fmt.Sprintf("snapshot of %s needs %s but %s has %s free",
+		e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free))
+}
+
+// hinted is e with what to do about it as a fail.Hint, so that the
+// report's JSON and mail carry the hint too, not only the message.
+func (e *SpaceError) hinted() error {
+	return fail.Hint(e, "make room in %s, or lower snapshot_size (now %s) at the risk of an overflow", e.Where, e.Policy)
 }
 
 // Preflight checks that a snapshot of v fits: a thick one (its full COW size
 // under the policy) in the VG's free space, a thin one (the origin's mapped
 // data, scaled by the policy) in its pool's free data space. It returns the
-// bytes needed, or a *SpaceError. Snapshots made concurrently share that
+// bytes needed, or an error wrapping a *SpaceError. Snapshots made concurrently share that
 // space; the caller has to add up their needs.
 func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int64, err error) {
 	rows, err := s.lvsInVG(ctx, v.Group)
@@ -67,7 +73,7 @@ func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int6
 		poolPct, _ := percent(pool.DataPercent)
 		free := pool.size() - share(pool.size(), poolPct)
 		if need > free {
-			return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "thin pool " + pool.id(), Policy: pol}
+			return need, (&SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "thin pool " + pool.id(), Policy: pol}).hinted()
 		}
 		return need, nil
 	}
@@ -77,7 +83,7 @@ func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int6
 	}
 	need = pol.thickSize(origin.size(), parseBytes(g.ExtentSize))
 	if free := parseBytes(g.Free); need > free {
-		return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "volume group " + g.Name, Policy: pol}
+		return need, (&SpaceError{Volume: v.ID(), Need: need, Free: free, Where: "volume group " + g.Name, Policy: pol}).hinted()
 	}
 	return need, nil
 }
