@@ -151,7 +151,8 @@ func stored(status string) bool {
 }
 
 // OK reports whether the run needs no attention: no run-level error, no
-// volume or dump failed or partial. Skipped volumes do not make a run fail.
+// volume or dump failed, partial or with a failed prune. Skipped volumes
+// do not make a run fail.
 func (r *Run) OK() bool {
 	_, vf, _ := r.Counts()
 	_, df, _ := r.DumpCounts()
