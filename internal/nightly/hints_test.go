@@ -137,6 +137,7 @@ func TestEveryErrorHasAHint(t *testing.T) {
 
 		// A database dump.
 		{"dump: instance unreachable", func(t *testing.T) []report.Problem {
+			testutil.RequireTools(t, "ssh-keygen")
 			dir := t.TempDir()
 			kh := filepath.Join(dir, "known_hosts")
 			if err := os.WriteFile(kh, nil, 0o600); err != nil {
