@@ -130,7 +130,7 @@ func printBackup(a *app, m *manifest.Manifest) {
 		fss = append(fss, s)
 	}
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
-		m.ID, m.Status, units.Bytes(m.StoredBytes()), units.Bytes(m.SourceBytes()), m.Files(),
+		m.ID, m.Status, units.Bytes(m.PublishedBytes), units.Bytes(m.SourceBytes()), m.Files(),
 		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
 }
 

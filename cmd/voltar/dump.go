@@ -97,7 +97,7 @@ func (a *app) runDump(ctx context.Context, o dumpFlags, args []string) error {
 func printDump(a *app, r dump.Result) {
 	if r.Err == nil {
 		m := r.Manifest
-		fmt.Fprintf(a.stdout, "ok      %s  %s stored, %s SQL, in %s\n", m.ID, units.Bytes(m.StoredBytes()),
+		fmt.Fprintf(a.stdout, "ok      %s  %s stored, %s SQL, in %s\n", m.ID, units.Bytes(m.PublishedBytes),
 			units.Bytes(m.SourceBytes()), units.Duration(m.Finished.Sub(m.Started)))
 		return
 	}

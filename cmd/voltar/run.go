@@ -120,7 +120,11 @@ func (a *app) deliver(ctx context.Context, out report.Outputs, rep *report.Run) 
 	var errs []error
 	if !rep.OK() {
 		ok, failed, total := rep.Counts()
-		errs = append(errs, fmt.Errorf("run finished with failures: %d of %d volumes ok, %d failed", ok, total, failed))
+		note := ""
+		if vpf, _ := rep.PruneFailed(); vpf > 0 {
+			note = fmt.Sprintf(" (%d stored, prune failed)", vpf)
+		}
+		errs = append(errs, fmt.Errorf("run finished with failures: %d of %d volumes ok, %d failed%s", ok, total, failed, note))
 	}
 	return errors.Join(append(errs, derr)...)
 }

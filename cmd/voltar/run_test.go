@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
+	"voltar/internal/units"
 )
 
 // mailpitAPI returns the address of the mailpit API `make test` starts.
@@ -220,5 +222,112 @@ dumps:
 	}
 	if n["dumps/db"] != 1 || n["image/vm.img"] != 2 {
 		t.Errorf("backups per volume %v: want dumps/db pruned to 1 by its own keep_last, image/vm.img 2 under the global keep_last 5", n)
+	}
+}
+
+// A backup that is stored but whose prune fails (an old archive that may
+// not be deleted: chattr +i) is its own status in every channel, with the
+// backup's ID and size and a new last success, and the run exits 1.
+func TestRunStoredButPruneFailed(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "mkfs.ext4", "chattr")
+	api := mailpitAPI(t)
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	os.Mkdir(storeDir, 0o700)
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc/motd"), []byte("hello\n"), 0o644)
+	good := filepath.Join(dir, "good.img")
+	testutil.Run(t, "truncate", "-s", "32M", good)
+	testutil.Run(t, "mkfs.ext4", "-q", "-F", "-d", src, good)
+
+	st := local.New(storeDir)
+	old := time.Now().UTC().Add(-48 * time.Hour)
+	catalogtest.Write(t, st, catalogtest.Folder{Host: "h1", Group: "image", Volume: "good.img", Time: old,
+		Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("a", 0o644, "old")), "zstd")}}})
+	oldDir := filepath.Join(storeDir, "h1/image/good.img", old.Format("2006-01-02T150405Z"))
+	archives, _ := filepath.Glob(filepath.Join(oldDir, "*.tar.zst"))
+	if len(archives) != 1 {
+		t.Fatalf("old backup's archives: %v", archives)
+	}
+	if out, err := exec.Command("chattr", "+i", archives[0]).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i is not supported here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", archives[0]).Run() })
+
+	to := fmt.Sprintf("ops-%d@example.org", time.Now().UnixNano())
+	cfg := filepath.Join(dir, "voltar.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: %[1]s/store
+host: h1
+runtime_dir: %[1]s/run
+state_dir: %[1]s/state
+images:
+  - path: %[1]s/good.img
+    offline: true
+retention:
+  keep_last: 1
+report:
+  json_file: %[1]s/last-run.json
+  prometheus_textfile: %[1]s/voltar.prom
+  mail:
+    host: 127.0.0.1
+    port: %[2]s
+    tls: none
+    from: voltar@h1.example.org
+    to: [%[3]s]
+`, dir, mailpitSMTPPort(), to)), 0o600)
+
+	started := time.Now()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--config", cfg, "run"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("run exit %d, want 1 (the prune failed)\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+
+	var rep struct {
+		VolumesPruneFailed int   `json:"volumes_prune_failed"`
+		WrittenBytes       int64 `json:"written_bytes"`
+		Volumes            []struct {
+			Status      string
+			BackupID    string `json:"backup_id"`
+			StoredBytes int64  `json:"stored_bytes"`
+		}
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "last-run.json"))
+	if err != nil || json.Unmarshal(js, &rep) != nil || len(rep.Volumes) != 1 {
+		t.Fatalf("JSON report: %v\n%s", err, js)
+	}
+	v := rep.Volumes[0]
+	var folder int64
+	objs, err := st.List(context.Background(), "h1/"+v.BackupID+"/")
+	for _, o := range objs {
+		folder += o.Size
+	}
+	if err != nil || v.Status != "prune_failed" || v.BackupID == "" || v.StoredBytes != folder || rep.WrittenBytes != folder || rep.VolumesPruneFailed != 1 {
+		t.Errorf("JSON report: %+v (folder of %d bytes, %v)\n%s", rep, folder, err, js)
+	}
+	size := units.Bytes(folder)
+	for _, want := range []string{"FAILED 1/1 volumes (1 stored, prune failed)", "PRUNE FAILED  image/good.img", size, "backup    " + v.BackupID, "pruning failed", "hint:"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, &stdout)
+		}
+	}
+	prom, err := os.ReadFile(filepath.Join(dir, "voltar.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last float64
+	for _, line := range strings.Split(string(prom), "\n") {
+		if rest, ok := strings.CutPrefix(line, `voltar_volume_last_success_timestamp_seconds{volume="image/good.img"} `); ok {
+			fmt.Sscan(rest, &last)
+		}
+	}
+	if last < float64(started.Unix()) || !bytes.Contains(prom, []byte(`voltar_volume_prune_failed{volume="image/good.img"} 1`)) ||
+		!bytes.Contains(prom, []byte(`voltar_volume_backup_failed{volume="image/good.img"} 0`)) {
+		t.Errorf("metrics (last success %v, run started %v):\n%s", last, started.Unix(), prom)
+	}
+	msgs := mailTo(t, api, to)
+	if want := "[voltar] h1: FAILED 1/1 volumes (1 stored, prune failed)"; len(msgs) != 1 || msgs[0].Subject != want {
+		t.Errorf("mail to %s: %+v, want one with subject %q", to, msgs, want)
 	}
 }

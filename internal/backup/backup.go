@@ -119,7 +119,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	}
 	if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
 		if _, err := pf.Preflight(ctx, v); err != nil {
-			return nil, fmt.Errorf("preflight %s: %w", v.ID(), err)
+			return nil, orHint(fmt.Errorf("preflight %s: %w", v.ID(), err), "%s", volumeHint(v))
 		}
 	}
 	// Journaled before it exists: a kill between its creation and a
@@ -131,7 +131,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
 	r.unplan(planned, snap)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
+		return nil, orHint(fmt.Errorf("snapshot %s: %w", v.ID(), err), "%s", volumeHint(v))
 	}
 	r.snap = snap
 	if err := r.inject(StageCreated); err != nil {
@@ -242,6 +242,25 @@ func isPlanned(planned []volume.Planned, made *volume.Snapshot) bool {
 		}
 	}
 	return false
+}
+
+// orHint attaches a hint to err unless something in its chain already
+// says what to do: a tool's own error (lvcreate's stderr) rarely does, and
+// the report promises a hint with every error.
+func orHint(err error, format string, args ...any) error {
+	if len(fail.Hints(err)) > 0 {
+		return err
+	}
+	return fail.Hint(err, format, args...)
+}
+
+// volumeHint says where to look when v cannot be snapshotted.
+func volumeHint(v volume.Volume) string {
+	h := "`voltar volumes` shows whether " + v.ID() + " can be backed up"
+	if v.Kind == volume.KindLVM {
+		h += "; `lvs -a " + v.Group + "` and `vgs " + v.Group + "` show its snapshots and free space"
+	}
+	return h
 }
 
 // snapKind is the journal kind of a snapshot, "" for none.

@@ -235,7 +235,8 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 func (r *run) attach(ctx context.Context, s *volume.Snapshot, off, size int64) (*disk.Loop, error) {
 	loop, err := disk.AttachLoop(ctx, s.Path, off, size, s.ReadOnly, LoopTag(r.o.RuntimeDir, r.o.RunID))
 	if err != nil {
-		return nil, fmt.Errorf("map partition: %w", err)
+		return nil, orHint(fmt.Errorf("map partition: %w", err),
+			"voltar needs a free loop device: `losetup -f` finds one, `losetup -l` lists those in use")
 	}
 	r.onRelease(func(context.Context) error {
 		if err := loop.Detach(); err != nil {

@@ -48,7 +48,9 @@ func Free(ctx context.Context, st store.Store, prefix func(time.Time) string) (s
 
 // Publish completes a backup folder under prefix: SHA256SUMS of every
 // object with a hash, then, last, the manifest, finished at now. Until the
-// manifest is stored the folder is not a backup.
+// manifest is stored the folder is not a backup. It sets m.Finished and
+// m.PublishedBytes, the size of the whole folder: what the backup added to
+// the store, small objects included.
 func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Manifest, now time.Time) error {
 	var sums strings.Builder
 	for _, f := range m.Filesystems {
@@ -56,7 +58,8 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
 		}
 	}
-	if _, err := st.Put(ctx, prefix+layout.Sums, strings.NewReader(sums.String()), store.PutOptions{}); err != nil {
+	nSums, err := st.Put(ctx, prefix+layout.Sums, strings.NewReader(sums.String()), store.PutOptions{})
+	if err != nil {
 		return objio.StoreError(st, layout.Sums, err)
 	}
 	m.Finished = now
@@ -66,12 +69,15 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 	}
 	// The manifest's checksum goes first: every folder with a manifest has
 	// it, and a partial folder is removed as a whole.
-	if _, err := st.Put(ctx, prefix+layout.ManifestSum, bytes.NewReader(manifest.ChecksumFile(buf.Bytes())), store.PutOptions{}); err != nil {
+	nSum, err := st.Put(ctx, prefix+layout.ManifestSum, bytes.NewReader(manifest.ChecksumFile(buf.Bytes())), store.PutOptions{})
+	if err != nil {
 		return objio.StoreError(st, layout.ManifestSum, err)
 	}
-	if _, err := st.Put(ctx, prefix+layout.Manifest, bytes.NewReader(buf.Bytes()), store.PutOptions{}); err != nil {
+	nManifest, err := st.Put(ctx, prefix+layout.Manifest, bytes.NewReader(buf.Bytes()), store.PutOptions{})
+	if err != nil {
 		return objio.StoreError(st, layout.Manifest, err)
 	}
+	m.PublishedBytes = m.StoredBytes() + nSums + nSum + nManifest
 	return nil
 }
 

@@ -59,4 +59,17 @@ func TestPublishCoversManifest(t *testing.T) {
 	if _, err := catalog.Resolve(ctx, st, "h", "vg/v/latest"); err != nil {
 		t.Errorf("published backup does not resolve: %v", err)
 	}
+	// The folder's size counts every object in it, not only the archives
+	// (here: none was written).
+	objs, err := st.List(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for _, o := range objs {
+		size += o.Size
+	}
+	if m.PublishedBytes != size || size == 0 {
+		t.Errorf("PublishedBytes = %d, want %d, the size of the folder", m.PublishedBytes, size)
+	}
 }

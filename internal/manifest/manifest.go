@@ -72,6 +72,12 @@ type Manifest struct {
 
 	// Encryption is set (schema 2) when every archive is age-encrypted.
 	Encryption *Encryption `json:"encryption,omitempty"`
+
+	// PublishedBytes is what the backup's folder holds in the store: the
+	// archives plus SHA256SUMS, manifest.json.sha256 and manifest.json.
+	// folder.Publish sets it; it is not part of manifest.json (which
+	// cannot hold its own size), so a manifest read back has 0.
+	PublishedBytes int64 `json:"-"`
 }
 
 // Encryption records how a backup's archives are encrypted: with age, to

@@ -13,7 +13,7 @@ import (
 // error (moved here with the conversion, from dump's concurrency test).
 func TestDumpRow(t *testing.T) {
 	m := &manifest.Manifest{ID: "dumps/db1/2026-11-25T013000Z",
-		Filesystems: []manifest.Filesystem{{Name: "dump", StoredBytes: 42}}}
+		Filesystems: []manifest.Filesystem{{Name: "dump", StoredBytes: 42}}, PublishedBytes: 42 + 900}
 	for _, tc := range []struct {
 		res    dump.Result
 		status string
@@ -26,7 +26,7 @@ func TestDumpRow(t *testing.T) {
 		if row.Name != tc.res.Name || row.Status != tc.status {
 			t.Errorf("%s: row %+v, want status %s", tc.res.Name, row, tc.status)
 		}
-		if tc.status == report.StatusOK && (row.BackupID != m.ID || row.StoredBytes != 42 || row.Err != nil) {
+		if tc.status == report.StatusOK && (row.BackupID != m.ID || row.StoredBytes != 42+900 || row.Err != nil) {
 			t.Errorf("%s: row %+v", tc.res.Name, row)
 		}
 		if tc.status != report.StatusOK && (row.Err == nil || row.StoredBytes != -1) {

@@ -6,6 +6,7 @@ package nightly
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -204,8 +205,11 @@ func dumps(ctx context.Context, o Options) []report.Dump {
 		rd := DumpRow(res)
 		if res.Err == nil && !res.Skipped {
 			if _, err := prune.Store(ctx, o.Store, o.Host, dump.Group+"/"+res.Name, o.Prune); err != nil {
-				rd.Status = report.StatusFailed
-				rd.Err = report.NewProblem(fmt.Errorf("dump %s succeeded, but pruning failed: %w", res.Name, err))
+				// The dump is stored (its ID and size stay in the row);
+				// only the old ones are still there.
+				rd.Status = report.StatusPruneFailed
+				rd.Err = report.NewProblem(fail.Hint(fmt.Errorf("dump %s succeeded, but pruning failed: %w", res.Name, err),
+					"check the store's permissions; `voltar prune --dry-run` shows what is due"))
 			}
 		}
 		out = append(out, rd)
@@ -222,7 +226,7 @@ func DumpRow(r dump.Result) report.Dump {
 	case r.Err != nil:
 		d.Status, d.Err = report.StatusFailed, report.NewProblem(r.Err)
 	default:
-		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.StoredBytes()
+		d.Status, d.BackupID, d.StoredBytes = report.StatusOK, r.Manifest.ID, r.Manifest.PublishedBytes
 	}
 	return d
 }
@@ -251,9 +255,13 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	// snapshot afterwards failed (err): report it, and prune, as stored.
 	v.Status = report.StatusOK
 	if err != nil {
-		v.Status, v.Err = report.StatusFailed, report.NewProblem(fmt.Errorf("backup %s is stored, but: %w", m.ID, err))
+		err = fmt.Errorf("backup %s is stored, but: %w", m.ID, err)
+		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
 	}
-	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.StoredBytes(), m.SourceBytes(), m.Files()
+	backupErr := err
+	// The whole folder, SHA256SUMS and the manifest too: what the run
+	// wrote, as the store's growth shows it.
+	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.SourceBytes(), m.Files()
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}
@@ -271,9 +279,17 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		}
 	}
 	if err != nil {
-		v.Status = report.StatusFailed
-		v.Err = report.NewProblem(fail.Hint(fmt.Errorf("backup %s succeeded, but pruning failed: %w", m.ID, err),
-			"check the store's permissions; `voltar prune --dry-run` shows what is due"))
+		err = fail.Hint(fmt.Errorf("backup %s succeeded, but pruning failed: %w", m.ID, err),
+			"check the store's permissions; `voltar prune --dry-run` shows what is due")
+		// The backup is stored and is the volume's last success: its own
+		// status, not a failed backup. A backup that failed already
+		// (releasing its snapshot) stays failed, with both errors.
+		if v.Status == report.StatusOK {
+			v.Status = report.StatusPruneFailed
+		} else {
+			err = errors.Join(backupErr, err)
+		}
+		v.Err = report.NewProblem(err)
 	}
 	return v
 }

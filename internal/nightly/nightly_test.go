@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -383,5 +386,105 @@ func TestCatalogReadOncePerRun(t *testing.T) {
 	}
 	if reads != 1 {
 		t.Errorf("old.img's manifest read %d times, want once (one catalog per run)", reads)
+	}
+}
+
+// A backup that is stored but whose prune then fails is its own status:
+// the row keeps the backup's ID and size, the backup is the volume's last
+// success, and the run still fails.
+func TestStoredButPruneFailed(t *testing.T) {
+	ctx := context.Background()
+	mem := storetest.NewMemory()
+	old := time.Date(2026, 11, 1, 1, 30, 0, 0, time.UTC)
+	catalogtest.Write(t, mem, catalogtest.Folder{Host: host, Group: "image", Volume: "a.img", Time: old,
+		Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("f", 0o644, "old")), "zstd")}}})
+	denied := &fs.PathError{Op: "remove", Path: "/srv/backup/h/image/a.img", Err: syscall.EACCES}
+	st := storetest.NewFaulty(mem, &storetest.Fault{Op: storetest.OpDelete, Err: denied})
+
+	r := nightly.Run(ctx, options(t, st, &fakeSnapshotter{}, "a.img", "b.img"))
+	if got, want := statuses(r), "image/a.img=prune_failed image/b.img=ok"; got != want {
+		t.Fatalf("volumes: %s, want %s (%+v)", got, want, r.Volumes)
+	}
+	v := r.Volumes[0]
+	objs, err := mem.List(ctx, host+"/"+v.BackupID+"/")
+	if err != nil || v.BackupID == "" {
+		t.Fatalf("backup ID %q, list: %v", v.BackupID, err)
+	}
+	var folderBytes int64
+	for _, o := range objs {
+		folderBytes += o.Size
+	}
+	if _, err := mem.Stat(ctx, host+"/"+v.BackupID+"/manifest.json"); err != nil {
+		t.Errorf("%s: manifest not in the store: %v", v.BackupID, err)
+	}
+	if v.StoredBytes != folderBytes {
+		t.Errorf("stored bytes %d, want the backup's size, its folder's %d", v.StoredBytes, folderBytes)
+	}
+	if v.Err == nil || !strings.Contains(v.Err.Message, "pruning failed") || !strings.Contains(v.Err.Message, "permission denied") || len(v.Err.Hints) == 0 {
+		t.Errorf("error %+v, want the prune's with a hint", v.Err)
+	}
+	if r.OK() {
+		t.Error("run OK with a failed prune; want it to fail (exit 1)")
+	}
+	if vpf, _ := r.PruneFailed(); vpf != 1 {
+		t.Errorf("PruneFailed() = %d volumes, want 1", vpf)
+	}
+
+	// Prometheus: the new backup is the last success; the backup did not
+	// fail, the prune did.
+	prom := filepath.Join(t.TempDir(), "voltar.prom")
+	if err := os.WriteFile(prom, []byte(`voltar_volume_last_success_timestamp_seconds{volume="image/a.img"} `+
+		strconv.FormatInt(old.Unix(), 10)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := report.WritePrometheus(prom, r); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(prom)
+	for _, want := range []string{
+		`voltar_volume_last_success_timestamp_seconds{volume="image/a.img"} ` + promFloat(v.Finished),
+		`voltar_volume_backup_failed{volume="image/a.img"} 0`,
+		`voltar_volume_prune_failed{volume="image/a.img"} 1`,
+		`voltar_volume_prune_failed{volume="image/b.img"} 0`,
+		`voltar_volume_backup_stored_bytes{volume="image/a.img"} ` + strconv.FormatInt(v.StoredBytes, 10),
+		"voltar_run_success 0",
+	} {
+		if !strings.Contains(string(b), want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, b)
+		}
+	}
+}
+
+// promFloat is t as the textfile writes a timestamp.
+func promFloat(t time.Time) string {
+	return strconv.FormatFloat(float64(t.Unix())+float64(t.Nanosecond())/1e9, 'g', -1, 64)
+}
+
+// What a run reports as written is what the store grew by: every object,
+// SHA256SUMS and the manifests too, not only the archives.
+func TestWrittenIsTheStoresGrowth(t *testing.T) {
+	st := storetest.NewMemory()
+	r := nightly.Run(context.Background(), options(t, st, &fakeSnapshotter{}, "a.img", "b.img"))
+	if !r.OK() {
+		t.Fatalf("run failed: %s", statuses(r))
+	}
+	objs, err := st.List(context.Background(), host+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grown, archives int64
+	for _, o := range objs {
+		grown += o.Size
+	}
+	for _, v := range r.Volumes {
+		for _, f := range v.Filesystems {
+			archives += f.StoredBytes
+		}
+	}
+	if got := r.WrittenBytes(); got != grown || got <= archives {
+		t.Errorf("written %d bytes, the store grew by %d (archives alone: %d)", got, grown, archives)
+	}
+	if r.StoreTotalBytes != grown {
+		t.Errorf("store total %d, want %d", r.StoreTotalBytes, grown)
 	}
 }

@@ -7,12 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"io/fs"
+	"net"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/codec"
+	"voltar/internal/fail"
 	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
@@ -106,5 +109,40 @@ func TestStoreFailureIsTheStores(t *testing.T) {
 		if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "store p1.tar") {
 			t.Errorf("commit %v: %v, want the store's ENOSPC for p1.tar", commit, err)
 		}
+	}
+}
+
+// A store error says what to do by its kind; one that brings its own hint
+// keeps just that one, and an interrupt is no store failure to explain.
+func TestStoreErrorHints(t *testing.T) {
+	st := local.New(t.TempDir())
+	for _, c := range []struct {
+		name string
+		err  error
+		want string // the hint's start; "" for none
+	}{
+		{"full", unix.ENOSPC, "the destination"},
+		{"quota", unix.EDQUOT, "the destination"},
+		{"mkdir not permitted", &fs.PathError{Op: "mkdir", Path: "/srv/b/h", Err: unix.EPERM}, "voltar may not write into"},
+		{"permission denied", &fs.PathError{Op: "open", Path: "/srv/b/h", Err: unix.EACCES}, "voltar may not write into"},
+		{"read-only", unix.EROFS, "the filesystem holding"},
+		{"unreachable", &net.OpError{Op: "dial", Net: "tcp", Err: unix.ECONNREFUSED}, st.String() + " did not answer"},
+		{"own hint", fail.Hint(errors.New("bucket b does not exist"), "create the bucket"), "create the bucket"},
+		{"other", errors.New("unexpected EOF"), "check that"},
+		{"interrupted", context.Canceled, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := objio.StoreError(st, "p1.tar.zst", c.err)
+			if !errors.Is(err, c.err) || !strings.HasPrefix(err.Error(), "store p1.tar.zst: ") {
+				t.Errorf("error %q does not wrap %v or name the object", err, c.err)
+			}
+			hints := fail.Hints(err)
+			switch {
+			case c.want == "" && len(hints) != 0:
+				t.Errorf("hints %q, want none", hints)
+			case c.want != "" && (len(hints) != 1 || !strings.HasPrefix(hints[0], c.want)):
+				t.Errorf("hints %q, want one starting %q", hints, c.want)
+			}
+		})
 	}
 }

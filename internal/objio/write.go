@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"path"
 	"sync"
 	"sync/atomic"
@@ -250,12 +251,26 @@ func (w *Writer) abort(cause error) error {
 	return nil
 }
 
-// StoreError names the object a store failed to write; a full destination
-// gets a hint.
+// StoreError names the object a store failed to write, with a hint by the
+// kind of failure: full, not writable (a mkdir or create refused:
+// "operation not permitted", "permission denied"), read-only,
+// unreachable, or else what to check. An error that brings its own hint
+// (an S3 store's explanation) keeps it and gets no second one.
 func StoreError(st store.Store, name string, err error) error {
 	err = fmt.Errorf("store %s: %w", name, err)
-	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT):
 		return fail.Hint(err, "the destination %s is full: free space, prune old backups (voltar prune) or move the store", st)
+	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+		return fail.Hint(err, "voltar may not write into %s: check the owner and mode of its directories, "+
+			"immutable or append-only attributes (lsattr), and SELinux or AppArmor rules for voltar", st)
+	case errors.Is(err, unix.EROFS):
+		return fail.Hint(err, "the filesystem holding %s is mounted read-only: check dmesg for I/O errors, then remount it read-write", st)
+	case len(fail.Hints(err)) > 0, errors.Is(err, context.Canceled):
+		return err
+	case errors.As(err, &netErr):
+		return fail.Hint(err, "%s did not answer: check store.endpoint, the network and that the S3 server runs", st)
 	}
-	return err
+	return fail.Hint(err, "check that %s is reachable and writable (voltar's log has the details), then run voltar again", st)
 }

@@ -122,6 +122,25 @@ var runs = map[string]func() *report.Run{
 		}
 		return r
 	},
+	"stored-prune-failed": func() *report.Run {
+		// The backups are stored; deleting the old ones was refused.
+		r := base()
+		a := vol("nova-volumes/volume-00000019", at(0, 1, 0, 2), 81*time.Second)
+		a.Status = report.StatusPruneFailed
+		a.Err = &report.Problem{
+			Message: "backup nova-volumes/volume-00000019/2026-11-25T000002Z succeeded, but pruning failed: " +
+				"delete nova-vol1/nova-volumes/volume-00000019/2026-11-17T000002Z/p1.tar.zst: permission denied",
+			Hints: []string{"check the store's permissions; `voltar prune --dry-run` shows what is due"},
+		}
+		b := vol("nova-volumes/volume-0000001a", a.Finished, 2*time.Minute+3*time.Second)
+		r.Volumes = []report.Volume{a, b}
+		r.Dumps = []report.Dump{
+			{Name: "db1", Status: report.StatusPruneFailed, BackupID: "dumps/db1/2026-11-25T000325Z", Started: at(0, 1, 3, 25), Finished: at(0, 1, 3, 40), StoredBytes: 150 * MiB,
+				Err: &report.Problem{Message: "dump db1 succeeded, but pruning failed: list nova-vol1/dumps/db1/: connection reset by peer",
+					Hints: []string{"check the store's permissions; `voltar prune --dry-run` shows what is due"}}},
+		}
+		return r
+	},
 	"over-an-hour": func() *report.Run {
 		// The classic script's report said "1 h 75 m and 35 seconds".
 		r := base()
@@ -138,9 +157,12 @@ var runs = map[string]func() *report.Run{
 		r.StoreTotalBytes, r.DestUsedBytes, r.DestAvailBytes, r.DestTotalBytes = -1, -1, -1, -1
 		r.Retention = ""
 		r.Version = ""
-		a := vol("image/web1.img", at(0, 1, 0, 2), 12*time.Second)
+		a := vol("image/web1.img", at(0, 1, 0, 2), 12*time.Second+340*time.Millisecond)
 		a.SourceBytes, a.Files, a.PeakCOWPct = -1, -1, -1
-		r.Volumes = []report.Volume{a}
+		// A tiny volume takes less than a second: tenths, not "0s".
+		b := vol("image/tiny.img", a.Finished, 380*time.Millisecond)
+		b.StoredBytes, b.SourceBytes, b.Files, b.PeakCOWPct = 9728, -1, -1, -1
+		r.Volumes = []report.Volume{a, b}
 		return r
 	},
 	"missing-and-unselected": func() *report.Run {

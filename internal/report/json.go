@@ -12,6 +12,8 @@ const JSONSchema = 1
 
 // The JSON report. Sizes and percentages that are unknown are null, never
 // -1; times are RFC 3339 with the run's zone offset and absent when unknown.
+// volumes_prune_failed (dumps_prune_failed) counts those of volumes_failed
+// (dumps_failed) whose backup is stored and only the prune after it failed.
 type jsonRun struct {
 	Schema          int         `json:"schema"`
 	Version         string      `json:"version,omitempty"`
@@ -24,10 +26,12 @@ type jsonRun struct {
 	Retention       string      `json:"retention"`
 	VolumesOK       int         `json:"volumes_ok"`
 	VolumesFailed   int         `json:"volumes_failed"`
+	VolPruneFailed  int         `json:"volumes_prune_failed"`
 	VolumesSkipped  int         `json:"volumes_skipped"`
 	VolumesTotal    int         `json:"volumes_total"`
 	DumpsOK         int         `json:"dumps_ok"`
 	DumpsFailed     int         `json:"dumps_failed"`
+	DumpPruneFailed int         `json:"dumps_prune_failed"`
 	DumpsTotal      int         `json:"dumps_total"`
 	WrittenBytes    int64       `json:"written_bytes"`
 	StoreTotalBytes *int64      `json:"store_total_bytes"`
@@ -109,6 +113,7 @@ type jsonError struct {
 func JSON(w io.Writer, r *Run) error {
 	vok, vfailed, vtotal := r.Counts()
 	dok, dfailed, dtotal := r.DumpCounts()
+	vpf, dpf := r.PruneFailed()
 	j := jsonRun{
 		Schema:          JSONSchema,
 		Version:         r.Version,
@@ -121,10 +126,12 @@ func JSON(w io.Writer, r *Run) error {
 		Retention:       r.Retention,
 		VolumesOK:       vok,
 		VolumesFailed:   vfailed,
+		VolPruneFailed:  vpf,
 		VolumesSkipped:  vtotal - vok - vfailed,
 		VolumesTotal:    vtotal,
 		DumpsOK:         dok,
 		DumpsFailed:     dfailed,
+		DumpPruneFailed: dpf,
 		DumpsTotal:      dtotal,
 		WrittenBytes:    r.WrittenBytes(),
 		StoreTotalBytes: known(r.StoreTotalBytes),

@@ -314,6 +314,33 @@ func TestSendMailpit(t *testing.T) {
 	}
 }
 
+// A stored backup whose prune failed says so in the subject and the body,
+// with the backup's size.
+func TestSendMailpitPruneFailed(t *testing.T) {
+	mp := needMailpit(t)
+	r := uniqueRun("stored-prune-failed")
+	mc := report.MailConfig{Host: mp.host, Port: mp.port, TLS: "none", From: "voltar@example.net", To: []string{"ops@example.net"},
+		Timeout: 10 * time.Second}
+	if err := report.Send(t.Context(), mc, r); err != nil {
+		t.Fatal(err)
+	}
+	id := mp.find(t, report.Subject(r), 1)[0]
+	var msg struct{ Subject, Text string }
+	mp.get(t, "/api/v1/message/"+id, &msg)
+	if want := "[voltar] " + r.Host + ": FAILED 1/2 volumes (1 stored, prune failed), FAILED 1/1 dumps (1 stored, prune failed)"; msg.Subject != want {
+		t.Errorf("subject %q, want %q", msg.Subject, want)
+	}
+	for _, line := range []string{
+		"  PRUNE FAILED  nova-volumes/volume-00000019    1m 21s  3.5 GiB  4.3 GiB  48,213      3.4%",
+		"  backup    nova-volumes/volume-00000019/2026-11-25T000002Z",
+		"  Volumes       1 ok, 1 failed (1 stored, prune failed) of 2",
+	} {
+		if !strings.Contains(strings.ReplaceAll(msg.Text, "\r\n", "\n"), line) {
+			t.Errorf("body lacks %q:\n%s", line, msg.Text)
+		}
+	}
+}
+
 // TestSendMailpitTLS: mailpit without a certificate offers no STARTTLS and
 // speaks no TLS; both modes must fail before anything is sent, naming the
 // server.

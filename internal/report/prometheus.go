@@ -65,7 +65,7 @@ func WritePrometheus(path string, r *Run) error {
 	}
 	gauge("voltar_run_success", "1 if the last run had no failed volume, dump or run-level error.").Set(bool01(r.OK()))
 	ok, nfailed, total := r.Counts()
-	vols := vec("voltar_run_volumes", "Volumes of the last run by outcome.", "status")
+	vols := vec("voltar_run_volumes", "Volumes of the last run by outcome; failed includes those stored whose prune failed (voltar_volume_prune_failed).", "status")
 	vols.WithLabelValues(StatusOK).Set(float64(ok))
 	vols.WithLabelValues(StatusFailed).Set(float64(nfailed))
 	vols.WithLabelValues(StatusSkipped).Set(float64(total - ok - nfailed))
@@ -87,7 +87,8 @@ func WritePrometheus(path string, r *Run) error {
 
 	volRows := newRowMetrics(vec, "volume", "voltar_volume_backup_", "the volume's backup", prevVol,
 		metricVolumeLastSuccess, "When the volume's last successful backup finished.",
-		"1 if the volume's backup failed or was partial in the last run.")
+		"1 if the volume's backup failed or was partial in the last run.",
+		"voltar_volume_prune_failed", "1 if the volume's new backup is stored but pruning its old backups failed in the last run.")
 	cow := vec("voltar_volume_snapshot_peak_cow_percent", "Peak COW usage of the volume's thick snapshot in the last run.", "volume")
 	for _, v := range r.Volumes {
 		if volRows.set(v.outcome(), r.Finished) && v.PeakCOWPct >= 0 {
@@ -96,7 +97,8 @@ func WritePrometheus(path string, r *Run) error {
 	}
 	dumpRows := newRowMetrics(vec, "dump", "voltar_dump_", "the dump", prevDump,
 		metricDumpLastSuccess, "When the database dump last succeeded.",
-		"1 if the dump failed in the last run.")
+		"1 if the dump failed in the last run.",
+		"voltar_dump_prune_failed", "1 if the dump is stored but pruning its old dumps failed in the last run.")
 	for _, d := range r.Dumps {
 		dumpRows.set(d.outcome(), r.Finished)
 	}
@@ -165,22 +167,24 @@ func previousSuccess(path string) (vols, dumps map[string]float64, err error) {
 // rowMetrics are the series each volume or dump of a run has, by its name.
 type rowMetrics struct {
 	lastOK, dur, stored, failed *prometheus.GaugeVec
+	pruneFailed                 *prometheus.GaugeVec
 	prev                        map[string]float64 // last-success times of the previous file
 	seen                        map[string]bool
 }
 
 // newRowMetrics registers the series of the rows labelled label: its
 // last success (lastOK, help lastOKHelp), and prefix+duration_seconds,
-// stored_bytes and failed (help failedHelp), what naming the row in help
-// texts. prev holds the previous file's last-success times.
+// stored_bytes and failed (help failedHelp), and pruneFailed, what naming
+// the row in help texts. prev holds the previous file's last-success times.
 func newRowMetrics(vec func(name, help, label string) *prometheus.GaugeVec, label, prefix, what string,
-	prev map[string]float64, lastOK, lastOKHelp, failedHelp string) rowMetrics {
+	prev map[string]float64, lastOK, lastOKHelp, failedHelp, pruneFailed, pruneFailedHelp string) rowMetrics {
 	return rowMetrics{
-		lastOK: vec(lastOK, lastOKHelp, label),
-		dur:    vec(prefix+"duration_seconds", "How long "+what+" took in the last run.", label),
-		stored: vec(prefix+"stored_bytes", "Bytes "+what+" stored in the last run.", label),
-		failed: vec(prefix+"failed", failedHelp, label),
-		prev:   prev, seen: map[string]bool{},
+		lastOK:      vec(lastOK, lastOKHelp, label),
+		dur:         vec(prefix+"duration_seconds", "How long "+what+" took in the last run.", label),
+		stored:      vec(prefix+"stored_bytes", "Bytes "+what+" stored in the last run.", label),
+		failed:      vec(prefix+"failed", failedHelp, label),
+		pruneFailed: vec(pruneFailed, pruneFailedHelp, label),
+		prev:        prev, seen: map[string]bool{},
 	}
 }
 
@@ -189,12 +193,16 @@ func newRowMetrics(vec func(name, help, label string) *prometheus.GaugeVec, labe
 func (m rowMetrics) set(o outcome, runEnd time.Time) bool {
 	m.seen[o.name] = true
 	switch {
-	case o.status == StatusOK:
+	case stored(o.status):
 		m.lastOK.WithLabelValues(o.name).Set(unix(orTime(o.finished, runEnd)))
 	case hasKey(m.prev, o.name):
 		m.lastOK.WithLabelValues(o.name).Set(m.prev[o.name])
 	}
-	m.failed.WithLabelValues(o.name).Set(bool01(failed(o.status)))
+	// A failed prune did not fail the backup: each has its own series, so
+	// that the backup's age and failure alerts stay true to the backup.
+	prune := o.status == StatusPruneFailed
+	m.failed.WithLabelValues(o.name).Set(bool01(failed(o.status) && !prune))
+	m.pruneFailed.WithLabelValues(o.name).Set(bool01(prune))
 	if o.status == StatusSkipped {
 		return false
 	}

@@ -231,3 +231,32 @@ func TestWritePrometheusMissingAndUnselected(t *testing.T) {
 	}
 	wantAbsent(t, metrics(t, path), "voltar_volume_unselected{volume="+u0.ID+"}")
 }
+
+// A stored backup whose prune failed moves the last success to itself and
+// is told apart from a failed backup.
+func TestWritePrometheusPruneFailed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "voltar.prom")
+	r := runs["stored-prune-failed"]()
+	a, b, d := r.Volumes[0], r.Volumes[1], r.Dumps[0]
+	// The previous night's file: the new backup must replace its time.
+	prev := "voltar_volume_last_success_timestamp_seconds{volume=\"" + a.ID + "\"} 1.7e+09\n" +
+		"voltar_dump_last_success_timestamp_seconds{dump=\"db1\"} 1.7e+09\n"
+	if err := os.WriteFile(path, []byte(prev), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := report.WritePrometheus(path, r); err != nil {
+		t.Fatal(err)
+	}
+	wantMetrics(t, metrics(t, path), map[string]float64{
+		"voltar_run_success": 0,
+		"voltar_volume_last_success_timestamp_seconds{volume=" + a.ID + "}": ts(a.Finished),
+		"voltar_volume_backup_failed{volume=" + a.ID + "}":                  0,
+		"voltar_volume_prune_failed{volume=" + a.ID + "}":                   1,
+		"voltar_volume_prune_failed{volume=" + b.ID + "}":                   0,
+		"voltar_volume_backup_stored_bytes{volume=" + a.ID + "}":            float64(a.StoredBytes),
+		"voltar_dump_last_success_timestamp_seconds{dump=db1}":              ts(d.Finished),
+		"voltar_dump_failed{dump=db1}":                                      0,
+		"voltar_dump_prune_failed{dump=db1}":                                1,
+		"voltar_dump_stored_bytes{dump=db1}":                                float64(d.StoredBytes),
+	})
+}

@@ -22,6 +22,12 @@ const (
 	StatusFailed  = "failed"
 	StatusPartial = "partial" // a backup exists but part of the volume is missing from it
 	StatusSkipped = "skipped" // not attempted (run aborted, or not due)
+	// StatusPruneFailed: the new backup is stored and complete, but
+	// pruning the older ones afterwards failed. The row keeps the
+	// backup's ID and size and counts as the last success, yet the run
+	// failed: the store holds more than retention allows until a prune
+	// succeeds.
+	StatusPruneFailed = "prune_failed"
 )
 
 // Filesystem modes, as in the manifest.
@@ -66,11 +72,12 @@ type Unselected struct {
 // Volume is the outcome of one volume's backup.
 type Volume struct {
 	ID                string // vg/volume
-	Status            string // StatusOK, StatusFailed, StatusPartial or StatusSkipped
+	Status            string // StatusOK, StatusFailed, StatusPartial, StatusPruneFailed or StatusSkipped
 	BackupID          string // the published backup, "" when none
 	Started, Finished time.Time
-	// StoredBytes is what this backup added to the store; SourceBytes the
-	// used data it was read from. Negative when unknown.
+	// StoredBytes is what this backup added to the store (its whole
+	// folder); SourceBytes the used data it was read from. Negative when
+	// unknown.
 	StoredBytes, SourceBytes int64
 	Files                    int64 // files archived; negative when unknown
 	// PeakCOWPct is the highest snapshot COW usage seen; negative when it does
@@ -120,15 +127,13 @@ func NewProblem(err error) *Problem {
 // Dump is the outcome of one database dump.
 type Dump struct {
 	Name              string
-	Status            string // StatusOK, StatusFailed or StatusSkipped
+	Status            string // StatusOK, StatusFailed, StatusPruneFailed or StatusSkipped
 	BackupID          string
 	Started, Finished time.Time
 	StoredBytes       int64
 	Err               *Problem
 }
 
-// failed reports whether a status counts as a failure: everything but ok and
-// skipped, so that a new or misspelt status is never reported as success.
 // outcome is what a volume's and a dump's row share, for the outputs
 // that treat both alike.
 type outcome struct {
@@ -145,20 +150,32 @@ func (d Dump) outcome() outcome {
 	return outcome{d.Name, d.Status, d.BackupID, d.Started, d.Finished, d.StoredBytes}
 }
 
+// failed reports whether a status counts as a failure: everything but ok and
+// skipped, so that a new or misspelt status is never reported as success.
+// A prune failure is one too: the run needs attention.
 func failed(status string) bool {
 	return status != StatusOK && status != StatusSkipped
 }
 
+// stored reports whether a row's backup is complete in the store and is
+// its last success: ok, or stored with only the prune after it failed.
+func stored(status string) bool {
+	return status == StatusOK || status == StatusPruneFailed
+}
+
 // OK reports whether the run needs no attention: no run-level error, no
-// volume or dump failed or partial. Skipped volumes do not make a run fail.
+// volume or dump failed, partial or with a failed prune. Skipped volumes
+// do not make a run fail.
 func (r *Run) OK() bool {
 	_, vf, _ := r.Counts()
 	_, df, _ := r.DumpCounts()
 	return len(r.Errors) == 0 && vf == 0 && df == 0
 }
 
-// Counts counts volumes: ok, failed (failed, partial or unknown status) and
-// all of them. total-ok-failed were skipped.
+// Counts counts volumes: ok, failed (failed, partial, prune failed or
+// unknown status) and all of them. total-ok-failed were skipped.
+// PruneFailed says how many of the failed ones are stored backups whose
+// prune failed.
 func (r *Run) Counts() (ok, failed, total int) {
 	for _, v := range r.Volumes {
 		ok, failed = count(v.Status, ok, failed)
@@ -174,6 +191,23 @@ func (r *Run) DumpCounts() (ok, failed, total int) {
 	return ok, failed, len(r.Dumps)
 }
 
+// PruneFailed counts the volumes and the dumps whose backup is stored but
+// whose prune failed (StatusPruneFailed); Counts and DumpCounts count them
+// as failed.
+func (r *Run) PruneFailed() (volumes, dumps int) {
+	for _, v := range r.Volumes {
+		if v.Status == StatusPruneFailed {
+			volumes++
+		}
+	}
+	for _, d := range r.Dumps {
+		if d.Status == StatusPruneFailed {
+			dumps++
+		}
+	}
+	return volumes, dumps
+}
+
 func count(status string, ok, nfailed int) (int, int) {
 	switch {
 	case status == StatusOK:
@@ -185,7 +219,8 @@ func count(status string, ok, nfailed int) (int, int) {
 }
 
 // WrittenBytes is what this run added to the store: the stored bytes of
-// every volume backup and dump.
+// every volume backup and dump (each the whole folder: archives,
+// SHA256SUMS, manifest.json.sha256 and manifest.json).
 func (r *Run) WrittenBytes() int64 {
 	var n int64
 	for _, v := range r.Volumes {
@@ -199,7 +234,8 @@ func (r *Run) WrittenBytes() int64 {
 
 // Subject is the mail subject: the outcome first, so that it reads in a
 // list of mails, e.g. "[voltar] host1: 12/12 volumes OK",
-// "[voltar] host1: FAILED 2/12 volumes, 3/3 dumps OK" or
+// "[voltar] host1: FAILED 2/12 volumes, 3/3 dumps OK",
+// "[voltar] host1: FAILED 1/12 volumes (1 stored, prune failed)" or
 // "[voltar] host1: FAILED: lock held by PID 12; 0/12 volumes OK (12 skipped)".
 func Subject(r *Run) string {
 	var b strings.Builder
@@ -218,17 +254,35 @@ func Subject(r *Run) string {
 	default:
 		fmt.Fprintf(&b, "%d/%d volumes OK", ok, total)
 	}
-	if skipped := total - ok - nfailed; skipped > 0 {
-		fmt.Fprintf(&b, " (%d skipped)", skipped)
-	}
+	vpf, dpf := r.PruneFailed()
+	b.WriteString(notes(vpf, total-ok-nfailed))
 	if ok, nfailed, total := r.DumpCounts(); total > 0 {
 		if nfailed > 0 {
 			fmt.Fprintf(&b, ", FAILED %d/%d dumps", nfailed, total)
 		} else {
 			fmt.Fprintf(&b, ", %d/%d dumps OK", ok, total)
 		}
+		b.WriteString(notes(dpf, 0))
 	}
 	return b.String()
+}
+
+// notes qualifies a count of failed rows: " (1 stored, prune failed; 2
+// skipped)", or "" when there is nothing to add. A failed prune is told
+// apart so that nobody restores from an older backup or re-runs a backup
+// that is in the store.
+func notes(pruneFailed, skipped int) string {
+	var n []string
+	if pruneFailed > 0 {
+		n = append(n, fmt.Sprintf("%d stored, prune failed", pruneFailed))
+	}
+	if skipped > 0 {
+		n = append(n, fmt.Sprintf("%d skipped", skipped))
+	}
+	if len(n) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(n, "; ") + ")"
 }
 
 // oneLine keeps the first line of s, cut to n runes.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"voltar/internal/fail"
 	"voltar/internal/report"
@@ -96,6 +97,12 @@ func TestSubject(t *testing.T) {
 		{"dump failed", report.Run{Host: "host1", Volumes: twelve, Dumps: dumpFailed}, "[voltar] host1: 12/12 volumes OK, FAILED 1/3 dumps", false},
 		{"both failed", report.Run{Host: "host1", Volumes: failed2, Dumps: dumpFailed}, "[voltar] host1: FAILED 2/12 volumes, FAILED 1/3 dumps", false},
 		{"skipped", report.Run{Host: "h", Volumes: []report.Volume{ok("a"), bad("b", report.StatusSkipped)}}, "[voltar] h: 1/2 volumes OK (1 skipped)", true},
+		{"prune failed", report.Run{Host: "h", Volumes: []report.Volume{ok("a"), bad("b", report.StatusPruneFailed), bad("c", report.StatusSkipped)}},
+			"[voltar] h: FAILED 1/3 volumes (1 stored, prune failed; 1 skipped)", false},
+		{"prune and backup failed", report.Run{Host: "h", Volumes: []report.Volume{bad("a", report.StatusFailed), bad("b", report.StatusPruneFailed)}},
+			"[voltar] h: FAILED 2/2 volumes (1 stored, prune failed)", false},
+		{"dump prune failed", report.Run{Host: "h", Volumes: twelve, Dumps: []report.Dump{{Name: "a", Status: report.StatusPruneFailed}}},
+			"[voltar] h: 12/12 volumes OK, FAILED 1/1 dumps (1 stored, prune failed)", false},
 		{"unknown status fails", report.Run{Host: "h", Volumes: []report.Volume{bad("a", "weird")}}, "[voltar] h: FAILED 1/1 volumes", false},
 		{"run error", report.Run{Host: "h", Errors: []report.Problem{{Message: "another voltar run holds the lock\nPID 12"}}},
 			"[voltar] h: FAILED: another voltar run holds the lock", false},
@@ -122,6 +129,16 @@ func TestCounts(t *testing.T) {
 	ok, failed, total := r.Counts()
 	if ok != 2 || failed != 3 || total != 6 {
 		t.Errorf("Counts() = %d, %d, %d; want 2, 3, 6", ok, failed, total)
+	}
+	// A stored backup whose prune failed still fails the run, and is
+	// counted apart.
+	r.Volumes = append(r.Volumes, report.Volume{Status: report.StatusPruneFailed})
+	r.Dumps = []report.Dump{{Status: report.StatusPruneFailed}, {Status: report.StatusOK}}
+	if ok, failed, total := r.Counts(); ok != 2 || failed != 4 || total != 7 {
+		t.Errorf("Counts() = %d, %d, %d; want 2, 4, 7", ok, failed, total)
+	}
+	if v, d := r.PruneFailed(); v != 1 || d != 1 {
+		t.Errorf("PruneFailed() = %d, %d; want 1, 1", v, d)
 	}
 }
 
@@ -157,5 +174,43 @@ func TestTextRedactsStorePassword(t *testing.T) {
 		if strings.Contains(out, "s3cr3t") {
 			t.Errorf("%s report contains the store password:\n%s", name, out)
 		}
+	}
+}
+
+// The Started and Finished lines show each time once in the host's zone,
+// and in UTC too only when that zone is not UTC: a host set to UTC has
+// time.Local, not time.UTC, in its times.
+func TestTextStartedOnce(t *testing.T) {
+	london, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		t.Skip(err)
+	}
+	start := time.Date(2026, 11, 25, 1, 0, 1, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		loc  *time.Location
+		want string
+	}{
+		{"time.UTC", time.UTC, "  Started       2026-11-25 01:00:01 UTC\n"},
+		{"local zone that is UTC", time.FixedZone("UTC", 0), "  Started       2026-11-25 01:00:01 UTC\n"},
+		{"GMT in winter", london, "  Started       2026-11-25 01:00:01 GMT\n"},
+		{"CET", cet, "  Started       2026-11-25 02:00:01 CET  (2026-11-25 01:00:01 UTC)\n"},
+		{"BST in summer", london, "  Started       2026-07-25 02:00:01 BST  (2026-07-25 01:00:01 UTC)\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := base()
+			r.Started = start.In(c.loc)
+			if c.name == "BST in summer" {
+				r.Started = start.AddDate(0, -4, 0).In(c.loc)
+			}
+			r.Finished = r.Started.Add(time.Minute)
+			var b bytes.Buffer
+			if err := report.Text(&b, r); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), c.want) {
+				t.Errorf("report lacks %q:\n%s", c.want, b.String())
+			}
+		})
 	}
 }

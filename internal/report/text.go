@@ -43,17 +43,17 @@ func Text(w io.Writer, r *Run) error {
 		t := table{right: []bool{false, false, true, true, true, true, true}}
 		t.add("STATUS", "VOLUME", "DURATION", "STORED", "SOURCE", "FILES", "PEAK COW")
 		for _, v := range r.Volumes {
-			done := v.Status == StatusOK || v.Status == StatusPartial
-			stored, source, files, cow := "-", "-", "-", "-"
+			done := stored(v.Status) || v.Status == StatusPartial
+			size, source, files, cow := "-", "-", "-", "-"
 			if done {
-				stored = bytesCell(v.StoredBytes)
+				size = bytesCell(v.StoredBytes)
 				source = bytesCell(v.SourceBytes)
 				files = countCell(v.Files)
 			}
 			if v.PeakCOWPct >= 0 && v.Status != StatusSkipped {
 				cow = strconv.FormatFloat(v.PeakCOWPct, 'f', 1, 64) + "%"
 			}
-			t.add(statusText(v.Status), v.ID, durationCell(v.Started, v.Finished), stored, source, files, cow)
+			t.add(statusText(v.Status), v.ID, durationCell(v.Started, v.Finished), size, source, files, cow)
 		}
 		t.write(bw, "  ")
 		for _, v := range r.Volumes {
@@ -66,11 +66,11 @@ func Text(w io.Writer, r *Run) error {
 		t := table{right: []bool{false, false, true, true, false}}
 		t.add("STATUS", "DUMP", "DURATION", "STORED", "BACKUP")
 		for _, d := range r.Dumps {
-			stored := "-"
-			if d.Status == StatusOK {
-				stored = bytesCell(d.StoredBytes)
+			size := "-"
+			if stored(d.Status) {
+				size = bytesCell(d.StoredBytes)
 			}
-			t.add(statusText(d.Status), d.Name, durationCell(d.Started, d.Finished), stored, orDash(d.BackupID))
+			t.add(statusText(d.Status), d.Name, durationCell(d.Started, d.Finished), size, orDash(d.BackupID))
 		}
 		t.write(bw, "  ")
 		for _, d := range r.Dumps {
@@ -84,14 +84,15 @@ func Text(w io.Writer, r *Run) error {
 	unselected(bw, r.Unselected)
 
 	ok, nfailed, total := r.Counts()
+	vpf, dpf := r.PruneFailed()
 	p("\nTotals\n")
-	p("  Volumes       %d ok, %d failed", ok, nfailed)
+	p("  Volumes       %d ok, %d failed%s", ok, nfailed, pruneNote(vpf))
 	if skipped := total - ok - nfailed; skipped > 0 {
 		p(", %d skipped", skipped)
 	}
 	p(" of %d\n", total)
 	if ok, nfailed, total := r.DumpCounts(); total > 0 {
-		p("  Dumps         %d ok, %d failed of %d\n", ok, nfailed, total)
+		p("  Dumps         %d ok, %d failed%s of %d\n", ok, nfailed, pruneNote(dpf), total)
 	}
 	p("  Written       %s this run\n", units.Bytes(r.WrittenBytes()))
 	p("  Store total   %s", units.Bytes(r.StoreTotalBytes))
@@ -193,23 +194,36 @@ func continued(s, indent string) string {
 	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n"+indent)
 }
 
+// pruneNote says how many of the failed rows are stored backups whose
+// prune failed.
+func pruneNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d stored, prune failed)", n)
+}
+
 func statusText(s string) string {
 	switch s {
 	case StatusOK:
 		return "ok"
+	case StatusPruneFailed:
+		return "PRUNE FAILED"
 	case "":
 		return "UNKNOWN"
 	}
 	return strings.ToUpper(s)
 }
 
-// stamp writes t in its own zone and, when that is not UTC, in UTC too.
+// stamp writes t in its own zone (the host's) and, when that is not UTC,
+// in UTC too. A host whose zone is UTC has time.Local, not time.UTC, in its
+// times: the offset, not the location, says whether both read the same.
 func stamp(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
 	const layout = "2006-01-02 15:04:05 MST"
-	if t.Location() == time.UTC {
+	if _, offset := t.Zone(); offset == 0 {
 		return t.Format(layout)
 	}
 	return t.Format(layout) + "  (" + t.UTC().Format(layout) + ")"

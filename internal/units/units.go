@@ -1,4 +1,5 @@
-// Package units prints sizes and durations for people: "1.5 GiB", "1h 15m 35s".
+// Package units prints sizes and durations for people: "1.5 GiB", "1h 15m 35s",
+// "12.3s".
 package units
 
 import (
@@ -29,19 +30,22 @@ func Bytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[i])
 }
 
-// Duration writes d rounded to the second as "1h 15m 35s", "2m 3s" or
-// "45s". Hours are not folded into days, so that 26 hours reads "26h 0m 0s".
+// Duration writes d as "1h 15m 35s" or "2m 3s", rounded to the second,
+// and under a minute in tenths of a second, "12.3s" or "0.4s", so that a
+// small volume's backup does not read as taking no time at all. Hours are
+// not folded into days, so that 26 hours reads "26h 0m 0s".
 func Duration(d time.Duration) string {
 	if d < 0 {
 		return "-" + Duration(-d)
+	}
+	if t := d.Round(100 * time.Millisecond); t < time.Minute {
+		return fmt.Sprintf("%.1fs", t.Seconds())
 	}
 	s := int64(d.Round(time.Second) / time.Second)
 	h, m, s := s/3600, s/60%60, s%60
 	switch {
 	case h > 0:
 		return fmt.Sprintf("%dh %dm %ds", h, m, s)
-	case m > 0:
-		return fmt.Sprintf("%dm %ds", m, s)
 	}
-	return fmt.Sprintf("%ds", s)
+	return fmt.Sprintf("%dm %ds", m, s)
 }

@@ -382,7 +382,7 @@ tests:
           - exp_labels: {severity: warning, job: %[3]s, instance: "%[4]s"}
             exp_annotations:
               summary: "voltar: the last run on %[4]s failed"
-              description: "See the run's report (mail, journalctl -u voltar.service, report.json_file); voltar_volume_backup_failed names the volumes."
+              description: "See the run's report (mail, journalctl -u voltar.service, report.json_file); voltar_volume_backup_failed names the volumes whose backup failed, voltar_volume_prune_failed those whose new backup is stored but whose prune failed."
       - {eval_time: 30m, alertname: VoltarVolumeBackupStale, exp_alerts: []}
       - {eval_time: 25h, alertname: VoltarVolumeNeverBackedUp, exp_alerts: []}
       - eval_time: 26h30m
@@ -404,7 +404,7 @@ tests:
           - exp_labels: {severity: warning, job: %[3]s, instance: "%[4]s"}
             exp_annotations:
               summary: "voltar: the last run on %[4]s failed"
-              description: "See the run's report (mail, journalctl -u voltar.service, report.json_file); voltar_volume_backup_failed names the volumes."
+              description: "See the run's report (mail, journalctl -u voltar.service, report.json_file); voltar_volume_backup_failed names the volumes whose backup failed, voltar_volume_prune_failed those whose new backup is stored but whose prune failed."
       - eval_time: 30m
         alertname: VoltarVolumeUnselected
         exp_alerts:

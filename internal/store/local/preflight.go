@@ -21,12 +21,12 @@ func (s *Store) Preflight(ctx context.Context, o store.PreflightOptions) error {
 		return fail.Hint(fmt.Errorf("store %s: %w", s.root, err), "create it (mkdir -m 0700) or mount the backup disk")
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("store %s is not a directory", s.root)
+		return fail.Hint(fmt.Errorf("store %s is not a directory", s.root), "store.path must name a directory (or the mount point of the backup disk)")
 	}
 	if o.RequireMount != "" {
 		ok, err := isMountPoint(o.RequireMount)
 		if err != nil {
-			return err
+			return fail.Hint(fmt.Errorf("store: store.require_mount %s: %w", o.RequireMount, err), "mount the backup filesystem there, or fix store.require_mount")
 		}
 		if !ok {
 			return fail.Hint(fmt.Errorf("store: %s is not mounted (store.require_mount)", o.RequireMount),

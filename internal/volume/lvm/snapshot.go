@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"voltar/internal/fail"
 	"voltar/internal/sysexec"
 	"voltar/internal/units"
 	"voltar/internal/volume"
@@ -41,22 +42,29 @@ type SpaceError struct {
 
 func (e *SpaceError) Error() string {
 	if e.Reserved > 0 {
-		return fmt.Sprintf("snapshot of %s needs %s but %s has %s free, %s of it for snapshots of other volumes backed up at the same time\n"+
-			"hint: make room in %s, lower concurrency so fewer snapshots exist at once, or lower snapshot_size (now %s) at the risk of an overflow",
-			e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free), units.Bytes(e.Reserved), e.Where, e.Policy)
+		return fmt.Sprintf("snapshot of %s needs %s but %s has %s free, %s of it for snapshots of other volumes backed up at the same time",
+			e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free), units.Bytes(e.Reserved))
 	}
-	return fmt.Sprintf("snapshot of %s needs %s but %s has %s free\n"+
-		"hint: make room in %s, or lower snapshot_size (now %s) at the risk of an overflow",
-		e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free), e.Where, e.Policy)
+	return fmt.Sprintf("snapshot of %s needs %s but %s has %s free",
+		e.Volume, units.Bytes(e.Need), e.Where, units.Bytes(e.Free))
+}
+
+// hinted is e with what to do about it as a fail.Hint, so that the
+// report's JSON and mail carry the hint too, not only the message.
+func (e *SpaceError) hinted() error {
+	if e.Reserved > 0 {
+		return fail.Hint(e, "make room in %s, lower concurrency so fewer snapshots exist at once, or lower snapshot_size (now %s) at the risk of an overflow", e.Where, e.Policy)
+	}
+	return fail.Hint(e, "make room in %s, or lower snapshot_size (now %s) at the risk of an overflow", e.Where, e.Policy)
 }
 
 // Preflight checks that a snapshot of v fits: a thick one (its full COW size
 // under the policy) in the VG's free space, a thin one (the origin's mapped
 // data, scaled by the policy) in its pool's free data space. It returns the
-// bytes needed, or a *SpaceError. Snapshots made at the same time through
-// this Snapshotter share that space: a successful preflight reserves the
-// need until Create (thick) or Release (thin), and later preflights count
-// it as taken.
+// bytes needed, or an error wrapping a *SpaceError. Snapshots made at the
+// same time through this Snapshotter share that space: a successful
+// preflight reserves the need until Create (thick) or Release (thin), and
+// later preflights count it as taken.
 func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int64, err error) {
 	rows, err := s.lvsInVG(ctx, v.Group)
 	if err != nil {
@@ -78,7 +86,7 @@ func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int6
 		free := pool.size() - share(pool.size(), poolPct)
 		where := "thin pool " + pool.id()
 		if others, ok := s.reserve(v, where, need, free, true); !ok {
-			return need, &SpaceError{Volume: v.ID(), Need: need, Free: free, Where: where, Policy: pol, Reserved: others}
+			return need, (&SpaceError{Volume: v.ID(), Need: need, Free: free, Where: where, Policy: pol, Reserved: others}).hinted()
 		}
 		return need, nil
 	}
@@ -89,7 +97,7 @@ func (s *Snapshotter) Preflight(ctx context.Context, v volume.Volume) (need int6
 	need = pol.thickSize(origin.size(), parseBytes(g.ExtentSize))
 	where := "volume group " + g.Name
 	if others, ok := s.reserve(v, where, need, parseBytes(g.Free), false); !ok {
-		return need, &SpaceError{Volume: v.ID(), Need: need, Free: parseBytes(g.Free), Where: where, Policy: pol, Reserved: others}
+		return need, (&SpaceError{Volume: v.ID(), Need: need, Free: parseBytes(g.Free), Where: where, Policy: pol, Reserved: others}).hinted()
 	}
 	return need, nil
 }

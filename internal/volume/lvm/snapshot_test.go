@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"voltar/internal/fail"
 	"voltar/internal/volume"
 	"voltar/internal/volume/lvm"
 )
@@ -75,7 +76,7 @@ func TestPreflight(t *testing.T) {
 			if first, _, _ := strings.Cut(err.Error(), "\n"); first != tt.wantErr {
 				t.Errorf("err = %q\nwant  %q", first, tt.wantErr)
 			}
-			if !strings.Contains(err.Error(), "\nhint: make room in ") {
+			if h := fail.Hints(err); len(h) != 1 || !strings.HasPrefix(h[0], "make room in ") {
 				t.Errorf("err = %q, want a hint", err)
 			}
 		})
