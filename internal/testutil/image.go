@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Part describes one partition of a test image.
@@ -88,7 +89,7 @@ func MakeImage(t testing.TB, dir string, spec Image) string {
 		a := areas[i]
 		dev := strings.TrimSpace(Run(t, "losetup", "--find", "--show", "--offset", fmt.Sprint(a.off), "--sizelimit", fmt.Sprint(a.size), img))
 		func() {
-			defer exec.Command("losetup", "-d", dev).Run()
+			defer DetachLoop(dev)
 			var args []string
 			switch p.FS {
 			case "ext4":
@@ -150,12 +151,12 @@ func MountRO(t testing.TB, img string, off, size int64) string {
 	dev := strings.TrimSpace(Run(t, "losetup", "--find", "--show", "--read-only", "--offset", fmt.Sprint(off), "--sizelimit", fmt.Sprint(size), img))
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-o", "ro", dev, mnt).CombinedOutput(); err != nil {
-		exec.Command("losetup", "-d", dev).Run()
+		DetachLoop(dev)
 		t.Fatalf("mount %s: %v %s", dev, err, out)
 	}
 	t.Cleanup(func() {
 		exec.Command("umount", mnt).Run()
-		exec.Command("losetup", "-d", dev).Run()
+		DetachLoop(dev)
 	})
 	return mnt
 }
@@ -172,4 +173,19 @@ func KernelHas(fs string) bool {
 		}
 	}
 	return false
+}
+
+// DetachLoop detaches a loop device a test attached with losetup and waits
+// (up to 5 s) until the kernel let it go: a device whose filesystem was
+// just unmounted is freed asynchronously, and a test that checks for
+// leftover loop devices right after must not find the fixture's own.
+func DetachLoop(dev string) {
+	exec.Command("losetup", "-d", dev).Run()
+	backing := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(backing); err != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
