@@ -120,6 +120,9 @@ func printBackup(a *app, m *manifest.Manifest) {
 		}
 		fss = append(fss, s)
 	}
+	if o := m.Outside; o != nil {
+		fss = append(fss, fmt.Sprintf("outside the partitions: %s in %d runs", units.Bytes(o.SourceBytes), len(o.Runs)))
+	}
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
 		m.ID, m.Status, units.Bytes(m.StoredBytes()), units.Bytes(m.SourceBytes()), m.Files(),
 		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))

@@ -146,25 +146,31 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		return nil, err
 	}
 	r.partial = true
+	readErr := func(what string, err error) error {
+		stopWatch()
+		if cause := context.Cause(actx); cause != nil && errors.Is(cause, volume.ErrOverflow) {
+			err = cause
+		} else if pct, cerr := o.Snapshotter.Check(ctx, snap); errors.Is(cerr, volume.ErrOverflow) {
+			// An invalidated snapshot fails reads with EIO before the
+			// next poll sees it: name the real cause.
+			r.peak(pct)
+			err = cerr
+		}
+		return fmt.Errorf("%s %s: %w", v.ID(), what, err)
+	}
 	archived := 0
 	for _, p := range parts {
 		fs, err := r.filesystem(actx, p)
 		if err != nil {
-			stopWatch()
-			if cause := context.Cause(actx); cause != nil && errors.Is(cause, volume.ErrOverflow) {
-				err = cause
-			} else if pct, cerr := o.Snapshotter.Check(ctx, snap); errors.Is(cerr, volume.ErrOverflow) {
-				// An invalidated snapshot fails reads with EIO before the
-				// next poll sees it: name the real cause.
-				r.peak(pct)
-				err = cerr
-			}
-			return nil, fmt.Errorf("%s %s: %w", v.ID(), p.name, err)
+			return nil, readErr(p.name, err)
 		}
 		if fs.Mode != manifest.ModeSkipped { // only swap is skipped
 			archived++
 		}
 		m.Filesystems = append(m.Filesystems, fs)
+	}
+	if err := r.outside(actx, parts); err != nil {
+		return nil, readErr("bytes outside the partitions", err)
 	}
 	stopWatch()
 	pct, err := o.Snapshotter.Check(ctx, snap)

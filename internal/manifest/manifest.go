@@ -21,7 +21,9 @@ import (
 // SchemaFor), so an unencrypted backup stays schema 1 and readable by an
 // older voltar, which in turn refuses an encrypted one it could not read.
 // "not_entered" and "check" need no new schema: a voltar that ignores
-// them restores the same.
+// them restores the same. Neither does "outside": an older voltar
+// restores the filesystems as it always did, and its verify re-hashes
+// the object, which SHA256SUMS lists, against SHA256SUMS.
 const Schema = 3
 
 // SchemaFor returns the schema a manifest is written with.
@@ -72,6 +74,37 @@ type Manifest struct {
 
 	// Encryption is set (schema 2) when every archive is age-encrypted.
 	Encryption *Encryption `json:"encryption,omitempty"`
+
+	// Outside holds the volume's bytes that no filesystem archive or raw
+	// partition covers and that are not zero: boot code in LBA 0, the gap
+	// before the first partition (GRUB's core.img), gaps between and after
+	// partitions, the table's own sectors. Nil when there are none.
+	Outside *Outside `json:"outside,omitempty"`
+}
+
+// Outside is the one object of a volume's bytes outside its filesystems.
+// Its content, once decompressed and decrypted, is the runs' bytes
+// concatenated in order: run i is the Length bytes after the sum of the
+// lengths before it, and goes to Offset on the volume.
+type Outside struct {
+	Archive     string `json:"archive"`
+	SHA256      string `json:"sha256"`
+	StoredBytes int64  `json:"stored_bytes"`
+	SourceBytes int64  `json:"source_bytes"` // the sum of the runs' lengths
+	Runs        []Run  `json:"runs"`
+}
+
+// Run is a byte range of the volume; Offset and Length are in bytes.
+type Run struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+}
+
+// Entry presents the object as the filesystem entries verify and restore
+// check digests against: mode raw, named outside.
+func (o *Outside) Entry() Filesystem {
+	return Filesystem{Name: "outside", Mode: ModeRaw, Archive: o.Archive, SHA256: o.SHA256,
+		StoredBytes: o.StoredBytes, SourceBytes: o.SourceBytes}
 }
 
 // Encryption records how a backup's archives are encrypted: with age, to
@@ -162,7 +195,10 @@ type Filesystem struct {
 	NotEntered []NotEntered `json:"not_entered,omitempty"`
 	// Check is the completeness check: what was archived against what
 	// the filesystem says it holds.
-	Check    *Check    `json:"check,omitempty"`
+	Check *Check `json:"check,omitempty"`
+	// Warnings are what a restore of this filesystem cannot bring back
+	// by itself, e.g. a bootloader that points at the filesystem's blocks.
+	Warnings []string  `json:"warnings,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 }
@@ -214,20 +250,28 @@ type Check struct {
 	Holds    int64  `json:"holds"`
 }
 
-// StoredBytes sums the stored size of every archive.
+// StoredBytes sums the stored size of every archive and the outside
+// object.
 func (m *Manifest) StoredBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.StoredBytes
 	}
+	if m.Outside != nil {
+		n += m.Outside.StoredBytes
+	}
 	return n
 }
 
-// SourceBytes sums the source bytes of every archive.
+// SourceBytes sums the source bytes of every archive and the outside
+// object.
 func (m *Manifest) SourceBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.SourceBytes
+	}
+	if m.Outside != nil {
+		n += m.Outside.SourceBytes
 	}
 	return n
 }
