@@ -79,6 +79,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		m, err := backup.Volume(ctx, v, backup.Options{
 			Settings: settings, Excludes: a.excludesFor(v, o.excludes),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
+			BootRaw:        a.cfg.BootPartitions == "raw",
 			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})
 		if err != nil {
@@ -126,6 +127,9 @@ func printBackup(a *app, m *manifest.Manifest) {
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
 		m.ID, m.Status, units.Bytes(m.StoredBytes()), units.Bytes(m.SourceBytes()), m.Files(),
 		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
+	for _, w := range m.AllWarnings() {
+		fmt.Fprintf(a.stdout, "  warning: %s\n", w)
+	}
 }
 
 func stderrFile(a *app) *os.File {

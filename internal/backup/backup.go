@@ -40,10 +40,15 @@ type Options struct {
 	// BtrfsSnapshots archives read-only btrfs snapshots too (config
 	// btrfs_snapshots: include); by default they are listed as skipped.
 	BtrfsSnapshots bool
-	RuntimeDir     string
-	RunID          string
-	Snapshotter    volume.Snapshotter
-	Progress       *progress.Printer
+	// BootRaw stores a filesystem raw when a bootloader points at its
+	// blocks (syslinux/extlinux, LILO), so it boots after a restore
+	// (config boot_partitions: raw); by default it is archived as files
+	// with a warning to reinstall the bootloader.
+	BootRaw     bool
+	RuntimeDir  string
+	RunID       string
+	Snapshotter volume.Snapshotter
+	Progress    *progress.Printer
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error

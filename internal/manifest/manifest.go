@@ -80,6 +80,23 @@ type Manifest struct {
 	// before the first partition (GRUB's core.img), gaps between and after
 	// partitions, the table's own sectors. Nil when there are none.
 	Outside *Outside `json:"outside,omitempty"`
+
+	// Warnings are what a restore of the volume cannot bring back by
+	// itself, e.g. LILO in the MBR ("reinstall the bootloader after
+	// restoring"). A filesystem's own are in its Warnings.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// AllWarnings returns the volume's warnings and every filesystem's,
+// prefixed with its name.
+func (m *Manifest) AllWarnings() []string {
+	out := append([]string(nil), m.Warnings...)
+	for _, f := range m.Filesystems {
+		for _, w := range f.Warnings {
+			out = append(out, f.Name+": "+w)
+		}
+	}
+	return out
 }
 
 // Outside is the one object of a volume's bytes outside its filesystems.

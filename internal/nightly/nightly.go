@@ -167,6 +167,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(fmt.Errorf("backup %s is stored, but: %w", m.ID, err))
 	}
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.StoredBytes(), m.SourceBytes(), m.Files()
+	v.Warnings = m.AllWarnings()
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}

@@ -63,6 +63,7 @@ type jsonVol struct {
 	Filesystems    []jsonFS   `json:"filesystems"`
 	Removed        []jsonRm   `json:"removed"`
 	Error          *jsonError `json:"error,omitempty"`
+	Warnings       []string   `json:"warnings,omitempty"`
 }
 
 type jsonFS struct {
@@ -139,6 +140,7 @@ func JSON(w io.Writer, r *Run) error {
 			Filesystems: []jsonFS{},
 			Removed:     []jsonRm{},
 			Error:       jsonErr(v.Err),
+			Warnings:    v.Warnings,
 		}
 		if v.PeakCOWPct >= 0 {
 			jv.PeakCOWPercent = &v.PeakCOWPct
