@@ -54,7 +54,12 @@ func NonZeroRuns(ctx context.Context, r io.ReaderAt, regions []Extent) ([]Extent
 				n = end - off
 			}
 			b := buf[:n]
-			if _, err := r.ReadAt(b, off); err != nil && !(err == io.EOF && len(b) > 0) {
+			// A short read is an error, EOF included: the regions lie
+			// inside the volume, and stale bytes must not pass as its.
+			if got, err := r.ReadAt(b, off); got < len(b) {
+				if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
 				return nil, fmt.Errorf("read bytes %d-%d: %w", off, off+n, err)
 			}
 			for i := int64(0); i < n; {

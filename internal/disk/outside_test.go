@@ -46,3 +46,10 @@ func TestNonZeroRuns(t *testing.T) {
 		t.Errorf("NonZeroRuns = %v, want %v", got, want)
 	}
 }
+
+func TestNonZeroRunsShortRead(t *testing.T) {
+	_, err := disk.NonZeroRuns(context.Background(), bytes.NewReader(make([]byte, 1000)), []disk.Extent{{0, 4096}})
+	if err == nil {
+		t.Error("a region past the end of the reader read as zeros")
+	}
+}
