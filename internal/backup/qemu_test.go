@@ -59,6 +59,9 @@ func grubDisk(t *testing.T, dir, label string) string {
 	initrd := guestInitrd(t, dir)
 	img := filepath.Join(dir, "disk.img")
 	testutil.Run(t, "truncate", "-s", "64M", img)
+	if label == "uefi" {
+		return uefiDisk(t, dir, img, kernel, initrd)
+	}
 	var script, part, mods string
 	var fsStart, coreLBA int64
 	switch label {
@@ -104,14 +107,55 @@ func grubDisk(t *testing.T, dir, label string) string {
 	return img
 }
 
-// boots starts a BIOS PC under TCG on disk and reports whether the guest
-// printed bootMarker within the time it may take.
-func boots(t *testing.T, disk string) bool {
+// OVMF's firmware code and the template of its variable store.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS.fd"
+)
+
+// uefiDisk makes img a UEFI disk: GPT, a vfat ESP with GRUB as the
+// fallback loader /EFI/BOOT/BOOTX64.EFI (no NVRAM entry needed), and an
+// ext4 with /boot.
+func uefiDisk(t *testing.T, dir, img, kernel, initrd string) string {
+	testutil.RequireTools(t, "mkfs.vfat", "mmd", "mcopy")
+	for _, f := range []string{ovmfCode, ovmfVars, "/usr/lib/grub/x86_64-efi/linux.mod"} {
+		if _, err := os.Stat(f); err != nil {
+			testutil.Unavailable(t, "no %s (apt-get install ovmf grub-efi-amd64-bin)", f)
+		}
+	}
+	testutil.Run(t, "truncate", "-s", "96M", img)
+	testutil.Run(t, "sh", "-c", "echo 'label: gpt\nstart=2048, size=65536, type=U, name=esp\nstart=67584, size=81920, type=L, name=boot' | sfdisk -q "+img)
+	cfg := filepath.Join(dir, "efi.cfg")
+	os.WriteFile(cfg, []byte("set root=(hd0,gpt2)\nlinux /boot/vmlinuz console=ttyS0 panic=1 quiet\ninitrd /boot/initrd.img\nboot\n"), 0o644)
+	efi := filepath.Join(dir, "bootx64.efi")
+	testutil.Run(t, "grub-mkimage", "-O", "x86_64-efi", "-c", cfg, "-p", "(hd0,gpt2)/boot/grub", "-o", efi, "part_gpt", "ext2", "fat", "linux", "boot", "normal", "echo")
+	esp := filepath.Join(dir, "esp.img")
+	testutil.Run(t, "truncate", "-s", "32M", esp)
+	testutil.Run(t, "mkfs.vfat", "-F", "16", esp)
+	testutil.Run(t, "mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
+	testutil.Run(t, "mcopy", "-i", esp, efi, "::/EFI/BOOT/BOOTX64.EFI")
+	testutil.Run(t, "dd", "if="+esp, "of="+img, "bs=1M", "seek=1", "conv=notrunc", "status=none")
+	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", "--offset", fmt.Sprint(67584*512), "--sizelimit", fmt.Sprint(81920*512), img))
+	testutil.Run(t, "sh", "-c", fmt.Sprintf("mkfs.ext4 -q -F %[1]s && d=$(mktemp -d) && mount %[1]s $d && mkdir $d/boot && cp %[2]s $d/boot/vmlinuz && cp %[3]s $d/boot/initrd.img; rc=$?; umount $d; rmdir $d; losetup -d %[1]s; exit $rc", dev, kernel, initrd))
+	return img
+}
+
+// boots starts a PC under TCG on disk (BIOS, or OVMF with uefi) and
+// reports whether the guest printed bootMarker within the time it may
+// take.
+func boots(t *testing.T, disk string, uefi bool) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "pc", "-m", "256", "-display", "none",
-		"-serial", "stdio", "-monitor", "none", "-no-reboot", "-drive", "file="+disk+",format=raw,if=ide")
+	args := []string{"-machine", "pc", "-m", "256", "-display", "none",
+		"-serial", "stdio", "-monitor", "none", "-no-reboot", "-drive", "file=" + disk + ",format=raw,if=ide"}
+	if uefi {
+		vars := filepath.Join(t.TempDir(), "vars.fd")
+		testutil.Run(t, "cp", ovmfVars, vars)
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode, "-drive", "if=pflash,format=raw,file="+vars)
+		args[1], args[3] = "q35", "512"
+	}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -122,19 +166,21 @@ func boots(t *testing.T, disk string) bool {
 	return true
 }
 
-// A BIOS/MBR disk with GRUB and a GPT disk with a BIOS boot partition
-// boot, are backed up, restored into an image (and, MBR, onto a loop
-// device), and boot again. Under TCG: slow, so not with -short.
+// A BIOS/MBR disk with GRUB, a GPT disk with a BIOS boot partition and a
+// UEFI disk (OVMF, GRUB on a vfat ESP) boot, are backed up, restored into
+// an image (and, MBR, onto a loop device), and boot again. Under TCG:
+// slow, so not with -short.
 func TestRestoredDiskBoots(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots virtual machines under TCG")
 	}
-	for _, label := range []string{"mbr", "gpt"} {
+	for _, label := range []string{"mbr", "gpt", "uefi"} {
 		t.Run(label, func(t *testing.T) {
 			e := newEnv(t)
 			ctx := context.Background()
 			img := grubDisk(t, t.TempDir(), label)
-			if !boots(t, img) {
+			uefi := label == "uefi"
+			if !boots(t, img, uefi) {
 				t.Fatal("the source disk does not boot: the test's disk is wrong")
 			}
 			v, err := image.Resolve(img, true)
@@ -153,7 +199,7 @@ func TestRestoredDiskBoots(t *testing.T) {
 			if res, err := restore.ToImage(ctx, e.store, b, out, restore.Options{MountDir: t.TempDir()}); err != nil {
 				t.Fatalf("%v\n%+v", err, res)
 			}
-			if !boots(t, out) {
+			if !boots(t, out, uefi) {
 				t.Error("the restored image does not boot")
 			}
 			if label != "mbr" {
@@ -163,7 +209,7 @@ func TestRestoredDiskBoots(t *testing.T) {
 			if res, err := restore.ToDevice(ctx, e.store, b, dev, restore.Options{MountDir: t.TempDir()}); err != nil {
 				t.Fatalf("ToDevice: %v\n%+v", err, res)
 			}
-			if !boots(t, dev) {
+			if !boots(t, dev, uefi) {
 				t.Error("the device restored onto does not boot")
 			}
 		})
