@@ -80,6 +80,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		m, err := backup.Volume(ctx, v, backup.Options{
 			Settings: settings, Excludes: a.excludesFor(v, o.excludes),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
+			BootRaw:        a.cfg.BootPartitions == "raw",
 			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})
 		if err != nil {
@@ -129,9 +130,15 @@ func printBackup(a *app, m *manifest.Manifest) {
 		}
 		fss = append(fss, s)
 	}
+	if o := m.Outside; o != nil {
+		fss = append(fss, fmt.Sprintf("outside the partitions: %s in %d runs", units.Bytes(o.SourceBytes), len(o.Runs)))
+	}
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
 		m.ID, m.Status, units.Bytes(m.PublishedBytes), units.Bytes(m.SourceBytes()), m.Files(),
 		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
+	for _, w := range m.AllWarnings() {
+		fmt.Fprintf(a.stdout, "  warning: %s\n", w)
+	}
 }
 
 func stderrFile(a *app) *os.File {

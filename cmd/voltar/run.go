@@ -71,7 +71,7 @@ func (a *app) nightly(ctx context.Context) error {
 	rep := nightly.Run(ctx, nightly.Options{
 		Settings: a.writerSettings(st, host, rcpt, ses.journal),
 		Jobs:     jobs, Missing: missing, Concurrency: cfg.Concurrency,
-		Backup: backup.Options{RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Progress: bars},
+		Backup: backup.Options{RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Progress: bars, BootRaw: cfg.BootPartitions == "raw"},
 		Prune:  po,
 		Dumps:  dumpTargets(cfg.Dumps), DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
 		RequireMount: cfg.Store.RequireMount, MinFreePercent: cfg.Store.MinFreePercent,

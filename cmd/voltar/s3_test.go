@@ -103,7 +103,8 @@ retention: {keep_last: 1}
 	}
 	ts := m[1]
 	folder := "site1/h1/image/disk.img/" + ts + "/"
-	want := []string{folder + "SHA256SUMS", folder + "manifest.json", folder + "manifest.json.sha256", folder + "p1.tar.zst", folder + "p2.tar.zst"}
+	// outside.runs.zst: the MBR, the only bytes outside the partitions.
+	want := []string{folder + "SHA256SUMS", folder + "manifest.json", folder + "manifest.json.sha256", folder + "outside.runs.zst", folder + "p1.tar.zst", folder + "p2.tar.zst"}
 	if got := bucketKeys(t, cli, bucket); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("bucket holds\n%s\nwant exactly\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -151,8 +152,8 @@ retention: {keep_last: 1}
 		t.Errorf("run report:\n%s", out)
 	}
 	keys := bucketKeys(t, cli, bucket)
-	if len(keys) != 5 || strings.HasPrefix(keys[0], folder) {
-		t.Errorf("after run with keep_last 1 the bucket holds %v, want only the new backup's 5 objects", keys)
+	if len(keys) != len(want) || strings.HasPrefix(keys[0], folder) {
+		t.Errorf("after run with keep_last 1 the bucket holds %v, want only the new backup's %d objects", keys, len(want))
 	}
 	out = voltar(0, "prune", "--dry-run")
 	if !strings.Contains(out, "1 kept, would remove 0") {

@@ -40,10 +40,15 @@ type Options struct {
 	// BtrfsSnapshots archives read-only btrfs snapshots too (config
 	// btrfs_snapshots: include); by default they are listed as skipped.
 	BtrfsSnapshots bool
-	RuntimeDir     string
-	RunID          string
-	Snapshotter    volume.Snapshotter
-	Progress       *progress.Printer
+	// BootRaw stores a filesystem raw when a bootloader points at its
+	// blocks (syslinux/extlinux, LILO), so it boots after a restore
+	// (config boot_partitions: raw); by default it is archived as files
+	// with a warning to reinstall the bootloader.
+	BootRaw     bool
+	RuntimeDir  string
+	RunID       string
+	Snapshotter volume.Snapshotter
+	Progress    *progress.Printer
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error
@@ -160,25 +165,31 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		return nil, err
 	}
 	r.partial = true
+	readErr := func(what string, err error) error {
+		stopWatch()
+		if cause := context.Cause(actx); cause != nil && errors.Is(cause, volume.ErrOverflow) {
+			err = cause
+		} else if pct, cerr := o.Snapshotter.Check(ctx, snap); errors.Is(cerr, volume.ErrOverflow) {
+			// An invalidated snapshot fails reads with EIO before the
+			// next poll sees it: name the real cause.
+			r.peak(pct)
+			err = cerr
+		}
+		return fmt.Errorf("%s %s: %w", v.ID(), what, err)
+	}
 	archived := 0
 	for _, p := range parts {
 		fs, err := r.filesystem(actx, p)
 		if err != nil {
-			stopWatch()
-			if cause := context.Cause(actx); cause != nil && errors.Is(cause, volume.ErrOverflow) {
-				err = cause
-			} else if pct, cerr := o.Snapshotter.Check(ctx, snap); errors.Is(cerr, volume.ErrOverflow) {
-				// An invalidated snapshot fails reads with EIO before the
-				// next poll sees it: name the real cause.
-				r.peak(pct)
-				err = cerr
-			}
-			return nil, fmt.Errorf("%s %s: %w", v.ID(), p.name, err)
+			return nil, readErr(p.name, err)
 		}
 		if fs.Mode != manifest.ModeSkipped { // only swap is skipped
 			archived++
 		}
 		m.Filesystems = append(m.Filesystems, fs)
+	}
+	if err := r.outside(actx, parts); err != nil {
+		return nil, readErr("bytes outside the partitions", err)
 	}
 	stopWatch()
 	pct, err := o.Snapshotter.Check(ctx, snap)

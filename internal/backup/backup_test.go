@@ -242,7 +242,7 @@ func TestBackupImages(t *testing.T) {
 				t.Errorf("verify: %+v", res.Problems)
 			}
 			for i, o := range res.Objects {
-				if fs := m.Filesystems[i]; o.Name == fs.Archive && fs.Mode == manifest.ModeRaw && o.SourceBytes != fs.SourceBytes {
+				if fs := verify.Archives(m)[i]; o.Name == fs.Archive && fs.Mode == manifest.ModeRaw && o.SourceBytes != fs.SourceBytes {
 					t.Errorf("verify counts %d source bytes in %s, the manifest %d", o.SourceBytes, o.Name, fs.SourceBytes)
 				}
 			}

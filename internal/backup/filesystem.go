@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -68,6 +69,13 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 	}
 	r.m.Table = manifest.Table{Type: tbl.Type, SectorSize: tbl.SectorSize, DiskID: tbl.DiskID, Warnings: tbl.Warnings,
 		FirstLBA: tbl.FirstLBA, LastLBA: tbl.LastLBA}
+	if lilo, err := bootSector(f, 0); err != nil {
+		return nil, err
+	} else if lilo {
+		w := "LILO in the MBR: its map points at blocks inside a filesystem, which a restore places anew; " + disk.ReinstallAdvice
+		r.m.Warnings = append(r.m.Warnings, w)
+		r.log.Warn("bootloader found", "where", "MBR", "advice", disk.ReinstallAdvice)
+	}
 	for _, w := range tbl.Warnings {
 		r.log.Warn("partition table needs repair", "problem", w)
 	}
@@ -116,6 +124,15 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 			what = "unknown content"
 		}
 		return r.raw(ctx, p, fs, what+": not readable as files, stored raw")
+	}
+	if lilo, err := r.liloIn(p); err != nil {
+		return fs, err
+	} else if lilo {
+		if r.o.BootRaw {
+			return r.raw(ctx, p, fs, "LILO in its boot sector points at its blocks (boot_partitions: raw), stored raw")
+		}
+		fs.Warnings = append(fs.Warnings, "LILO in its boot sector points at its blocks, which a restore places anew; "+disk.ReinstallAdvice)
+		log.Warn("bootloader found", "bootloader", "LILO", "advice", disk.ReinstallAdvice)
 	}
 
 	if err := r.readMkfs(p, &fs); err != nil {
@@ -194,6 +211,24 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	r.onRelease(unmount)
 	log.Info("mounted", "device", loop.Path, "dir", dir)
 
+	// Looked for before archiving: with boot_partitions: raw the
+	// filesystem goes raw instead.
+	sys, err := disk.FindSyslinux(dir)
+	if err != nil {
+		return fs, fmt.Errorf("look for a bootloader: %w", err)
+	}
+	if sys != "" {
+		where := path.Join("/", sys, "ldlinux.sys")
+		if r.o.BootRaw {
+			log.Warn("syslinux/extlinux found: storing the filesystem raw (boot_partitions: raw)", "file", where)
+			if err := unmount(ctx); err != nil {
+				return fs, err
+			}
+			return r.raw(ctx, p, fs, "syslinux/extlinux ("+where+") points at its blocks (boot_partitions: raw), stored raw")
+		}
+		fs.Warnings = append(fs.Warnings, "syslinux/extlinux ("+where+") points at the blocks of ldlinux.sys, which a restore places anew; "+disk.ReinstallAdvice)
+		log.Warn("bootloader found", "bootloader", "syslinux/extlinux", "file", where, "advice", disk.ReinstallAdvice)
+	}
 	if err := r.inject(StageArchive); err != nil {
 		return fs, err
 	}
@@ -228,6 +263,26 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	// Unmount now rather than at the end, so a volume with many partitions
 	// holds one mount at a time.
 	return fs, unmount(ctx)
+}
+
+// bootSector reads the sector at off of the snapshot f and reports whether
+// LILO's first stage is in it.
+func bootSector(f *os.File, off int64) (bool, error) {
+	sec := make([]byte, 512)
+	if _, err := f.ReadAt(sec, off); err != nil {
+		return false, fmt.Errorf("read boot sector at %d: %w", off, err)
+	}
+	return disk.HasLILO(sec), nil
+}
+
+// liloIn reports whether p's boot sector holds LILO.
+func (r *run) liloIn(p part) (bool, error) {
+	f, err := os.Open(r.snap.Path)
+	if err != nil {
+		return false, fmt.Errorf("open snapshot %s: %w", r.snap.Path, err)
+	}
+	defer f.Close()
+	return bootSector(f, p.start)
 }
 
 // attach maps size bytes at off of snapshot s as a loop device, journaled

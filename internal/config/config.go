@@ -57,6 +57,11 @@ type Config struct {
 	// VolumeBtrfsSnapshots overrides BtrfsSnapshots per volume, keyed like
 	// VolumeExcludes.
 	VolumeBtrfsSnapshots map[string]string `yaml:"volume_btrfs_snapshots"`
+	// BootPartitions: "files" (default) archives a filesystem that a
+	// bootloader points into by block numbers (syslinux/extlinux, LILO)
+	// as files and warns that the bootloader must be reinstalled after a
+	// restore; "raw" stores such a filesystem raw, so it boots as it was.
+	BootPartitions string `yaml:"boot_partitions"`
 	// Concurrency is how many volumes are backed up at once.
 	Concurrency int `yaml:"concurrency"`
 	// CleanupTimeout bounds the release of snapshots, mounts and loop devices.
@@ -310,6 +315,7 @@ func Default() *Config {
 		Retention:       Retention{IncompleteGrace: 24 * time.Hour},
 		DumpsWhen:       "before",
 		BtrfsSnapshots:  "skip",
+		BootPartitions:  "files",
 		DumpConcurrency: 1,
 		Report:          Report{Mail: Mail{TLS: "starttls", Timeout: time.Minute}},
 	}
@@ -423,6 +429,9 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("volume_excludes %s: pattern %q is not a valid glob", k, p))
 			}
 		}
+	}
+	if c.BootPartitions != "files" && c.BootPartitions != "raw" {
+		errs = append(errs, fmt.Errorf("boot_partitions %q: want files or raw", c.BootPartitions))
 	}
 	if c.BtrfsSnapshots != "skip" && c.BtrfsSnapshots != "include" {
 		errs = append(errs, fmt.Errorf("btrfs_snapshots %q: want skip or include", c.BtrfsSnapshots))

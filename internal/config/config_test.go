@@ -359,3 +359,21 @@ func TestDumpRetention(t *testing.T) {
 		t.Errorf("own retention: %+v, want %+v", got, want)
 	}
 }
+
+func TestBootPartitions(t *testing.T) {
+	c := config.Default()
+	if c.BootPartitions != "files" {
+		t.Errorf("default boot_partitions %q, want files", c.BootPartitions)
+	}
+	c, err := config.Parse(strings.NewReader("boot_partitions: raw\n"))
+	if err != nil || c.Validate() != nil || c.BootPartitions != "raw" {
+		t.Errorf("boot_partitions: raw: %v, %+v", err, c.BootPartitions)
+	}
+	c, err = config.Parse(strings.NewReader("boot_partitions: image\n"))
+	if err == nil {
+		err = c.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "boot_partitions") {
+		t.Errorf("boot_partitions: image: %v, want refused", err)
+	}
+}

@@ -148,7 +148,7 @@ func readGPTHeader(r io.ReaderAt, size int64, ss int, lba uint64) (*gptHeader, [
 // repeat, so there is no fallback.
 func gptTable(h *gptHeader, entries []byte, ss int, size int64, warnings []string) (*Table, error) {
 	t := &Table{Type: "gpt", SectorSize: ss, DiskID: formatGUID(h.diskGUID[:]), Warnings: warnings,
-		FirstLBA: h.firstUsable, LastLBA: h.lastUsable}
+		FirstLBA: h.firstUsable, LastLBA: h.lastUsable, Structures: gptStructures(h, ss, size)}
 	es := int(h.entrySize)
 	for i := 0; i < int(h.numEntries); i++ {
 		e := entries[i*es : (i+1)*es]
@@ -181,6 +181,27 @@ func gptTable(h *gptHeader, entries []byte, ss int, size int64, warnings []strin
 		return nil, err
 	}
 	return t, nil
+}
+
+// gptStructures are the ranges a GPT occupies: the protective MBR's
+// fields, the primary header's sector and entry array, and everything
+// after the last usable LBA (the backup array and header; what slack lies
+// between them belongs to no one else either).
+func gptStructures(h *gptHeader, ss int, size int64) []Extent {
+	s := int64(ss)
+	arrayEnd := int64(h.entriesLBA)*s + int64(h.numEntries)*int64(h.entrySize)
+	arrayEnd = (arrayEnd + s - 1) / s * s
+	es := []Extent{mbrFields, {Offset: s, Length: s}}
+	if start := int64(h.entriesLBA) * s; start < int64(h.firstUsable)*s {
+		// The primary array before the first usable LBA, as every
+		// tool writes it; one elsewhere was read but is not protected
+		// beyond what lies past the last usable LBA.
+		es = append(es, Extent{Offset: start, Length: min(arrayEnd, int64(h.firstUsable)*s) - start})
+	}
+	if tail := int64(h.lastUsable+1) * s; tail < size {
+		es = append(es, Extent{Offset: tail, Length: size - tail})
+	}
+	return es
 }
 
 // formatGUID prints a GUID as the lowercase canonical string blkid and the

@@ -60,7 +60,7 @@ func parseMBREntries(sec0 []byte) ([4]mbrEntry, error) {
 // chains of its extended partitions.
 func readMBR(r io.ReaderAt, size int64, sec0 []byte, es [4]mbrEntry) (*Table, error) {
 	sig := binary.LittleEndian.Uint32(sec0[440:])
-	t := &Table{Type: "mbr", SectorSize: mbrSectorSize, DiskID: fmt.Sprintf("0x%08x", sig)}
+	t := &Table{Type: "mbr", SectorSize: mbrSectorSize, DiskID: fmt.Sprintf("0x%08x", sig), Structures: []Extent{mbrFields}}
 	add := func(p Partition) {
 		if sig != 0 {
 			// blkid reports no PARTUUID for a zero disk signature.
@@ -114,7 +114,9 @@ func readMBR(r io.ReaderAt, size int64, sec0 []byte, es [4]mbrEntry) (*Table, er
 	next := 5
 	for _, ext := range exts {
 		var err error
-		next, err = readEBRChain(r, size, ext, next, add)
+		next, err = readEBRChain(r, size, ext, next, add, func(off int64) {
+			t.Structures = append(t.Structures, Extent{Offset: off + ebrFields.Offset, Length: ebrFields.Length})
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +127,8 @@ func readMBR(r io.ReaderAt, size int64, sec0 []byte, es [4]mbrEntry) (*Table, er
 // readEBRChain follows the linked list of extended boot records inside ext,
 // numbering logical partitions from next on as Linux and blkid do. Data
 // entries are relative to their EBR; link entries to the extended partition.
-func readEBRChain(r io.ReaderAt, size int64, ext Partition, next int, add func(Partition)) (int, error) {
+// ebr is told the offset of every EBR found.
+func readEBRChain(r io.ReaderAt, size int64, ext Partition, next int, add func(Partition), ebr func(off int64)) (int, error) {
 	extStart := ext.Start / mbrSectorSize
 	extEnd := ext.End() / mbrSectorSize
 	visited := make(map[int64]bool)
@@ -150,6 +153,7 @@ func readEBRChain(r io.ReaderAt, size int64, ext Partition, next int, add func(P
 			}
 			return next, tableErrorf("mbr", "extended partition %d: EBR at sector %d has no boot signature", ext.Number, cur)
 		}
+		ebr(cur * mbrSectorSize)
 		es := mbrEntries(sec)
 		for i, e := range es {
 			if e.empty() || isExtended(e.typ) {

@@ -53,7 +53,30 @@ type Table struct {
 	// such as a damaged primary GPT recovered from its backup. Callers
 	// log them and record them in the report: the disk needs repair.
 	Warnings []string
+	// Structures are the byte ranges the table itself occupies: an MBR's
+	// disk signature, entries and boot signature (440-511 of LBA 0) and
+	// each EBR's entries, a GPT's protective MBR fields, headers and entry
+	// arrays. A restore that writes old bytes back around a freshly made
+	// table leaves these alone. Sorted by offset.
+	Structures []Extent
 }
+
+// Extent is a byte range of a volume.
+type Extent struct {
+	Offset, Length int64
+}
+
+// End is the first byte after the extent.
+func (e Extent) End() int64 { return e.Offset + e.Length }
+
+// mbrFields is where LBA 0's table lives, after the 440 bytes of boot
+// code: disk signature (440), reserved (444), four entries (446) and the
+// boot signature 0x55AA (510).
+var mbrFields = Extent{Offset: 440, Length: 72}
+
+// ebrFields are an EBR's entries and boot signature, relative to its
+// sector; its first 446 bytes are not the table's.
+var ebrFields = Extent{Offset: 446, Length: 66}
 
 // ErrNoTable means the volume has no partition table: no MBR boot signature,
 // a sector 0 that is really a FAT/exFAT/NTFS boot sector, an MBR with all

@@ -58,6 +58,9 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
 		}
 	}
+	if o := m.Outside; o != nil {
+		fmt.Fprintf(&sums, "%s  %s\n", o.SHA256, o.Archive)
+	}
 	nSums, err := st.Put(ctx, prefix+layout.Sums, strings.NewReader(sums.String()), store.PutOptions{})
 	if err != nil {
 		return objio.StoreError(st, layout.Sums, err)

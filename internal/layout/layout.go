@@ -9,6 +9,7 @@
 // and in each folder
 //
 //	<fs>.<kind>[.zst|.gz][.age]   one object per filesystem or dump
+//	outside.runs[.zst|.gz][.age]  the volume's bytes no filesystem holds
 //	SHA256SUMS                    sha256sum format, names relative to the folder
 //	manifest.json.sha256          the manifest's own checksum, written before it
 //	manifest.json                 written last: without it the folder is no backup

@@ -21,6 +21,8 @@ func TestObjectNames(t *testing.T) {
 		{layout.Object{FS: "p2", Kind: layout.Raw, Compression: codec.Gzip, Encrypted: true}, "p2.raw.gz.age"},
 		{layout.Object{FS: "dump", Kind: layout.SQL, Compression: codec.Zstd, Encrypted: true}, "dump.sql.zst.age"},
 		{layout.Object{FS: "dump", Kind: layout.SQL, Compression: codec.None}, "dump.sql"},
+		{layout.Object{FS: "outside", Kind: layout.Runs, Compression: codec.Zstd}, "outside.runs.zst"},
+		{layout.Object{FS: "outside", Kind: layout.Runs, Compression: codec.Gzip, Encrypted: true}, "outside.runs.gz.age"},
 	} {
 		if got := tc.o.Name(); got != tc.name {
 			t.Errorf("%+v.Name() = %q, want %q", tc.o, got, tc.name)
@@ -35,7 +37,8 @@ func TestObjectNames(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "p1", "p0.tar.zst", "p01.tar", "x.tar.zst", "../p1.tar.zst", "p1.tar.zst/x",
-		"dump.tar.zst", "p1.sql.zst", "p1.zip", "manifest.json", "SHA256SUMS", ".tar.zst"} {
+		"dump.tar.zst", "p1.sql.zst", "p1.zip", "manifest.json", "SHA256SUMS", ".tar.zst",
+		"outside.raw.zst", "outside.tar.zst", "p1.runs.zst", "fs.runs", "dump.runs.zst"} {
 		if o, err := layout.ParseObject(bad); err == nil {
 			t.Errorf("ParseObject(%q) = %+v, want an error", bad, o)
 		}

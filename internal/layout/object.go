@@ -14,6 +14,9 @@ import (
 const (
 	WholeDisk = "fs"
 	Dump      = "dump"
+	// Outside names what no filesystem of a volume holds: boot code, the
+	// gaps around and between partitions (see Runs).
+	Outside = "outside"
 )
 
 // PartitionPrefix starts the name of a partition's filesystem.
@@ -48,6 +51,9 @@ const (
 	Tar Kind = "tar" // a PAX tar stream of a filesystem's files
 	Raw Kind = "raw" // a partition's bytes
 	SQL Kind = "sql" // a database dump's output
+	// Runs are byte runs of a volume, concatenated; the manifest maps
+	// each to its offset. Only of Outside: outside.runs.zst.
+	Runs Kind = "runs"
 )
 
 // AgeExt is the suffix of an age-encrypted object, after the compression's.
@@ -71,7 +77,7 @@ var compressions = []string{codec.Zstd, codec.Gzip, codec.None}
 // Object is a stored object's name in its parts:
 // <FS>.<Kind>[.zst|.gz][.age].
 type Object struct {
-	FS          string // p<N>, fs or dump
+	FS          string // p<N>, fs, dump or outside
 	Kind        Kind
 	Compression string // codec.Zstd, codec.Gzip or codec.None; "" is zstd
 	Encrypted   bool
@@ -103,7 +109,7 @@ func (o Object) Pattern() string {
 
 // ParseObject splits an object's name into its parts and checks them
 // against the grammar: a tar or raw object is of p<N> or fs, an sql
-// object of dump. It is the inverse of Object.Name.
+// object of dump, a runs object of outside. It is the inverse of Object.Name.
 func ParseObject(name string) (Object, error) {
 	var o Object
 	var rest string
@@ -132,6 +138,10 @@ func checkFS(fs string, kind Kind) error {
 		if fs != Dump {
 			return fmt.Errorf("an %s object is of %s, not %q", SQL, Dump, fs)
 		}
+	case Runs:
+		if fs != Outside {
+			return fmt.Errorf("a %s object is of %s, not %q", Runs, Outside, fs)
+		}
 	case Tar, Raw:
 		if fs == WholeDisk {
 			return nil
@@ -140,7 +150,7 @@ func checkFS(fs string, kind Kind) error {
 			return fmt.Errorf("want p<N> or %s: %w", WholeDisk, err)
 		}
 	default:
-		return fmt.Errorf("kind %q: want %s, %s or %s", kind, Tar, Raw, SQL)
+		return fmt.Errorf("kind %q: want %s, %s, %s or %s", kind, Tar, Raw, SQL, Runs)
 	}
 	return nil
 }

@@ -21,7 +21,9 @@ import (
 // SchemaFor), so an unencrypted backup stays schema 1 and readable by an
 // older voltar, which in turn refuses an encrypted one it could not read.
 // "not_entered" and "check" need no new schema: a voltar that ignores
-// them restores the same.
+// them restores the same. Neither does "outside": an older voltar
+// restores the filesystems as it always did, and its verify re-hashes
+// the object, which SHA256SUMS lists, against SHA256SUMS.
 const Schema = 3
 
 // SchemaFor returns the schema a manifest is written with.
@@ -78,6 +80,53 @@ type Manifest struct {
 	// folder.Publish sets it; it is not part of manifest.json (which
 	// cannot hold its own size), so a manifest read back has 0.
 	PublishedBytes int64 `json:"-"`
+	// Outside holds the volume's bytes that no filesystem archive or raw
+	// partition covers and that are not zero: boot code in LBA 0, the gap
+	// before the first partition (GRUB's core.img), gaps between and after
+	// partitions, the table's own sectors. Nil when there are none.
+	Outside *Outside `json:"outside,omitempty"`
+
+	// Warnings are what a restore of the volume cannot bring back by
+	// itself, e.g. LILO in the MBR ("reinstall the bootloader after
+	// restoring"). A filesystem's own are in its Warnings.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// AllWarnings returns the volume's warnings and every filesystem's,
+// prefixed with its name.
+func (m *Manifest) AllWarnings() []string {
+	out := append([]string(nil), m.Warnings...)
+	for _, f := range m.Filesystems {
+		for _, w := range f.Warnings {
+			out = append(out, f.Name+": "+w)
+		}
+	}
+	return out
+}
+
+// Outside is the one object of a volume's bytes outside its filesystems.
+// Its content, once decompressed and decrypted, is the runs' bytes
+// concatenated in order: run i is the Length bytes after the sum of the
+// lengths before it, and goes to Offset on the volume.
+type Outside struct {
+	Archive     string `json:"archive"`
+	SHA256      string `json:"sha256"`
+	StoredBytes int64  `json:"stored_bytes"`
+	SourceBytes int64  `json:"source_bytes"` // the sum of the runs' lengths
+	Runs        []Run  `json:"runs"`
+}
+
+// Run is a byte range of the volume; Offset and Length are in bytes.
+type Run struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+}
+
+// Entry presents the object as the filesystem entries verify and restore
+// check digests against: mode raw, named outside.
+func (o *Outside) Entry() Filesystem {
+	return Filesystem{Name: "outside", Mode: ModeRaw, Archive: o.Archive, SHA256: o.SHA256,
+		StoredBytes: o.StoredBytes, SourceBytes: o.SourceBytes}
 }
 
 // Encryption records how a backup's archives are encrypted: with age, to
@@ -168,7 +217,10 @@ type Filesystem struct {
 	NotEntered []NotEntered `json:"not_entered,omitempty"`
 	// Check is the completeness check: what was archived against what
 	// the filesystem says it holds.
-	Check    *Check    `json:"check,omitempty"`
+	Check *Check `json:"check,omitempty"`
+	// Warnings are what a restore of this filesystem cannot bring back
+	// by itself, e.g. a bootloader that points at the filesystem's blocks.
+	Warnings []string  `json:"warnings,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 }
@@ -229,20 +281,28 @@ func (f Filesystem) What() string {
 	return f.Type
 }
 
-// StoredBytes sums the stored size of every archive.
+// StoredBytes sums the stored size of every archive and the outside
+// object.
 func (m *Manifest) StoredBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.StoredBytes
 	}
+	if m.Outside != nil {
+		n += m.Outside.StoredBytes
+	}
 	return n
 }
 
-// SourceBytes sums the source bytes of every archive.
+// SourceBytes sums the source bytes of every archive and the outside
+// object.
 func (m *Manifest) SourceBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.SourceBytes
+	}
+	if m.Outside != nil {
+		n += m.Outside.SourceBytes
 	}
 	return n
 }

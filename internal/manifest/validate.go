@@ -86,6 +86,11 @@ func (m *Manifest) Validate() error {
 	if err := validTable(m.Table); err != nil {
 		bad("partition_table: %v", err)
 	}
+	if m.Outside != nil {
+		if err := m.validOutside(); err != nil {
+			bad("outside: %v", err)
+		}
+	}
 	if len(p) > 0 {
 		return &InvalidError{Problems: p}
 	}
@@ -146,6 +151,39 @@ func (m *Manifest) validArchive(fs Filesystem, dump bool) error {
 	got, err := layout.ParseObject(fs.Archive)
 	if err != nil || got.FS != want.FS || got.Kind != want.Kind || got.Encrypted != want.Encrypted {
 		return fmt.Errorf("want %s", want.Pattern())
+	}
+	return nil
+}
+
+// validOutside checks the outside object's name and that its runs are
+// ordered, disjoint, inside the volume and add up to its source bytes: a
+// restore writes each run where it says.
+func (m *Manifest) validOutside() error {
+	o := m.Outside
+	want := layout.Object{FS: layout.Outside, Kind: layout.Runs, Encrypted: m.Encryption != nil}
+	got, err := layout.ParseObject(o.Archive)
+	if err != nil || got.FS != want.FS || got.Kind != want.Kind || got.Encrypted != want.Encrypted {
+		return fmt.Errorf("archive %q: want %s", o.Archive, want.Pattern())
+	}
+	if m.Volume.Kind == layout.Dump {
+		return errors.New("a dump has no volume")
+	}
+	if len(o.Runs) == 0 {
+		return errors.New("no runs: a volume without such bytes has no outside object")
+	}
+	var sum, end int64
+	for i, r := range o.Runs {
+		switch {
+		case r.Offset < end || r.Length <= 0:
+			return fmt.Errorf("run %d (%d+%d): runs must be non-empty, in order and disjoint", i, r.Offset, r.Length)
+		case m.Volume.Size > 0 && r.Length > m.Volume.Size-r.Offset:
+			return fmt.Errorf("run %d (%d+%d) ends past the volume's %d bytes", i, r.Offset, r.Length, m.Volume.Size)
+		}
+		end = r.Offset + r.Length
+		sum += r.Length
+	}
+	if sum != o.SourceBytes {
+		return fmt.Errorf("runs hold %d bytes, source_bytes says %d", sum, o.SourceBytes)
 	}
 	return nil
 }

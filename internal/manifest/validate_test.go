@@ -12,7 +12,7 @@ import (
 func valid() *manifest.Manifest {
 	return &manifest.Manifest{
 		Schema: 1, Tool: "voltar", Host: "node-1", ID: "vg0/volume-1/2026-11-25T013000Z",
-		Volume: manifest.Volume{Kind: "lvm", Name: "volume-1", Group: "vg0"},
+		Volume: manifest.Volume{Kind: "lvm", Name: "volume-1", Group: "vg0", Size: 1 << 20},
 		Table: manifest.Table{Type: "mbr", Partitions: []manifest.Partition{
 			{Number: 1, Type: "0x83"}, {Number: 2, Type: "0x07"}, {Number: 3, Type: "0x82"},
 		}},
@@ -23,6 +23,12 @@ func valid() *manifest.Manifest {
 		},
 		Compression: "zstd", Status: manifest.StatusComplete,
 	}
+}
+
+// outside is an outside object of two runs on a 1 MiB volume.
+func outside() *manifest.Outside {
+	return &manifest.Outside{Archive: "outside.runs.zst", SourceBytes: 4096 + 512,
+		Runs: []manifest.Run{{Offset: 0, Length: 4096}, {Offset: 8192, Length: 512}}}
 }
 
 func TestValidateAccepts(t *testing.T) {
@@ -50,6 +56,14 @@ func TestValidateAccepts(t *testing.T) {
 			m.Filesystems = []manifest.Filesystem{{Name: "dump", Mode: manifest.ModeDump, Archive: "dump.sql.zst"}}
 		},
 		"image with spaces": func(m *manifest.Manifest) { m.ID = "image/my disk.img/2026-11-25T013000Z" },
+		"outside":           func(m *manifest.Manifest) { m.Outside = outside() },
+		"outside encrypted": func(m *manifest.Manifest) {
+			m.Encryption = &manifest.Encryption{Method: "age"}
+			m.Filesystems[0].Archive += ".age"
+			m.Filesystems[1].Archive += ".age"
+			m.Outside = outside()
+			m.Outside.Archive += ".age"
+		},
 	} {
 		m := valid()
 		edit(m)
@@ -85,6 +99,25 @@ func TestValidateRefuses(t *testing.T) {
 		"id too long":            {func(m *manifest.Manifest) { m.ID = "a/b/c/2026-11-25T013000Z" }, "id"},
 		"uuid with options":      {func(m *manifest.Manifest) { m.Filesystems[0].UUID = "0123,crc=0" }, "uuid"},
 		"sfdisk line injection":  {func(m *manifest.Manifest) { m.Table.DiskID = "0x1\nlabel: gpt" }, "control"},
+		"outside named as raw":   {func(m *manifest.Manifest) { m.Outside = outside(); m.Outside.Archive = "outside.raw.zst" }, "want outside.runs"},
+		"outside escapes":        {func(m *manifest.Manifest) { m.Outside = outside(); m.Outside.Archive = "../outside.runs.zst" }, "want outside.runs"},
+		"outside unencrypted": {func(m *manifest.Manifest) {
+			m.Encryption = &manifest.Encryption{Method: "age"}
+			m.Outside = outside()
+		}, "outside: archive"},
+		"runs overlap": {func(m *manifest.Manifest) {
+			m.Outside = outside()
+			m.Outside.Runs[1].Offset = 100
+		}, "disjoint"},
+		"run past the end": {func(m *manifest.Manifest) {
+			m.Outside = outside()
+			m.Outside.Runs[1].Offset = 1<<20 - 10
+		}, "past the volume"},
+		"runs miscounted": {func(m *manifest.Manifest) { m.Outside = outside(); m.Outside.SourceBytes = 1 }, "source_bytes"},
+		"no runs": {func(m *manifest.Manifest) {
+			m.Outside = outside()
+			m.Outside.Runs, m.Outside.SourceBytes = nil, 0
+		}, "no runs"},
 	} {
 		m := valid()
 		tc.edit(m)

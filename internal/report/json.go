@@ -77,6 +77,7 @@ type jsonVol struct {
 	Filesystems    []jsonFS   `json:"filesystems"`
 	Removed        []jsonRm   `json:"removed"`
 	Error          *jsonError `json:"error,omitempty"`
+	Warnings       []string   `json:"warnings,omitempty"`
 }
 
 type jsonFS struct {
@@ -156,6 +157,7 @@ func JSON(w io.Writer, r *Run) error {
 			Filesystems: []jsonFS{},
 			Removed:     []jsonRm{},
 			Error:       jsonErr(v.Err),
+			Warnings:    v.Warnings,
 		}
 		if v.PeakCOWPct >= 0 {
 			jv.PeakCOWPercent = &v.PeakCOWPct

@@ -86,6 +86,9 @@ type Volume struct {
 	Filesystems []FS
 	Removed     []Removed // backups pruned after this volume's success
 	Err         *Problem
+	// Warnings are what a restore cannot bring back by itself: "p1:
+	// syslinux/extlinux ...; reinstall the bootloader after restoring".
+	Warnings []string
 }
 
 // FS is one filesystem (partition or whole disk) of a volume.

@@ -214,3 +214,26 @@ func TestTextStartedOnce(t *testing.T) {
 		})
 	}
 }
+
+// A bootloader warning of the backup reaches the text and JSON reports.
+func TestVolumeWarnings(t *testing.T) {
+	r := runs[sortedKeys()[0]]()
+	if len(r.Volumes) == 0 {
+		t.Skip("first sample run has no volumes")
+	}
+	const w = "p1: syslinux/extlinux (/boot/syslinux/ldlinux.sys) points at the blocks of ldlinux.sys, which a restore places anew; reinstall the bootloader after restoring"
+	r.Volumes[0].Warnings = []string{w}
+	var text, js bytes.Buffer
+	if err := report.Text(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "warning   p1: syslinux") || !strings.Contains(text.String(), "reinstall the bootloader") {
+		t.Errorf("text report lacks the warning:\n%s", text.String())
+	}
+	if err := report.JSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"warnings": [`) {
+		t.Errorf("JSON report lacks the warning:\n%s", js.String())
+	}
+}

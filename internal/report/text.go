@@ -118,7 +118,7 @@ func volumeDetails(w io.Writer, v Volume) {
 			special = append(special, fs)
 		}
 	}
-	if v.BackupID == "" && len(v.Removed) == 0 && v.Err == nil && len(special) == 0 {
+	if v.BackupID == "" && len(v.Removed) == 0 && v.Err == nil && len(special) == 0 && len(v.Warnings) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\n%s  %s\n", v.ID, statusText(v.Status))
@@ -149,6 +149,9 @@ func volumeDetails(w io.Writer, v Volume) {
 			what += ": " + strings.Join(notes, "; ")
 		}
 		fmt.Fprintf(w, "  %-9s %s\n", mode, continued(what, "            "))
+	}
+	for _, msg := range v.Warnings {
+		fmt.Fprintf(w, "  %-9s %s\n", "warning", continued(msg, "            "))
 	}
 	for _, rm := range v.Removed {
 		fmt.Fprintf(w, "  removed   %s", rm.ID)

@@ -25,8 +25,9 @@ import (
 )
 
 // ToImage recreates the backed-up volume in file: the partition table from
-// the manifest, each filesystem re-made with its type, UUID and label and
-// its archive restored into it, raw partitions written back.
+// the manifest, the bytes outside the partitions (boot code, gaps) around
+// it, each filesystem re-made with its type, UUID and label and its
+// archive restored into it, raw partitions written back.
 //
 // file must not exist (it is created sparse, with the volume's size) or be
 // an empty regular file; anything else is refused, so a restore never
@@ -216,6 +217,9 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 		}
 		p.steps = append(p.steps, s)
 	}
+	if m.Outside != nil {
+		archives = append(archives, m.Outside.Entry())
+	}
 	sums, err := readSums(ctx, st, b, archives, res)
 	if err != nil {
 		return nil, nil, err
@@ -308,6 +312,14 @@ func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *vo
 			return err
 		}
 		log.Info("restore: partition table written", "type", p.table.Type)
+	}
+	if b.Manifest.Outside != nil {
+		fr, err := writeOutside(ctx, st, b, t, p, sums, opts.Identities)
+		res.Filesystems = append(res.Filesystems, fr)
+		if err != nil {
+			return err
+		}
+		log.Info("restore: bytes outside the partitions written", "runs", len(b.Manifest.Outside.Runs), "bytes", fr.Bytes)
 	}
 	for _, s := range p.steps {
 		if !t.fresh {

@@ -63,13 +63,19 @@ func Disagree(fs manifest.Filesystem, sums catalog.Sums) string {
 	return ""
 }
 
-// Archives returns the filesystems of a manifest that have a stored archive.
+// Archives returns the filesystems of a manifest that have a stored archive,
+// and the outside object as an entry of its own (manifest.Outside.Entry).
 func Archives(m *manifest.Manifest) []manifest.Filesystem {
 	var out []manifest.Filesystem
 	for _, f := range m.Filesystems {
 		if f.Archive != "" && f.Mode != manifest.ModeSkipped {
 			out = append(out, f)
 		}
+	}
+	if m.Outside != nil {
+		// Read like a raw partition: its decompressed length is the
+		// runs' sum, its source bytes.
+		out = append(out, m.Outside.Entry())
 	}
 	return out
 }
