@@ -99,7 +99,7 @@ func TestThickMBRInUse(t *testing.T) {
 	v.assertClean()
 
 	folder, m := v.onlyBackup(lv)
-	if got, want := files(t, folder), []string{"SHA256SUMS", "manifest.json", "manifest.json.sha256", "p1.tar.zst", "p2.tar.zst"}; !slices.Equal(got, want) {
+	if got, want := files(t, folder), []string{"SHA256SUMS", "manifest.json", "manifest.json.sha256", "outside.runs.zst", "p1.tar.zst", "p2.tar.zst"}; !slices.Equal(got, want) {
 		t.Errorf("backup folder holds %v, want %v", got, want)
 	}
 	if m.Snapshot.Kind != "thick" || m.Snapshot.Name != s.Name || m.Snapshot.Size != s.size() {
