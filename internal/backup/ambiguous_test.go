@@ -1,18 +1,13 @@
 package backup_test
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"voltar/internal/backup"
-	"voltar/internal/catalog"
 	"voltar/internal/manifest"
-	"voltar/internal/restore"
 	"voltar/internal/testutil"
-	"voltar/internal/volume/image"
 )
 
 // A partition that once was swap and now holds a guest's whole disk (an
@@ -36,26 +31,12 @@ func TestAmbiguousPartitionStoredRaw(t *testing.T) {
 	testutil.Run(t, "sh", "-c", fmt.Sprintf("dd if=%s of=%s bs=1M skip=1 seek=%d conv=notrunc,sparse status=none", nested, img, p2>>20+1))
 	testutil.Run(t, "sh", "-c", fmt.Sprintf("dd if=%s of=%s bs=512 count=1 seek=%d conv=notrunc status=none", nested, img, p2/512))
 
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(context.Background(), v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
 	fs := m.Filesystems[1]
 	if fs.Mode != manifest.ModeRaw || !strings.Contains(fs.Reason, "swap, mbr partition table") {
 		t.Fatalf("p2 = %+v; want stored raw as ambiguous", fs)
 	}
 
-	b, err := catalog.Resolve(context.Background(), e.store, "testhost", m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "restored.img")
-	if _, err := restore.ToImage(context.Background(), e.store, b, out, restore.Options{MountDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
+	out := e.restoreImage(m)
 	testutil.Run(t, "cmp", "-i", fmt.Sprint(p2)+":"+fmt.Sprint(p2), "-n", fmt.Sprint(64<<20), img, out)
 }

@@ -22,6 +22,7 @@ import (
 	"voltar/internal/folder"
 	"voltar/internal/manifest"
 	"voltar/internal/objio"
+	"voltar/internal/restore"
 	"voltar/internal/store/local"
 	"voltar/internal/testutil"
 	"voltar/internal/verify"
@@ -367,4 +368,44 @@ func TestDestinationFull(t *testing.T) {
 	if len(files) != 0 {
 		t.Fatalf("full store holds %v after the failure (dirs %v), want no files", files, left)
 	}
+}
+
+// backupImage backs up the image at img (read in place when offline)
+// with e's options, changed by adjust when it is not nil.
+func (e *env) backupImage(img string, offline bool, adjust func(*backup.Options)) (*manifest.Manifest, error) {
+	e.t.Helper()
+	v, err := image.Resolve(img, offline)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	o := e.options(backup.NewRunID(time.Now()), nil)
+	if adjust != nil {
+		adjust(&o)
+	}
+	return backup.Volume(context.Background(), v, o)
+}
+
+// mustBackup is backupImage with e's options, failing the test on error.
+func (e *env) mustBackup(img string, offline bool) *manifest.Manifest {
+	e.t.Helper()
+	m, err := e.backupImage(img, offline, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+// restoreImage restores the backup m describes with --to-image into a new
+// file and returns its path.
+func (e *env) restoreImage(m *manifest.Manifest) string {
+	e.t.Helper()
+	b, err := catalog.Resolve(context.Background(), e.store, "testhost", m.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := filepath.Join(e.t.TempDir(), "restored.img")
+	if res, err := restore.ToImage(context.Background(), e.store, b, out, restore.Options{MountDir: e.t.TempDir()}); err != nil {
+		e.t.Fatalf("restore --to-image: %v\n%+v", err, res)
+	}
+	return out
 }

@@ -37,14 +37,7 @@ start=34816, size=32768, type=83
 func TestBootloaderWarnings(t *testing.T) {
 	e := newEnv(t)
 	img := extlinuxDisk(t)
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(context.Background(), v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
 	for i, want := range []string{"syslinux/extlinux (/boot/syslinux/ldlinux.sys)", "LILO in its boot sector"} {
 		fs := m.Filesystems[i]
 		if fs.Mode != manifest.ModeFiles || len(fs.Warnings) != 1 || !strings.Contains(fs.Warnings[0], want) || !strings.HasSuffix(fs.Warnings[0], disk.ReinstallAdvice) {

@@ -1,35 +1,18 @@
 package backup_test
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"voltar/internal/backup"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/testutil"
-	"voltar/internal/volume/image"
 )
-
-// backupImage backs up img with o adjusted by adjust.
-func (e *env) backupImage(img string, adjust func(*backup.Options)) (*manifest.Manifest, error) {
-	e.t.Helper()
-	v, err := image.Resolve(img, false)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	o := e.options(backup.NewRunID(time.Now()), nil)
-	if adjust != nil {
-		adjust(&o)
-	}
-	return backup.Volume(context.Background(), v, o)
-}
 
 // tarList lists the entries of a stored archive with zstd and GNU tar.
 func (e *env) tarList(m *manifest.Manifest, fs manifest.Filesystem) []string {
@@ -48,7 +31,7 @@ func TestBtrfsSubvolumes(t *testing.T) {
 		{FS: "btrfs", SizeMiB: 128, Fill: testutil.FillBtrfsLayout},
 	}})
 
-	m, err := e.backupImage(img, nil)
+	m, err := e.backupImage(img, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +76,7 @@ func TestBtrfsSubvolumes(t *testing.T) {
 	}
 
 	// btrfs_snapshots: include archives the snapshot's contents too.
-	m, err = e.backupImage(img, func(o *backup.Options) { o.BtrfsSnapshots = true })
+	m, err = e.backupImage(img, false, func(o *backup.Options) { o.BtrfsSnapshots = true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +136,7 @@ func TestCompletenessCheck(t *testing.T) {
 			img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "mbr", Parts: []testutil.Part{
 				{FS: tc.fs, SizeMiB: 300, Fill: tc.fill},
 			}})
-			m, err := e.backupImage(img, func(o *backup.Options) { o.Excludes = []string{"*.tmp", "cache/"} })
+			m, err := e.backupImage(img, false, func(o *backup.Options) { o.Excludes = []string{"*.tmp", "cache/"} })
 			if err != nil {
 				t.Fatalf("complete backup failed: %v", err)
 			}
@@ -163,7 +146,7 @@ func TestCompletenessCheck(t *testing.T) {
 			}
 			t.Logf("%s: %+v", tc.fs, *c)
 
-			_, err = e.backupImage(img, func(o *backup.Options) {
+			_, err = e.backupImage(img, false, func(o *backup.Options) {
 				o.Excludes = []string{"*.tmp", "cache/"}
 				o.Drop = func(rel string) bool { return rel == tc.drop }
 			})

@@ -1,17 +1,14 @@
 package backup_test
 
 import (
-	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"voltar/internal/backup"
 	"voltar/internal/manifest"
 	"voltar/internal/testutil"
-	"voltar/internal/volume/image"
 )
 
 // A filesystem with fscrypt-encrypted directories whose key this host does
@@ -37,14 +34,7 @@ func TestFscryptFilesystemStoredRaw(t *testing.T) {
 		t.Fatalf("umount: %v %s", err, out)
 	}
 
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(context.Background(), v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
 	fs := m.Filesystems[0]
 	if fs.Mode != manifest.ModeRaw || !strings.Contains(fs.Reason, "fscrypt") {
 		t.Fatalf("fs = %+v; want stored raw because of fscrypt", fs)

@@ -1,18 +1,13 @@
 package backup_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"voltar/internal/backup"
-	"voltar/internal/catalog"
-	"voltar/internal/restore"
 	"voltar/internal/testutil"
-	"voltar/internal/volume/image"
 )
 
 // A restored filesystem is made with the source's mkfs parameters, so it
@@ -51,22 +46,8 @@ func TestRestoredFilesystemsKeepMkfsParams(t *testing.T) {
 	many(t, mnt)
 	testutil.Run(t, "umount", mnt)
 
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(context.Background(), v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := catalog.Resolve(context.Background(), e.store, "testhost", m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "restored.img")
-	if _, err := restore.ToImage(context.Background(), e.store, b, out, restore.Options{MountDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
+	out := e.restoreImage(m)
 	ext := func(path string) string {
 		var keep []string
 		for _, l := range strings.Split(onLoop(path, p1, 64<<20, "dumpe2fs -h $l 2>/dev/null"), "\n") {

@@ -117,14 +117,7 @@ func TestOutsideBytesMBR(t *testing.T) {
 	if src, _ := os.ReadFile(img); src[444] != 0xab || src[445] != 0xcd {
 		t.Fatalf("source bytes 444-445: %x", src[444:446])
 	}
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(ctx, v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
 	o := m.Outside
 	if o == nil {
 		t.Fatal("no outside object in the manifest")
@@ -231,14 +224,7 @@ start=8192, size=32768, type=L, name=root
 		random: [][2]int64{{0, 440}, {1 * mib, 700 << 10}, {100 << 10, 3000}, {3*mib + 5, 9000}, {30 * mib, 4096}},
 	}
 	img := d.make(t)
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(ctx, v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
 	if m.Filesystems[0].Mode != manifest.ModeRaw {
 		t.Errorf("BIOS boot partition: %+v, want stored raw", m.Filesystems[0])
 	}
@@ -329,14 +315,7 @@ func TestOutsideBytesEncrypted(t *testing.T) {
 func TestNoOutsideWithoutTable(t *testing.T) {
 	e := newEnv(t)
 	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 16, Fill: fillData}}})
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(context.Background(), v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
 	if m.Outside != nil {
 		t.Errorf("outside %+v on a volume without a table", m.Outside)
 	}

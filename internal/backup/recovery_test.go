@@ -269,14 +269,7 @@ func TestOfflineImageNeedingRecoveryWithoutCopyFails(t *testing.T) {
 func TestOfflineCleanImageReadInPlace(t *testing.T) {
 	e := newEnv(t)
 	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "xfs", SizeMiB: 300, Fill: fillData}}})
-	v, err := image.Resolve(img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := backup.Volume(context.Background(), v, e.options("run1", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.mustBackup(img, true)
 	if fs := m.Filesystems[0]; fs.Recovery != "" || fs.Files == 0 {
 		t.Errorf("clean offline image: %+v", fs)
 	}
