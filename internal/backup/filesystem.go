@@ -30,6 +30,26 @@ type part struct {
 	start  int64
 	size   int64
 	fs     disk.FS
+	// What the partition's first sectors say, read with the table:
+	lilo     bool             // LILO in its boot sector
+	mkfs     *disk.MkfsParams // how its filesystem was made (ext, xfs)
+	recovery disk.Recovery    // whether its journal needs replaying
+}
+
+// probe reads what p's first sectors say besides its type: a boot sector
+// with LILO, the mkfs parameters, the journal state.
+func probe(f *os.File, p *part) error {
+	var err error
+	if p.lilo, err = bootSector(f, p.start); err != nil {
+		return err
+	}
+	if p.mkfs, err = disk.ReadMkfsParams(f, p.start, p.size, p.fs.Type); err != nil {
+		return fmt.Errorf("%s: superblock: %w", p.name, err)
+	}
+	if p.recovery, err = disk.NeedsRecovery(f, p.start, p.size, p.fs.Type); err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	return nil
 }
 
 // filesystems voltar can mount and archive file by file.
@@ -61,7 +81,11 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 				"voltar reads MBR and GPT tables and ext2/3/4, xfs, btrfs and vfat; check the volume with `blkid -p` and `sfdisk -d`")
 		}
 		r.m.Table = manifest.Table{Type: "none"}
-		return []part{{name: layout.WholeDisk, start: 0, size: size, fs: fs}}, nil
+		p := part{name: layout.WholeDisk, start: 0, size: size, fs: fs}
+		if err := probe(f, &p); err != nil {
+			return nil, err
+		}
+		return []part{p}, nil
 	}
 	if err != nil {
 		return nil, fail.Hint(fmt.Errorf("%s: partition table: %w", r.v.ID(), err),
@@ -93,7 +117,11 @@ func (r *run) layout(ctx context.Context) ([]part, error) {
 			return nil, fmt.Errorf("%s partition %d: %w", r.v.ID(), p.Number, err)
 		}
 		// ReadTable returns the partitions sorted by number.
-		parts = append(parts, part{name: layout.Partition(p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs})
+		pt := part{name: layout.Partition(p.Number), number: p.Number, start: p.Start, size: p.Size, fs: fs}
+		if err := probe(f, &pt); err != nil {
+			return nil, err
+		}
+		parts = append(parts, pt)
 	}
 	if len(parts) == 0 {
 		return nil, fail.Hint(fmt.Errorf("%s: the %s partition table has no partitions", r.v.ID(), tbl.Type),
@@ -125,9 +153,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		}
 		return r.raw(ctx, p, fs, what+": not readable as files, stored raw")
 	}
-	if lilo, err := r.liloIn(p); err != nil {
-		return fs, err
-	} else if lilo {
+	if p.lilo {
 		if r.o.BootRaw {
 			return r.raw(ctx, p, fs, "LILO in its boot sector points at its blocks (boot_partitions: raw), stored raw")
 		}
@@ -135,8 +161,9 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		log.Warn("bootloader found", "bootloader", "LILO", "advice", disk.ReinstallAdvice)
 	}
 
-	if err := r.readMkfs(p, &fs); err != nil {
-		return fs, err
+	if mp := p.mkfs; mp != nil {
+		fs.Mkfs = &manifest.MkfsParams{BlockSize: mp.BlockSize, InodeSize: mp.InodeSize, Inodes: mp.Inodes,
+			SectorSize: mp.SectorSize, Features: mp.Features}
 	}
 	if err := r.inject(StageMap); err != nil {
 		return fs, err
@@ -145,17 +172,12 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	// cannot replay a journal into it. A filesystem whose superblock says
 	// it needs recovery is read from a throwaway writable copy instead.
 	src, off := r.snap, p.start
-	if r.snap.ReadOnly {
-		state, err := r.recoveryState(p)
-		if err != nil {
+	if r.snap.ReadOnly && p.recovery == disk.RecoveryNeeded {
+		var err error
+		if src, off, err = r.writable(ctx, p, "its superblock says it needs journal recovery"); err != nil {
 			return fs, err
 		}
-		if state == disk.RecoveryNeeded {
-			if src, off, err = r.writable(ctx, p, "its superblock says it needs journal recovery"); err != nil {
-				return fs, err
-			}
-			fs.Recovery = recoveryNote(src)
-		}
+		fs.Recovery = recoveryNote(src)
 	}
 	loop, err := r.attach(ctx, src, off, p.size)
 	if err != nil {
@@ -275,16 +297,6 @@ func bootSector(f *os.File, off int64) (bool, error) {
 	return disk.HasLILO(sec), nil
 }
 
-// liloIn reports whether p's boot sector holds LILO.
-func (r *run) liloIn(p part) (bool, error) {
-	f, err := os.Open(r.snap.Path)
-	if err != nil {
-		return false, fmt.Errorf("open snapshot %s: %w", r.snap.Path, err)
-	}
-	defer f.Close()
-	return bootSector(f, p.start)
-}
-
 // attach maps size bytes at off of snapshot s as a loop device, journaled
 // and released with the run.
 func (r *run) attach(ctx context.Context, s *volume.Snapshot, off, size int64) (*disk.Loop, error) {
@@ -304,38 +316,6 @@ func (r *run) attach(ctx context.Context, s *volume.Snapshot, off, size int64) (
 		return nil, err
 	}
 	return loop, nil
-}
-
-// readMkfs records what p's filesystem was made with.
-func (r *run) readMkfs(p part, fs *manifest.Filesystem) error {
-	f, err := os.Open(r.snap.Path)
-	if err != nil {
-		return fmt.Errorf("open snapshot %s: %w", r.snap.Path, err)
-	}
-	defer f.Close()
-	mp, err := disk.ReadMkfsParams(f, p.start, p.size, p.fs.Type)
-	if err != nil {
-		return fmt.Errorf("%s: superblock: %w", p.name, err)
-	}
-	if mp != nil {
-		fs.Mkfs = &manifest.MkfsParams{BlockSize: mp.BlockSize, InodeSize: mp.InodeSize, Inodes: mp.Inodes,
-			SectorSize: mp.SectorSize, Features: mp.Features}
-	}
-	return nil
-}
-
-// recoveryState reads whether p's filesystem needs journal recovery.
-func (r *run) recoveryState(p part) (disk.Recovery, error) {
-	f, err := os.Open(r.snap.Path)
-	if err != nil {
-		return disk.RecoveryUnknown, fmt.Errorf("open snapshot %s: %w", r.snap.Path, err)
-	}
-	defer f.Close()
-	state, err := disk.NeedsRecovery(f, p.start, p.size, p.fs.Type)
-	if err != nil {
-		return state, fmt.Errorf("%s: %w", p.name, err)
-	}
-	return state, nil
 }
 
 // writable makes a throwaway writable copy of p's region of a read-only
