@@ -122,16 +122,19 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StageSnapshot); err != nil {
 		return nil, err
 	}
-	if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
-		if _, err := pf.Preflight(ctx, v); err != nil {
-			return nil, orHint(fmt.Errorf("preflight %s: %w", v.ID(), err), "%s", volumeHint(v))
-		}
-	}
 	// Journaled before it exists: a kill between its creation and a
-	// later entry would leave a snapshot only its mark can find.
+	// later entry would leave a snapshot only its mark can find. Before
+	// the preflight too, whose space reservation only Create gives back:
+	// nothing may fail between the two.
 	planned, err := r.plan("")
 	if err != nil {
 		return nil, err
+	}
+	if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
+		if _, err := pf.Preflight(ctx, v); err != nil {
+			r.unplan(planned, nil)
+			return nil, orHint(fmt.Errorf("preflight %s: %w", v.ID(), err), "%s", volumeHint(v))
+		}
 	}
 	snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
 	r.unplan(planned, snap)
