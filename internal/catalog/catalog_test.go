@@ -223,6 +223,13 @@ func (g *getCounter) Get(ctx context.Context, key string) (io.ReadCloser, error)
 	return g.Store.Get(ctx, key)
 }
 
+// GetRange counts ranged reads too; otherwise the local store's, promoted,
+// would read past the count.
+func (g *getCounter) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	g.gets = append(g.gets, key)
+	return g.Store.GetRange(ctx, key, off, n)
+}
+
 // Resolving latest reads the newest manifest, not the volume's whole
 // history (a GET each on S3).
 func TestResolveLatestReadsOneManifest(t *testing.T) {

@@ -7,6 +7,8 @@
 //   - Read-after-write: an object is visible to Get and List once Put returns.
 //   - List returns every object under a prefix, recursively, sorted by key.
 //   - Delete of a missing key is not an error.
+//   - A ranged read (RangeReader, or ReadRange for any store) returns
+//     exactly the bytes asked for, or an error: never fewer without one.
 package store
 
 import (
@@ -19,8 +21,12 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned by Get and Stat for a missing key.
+// ErrNotFound is returned by Get, GetRange and Stat for a missing key.
 var ErrNotFound = errors.New("object not found")
+
+// ErrRange is wrapped by the error of a ranged read that starts or ends
+// past the end of the object.
+var ErrRange = errors.New("range beyond the end of the object")
 
 // Object describes one stored object.
 type Object struct {
@@ -45,6 +51,27 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// String names the store for messages, e.g. "/srv/backup" or "s3://bucket/prefix".
 	String() string
+}
+
+// RangeReader is implemented by stores that can read part of an object
+// without reading what comes before it (a pread, an HTTP Range request).
+// Read through ReadRange, which works with every store.
+//
+// A store wrapper that sees Get (fault injection, counting, retries) must
+// implement GetRange as well, with ReadRange on the store it wraps: As
+// reaches past a wrapper that does not, and its ranged reads would bypass it.
+type RangeReader interface {
+	// GetRange opens the n bytes of key that start at offset off; n < 0
+	// means up to the object's end, and n == 0 an empty range. off < 0 is
+	// an error, a missing key ErrNotFound, and a range that starts past
+	// the object's end (off > size) an error wrapping ErrRange, all from
+	// GetRange; off == size with n <= 0 is an empty range, not an error.
+	// The reader yields exactly the range's bytes, never fewer without an
+	// error: a range that ends past the object's end (off+n > size) is an
+	// error wrapping ErrRange, from GetRange when the store knows the size
+	// then (local, S3 and Memory do), else from Read at the object's end
+	// (a wrapper over a store without GetRange). The caller must Close it.
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 }
 
 // Space is implemented by stores that know their free space.

@@ -34,6 +34,7 @@ var (
 	_ store.Store       = (*Store)(nil)
 	_ store.Space       = (*Store)(nil)
 	_ store.TempRemover = (*Store)(nil)
+	_ store.RangeReader = (*Store)(nil)
 )
 
 // New returns a store rooted at dir. The directory is created (0700) on the
@@ -106,6 +107,42 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
 	}
 	return f, err
+}
+
+// GetRange implements store.RangeReader with preads of the object's file.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", p)
+	}
+	if err == nil {
+		n, err = store.CheckRange(fi.Size(), off, n)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return rangeReader{io.NewSectionReader(f, off, n), f}, nil
+}
+
+// rangeReader reads a section of a file and closes the file.
+type rangeReader struct {
+	*io.SectionReader
+	io.Closer
 }
 
 // Stat implements store.Store.

@@ -16,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +76,7 @@ type Store struct {
 var (
 	_ store.Store       = (*Store)(nil)
 	_ store.TempRemover = (*Store)(nil)
+	_ store.RangeReader = (*Store)(nil)
 )
 
 // New returns the store described by c. It makes no request; Check does.
@@ -183,6 +186,111 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return rc, nil
+}
+
+// GetRange implements store.RangeReader with a GET of the range (an HTTP
+// Range request). The response's Content-Range says how big the object is,
+// so a range that ends past it fails at once; a server that ignores the
+// Range header and sends the whole object is read up to the range.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	obj, err := s.object(key)
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 {
+		return nil, fmt.Errorf("get %s: invalid range: offset %d", key, off)
+	}
+	if n == 0 {
+		// No Range header asks for nothing: the size tells whether the
+		// empty range is in the object.
+		return s.emptyRange(ctx, key, off, n)
+	}
+	var opts minio.GetObjectOptions
+	switch {
+	case n > 0:
+		if n > math.MaxInt64-off {
+			return nil, fmt.Errorf("get %s: %d bytes at offset %d: %w", key, n, off, store.ErrRange)
+		}
+		err = opts.SetRange(off, off+n-1)
+	case off > 0:
+		err = opts.SetRange(off, 0) // bytes=off-
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	rc, info, header, err := s.core.GetObject(ctx, s.bucket, obj, opts)
+	if err != nil {
+		switch r := minio.ToErrorResponse(err); {
+		case isNotFound(err):
+			return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+		case r.StatusCode == http.StatusRequestedRangeNotSatisfiable || r.Code == "InvalidRange":
+			// The range starts at or past the end; at the end it is empty
+			// when it goes (only) up to the end.
+			if n < 0 {
+				return s.emptyRange(ctx, key, off, n)
+			}
+			return nil, fmt.Errorf("get %s: %d bytes at offset %d: %w (the server answered %d %s)", key, n, off, store.ErrRange, r.StatusCode, r.Code)
+		}
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	first, size, ok := contentRange(header.Get("Content-Range"))
+	if !ok {
+		if header.Get("Content-Range") != "" {
+			rc.Close()
+			return nil, fmt.Errorf("get %s: the server answered a range request with Content-Range %q", key, header.Get("Content-Range"))
+		}
+		// The whole object (200 OK): skip to the range.
+		size = info.Size
+	}
+	length, err := store.CheckRange(size, off, n)
+	if err == nil && ok && first != off {
+		err = fmt.Errorf("the server sent bytes from %d, not %d", first, off)
+	}
+	if err == nil && !ok {
+		_, err = io.CopyN(io.Discard, rc, off)
+	}
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(rc, length), rc}, nil
+}
+
+// emptyRange is the range off, n of key that holds no bytes: n == 0, or
+// from the object's end to its end. It is an error when key is missing or
+// shorter than off, or the range is not empty after all.
+func (s *Store) emptyRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	o, err := s.Stat(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	length, err := store.CheckRange(o.Size, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if length != 0 {
+		return nil, fmt.Errorf("get %s: the server refused the bytes from %d of %d", key, off, o.Size)
+	}
+	return http.NoBody, nil
+}
+
+// contentRange parses a Content-Range header, "bytes first-last/size".
+func contentRange(h string) (first, size int64, ok bool) {
+	rest, ok := strings.CutPrefix(h, "bytes ")
+	if !ok {
+		return 0, 0, false
+	}
+	span, total, ok := strings.Cut(rest, "/")
+	from, _, ok2 := strings.Cut(span, "-")
+	first, err := strconv.ParseInt(from, 10, 64)
+	size, err2 := strconv.ParseInt(total, 10, 64)
+	if !ok || !ok2 || err != nil || err2 != nil || first < 0 || size < first {
+		return 0, 0, false
+	}
+	return first, size, true
 }
 
 // Stat implements store.Store.

@@ -621,3 +621,58 @@ func (b *flipBody) Read(p []byte) (int, error) {
 	b.off += int64(n)
 	return n, err
 }
+
+// A server that ignores the Range header and sends the whole object (200
+// OK) still gives ranged reads their range; one that sends another range
+// than asked for is an error.
+func TestGetRangeOfOtherServers(t *testing.T) {
+	const data = "0123456789"
+	var contentRange atomic.Value // what a 206 answer says it holds
+	contentRange.Store("")
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/bucket1/k" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		if cr := contentRange.Load().(string); cr != "" && r.Header.Get("Range") != "" {
+			w.Header().Set("Content-Range", cr)
+			w.WriteHeader(http.StatusPartialContent)
+		}
+		io.WriteString(w, data)
+	}))
+	defer ts.Close()
+	st, err := s3.New(s3.Config{Endpoint: strings.TrimPrefix(ts.URL, "http://"), Bucket: "bucket1", Credentials: s3.Credentials{AccessKey: "a", SecretKey: "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		off, n int64
+		want   string
+		err    error
+	}{
+		{3, 4, "3456", nil},
+		{7, -1, "789", nil},
+		{0, -1, data, nil},
+		{10, -1, "", nil},
+		{6, 5, "", store.ErrRange},
+		{11, -1, "", store.ErrRange},
+	} {
+		var got []byte
+		rc, err := st.GetRange(ctx, "k", tc.off, tc.n)
+		if err == nil {
+			got, err = io.ReadAll(rc)
+			rc.Close()
+		}
+		if string(got) != tc.want || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+			t.Errorf("GetRange(%d, %d) = %q, %v; want %q, %v", tc.off, tc.n, got, err, tc.want, tc.err)
+		}
+	}
+	contentRange.Store("bytes 0-9/10")
+	if _, err := st.GetRange(ctx, "k", 2, 3); err == nil || !strings.Contains(err.Error(), "not 2") {
+		t.Errorf("GetRange answered with another range: %v, want an error", err)
+	}
+}

@@ -19,6 +19,9 @@ const (
 	OpStat   Op = "stat"
 	OpList   Op = "list"
 	OpDelete Op = "delete"
+	// OpGetRange is a ranged read (store.ReadRange, GetRange); the faults
+	// of OpGet do not hit it.
+	OpGetRange Op = "get-range"
 )
 
 // Fault is one fault a Faulty store injects: which calls it hits, and what
@@ -33,15 +36,16 @@ type Fault struct {
 
 	// Err fails the call: Put after it took AfterBytes of its source
 	// (a disk that fills up, a connection that drops mid-upload), so
-	// nothing is stored; Get's reader after AfterBytes bytes; the other
-	// operations at once.
+	// nothing is stored; the reader of Get or GetRange after AfterBytes
+	// bytes (of the range); the other operations at once.
 	Err        error
 	AfterBytes int64
-	// Cancel, for Get, is called once AfterBytes bytes were read, and the
-	// read goes on: an interrupt in the middle of a transfer.
+	// Cancel, for Get and GetRange, is called once AfterBytes bytes were
+	// read, and the read goes on: an interrupt in the middle of a transfer.
 	Cancel context.CancelFunc
-	// Corrupt, for Get, flips the bits of the byte at offset CorruptAt:
-	// an object damaged at rest.
+	// Corrupt, for Get and GetRange, flips the bits of the byte at offset
+	// CorruptAt of the object (when a range holds it): an object damaged
+	// at rest.
 	Corrupt   bool
 	CorruptAt int64
 	// DropPage, for List, leaves out the objects of the DropPage-th page
@@ -54,7 +58,8 @@ type Fault struct {
 // fault applies; calls no fault selects go to the wrapped store unchanged.
 // Unwrap reaches the wrapped store, so its optional interfaces
 // (store.Space, store.TempRemover, store.Preflighter) stay visible to
-// store.As.
+// store.As; ranged reads go through Faulty's own GetRange, which reads the
+// wrapped store with store.ReadRange.
 type Faulty struct {
 	store.Store
 	// Observe, when set, sees every call before it is made (a test may
@@ -67,8 +72,9 @@ type Faulty struct {
 }
 
 var (
-	_ store.Store     = (*Faulty)(nil)
-	_ store.Unwrapper = (*Faulty)(nil)
+	_ store.Store       = (*Faulty)(nil)
+	_ store.Unwrapper   = (*Faulty)(nil)
+	_ store.RangeReader = (*Faulty)(nil)
 )
 
 // NewFaulty wraps st with faults.
@@ -81,10 +87,11 @@ func (f *Faulty) Unwrap() store.Store { return f.Store }
 
 // Call is one call of a Faulty store, as Observe sees it.
 type Call struct {
-	Ctx context.Context
-	Op  Op
-	Key string
-	Put store.PutOptions // of a Put
+	Ctx    context.Context
+	Op     Op
+	Key    string
+	Put    store.PutOptions // of a Put
+	Off, N int64            // of a GetRange: its range
 }
 
 // fault returns the fault that hits this call, if any.
@@ -133,12 +140,27 @@ func (f *Faulty) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return &faultyReader{rc: rc, ft: ft}, nil
 }
 
-// faultyReader carries a Get's fault out: it stops short at the byte the
-// fault happens at, so the fault hits exactly there.
+// GetRange implements store.RangeReader: the wrapped store's ranged read
+// (store.ReadRange), with the faults of OpGetRange.
+func (f *Faulty) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	ft := f.faultOf(Call{Ctx: ctx, Op: OpGetRange, Key: key, Off: off, N: n})
+	if ft != nil && ft.Err != nil && ft.AfterBytes == 0 && ft.Cancel == nil {
+		return nil, ft.Err
+	}
+	rc, err := store.ReadRange(ctx, f.Store, key, off, n)
+	if err != nil || ft == nil {
+		return rc, err
+	}
+	return &faultyReader{rc: rc, ft: ft, start: off}, nil
+}
+
+// faultyReader carries the fault of a Get or GetRange out: it stops short
+// at the byte the fault happens at, so the fault hits exactly there.
 type faultyReader struct {
 	rc       io.ReadCloser
 	ft       *Fault
-	off      int64
+	start    int64 // the object's offset of the first byte read
+	off      int64 // bytes read
 	canceled bool
 }
 
@@ -158,8 +180,8 @@ func (r *faultyReader) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := r.rc.Read(p)
-	if ft.Corrupt && ft.CorruptAt >= r.off && ft.CorruptAt < r.off+int64(n) {
-		p[ft.CorruptAt-r.off] ^= 0xff
+	if at := ft.CorruptAt - r.start; ft.Corrupt && at >= r.off && at < r.off+int64(n) {
+		p[at-r.off] ^= 0xff
 	}
 	r.off += int64(n)
 	return n, err

@@ -134,3 +134,63 @@ func TestAsSeesThroughWrappers(t *testing.T) {
 		t.Error("As found a TempRemover no store in the chain has")
 	}
 }
+
+func readRange(st store.Store, key string, off, n int64) (string, error) {
+	rc, err := store.ReadRange(context.Background(), st, key, off, n)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return string(b), err
+}
+
+// A GetRange fault fails the range's reader after AfterBytes of the range,
+// cancels there, or flips the object's byte at CorruptAt when the range
+// holds it; Observe sees the range, and the faults of Get miss it.
+func TestFaultyGetRange(t *testing.T) {
+	mem := storetest.NewMemory()
+	put(t, mem, "k", "0123456789")
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, tc := range []struct {
+		name  string
+		fault storetest.Fault
+		want  string
+		err   error
+	}{
+		{"error", storetest.Fault{Op: storetest.OpGetRange, Err: errBoom, AfterBytes: 2}, "34", errBoom},
+		{"error-at-once", storetest.Fault{Op: storetest.OpGetRange, Err: errBoom}, "", errBoom},
+		{"corrupt", storetest.Fault{Op: storetest.OpGetRange, Corrupt: true, CorruptAt: 5}, "34" + string([]byte{'5' ^ 0xff}) + "6", nil},
+		{"corrupt-elsewhere", storetest.Fault{Op: storetest.OpGetRange, Corrupt: true, CorruptAt: 1}, "3456", nil},
+		{"cancel", storetest.Fault{Op: storetest.OpGetRange, Cancel: cancel, AfterBytes: 2}, "3456", nil},
+		{"get-fault", storetest.Fault{Op: storetest.OpGet, Err: errBoom}, "3456", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ft := tc.fault
+			f := storetest.NewFaulty(mem, &ft)
+			var calls []storetest.Call
+			f.Observe = func(c storetest.Call) { calls = append(calls, c) }
+			got, err := readRange(f, "k", 3, 4)
+			if got != tc.want || !errors.Is(err, tc.err) {
+				t.Errorf("read %q, %v; want %q, %v", got, err, tc.want, tc.err)
+			}
+			if len(calls) != 1 || calls[0].Op != storetest.OpGetRange || calls[0].Off != 3 || calls[0].N != 4 {
+				t.Errorf("observed %+v, want one GetRange of 3, 4", calls)
+			}
+		})
+	}
+	if ctx.Err() == nil {
+		t.Error("the cancel fault did not cancel")
+	}
+}
+
+// getOnly hides every optional interface of the store it holds: it has
+// Get but no GetRange, and no Unwrap.
+type getOnly struct{ store.Store }
+
+// Ranged reads of a store without GetRange (Get, dropping the bytes
+// before the range) keep the contract, also through a Faulty.
+func TestRangedReadsWithoutGetRangeKeepTheContract(t *testing.T) {
+	t.Run("bare", func(t *testing.T) { storetest.Run(t, getOnly{storetest.NewMemory()}) })
+	t.Run("faulty", func(t *testing.T) { storetest.Run(t, storetest.NewFaulty(getOnly{storetest.NewMemory()})) })
+}

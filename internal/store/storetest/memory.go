@@ -28,7 +28,10 @@ type memObject struct {
 	mod  time.Time
 }
 
-var _ store.Store = (*Memory)(nil)
+var (
+	_ store.Store       = (*Memory)(nil)
+	_ store.RangeReader = (*Memory)(nil)
+)
 
 // NewMemory returns an empty memory store.
 func NewMemory() *Memory { return &Memory{objs: map[string]memObject{}} }
@@ -64,6 +67,21 @@ func (m *Memory) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 	}
 	return io.NopCloser(bytes.NewReader(o.data)), nil
+}
+
+// GetRange implements store.RangeReader.
+func (m *Memory) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objs[key]
+	if !ok {
+		return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+	}
+	n, err := store.CheckRange(int64(len(o.data)), off, n)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return io.NopCloser(bytes.NewReader(o.data[off : off+n])), nil
 }
 
 // Stat implements store.Store.
