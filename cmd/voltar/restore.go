@@ -22,18 +22,22 @@ import (
 type restoreFlags struct {
 	partition, toDir, toImage, toDevice string
 	force                               bool
+	paths                               []string
 }
 
 func (a *app) restoreCmd() *cobra.Command {
 	var o restoreFlags
 	cmd := &cobra.Command{
-		Use:   "restore BACKUP [--partition pN] --to DIR | --to-image FILE | --to-device DEV",
+		Use:   "restore BACKUP [--partition pN] [--path PATTERN]... --to DIR | --to-image FILE | --to-device DEV",
 		Short: "Restore a backup into a directory, or re-create the whole volume",
 		Long: `Restore BACKUP (<vg>/<volume>/<timestamp>, or .../latest), checking every byte
 against its SHA-256 while reading.
 
   --to DIR          extract the filesystems into DIR (one filesystem directly,
-                    several as DIR/p1, DIR/p2 ...); --partition picks one
+                    several as DIR/p1, DIR/p2 ...); --partition picks one,
+                    --path restores only matching entries (a directory brings
+                    its subtree; patterns as voltar find takes them), reading
+                    only the archive frames that hold them
   --to-image FILE   re-create the volume in a new sparse image file: the
                     partition table, each filesystem with its type, UUID and
                     label, and its files
@@ -54,6 +58,7 @@ encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 	f.StringVar(&o.toImage, "to-image", "", "re-create the volume in this new image file")
 	f.StringVar(&o.toDevice, "to-device", "", "re-create the volume on this block device (overwrites it)")
 	f.BoolVar(&o.force, "force", false, "with --to: write into a non-empty directory")
+	f.StringArrayVar(&o.paths, "path", nil, "with --to: restore only entries matching this pattern (repeatable)")
 	return cmd
 }
 
@@ -80,6 +85,9 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	}
 	if n != 1 {
 		return fail.Usage(fail.Hint(errors.New("restore needs exactly one of --to, --to-image or --to-device"), "usage: voltar restore BACKUP --to DIR"))
+	}
+	if len(o.paths) > 0 && o.toDir == "" {
+		return fail.Usage(errors.New("--path works with --to DIR only"))
 	}
 	if o.partition != "" && o.toDir == "" {
 		return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
@@ -108,7 +116,11 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 		if opts.Identities, err = a.identitiesFor(b); err != nil {
 			return err
 		}
-		res, err = restore.ToDir(ctx, st, b, o.toDir, opts)
+		if len(o.paths) > 0 {
+			res, err = restore.Paths(ctx, st, b, o.toDir, o.paths, opts)
+		} else {
+			res, err = restore.ToDir(ctx, st, b, o.toDir, opts)
+		}
 		bars.Wait()
 		restore.WriteText(a.stdout, res)
 		return restoreError(err)

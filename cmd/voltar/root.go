@@ -57,7 +57,8 @@ Exit codes: 0 all good, 1 some volume failed, 2 usage or config error,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fail.Usage(fail.Hint(err, "see `%s --help`", c.CommandPath()))
 	})
-	root.AddCommand(a.backupCmd(), a.runCmd(), a.listCmd(), a.verifyCmd(), a.restoreCmd(), a.pruneCmd(), a.dumpCmd(), a.volumesCmd(), a.configCmd(), a.versionCmd(), a.genDocsCmd())
+	root.AddCommand(a.backupCmd(), a.runCmd(), a.listCmd(), a.verifyCmd(), a.restoreCmd(), a.pruneCmd(), a.dumpCmd(), a.volumesCmd(), a.configCmd(), a.versionCmd(), a.genDocsCmd(),
+		a.lsCmd(), a.findCmd(), a.catCmd(), a.diffCmd(), a.mountCmd())
 	var wrap func(c *cobra.Command)
 	wrap = func(c *cobra.Command) {
 		for _, sub := range c.Commands() {

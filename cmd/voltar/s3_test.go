@@ -103,8 +103,9 @@ retention: {keep_last: 1}
 	}
 	ts := m[1]
 	folder := "site1/h1/image/disk.img/" + ts + "/"
-	// outside.runs.zst: the MBR, the only bytes outside the partitions.
-	want := []string{folder + "SHA256SUMS", folder + "manifest.json", folder + "manifest.json.sha256", folder + "outside.runs.zst", folder + "p1.tar.zst", folder + "p2.tar.zst"}
+	// outside.runs.zst: the MBR, the only bytes outside the partitions;
+	// pN.index.zst: the file index of each archive.
+	want := []string{folder + "SHA256SUMS", folder + "manifest.json", folder + "manifest.json.sha256", folder + "outside.runs.zst", folder + "p1.index.zst", folder + "p1.tar.zst", folder + "p2.index.zst", folder + "p2.tar.zst"}
 	if got := bucketKeys(t, cli, bucket); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("bucket holds\n%s\nwant exactly\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/fail"
 	"voltar/internal/lock"
+	"voltar/internal/mountfs"
 )
 
 // session is a command's hold on this installation's volumes and store:
@@ -113,6 +115,10 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 	}
 	o.Sweepers = append(o.Sweepers, a.images())
 	n, err := backup.Sweep(ctx, o)
+	// FUSE mounts whose voltar mount was killed.
+	k, merr := mountfs.Sweeper{RuntimeDir: a.cfg.RuntimeDir}.Sweep(ctx)
+	n += k
+	err = errors.Join(err, merr)
 	if n > 0 {
 		a.log.Info("released leftovers of dead runs", "count", n)
 	}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/btrfs"
+	"voltar/internal/index"
 )
 
 // Options tune Write. The zero value archives everything but lost+found.
@@ -36,6 +37,11 @@ type Options struct {
 	// BtrfsSnapshots archives the contents of read-only btrfs snapshots
 	// too; by default only their directory entry is kept (see Write).
 	BtrfsSnapshots bool
+
+	// Index, when set, is called with every entry before its header is
+	// written, with the header's offset in the tar stream (see
+	// internal/index). An error stops the archive.
+	Index func(*index.Entry) error
 
 	// Drop is for tests only (no config key or flag sets it): entries it
 	// returns true for are left out without being counted or recorded,
@@ -76,6 +82,8 @@ type Result struct {
 	// excluded directories hold) or skipped (sockets). Compared with what
 	// the filesystem says it holds, it shows entries the walk missed.
 	Inodes int64
+	// TarBytes is the length of the tar stream.
+	TarBytes int64
 	// Subvolumes lists the btrfs subvolumes below root, in walk order.
 	Subvolumes []Subvolume
 	// NotEntered lists every directory whose contents were left out
@@ -135,12 +143,14 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 
 	// Batches tar's small writes (headers, padding) for the compressor.
 	bw := bufio.NewWriterSize(w, 256<<10)
+	cw := &counter{w: bw}
 	a := &archiver{
 		ctx:    ctx,
 		root:   root,
 		dev:    rootSt.Dev,
-		tw:     tar.NewWriter(bw),
-		raw:    bw,
+		tw:     tar.NewWriter(cw),
+		raw:    cw,
+		cw:     cw,
 		buf:    make([]byte, bufSize),
 		links:  make(map[fileID]*link),
 		owners: owners,
@@ -160,6 +170,7 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 	if err == nil {
 		err = bw.Flush()
 	}
+	a.res.TarBytes = cw.n
 	if err != nil {
 		return a.res, err
 	}
@@ -183,6 +194,7 @@ type archiver struct {
 	dev    uint64
 	tw     *tar.Writer
 	raw    io.Writer // the writer under tw, for hand-encoded sparse entries
+	cw     *counter  // counts the tar stream's bytes (raw)
 	buf    []byte
 	links  map[fileID]*link
 	owners *ownerNames
@@ -401,11 +413,48 @@ func (a *archiver) writeHeader(abs string, st *unix.Stat_t, hdr *tar.Header) err
 	if err := a.fillHeader(abs, st, hdr); err != nil {
 		return err
 	}
+	if err := a.index(abs, st, hdr, false); err != nil {
+		return err
+	}
 	if err := a.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("archive %s: %w", abs, err)
 	}
 	a.res.Entries++
 	return nil
+}
+
+// index passes the entry about to be written to Options.Index, with the
+// offset its header will be written at.
+func (a *archiver) index(abs string, st *unix.Stat_t, hdr *tar.Header, sparse bool) error {
+	if a.opts.Index == nil {
+		return nil
+	}
+	// tar.Writer pads the previous entry's data on the next WriteHeader:
+	// pad now, so the count is where the header goes.
+	if err := a.tw.Flush(); err != nil {
+		return fmt.Errorf("archive %s: %w", abs, err)
+	}
+	e := index.FromHeader(hdr, a.cw.n)
+	e.Mtime, e.Ctime, e.Ino, e.Nlink, e.Sparse = st.Mtim.Nano(), st.Ctim.Nano(), st.Ino, uint64(st.Nlink), sparse
+	if e.Type == index.File {
+		e.Size = st.Size // a sparse entry's header does not say it
+	}
+	if err := a.opts.Index(&e); err != nil {
+		return fmt.Errorf("archive: file index: %w", err)
+	}
+	return nil
+}
+
+// counter counts what passes to w.
+type counter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // report calls Options.Progress, at most every progressEvery unless final.

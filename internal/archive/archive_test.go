@@ -123,6 +123,10 @@ func checkResult(t *testing.T, res archive.Result, sum objio.Sum, want map[strin
 		Excluded: 8,          // lost+found and excludedPaths but pkg.deb, hidden by its directory
 		Skipped:  1,          // the socket
 		Inodes:   res.Inodes, // checked against statfs by the backup tests
+		TarBytes: res.TarBytes, // checked against the stream by TestIndexMatchesSource
+	}
+	if res.TarBytes <= 0 || res.TarBytes%512 != 0 {
+		t.Errorf("TarBytes %d: not a whole number of tar blocks", res.TarBytes)
 	}
 	if !reflect.DeepEqual(res, wantRes) {
 		t.Errorf("Result:\n got %+v\nwant %+v", res, wantRes)

@@ -14,6 +14,8 @@ import (
 
 	"voltar/internal/archive"
 	"voltar/internal/codec"
+	"voltar/internal/index"
+	"voltar/internal/objio"
 )
 
 // BenchmarkArchive runs the whole archive stage (walk, stat, read, tar,
@@ -139,4 +141,56 @@ func makeMixedTree(tb testing.TB, root string) {
 	write("large/disk.img", big)
 	h := sha256.Sum256(big)
 	_ = h
+}
+
+// BenchmarkArchiveIndex is BenchmarkArchive's zstd case with and without
+// the file index written beside the archive, as backup writes it (every
+// entry into index.Writer, through a second encoder of one thread and
+// small frames): the index's cost is the ratio of the two.
+func BenchmarkArchiveIndex(b *testing.B) {
+	root := os.Getenv("VOLTAR_BENCH_TREE")
+	if root == "" {
+		root = b.TempDir()
+		makeMixedTree(b, root)
+	}
+	size := treeBytes(b, root)
+	for _, withIndex := range []bool{false, true} {
+		b.Run(fmt.Sprintf("index=%v", withIndex), func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				var opts archive.Options
+				var ienc *objio.Encoder
+				var ix *index.Writer
+				if withIndex {
+					var err error
+					if ienc, err = objio.NewEncoder(&storeSink{}, objio.Encoding{Compression: codec.Zstd}.Small()); err != nil {
+						b.Fatal(err)
+					}
+					ix = index.NewWriter(ienc, index.Header{FS: "p1", Archive: "p1.tar.zst"})
+					opts.Index = ix.Add
+				}
+				enc, err := objio.NewEncoder(&storeSink{}, objio.Encoding{Compression: codec.Zstd})
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := archive.Write(context.Background(), root, enc, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := enc.Close(); err != nil {
+					b.Fatal(err)
+				}
+				if withIndex {
+					if err := ix.Finish(enc.Frames(), res.TarBytes); err != nil {
+						b.Fatal(err)
+					}
+					isum, err := ienc.Close()
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(isum.Bytes), "index-bytes")
+				}
+			}
+		})
+	}
 }

@@ -153,6 +153,9 @@ func (a *archiver) writeSparse(f *os.File, abs string, st *unix.Stat_t, hdr *tar
 	if err := a.tw.Flush(); err != nil {
 		return fmt.Errorf("archive %s: %w", abs, err)
 	}
+	if err := a.index(abs, st, hdr, true); err != nil {
+		return err
+	}
 	for _, b := range [][]byte{xblk.sum(), pad([]byte(pax.String())), blk.sum(), mapBlock} {
 		if _, err := a.raw.Write(b); err != nil {
 			return fmt.Errorf("archive %s: %w", abs, err)

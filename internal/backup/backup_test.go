@@ -242,9 +242,11 @@ func TestBackupImages(t *testing.T) {
 			if !res.OK {
 				t.Errorf("verify: %+v", res.Problems)
 			}
-			for i, o := range res.Objects {
-				if fs := verify.Archives(m)[i]; o.Name == fs.Archive && fs.Mode == manifest.ModeRaw && o.SourceBytes != fs.SourceBytes {
-					t.Errorf("verify counts %d source bytes in %s, the manifest %d", o.SourceBytes, o.Name, fs.SourceBytes)
+			for _, o := range res.Objects {
+				for _, fs := range verify.Archives(m) {
+					if o.Name == fs.Archive && fs.Mode == manifest.ModeRaw && o.SourceBytes != fs.SourceBytes {
+						t.Errorf("verify counts %d source bytes in %s, the manifest %d", o.SourceBytes, o.Name, fs.SourceBytes)
+					}
 				}
 			}
 			assertModes(t, filepath.Join(e.store.Root(), "testhost"))

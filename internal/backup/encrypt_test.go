@@ -16,6 +16,7 @@ import (
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/layout"
+	"voltar/internal/manifest"
 	"voltar/internal/restore"
 	"voltar/internal/testutil"
 	"voltar/internal/verify"
@@ -144,12 +145,23 @@ func TestBackupEncrypted(t *testing.T) {
 		t.Errorf("verify counted %d files, manifest says %d", res.Objects[0].Files, m.Filesystems[0].Files)
 	}
 	res = verify.Backup(ctx, e.store, b, nil)
-	// p1, p2 and the bytes outside the partitions (the MBR).
-	if !res.OK || len(res.Notes) != 3 || !strings.Contains(res.Notes[0], "p1.tar.zst.age: content not checked") {
+	// p1 and its file index, p2 and the bytes outside the partitions (the MBR).
+	if !res.OK || len(res.Notes) != 4 || !strings.Contains(res.Notes[0], "p1.tar.zst.age: content not checked") ||
+		!strings.Contains(res.Notes[1], "p1.index.zst.age: content not checked") {
 		t.Errorf("verify without a key: ok %v, notes %q, problems %v", res.OK, res.Notes, res.Problems)
 	}
-	for i, obj := range res.Objects {
-		if want := verify.Archives(m)[i]; obj.ContentChecked || obj.SHA256 != want.SHA256 || obj.StoredBytes != want.StoredBytes {
+	stored := map[string]manifest.Filesystem{}
+	for _, fs := range verify.Archives(m) {
+		stored[fs.Archive] = fs
+		if fs.Index != nil {
+			stored[fs.Index.Name] = verify.IndexEntry(fs)
+		}
+	}
+	if len(res.Objects) != len(stored) {
+		t.Errorf("verify without a key read %d objects, the manifest names %d", len(res.Objects), len(stored))
+	}
+	for _, obj := range res.Objects {
+		if want := stored[obj.Name]; obj.ContentChecked || obj.SHA256 != want.SHA256 || obj.StoredBytes != want.StoredBytes {
 			t.Errorf("verify without a key: object %+v", obj)
 		}
 	}
@@ -159,8 +171,9 @@ func TestBackupEncrypted(t *testing.T) {
 		t.Errorf("verify text without a key says nothing about content:\n%s", text.String())
 	}
 	res = verify.Backup(ctx, e.store, b, wrong)
-	if res.OK || len(res.Problems) != 3 || res.Problems[0].Object != "p1.tar.zst.age" ||
-		!strings.Contains(res.Problems[0].Message, "no configured identity matches") || !strings.Contains(res.Problems[0].Hint, pub) {
+	if res.OK || len(res.Problems) != 4 || res.Problems[1].Object != "p1.tar.zst.age" ||
+		!strings.Contains(res.Problems[1].Message, "no configured identity matches") || !strings.Contains(res.Problems[1].Hint, pub) ||
+		res.Problems[0].Object != "p1.index.zst.age" || !strings.Contains(res.Problems[0].Hint, pub) {
 		t.Errorf("verify with another key: %+v", res.Problems)
 	}
 

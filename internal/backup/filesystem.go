@@ -15,6 +15,7 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
+	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/objio"
@@ -257,7 +258,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	fs.Mode = manifest.ModeFiles
 	fs.Archive = r.o.Encoding.Object(p.name, layout.Tar)
 	fs.Excludes = r.o.Excludes
-	res, sum, err := r.archive(ctx, dir, fs.Archive, p.name)
+	res, sum, err := r.archive(ctx, dir, &fs)
 	if errors.Is(err, archive.ErrEncrypted) {
 		// Its bytes, not no-key names: the guest's key still opens
 		// them after a restore.
@@ -265,7 +266,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		if err := unmount(ctx); err != nil {
 			return fs, err
 		}
-		fs.Excludes = nil
+		fs.Excludes, fs.Index = nil, nil
 		return r.raw(ctx, p, fs, "it holds fscrypt-encrypted directories ("+err.Error()+"), stored raw so the key still opens them")
 	}
 	if err != nil {
@@ -365,8 +366,10 @@ func recoveryNote(c *volume.Snapshot) string {
 	return fmt.Sprintf("journal replayed into a copy of the partition's data (%s)", units.Bytes(c.Size))
 }
 
-// archive streams the tree at dir into the store under name.
-func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Result, objio.Sum, error) {
+// archive streams the tree at dir into the store as fs.Archive, with its
+// file index (fs.Index, see internal/index) written beside it at the same
+// time: the walk hands every entry to the index as it writes it.
+func (r *run) archive(ctx context.Context, dir string, fs *manifest.Filesystem) (archive.Result, objio.Sum, error) {
 	var used, size int64
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) == nil {
@@ -380,27 +383,51 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	if size > 0 {
 		opts.SizeHint = size + size/4 + 64<<20
 	}
-	w, err := objio.Create(ctx, r.o.Store, r.prefix+name, r.o.Encoding, opts)
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+fs.Archive, r.o.Encoding, opts)
 	if err != nil {
 		return archive.Result{}, objio.Sum{}, fmt.Errorf("archive: %w", err)
 	}
-	bar := r.o.Progress.Start(r.v.ID()+" "+label, used)
+	ixName := r.o.Encoding.Object(fs.Name, layout.Index)
+	iw, err := objio.Create(ctx, r.o.Store, r.prefix+ixName, r.o.Encoding.Small(), store.PutOptions{})
+	if err != nil {
+		w.Abort(err)
+		return archive.Result{}, objio.Sum{}, fmt.Errorf("file index: %w", err)
+	}
+	ix := index.NewWriter(iw, index.Header{FS: fs.Name, Archive: fs.Archive})
+	bar := r.o.Progress.Start(r.v.ID()+" "+fs.Name, used)
 	res, err := archive.Write(ctx, dir, w, archive.Options{
 		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
+		Index:    ix.Add,
 	})
 	if err != nil {
 		bar.Done(false)
 		// A failed read reaches the store through the pipe too: blame the
 		// source, unless the store had failed first.
+		ierr := iw.Abort(err)
 		if serr := w.Abort(err); serr != nil {
 			return res, objio.Sum{}, serr
+		}
+		if ierr != nil {
+			return res, objio.Sum{}, ierr
 		}
 		return res, objio.Sum{}, fmt.Errorf("archive: %w", err)
 	}
 	sum, err := w.Commit()
 	bar.Done(err == nil)
-	return res, sum, err
+	if err == nil {
+		err = ix.Finish(w.Frames(), res.TarBytes)
+	}
+	if err != nil {
+		iw.Abort(err)
+		return res, sum, err
+	}
+	isum, err := iw.Commit()
+	if err != nil {
+		return res, sum, fmt.Errorf("file index: %w", err)
+	}
+	fs.Index = &manifest.Object{Name: ixName, SHA256: isum.SHA256, StoredBytes: isum.Bytes}
+	return res, sum, nil
 }
 
 // raw stores the partition's bytes, compressed: for what voltar cannot read

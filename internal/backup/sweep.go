@@ -118,6 +118,10 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 		errs = append(errs, err)
 	}
 	for _, l := range loops {
+		if l.Err != nil {
+			log.Warn("cannot tell whose loop device this is; leaving it alone", "device", l.Path, "backing", l.Backing, "err", l.Err)
+			continue
+		}
 		if !strings.HasPrefix(l.Tag, loopTagPrefix(o.RuntimeDir)) {
 			continue
 		}

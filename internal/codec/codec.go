@@ -3,6 +3,7 @@
 package codec
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"runtime"
@@ -51,13 +52,27 @@ func Threads(threads int) int {
 // must Close the writer to flush the stream; closing does not close w.
 // Memory is bounded whatever the stream's length, see WriterMemory.
 func NewWriter(w io.Writer, c string, level, threads int) (io.WriteCloser, error) {
+	return NewWriterFrames(w, c, level, threads, 0)
+}
+
+// SmallFrame is the frame size for small objects written alongside a big
+// one (a file index beside its archive): with one thread, a zstd writer
+// of 1 MiB frames holds ~7 MiB.
+const SmallFrame = minFrameSize
+
+// NewWriterFrames is NewWriter with zstd frames of frame input bytes
+// (0: picked by threads, see NewWriter).
+func NewWriterFrames(w io.Writer, c string, level, threads, frame int) (io.WriteCloser, error) {
 	threads = Threads(threads)
 	if level == 0 {
 		level = DefaultLevel(c)
 	}
+	if frame <= 0 {
+		frame = frameSize(threads)
+	}
 	switch c {
 	case Zstd:
-		return newZstdWriter(w, zstd.EncoderLevelFromZstd(level), threads, frameSize(threads))
+		return newZstdWriter(w, zstd.EncoderLevelFromZstd(level), threads, frame)
 	case Gzip:
 		gw, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {
@@ -68,7 +83,7 @@ func NewWriter(w io.Writer, c string, level, threads int) (io.WriteCloser, error
 		}
 		return gw, nil
 	case None:
-		return nopCloser{w}, nil
+		return &chunker{w: w}, nil
 	}
 	return nil, fmt.Errorf("unknown compression %q (want zstd, gzip or none)", c)
 }
@@ -89,10 +104,6 @@ func NewReader(r io.Reader, c string) (io.ReadCloser, error) {
 	}
 	return nil, fmt.Errorf("unknown compression %q", c)
 }
-
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
 
 type zstdReadCloser struct{ *zstd.Decoder }
 
@@ -170,10 +181,15 @@ type zstdWriter struct {
 	mu    sync.Mutex
 	err   error // first error of w
 	any   bool  // a frame was submitted
+	// frames are the frames written, in order (the writer goroutine's
+	// until done is closed).
+	frames []Frame
+	c, u   int64 // stream offsets after the frames written
 }
 
 type zstdFrame struct {
 	in, out []byte
+	sum     [sha256.Size]byte
 	ready   chan struct{}
 }
 
@@ -199,6 +215,7 @@ func newZstdWriter(w io.Writer, level zstd.EncoderLevel, threads, frame int) (*z
 		z.encs.Go(func() {
 			for f := range z.todo {
 				f.out = enc.EncodeAll(f.in, f.out[:0])
+				f.sum = sha256.Sum256(f.out)
 				f.ready <- struct{}{}
 			}
 			enc.Close()
@@ -221,6 +238,11 @@ func (z *zstdWriter) write() {
 				z.mu.Lock()
 				z.err = err
 				z.mu.Unlock()
+			} else {
+				fr := Frame{COff: z.c, CSize: int64(len(f.out)), UOff: z.u, USize: int64(len(f.in)), SHA256: f.sum}
+				z.frames = append(z.frames, fr)
+				z.c += fr.CSize
+				z.u += fr.USize
 			}
 		}
 		z.free <- f
@@ -264,8 +286,9 @@ func (z *zstdWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close compresses what is buffered, writes every frame and releases the
-// compressors. An empty stream still gets one (empty) frame.
+// Close compresses what is buffered, writes every frame and the seek
+// table (see Frames) and releases the compressors. An empty stream still
+// gets one (empty) frame.
 func (z *zstdWriter) Close() error {
 	if z.todo == nil {
 		return z.error()
@@ -278,5 +301,14 @@ func (z *zstdWriter) Close() error {
 	<-z.done
 	z.encs.Wait()
 	z.todo = nil
-	return z.error()
+	if err := z.error(); err != nil {
+		return err
+	}
+	_, err := z.w.Write(seekTable(z.frames))
+	return err
 }
+
+// Frames lists the stream's frames once Close returned. The stream ends
+// with a seek table of them in the zstd seekable format, a skippable
+// frame that zstd -d passes over.
+func (z *zstdWriter) Frames() []Frame { return z.frames }

@@ -262,3 +262,68 @@ func Describe(key string) string {
 	}
 	return key
 }
+
+// Random access to an age file: the payload after the header and a
+// 16-byte nonce is a sequence of chunks of ChunkSize plaintext bytes,
+// each sealed with a 16-byte tag (age's STREAM construction).
+const (
+	ChunkSize   = 64 << 10
+	chunkSealed = ChunkSize + 16
+	nonceSize   = 16
+)
+
+// maxHeader bounds the age header DecryptAt looks for (many SSH-RSA
+// recipients make it a few KiB).
+const maxHeader = 1 << 20
+
+// RandomReader decrypts parts of an age file.
+type RandomReader struct {
+	io.ReaderAt       // the plaintext
+	Size        int64 // of the plaintext
+	payload     int64 // where the first chunk starts in the file
+	stored      int64 // the file's size
+}
+
+// DecryptAt opens the age file src of size bytes for random access; see
+// Decrypt for the errors. The ReaderAt authenticates each chunk it reads.
+func (i *Identities) DecryptAt(src io.ReaderAt, size int64) (*RandomReader, error) {
+	if i == nil {
+		return nil, ErrNoIdentity
+	}
+	// The header ends with its MAC line, "--- <base64>\n".
+	head := make([]byte, min(size, maxHeader))
+	n, err := src.ReadAt(head, 0)
+	if n < len(head) && err != nil {
+		return nil, fmt.Errorf("age: read header: %w", err)
+	}
+	k := bytes.Index(head[:n], []byte("\n--- "))
+	if k < 0 {
+		return nil, errors.New("age: no header end found")
+	}
+	e := bytes.IndexByte(head[k+1:n], '\n')
+	if e < 0 {
+		return nil, errors.New("age: no header end found")
+	}
+	payload := int64(k+1+e+1) + nonceSize
+	r, psize, err := age.DecryptReaderAt(src, size, i.ids...)
+	var nm *age.NoIdentityMatchError
+	if errors.As(err, &nm) {
+		return nil, fmt.Errorf("%w (identity file %s)", ErrWrongIdentity, i.Path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("age: %w", err)
+	}
+	return &RandomReader{ReaderAt: r, Size: psize, payload: payload, stored: size}, nil
+}
+
+// Stored returns the range of the stored file that holds plaintext bytes
+// [off, off+n): what a reader fetches to decrypt them.
+func (r *RandomReader) Stored(off, n int64) (int64, int64) {
+	if n <= 0 {
+		return r.payload, 0
+	}
+	first, last := off/ChunkSize, (off+n-1)/ChunkSize
+	start := r.payload + first*chunkSealed
+	end := min(r.payload+(last+1)*chunkSealed, r.stored)
+	return start, end - start
+}

@@ -57,6 +57,9 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 		if f.SHA256 != "" {
 			fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, f.Archive)
 		}
+		if f.Index != nil {
+			fmt.Fprintf(&sums, "%s  %s\n", f.Index.SHA256, f.Index.Name)
+		}
 	}
 	if o := m.Outside; o != nil {
 		fmt.Fprintf(&sums, "%s  %s\n", o.SHA256, o.Archive)

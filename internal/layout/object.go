@@ -54,6 +54,9 @@ const (
 	// Runs are byte runs of a volume, concatenated; the manifest maps
 	// each to its offset. Only of Outside: outside.runs.zst.
 	Runs Kind = "runs"
+	// Index is a filesystem archive's file index (internal/index): JSON
+	// lines, p1.index.zst beside p1.tar.zst.
+	Index Kind = "index"
 )
 
 // AgeExt is the suffix of an age-encrypted object, after the compression's.
@@ -142,7 +145,7 @@ func checkFS(fs string, kind Kind) error {
 		if fs != Outside {
 			return fmt.Errorf("a %s object is of %s, not %q", Runs, Outside, fs)
 		}
-	case Tar, Raw:
+	case Tar, Raw, Index:
 		if fs == WholeDisk {
 			return nil
 		}

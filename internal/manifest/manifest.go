@@ -116,6 +116,13 @@ type Outside struct {
 	Runs        []Run  `json:"runs"`
 }
 
+// Object is a stored object besides a filesystem's archive.
+type Object struct {
+	Name        string `json:"name"`
+	SHA256      string `json:"sha256"`
+	StoredBytes int64  `json:"stored_bytes"`
+}
+
 // Run is a byte range of the volume; Offset and Length are in bytes.
 type Run struct {
 	Offset int64 `json:"offset"`
@@ -201,8 +208,11 @@ type Filesystem struct {
 	Mkfs *MkfsParams `json:"mkfs,omitempty"`
 	// Recovery says how a journal that needed recovery was replayed
 	// (never into the source).
-	Recovery    string   `json:"recovery,omitempty"`
-	Archive     string   `json:"archive,omitempty"`
+	Recovery string `json:"recovery,omitempty"`
+	Archive  string `json:"archive,omitempty"`
+	// Index is the archive's file index (files mode; backups made
+	// before indexes existed have none).
+	Index       *Object  `json:"index,omitempty"`
 	StoredBytes int64    `json:"stored_bytes"`
 	SourceBytes int64    `json:"source_bytes"`
 	Files       int64    `json:"files"`
@@ -287,6 +297,9 @@ func (m *Manifest) StoredBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.StoredBytes
+		if f.Index != nil {
+			n += f.Index.StoredBytes
+		}
 	}
 	if m.Outside != nil {
 		n += m.Outside.StoredBytes

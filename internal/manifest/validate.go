@@ -82,6 +82,13 @@ func (m *Manifest) Validate() error {
 			}
 			archives[fs.Archive] = true
 		}
+		if fs.Index != nil {
+			want := layout.Object{FS: fs.Name, Kind: layout.Index, Encrypted: m.Encryption != nil}
+			got, err := layout.ParseObject(fs.Index.Name)
+			if fs.Mode != ModeFiles || err != nil || got.FS != want.FS || got.Kind != want.Kind || got.Encrypted != want.Encrypted {
+				bad("%s: index %q: want %s of a files-mode filesystem", where, fs.Index.Name, want.Pattern())
+			}
+		}
 	}
 	if err := validTable(m.Table); err != nil {
 		bad("partition_table: %v", err)

@@ -31,6 +31,50 @@ type Stream struct {
 	tee *hashReader
 	dec io.Reader // the decrypted stream of an encrypted object, else nil
 	zr  io.ReadCloser
+	tap *tapReader
+	pos *countReader
+}
+
+// Tap makes every byte of the compressed stream (decrypted, not yet
+// decompressed) go to w as the decompressor reads it, e.g. to check the
+// stream's frames. Call it before reading.
+func (s *Stream) Tap(w io.Writer) { s.tap.w = w }
+
+// Next reads the next entry's header of a tar object and returns it with
+// the offset of its first header block in the tar stream: the first block
+// boundary after what was read (the previous entry's data, read to its
+// end, and its padding, which Next skips).
+func (s *Stream) Next() (*tar.Header, int64, error) {
+	off := (s.pos.n + 511) &^ 511
+	h, err := s.Tar.Next()
+	return h, off, err
+}
+
+// Pos is how many bytes of Data have been read.
+func (s *Stream) Pos() int64 { return s.pos.n }
+
+type tapReader struct {
+	r io.Reader
+	w io.Writer
+}
+
+func (t *tapReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if t.w != nil && n > 0 {
+		t.w.Write(p[:n])
+	}
+	return n, err
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Open starts reading the object key. Its name says how it is encoded
@@ -57,14 +101,16 @@ func Open(ctx context.Context, st store.Store, key string, ids *crypt.Identities
 		}
 		in = dec
 	}
-	zr, err := codec.NewReader(in, layout.Compression(name))
+	tap := &tapReader{r: in}
+	zr, err := codec.NewReader(tap, layout.Compression(name))
 	if err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
-	s := &Stream{Name: name, Data: zr, raw: raw, tee: tee, dec: dec, zr: zr}
+	pos := &countReader{r: zr}
+	s := &Stream{Name: name, Data: pos, raw: raw, tee: tee, dec: dec, zr: zr, tap: tap, pos: pos}
 	if layout.IsTar(name) {
-		s.Tar = tar.NewReader(zr)
+		s.Tar = tar.NewReader(pos)
 	}
 	return s, nil
 }
@@ -89,10 +135,11 @@ func (s *Stream) Finish() (Digest, error) {
 	// The decompressors read ahead in goroutines; stop them before reading
 	// the stored stream here.
 	s.closeDecoder()
-	if s.dec != nil && err == nil {
+	if err == nil {
 		// Anything after the compressed data must still decrypt, and the
 		// last chunk must be there: age authenticates the stream's end.
-		_, err = io.Copy(io.Discard, s.dec)
+		// (Through the tap, which sees the whole compressed stream.)
+		_, err = io.Copy(io.Discard, s.tap)
 	}
 	if _, err2 := io.Copy(io.Discard, s.tee); err == nil {
 		err = err2
@@ -113,7 +160,8 @@ func OpenStored(ctx context.Context, st store.Store, key string) (*Stream, error
 		return nil, fmt.Errorf("read: %w", err)
 	}
 	tee := &hashReader{ctx: ctx, r: raw, h: sha256.New()}
-	return &Stream{Name: path.Base(key), Data: tee, raw: raw, tee: tee}, nil
+	pos := &countReader{r: tee}
+	return &Stream{Name: path.Base(key), Data: pos, raw: raw, tee: tee, tap: &tapReader{r: tee}, pos: pos}, nil
 }
 
 // Close releases the stream.

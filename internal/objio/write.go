@@ -40,6 +40,17 @@ type Encoding struct {
 	Threads     int    // compressor threads, 0: all cores (codec.Threads)
 	// Recipients, when set, age-encrypt every object (named *.age).
 	Recipients *crypt.Recipients
+	// Frame is the input size of one zstd frame; 0 picks it by Threads
+	// (see codec.NewWriterFrames).
+	Frame int
+}
+
+// Small is e for a small object written beside a big one (a file index
+// beside its archive): one compressor thread and small frames, so it
+// adds little memory.
+func (e Encoding) Small() Encoding {
+	e.Threads, e.Frame = 1, codec.SmallFrame
+	return e
 }
 
 // Object names the object of filesystem fs of the given kind as this
@@ -79,7 +90,7 @@ func NewEncoder(w io.Writer, e Encoding) (*Encoder, error) {
 	if c == "" {
 		c = codec.Zstd // as Object names it
 	}
-	cw, err := codec.NewWriter(stored, c, e.Level, e.Threads)
+	cw, err := codec.NewWriterFrames(stored, c, e.Level, e.Threads, e.Frame)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +113,16 @@ func (e *Encoder) Close() (Sum, error) {
 		}
 	}
 	return Sum{Bytes: e.out.n, SHA256: hex.EncodeToString(e.out.hash.Sum(nil))}, nil
+}
+
+// Frames lists the frames of the compressed stream (before encryption:
+// offsets are in the decrypted stream) once Close returned; nil for a
+// compression without frames (gzip). See codec.Frame.
+func (e *Encoder) Frames() []codec.Frame {
+	if f, ok := e.cw.(codec.Framer); ok {
+		return f.Frames()
+	}
+	return nil
 }
 
 // Abort cuts the encoder off from w: from now on no byte reaches w, so
@@ -194,6 +215,10 @@ func Create(ctx context.Context, st store.Store, key string, e Encoding, opts st
 
 // Name is the object's name in its folder.
 func (w *Writer) Name() string { return path.Base(w.key) }
+
+// Frames lists the object's frames after a successful Commit (see
+// Encoder.Frames).
+func (w *Writer) Frames() []codec.Frame { return w.enc.Frames() }
 
 // Write encodes p into the object.
 func (w *Writer) Write(p []byte) (int, error) { return w.enc.Write(p) }

@@ -17,6 +17,7 @@ import (
 
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
+	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/objio"
 	"voltar/internal/store"
@@ -106,14 +107,35 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 		if obj.Size != fs.StoredBytes {
 			r.problem(fs.Archive, "stored size is %d bytes, %s says %d", obj.Size, layout.Manifest, fs.StoredBytes)
 		}
+		// The index is read first, to check the archive against it as
+		// the archive is read; it is listed after it.
+		var ix *index.Index
+		var ixObj *Object
+		var ixNote string
+		if fs.Index != nil {
+			named[fs.Index.Name] = true
+			var o Object
+			ix, o, ixNote = readIndex(ctx, st, b, fs, sums, ids, &r)
+			ixObj = &o
+		}
 		var got Object
 		if layout.Encrypted(fs.Archive) && ids == nil {
 			got = hashObject(ctx, st, b, fs.Archive, &r)
 			r.Notes = append(r.Notes, fs.Archive+": "+NotChecked)
 		} else {
-			got = readArchive(ctx, st, b, fs.Archive, ids, &r)
+			var ic *indexCheck
+			if ix != nil {
+				ic = newIndexCheck(ix, fs.Index.Name, fs.Archive, &r)
+			}
+			got = readArchive(ctx, st, b, fs.Archive, ids, &r, ic)
 		}
 		r.Objects = append(r.Objects, got)
+		if ixObj != nil {
+			r.Objects = append(r.Objects, *ixObj)
+		}
+		if ixNote != "" {
+			r.Notes = append(r.Notes, ixNote)
+		}
 		if got.SHA256 == "" {
 			continue // could not be opened; reported
 		}
@@ -173,7 +195,7 @@ func Damaged(host, id, reason string) Result {
 // readArchive streams one archive through the decompressor and, for tar,
 // reads every entry's data; failures become problems and leave SHA256 empty
 // when the object could not be read to its end.
-func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities, r *Result) Object {
+func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities, r *Result, ic *indexCheck) Object {
 	o := Object{Name: name, Encrypted: layout.Encrypted(name)}
 	s, err := objio.Open(ctx, st, b.Key(name), ids)
 	if errors.Is(err, crypt.ErrWrongIdentity) {
@@ -186,6 +208,9 @@ func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name st
 		return o
 	}
 	defer s.Close()
+	if ic != nil && ic.frames != nil {
+		s.Tap(ic.frames)
+	}
 	if s.Tar == nil {
 		// Raw partition bytes: their decompressed length is the
 		// partition's size, the manifest's source bytes.
@@ -200,10 +225,13 @@ func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name st
 		}
 	}
 	if s.Tar != nil {
-		if err := readTar(s, &o); err != nil {
+		if err := readTar(s, &o, ic); err != nil {
 			r.problem(name, "%v", err)
 			if d, _ := s.Finish(); d.Complete {
 				o.SHA256, o.StoredBytes = d.SHA256, d.Bytes
+			}
+			if ic != nil {
+				ic.broken() // which frame, if the index can tell
 			}
 			return o
 		}
@@ -215,15 +243,19 @@ func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name st
 	if err != nil {
 		r.problem(name, "%v", err)
 	}
+	if ic != nil {
+		ic.end(s.Pos(), err == nil) // every decompressed byte: the tar stream's length
+	}
 	o.Complete = err == nil
 	o.ContentChecked = o.Complete
 	return o
 }
 
-// readTar reads every entry of s and its data, counting into o.
-func readTar(s *objio.Stream, o *Object) error {
+// readTar reads every entry of s and its data, counting into o and
+// checking each against the file index (ic, when there is one).
+func readTar(s *objio.Stream, o *Object, ic *indexCheck) error {
 	for {
-		h, err := s.Tar.Next()
+		h, off, err := s.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -231,6 +263,9 @@ func readTar(s *objio.Stream, o *Object) error {
 			return fmt.Errorf("tar stream broken after %d entries: %w", o.Entries, err)
 		}
 		o.Entries++
+		if ic != nil {
+			ic.entry(h, off)
+		}
 		n, err := io.Copy(io.Discard, s.Tar)
 		if err == nil && IsRegular(h) && n != h.Size {
 			err = errTruncated

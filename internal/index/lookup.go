@@ -1,0 +1,113 @@
+package index
+
+import (
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"voltar/internal/codec"
+)
+
+// Index is a decoded file index.
+type Index struct {
+	Header  Header
+	Entries []Entry // archive order
+	Frames  []codec.Frame
+	End     End
+
+	byPath   map[string]int
+	children map[string][]int
+}
+
+func (ix *Index) build() {
+	if ix.byPath != nil {
+		return
+	}
+	ix.byPath = make(map[string]int, len(ix.Entries))
+	ix.children = make(map[string][]int)
+	for i := range ix.Entries {
+		p := ix.Entries[i].Path
+		if _, dup := ix.byPath[p]; !dup {
+			ix.byPath[p] = i
+		}
+		if p != "." {
+			d := path.Dir(p)
+			ix.children[d] = append(ix.children[d], i)
+		}
+	}
+	for _, c := range ix.children {
+		sort.SliceStable(c, func(a, b int) bool { return ix.Entries[c[a]].Path < ix.Entries[c[b]].Path })
+	}
+}
+
+// Clean turns a user's path ("/etc/passwd", "etc/", "") into an index
+// path ("etc/passwd", "etc", ".").
+func Clean(p string) string {
+	p = path.Clean("/" + p)
+	if p == "/" {
+		return "."
+	}
+	return strings.TrimPrefix(p, "/")
+}
+
+// Lookup finds the entry named p (an index path, see Clean).
+func (ix *Index) Lookup(p string) (*Entry, bool) {
+	ix.build()
+	i, ok := ix.byPath[p]
+	if !ok {
+		return nil, false
+	}
+	return &ix.Entries[i], true
+}
+
+// Children lists the entries directly inside directory p, by name.
+func (ix *Index) Children(p string) []*Entry {
+	ix.build()
+	c := ix.children[p]
+	out := make([]*Entry, len(c))
+	for i, k := range c {
+		out[i] = &ix.Entries[k]
+	}
+	return out
+}
+
+// Target resolves a hard link to the entry holding its data; any other
+// entry is its own target.
+func (ix *Index) Target(e *Entry) *Entry {
+	if e.Type != Hardlink {
+		return e
+	}
+	if t, ok := ix.Lookup(e.Hardlink); ok && t.Offset < e.Offset && t.Type != Hardlink {
+		return t
+	}
+	return e
+}
+
+// FrameAt returns the index of the frame holding tar offset off, or -1.
+func (ix *Index) FrameAt(off int64) int {
+	i, _ := slices.BinarySearchFunc(ix.Frames, off, func(f codec.Frame, off int64) int {
+		switch {
+		case f.UOff+f.USize <= off:
+			return -1
+		case f.UOff > off:
+			return 1
+		}
+		return 0
+	})
+	if i >= len(ix.Frames) || ix.Frames[i].UOff > off || ix.Frames[i].UOff+ix.Frames[i].USize <= off {
+		return -1
+	}
+	return i
+}
+
+// Next returns the offset where the entry after e starts: the end of
+// e's header and data (the tar stream's end-of-archive blocks, for the
+// last entry).
+func (ix *Index) Next(e *Entry) int64 {
+	i := sort.Search(len(ix.Entries), func(i int) bool { return ix.Entries[i].Offset > e.Offset })
+	if i < len(ix.Entries) {
+		return ix.Entries[i].Offset
+	}
+	return ix.End.TarBytes
+}

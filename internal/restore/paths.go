@@ -1,0 +1,226 @@
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"voltar/internal/browse"
+	"voltar/internal/catalog"
+	"voltar/internal/fail"
+	"voltar/internal/index"
+	"voltar/internal/objio"
+	"voltar/internal/store"
+)
+
+// ErrNoMatch is returned by Paths when no entry matches its patterns.
+var ErrNoMatch = errors.New("no entry matches")
+
+// Paths restores only the entries of b that patterns select (see
+// browse.Pattern and browse.Backup.Select: a directory brings its
+// subtree, and the directories above come with their metadata) into dir,
+// laid out as ToDir lays out the whole backup. Entries go through the
+// same extraction as a full restore. From a seekable archive only the
+// frames holding the selected entries are read, each checked against its
+// SHA-256 before use; an archive without frames (no index, or gzip) is
+// streamed whole and its SHA-256 checked, as ToDir does, and Result's
+// warnings say so. A hard link whose target is not selected is restored
+// as a file with the target's content.
+func Paths(ctx context.Context, st store.Store, b *catalog.Backup, dir string, patterns []string, opts Options) (res Result, err error) {
+	res = Result{ID: b.ID, Target: dir, Filesystems: []FSResult{}, Warnings: []string{}}
+	defer func() { res.stopped(err) }()
+	if err := validManifest(b); err != nil {
+		return res, err
+	}
+	var pats []browse.Pattern
+	for _, p := range patterns {
+		pt, err := browse.ParsePattern(p)
+		if err != nil {
+			return res, err
+		}
+		pats = append(pats, pt)
+	}
+	bk := browse.OpenBackup(st, b, opts.Identities)
+	defer bk.Close()
+	type job struct {
+		f    *browse.FS
+		sel  []*index.Entry
+		name string // beneath dir, "" for dir itself
+	}
+	var jobs []job
+	for _, m := range bk.Filesystems() {
+		if opts.Partition != "" && m.Name != opts.Partition {
+			continue
+		}
+		if m.Mode != "files" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s is stored %s: its files cannot be selected (restore it with --to-image)", m.Name, m.Mode))
+			continue
+		}
+		f, err := bk.FS(ctx, m.Name)
+		if err != nil {
+			return res, err
+		}
+		sel := bk.Select(f, pats)
+		if len(sel) == 0 {
+			continue
+		}
+		j := job{f: f, sel: sel}
+		if !bk.Single() {
+			if err := plainName(m.Name); err != nil {
+				return res, fmt.Errorf("backup %s: filesystem %q: %w; not restoring", b.ID, m.Name, err)
+			}
+			j.name = m.Name
+		}
+		jobs = append(jobs, j)
+	}
+	if len(jobs) == 0 {
+		return res, fail.Usage(fail.Hint(fmt.Errorf("%w %v in %s", ErrNoMatch, patterns, b.ID),
+			"voltar ls %s lists the backup; voltar find %s 'NAME' searches it", b.ID, b.ID))
+	}
+	if err := checkTarget(dir, opts.Overwrite); err != nil {
+		return res, err
+	}
+	for _, j := range jobs {
+		if j.name != "" {
+			if err := checkSubTarget(dir, j.name, filepath.Join(dir, j.name), opts.Overwrite); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, fmt.Errorf("create target: %w", err)
+	}
+	root, err := openTarget(dir)
+	if err != nil {
+		return res, err
+	}
+	defer unix.Close(root)
+	for _, j := range jobs {
+		fd, target := root, dir
+		if j.name != "" {
+			if fd, err = openDir(root, j.name, true, nil); err != nil {
+				return res, fmt.Errorf("create target %s: %w", filepath.Join(dir, j.name), err)
+			}
+			target = filepath.Join(dir, j.name)
+		}
+		if j.f.Streamed {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: read whole (%s)", j.f.FS.Archive, j.f.Why))
+		}
+		fr, err := restoreSelected(ctx, j.f, j.sel, target, fd, opts)
+		if fd != root {
+			unix.Close(fd)
+		}
+		res.Filesystems = append(res.Filesystems, fr)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, skippedError(&res)
+}
+
+// restoreSelected extracts the selected entries of one filesystem.
+func restoreSelected(ctx context.Context, f *browse.FS, sel []*index.Entry, dir string, root int, opts Options) (fr FSResult, err error) {
+	fr = FSResult{Name: f.FS.Name, Archive: f.FS.Archive, Dir: dir, Refused: []Skipped{}, Failed: []Skipped{}, Warnings: []string{}}
+	x, err := newExtractor(root, opts.logger().With("backup", f.Backup.ID), &fr)
+	if err != nil {
+		return fr, err
+	}
+	defer x.close()
+	ok := false
+	defer func() { x.finish(ok) }()
+
+	// A hard link whose target is not selected gets the target's data:
+	// the first such name becomes the file, later ones link to it.
+	chosen := map[int64]bool{}
+	for _, e := range sel {
+		chosen[e.Offset] = true
+	}
+	rename := map[int64]string{}   // target's offset -> the name it is restored as
+	relink := map[int64]string{}   // link's offset -> its new target
+	substitute := map[int64]bool{} // the link entries that carry the target's data
+	var order []*index.Entry
+	for _, e := range sel {
+		if e.Type == index.Hardlink {
+			t := f.Index.Target(e)
+			if t != e && !chosen[t.Offset] {
+				if n, ok := rename[t.Offset]; ok {
+					relink[e.Offset] = n
+				} else {
+					rename[t.Offset] = e.Path
+					substitute[e.Offset] = true
+					order = append(order, t)
+					continue
+				}
+			}
+		}
+		order = append(order, e)
+	}
+	fix := func(h *tar.Header, e *index.Entry) {
+		if n, ok := rename[e.Offset]; ok {
+			h.Name = "./" + n
+		}
+		if n, ok := relink[e.Offset]; ok {
+			h.Linkname = "./" + n
+		}
+	}
+	if !f.Streamed {
+		for _, e := range order {
+			if err := ctx.Err(); err != nil {
+				return fr, err
+			}
+			en, err := f.OpenEntry(ctx, e)
+			if errors.Is(err, browse.ErrDamaged) {
+				return fr, fmt.Errorf("%w: %v", ErrChecksum, err)
+			}
+			if err != nil {
+				return fr, err
+			}
+			fix(en.Header, e)
+			if err := x.entry(en.Header, en.Data); err != nil {
+				if errors.Is(err, browse.ErrDamaged) {
+					return fr, fmt.Errorf("%w: %v", ErrChecksum, err)
+				}
+				return fr, err
+			}
+		}
+		fr.Verified, ok = true, true
+		return fr, nil
+	}
+	// Streamed: every selected entry in one pass, and the archive's
+	// SHA-256 checked at its end before directory metadata is set.
+	want := map[int64]*index.Entry{}
+	for _, e := range order {
+		want[e.Offset] = e
+	}
+	err = f.Stream(ctx, func(s *objio.Stream) error {
+		for {
+			h, off, err := s.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if e, ok := want[off]; ok {
+				fix(h, e)
+				if err := x.entry(h, s.Tar); err != nil {
+					return err
+				}
+			}
+		}
+	})
+	if errors.Is(err, browse.ErrDamaged) {
+		return fr, fmt.Errorf("%w: %v", ErrChecksum, err)
+	}
+	if err != nil {
+		return fr, err
+	}
+	fr.Verified, ok = true, true
+	return fr, nil
+}
