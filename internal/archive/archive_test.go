@@ -120,9 +120,9 @@ func checkResult(t *testing.T, res archive.Result, sum objio.Sum, want map[strin
 	}
 	wantRes := archive.Result{
 		SourceBytes: bytes, Files: files, Entries: int64(len(want)),
-		Excluded: 8,          // lost+found and excludedPaths but pkg.deb, hidden by its directory
-		Skipped:  1,          // the socket
-		Inodes:   res.Inodes, // checked against statfs by the backup tests
+		Excluded: 8,            // lost+found and excludedPaths but pkg.deb, hidden by its directory
+		Skipped:  1,            // the socket
+		Inodes:   res.Inodes,   // checked against statfs by the backup tests
 		TarBytes: res.TarBytes, // checked against the stream by TestIndexMatchesSource
 	}
 	if res.TarBytes <= 0 || res.TarBytes%512 != 0 {
