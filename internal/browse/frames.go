@@ -283,19 +283,15 @@ func (f *FS) Copy(ctx context.Context, e *index.Entry, w io.Writer) (int64, erro
 	defer tmp.Close()
 	found := false
 	err = f.Stream(ctx, func(s *objio.Stream) error {
-		if _, err := io.CopyN(io.Discard, s.Data, e.Offset-s.Pos()); err != nil {
-			return err
-		}
-		tr := tar.NewReader(s.Data)
-		h, err := tr.Next()
+		h, err := entryAt(s, e)
 		if err != nil {
 			return err
 		}
-		if index.FromTar(h.Name) != e.Path {
-			return f.damaged("the archive has %q where %q was", h.Name, e.Path)
+		if h == nil {
+			return nil
 		}
 		found = true
-		_, err = io.Copy(tmp, tr)
+		_, err = io.Copy(tmp, s.Tar)
 		return err
 	})
 	if err != nil {
@@ -322,18 +318,37 @@ func (f *FS) Header(ctx context.Context, e *index.Entry) (*tar.Header, error) {
 	}
 	var h *tar.Header
 	err := f.Stream(ctx, func(s *objio.Stream) error {
-		if _, err := io.CopyN(io.Discard, s.Data, e.Offset-s.Pos()); err != nil {
-			return err
-		}
 		var err error
-		h, err = tar.NewReader(s.Data).Next()
+		h, err = entryAt(s, e)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if index.FromTar(h.Name) != e.Path {
-		return nil, f.damaged("the archive has %q where %q was", h.Name, e.Path)
+	if h == nil {
+		return nil, fmt.Errorf("%s: not found in %s", e.Path, f.FS.Archive)
 	}
 	return h, nil
+}
+
+// entryAt reads s up to e's header and returns it, or nil if the archive
+// ended first. (Streamed archives are read through; their offsets come
+// from the same reading, see objio.Stream.Next.)
+func entryAt(s *objio.Stream, e *index.Entry) (*tar.Header, error) {
+	for {
+		h, off, err := s.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if off < e.Offset {
+			continue
+		}
+		if off > e.Offset || index.FromTar(h.Name) != e.Path {
+			return nil, fmt.Errorf("%w: the archive has %q at offset %d, not %q", ErrDamaged, h.Name, off, e.Path)
+		}
+		return h, nil
+	}
 }

@@ -33,6 +33,8 @@ type Stream struct {
 	zr  io.ReadCloser
 	tap *tapReader
 	pos *countReader
+	// inEntry: Next returned an entry whose data may be unread.
+	inEntry bool
 }
 
 // Tap makes every byte of the compressed stream (decrypted, not yet
@@ -41,12 +43,19 @@ type Stream struct {
 func (s *Stream) Tap(w io.Writer) { s.tap.w = w }
 
 // Next reads the next entry's header of a tar object and returns it with
-// the offset of its first header block in the tar stream: the first block
-// boundary after what was read (the previous entry's data, read to its
-// end, and its padding, which Next skips).
+// the offset of its first header block in the tar stream. It first reads
+// what the caller left of the previous entry's data: tar.Reader would skip
+// it as well, but then the offset of the header after it could not be
+// told (a sparse entry's stored size is not in its header).
 func (s *Stream) Next() (*tar.Header, int64, error) {
+	if s.inEntry {
+		if _, err := io.Copy(io.Discard, s.Tar); err != nil {
+			return nil, 0, err
+		}
+	}
 	off := (s.pos.n + 511) &^ 511
 	h, err := s.Tar.Next()
+	s.inEntry = err == nil
 	return h, off, err
 }
 

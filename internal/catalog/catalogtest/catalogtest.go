@@ -18,6 +18,7 @@ import (
 
 	"voltar/internal/catalog"
 	"voltar/internal/codec"
+	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/store"
@@ -31,6 +32,9 @@ type Archive struct {
 	// Data; set them to test a mismatch.
 	FS   manifest.Filesystem
 	Data []byte // the stored (compressed) bytes
+	// Index stores a file index beside a files-mode archive, built from
+	// Data as a backup would have written it (IndexOf).
+	Index bool
 }
 
 // Folder is one backup folder.
@@ -105,6 +109,15 @@ func Write(t testing.TB, st store.Store, f Folder) *manifest.Manifest {
 		}
 		put(t, st, f.Prefix()+fs.Archive, a.Data)
 		fmt.Fprintf(&sums, "%s  %s\n", hex.EncodeToString(sum[:]), fs.Archive)
+		if a.Index && fs.Index == nil {
+			c := layout.Compression(fs.Archive)
+			ix := Compress(t, IndexOf(t, fs.Name, fs.Archive, a.Data, c), c)
+			isum := sha256.Sum256(ix)
+			fs.Index = &manifest.Object{Name: layout.Object{FS: fs.Name, Kind: layout.Index, Compression: c}.Name(),
+				SHA256: hex.EncodeToString(isum[:]), StoredBytes: int64(len(ix))}
+			put(t, st, f.Prefix()+fs.Index.Name, ix)
+			fmt.Fprintf(&sums, "%s  %s\n", fs.Index.SHA256, fs.Index.Name)
+		}
 		m.Filesystems = append(m.Filesystems, fs)
 	}
 	names := make([]string, 0, len(f.Extra))
@@ -178,6 +191,69 @@ func Count(data []byte, compression string) (Counts, error) {
 			c.SourceBytes += h.Size
 		}
 	}
+}
+
+// IndexOf builds the (uncompressed) file index of the stored archive
+// data: its entries from the tar headers, its frames from the zstd seek
+// table or, uncompressed, 8 MiB chunks (gzip has none).
+func IndexOf(t testing.TB, fs, archive string, data []byte, compression string) []byte {
+	t.Helper()
+	zr, err := codec.NewReader(bytes.NewReader(data), compression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	cr := &countReader{r: zr}
+	tr := tar.NewReader(cr)
+	var buf bytes.Buffer
+	w := index.NewWriter(&buf, index.Header{FS: fs, Archive: archive})
+	for {
+		// (A header starts at the block after the previous entry's data.)
+		io.Copy(io.Discard, tr)
+		off := (cr.n + 511) &^ 511
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("catalogtest: index of %s: %v", archive, err)
+		}
+		e := index.FromHeader(h, off)
+		if err := w.Add(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io.Copy(io.Discard, cr)
+	var frames []codec.Frame
+	switch compression {
+	case codec.Zstd:
+		if frames, err = codec.ParseSeekTable(data); err != nil {
+			t.Fatalf("catalogtest: %s: %v", archive, err)
+		}
+	case codec.None:
+		for off := int64(0); off < int64(len(data)); off += codec.FrameSize {
+			n := min(codec.FrameSize, int64(len(data))-off)
+			frames = append(frames, codec.Frame{COff: off, CSize: n, UOff: off, USize: n})
+		}
+	}
+	for i := range frames {
+		frames[i].SHA256 = sha256.Sum256(data[frames[i].COff : frames[i].COff+frames[i].CSize])
+	}
+	if err := w.Finish(frames, cr.n); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Compress compresses data with the named compression.
