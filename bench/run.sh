@@ -116,8 +116,34 @@ bench_corpus() {
 			run restore-voltar "$rclean" "$RESTORE" \
 				"$VOLTAR --config $CFG --log-level error restore image/$(basename "$img")/latest --to $RESTORE"
 			drop_target
+			# Browse the same backup: one ~1 MiB file (cat), the whole tree
+			# (ls -R); what cat read from the store, and the index's size.
+			local id=image/$(basename "$img")/latest file
+			file=$(browse_file "$(dirname "$arch")")
+			run cat-1mib "" "$OUT/cat.out" \
+				"$VOLTAR --config $CFG --log-level debug cat $id '$file' >$OUT/cat.out 2>$OUT/cat.log"
+			[[ cat-1mib =~ $ONLY ]] && browse_reads "$corpus" "$r" "$(dirname "$arch")" "$file"
+			run ls-R "" "$OUT/ls.out" "$VOLTAR --config $CFG --log-level error ls -R $id >$OUT/ls.out"
 		fi
 	done
+}
+
+# browse_file DIR: the path of the file closest to 1 MiB in the backup folder DIR
+# (from its file index).
+browse_file() {
+	zstd -dc "$1"/fs.index.zst | sed -nE 's/^\{"path":"([^"]*)","type":"file","size":([0-9]+),.*/\2 \1/p' |
+		awk '{ d = $1 - 1048576; if (d < 0) d = -d; if (best == "" || d < bd) { bd = d; best = substr($0, index($0, " ") + 1) } } END { print best }'
+}
+
+# browse_reads CORPUS ROUND DIR FILE: appends to $TSV.browse what the last
+# voltar cat read from the store, the index's and the archive's sizes and
+# the largest frame (a file straddles at most two).
+browse_reads() {
+	local reads bytes frame
+	read -r reads bytes < <(sed -nE 's/.*read from the store.*requests=([0-9]+) bytes=([0-9]+).*/\1 \2/p' "$OUT/cat.log" | tail -1)
+	frame=$(zstd -dc "$3"/fs.index.zst | sed -nE 's/.*"frame":\{"offset":[0-9]+,"size":([0-9]+),.*/\1/p' | sort -n | tail -1)
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$4" "${reads:-0}" "${bytes:-0}" \
+		"$(stat -c %s "$3"/fs.index.zst)" "$(stat -c %s "$3"/fs.tar.zst)" "${frame:-0}" >>"$TSV.browse"
 }
 
 # Restores go to a freshly made ext4 filesystem on a loop device, as onto a
@@ -148,5 +174,5 @@ if ((SCALING)); then
 	done
 fi
 
-"$REPO/bench/table.sh" "$TSV" "$TSV.src"
+"$REPO/bench/table.sh" "$TSV" "$TSV.src" "$TSV.browse"
 log "raw results: $TSV"

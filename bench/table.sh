@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# bench/table.sh RESULTS.tsv [SOURCES.tsv] — the table of bench/run.sh: for
-# each corpus and command the fastest round, with ratios to `tar -czf` and
-# to `tar -I 'zstd -T0 -3'` (wall time and output size).
+# bench/table.sh RESULTS.tsv [SOURCES.tsv [BROWSE.tsv]] — the table of
+# bench/run.sh: for each corpus and command the fastest round, with ratios to
+# `tar -czf` and to `tar -I 'zstd -T0 -3'` (wall time and output size), and
+# the browse targets (what voltar cat read, the index's size).
 set -euo pipefail
-awk -F'\t' -v src="${2:-}" '
+awk -F'\t' -v src="${2:-}" -v browse="${3:-}" '
 BEGIN {
 	if (src != "") while ((getline line < src) > 0) { split(line, f, "\t"); sbytes[f[1]] = f[2]; sfiles[f[1]] = f[3] }
+	# corpus round file reads bytes index_bytes archive_bytes max_frame
+	if (browse != "") while ((getline line < browse) > 0) {
+		split(line, f, "\t"); if (f[1] != "mixed") continue
+		bfile = f[3]; breads = f[4]; bbytes = f[5]; bindex = f[6]; barch = f[7]; bframe = f[8]
+	}
 }
 NR == 1 { next }
 {
@@ -41,6 +47,12 @@ END {
 	target("voltar gzip wall / tar -I pigz wall", m "voltar-gzip", m "tar-pigz", 1.1, "wall")
 	target("voltar restore wall / zstd -d | tar -x wall", m "restore-voltar", m "restore-zstd-tar", 1.2, "wall")
 	if (maxrss > 0) printf "- voltar peak RSS: %.0f MiB (target < 256): %s\n", maxrss / 1024, maxrss / 1024 < 256 ? "met" : "MISSED"
+	target("voltar cat of a 1 MiB file wall / voltar restore wall", m "cat-1mib", m "restore-voltar", 0.02, "wall")
+	if ((m "ls-R") in wall) printf "- voltar ls -R of the whole tree: %.2f s (target <= 1): %s\n", wall[m "ls-R"], wall[m "ls-R"] <= 1 ? "met" : "MISSED"
+	if (barch > 0) {
+		printf "- index size / archive size: %.4f (%d of %d bytes; target <= 0.03): %s\n", bindex / barch, bindex, barch, bindex / barch <= 0.03 ? "met" : "MISSED"
+		printf "- voltar cat %s read %d bytes in %d requests; index + 2 frames = %d (target: at most that): %s\n", bfile, bbytes, breads, bindex + 2 * bframe, bbytes <= bindex + 2 * bframe ? "met" : "MISSED"
+	}
 }
 function target(what, a, b, limit, col,   x) {
 	if (col == "wall") { if (!(a in wall) || !(b in wall) || wall[b] == 0) return; x = wall[a] / wall[b] }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -240,18 +241,19 @@ func (a *app) runLs(ctx context.Context, id, p string, long, asJSON, recursive b
 		}
 		return a.printJSON(out)
 	}
+	w := bufio.NewWriterSize(a.stdout, 64<<10)
 	for _, r := range rows {
 		name := r.path
 		if !recursive {
 			name = name[strings.LastIndexByte(name, '/')+1:]
 		}
 		if !long {
-			fmt.Fprintln(a.stdout, quoteName(name))
+			fmt.Fprintln(w, quoteName(name))
 			continue
 		}
-		fmt.Fprintln(a.stdout, longLine(r.e, quoteName(name)))
+		fmt.Fprintln(w, longLine(r.e, quoteName(name)))
 	}
-	return nil
+	return w.Flush()
 }
 
 // longLine is an ls -l line.
@@ -327,6 +329,8 @@ func (a *app) runFind(ctx context.Context, target, glob string, asJSON bool) err
 		}
 	}
 	out := []jsonEntry{}
+	w := bufio.NewWriterSize(a.stdout, 64<<10)
+	defer w.Flush()
 	for _, b := range backups {
 		ids, err := a.identitiesFor(b)
 		if err != nil {
@@ -354,7 +358,7 @@ func (a *app) runFind(ctx context.Context, target, glob string, asJSON bool) err
 					out = append(out, toJSON(b.ID, p, e))
 					continue
 				}
-				fmt.Fprintf(a.stdout, "%s  %s  %d  %s\n", b.ID, quoteName(p), e.Size, time.Unix(0, e.Mtime).UTC().Format(time.RFC3339))
+				fmt.Fprintf(w, "%s  %s  %d  %s\n", b.ID, quoteName(p), e.Size, time.Unix(0, e.Mtime).UTC().Format(time.RFC3339))
 			}
 		}
 		bk.Close()
@@ -362,7 +366,7 @@ func (a *app) runFind(ctx context.Context, target, glob string, asJSON bool) err
 	if asJSON {
 		return a.printJSON(out)
 	}
-	return nil
+	return w.Flush()
 }
 
 func (a *app) catCmd() *cobra.Command {
@@ -386,15 +390,21 @@ func (a *app) runCat(ctx context.Context, id, p string) error {
 		return err
 	}
 	defer closeBk()
-	f, e, err := bk.Lookup(ctx, p)
+	f, e, err := bk.LookupFile(ctx, p)
 	if err != nil {
 		return err
 	}
-	if f == nil || e.Type == index.Dir {
+	defer f.Close()
+	if e.Type == index.Dir {
 		return fail.Usage(fmt.Errorf("%s is a directory: voltar ls %s %s lists it", p, id, p))
 	}
 	a.streamedNote(f)
-	if _, err := f.Copy(ctx, e, a.stdout); err != nil {
+	w := bufio.NewWriterSize(a.stdout, 1<<20)
+	_, err = f.Copy(ctx, e, w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
 		if errors.Is(err, browse.ErrDamaged) {
 			return fmt.Errorf("cat %s: %w", p, err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"strings"
@@ -85,14 +86,16 @@ func (a *app) runDiff(ctx context.Context, id1, id2 string, asJSON bool) error {
 	if asJSON {
 		return a.printJSON(out)
 	}
+	w := bufio.NewWriterSize(a.stdout, 64<<10)
+	defer w.Flush()
 	for _, c := range out {
 		switch c.Kind {
 		case "added":
-			fmt.Fprintf(a.stdout, "+ %s\n", quoteName(c.Path))
+			fmt.Fprintf(w, "+ %s\n", quoteName(c.Path))
 		case "removed":
-			fmt.Fprintf(a.stdout, "- %s\n", quoteName(c.Path))
+			fmt.Fprintf(w, "- %s\n", quoteName(c.Path))
 		default:
-			fmt.Fprintf(a.stdout, "~ %s (%s)\n", quoteName(c.Path), strings.Join(c.What, ", "))
+			fmt.Fprintf(w, "~ %s (%s)\n", quoteName(c.Path), strings.Join(c.What, ", "))
 		}
 	}
 	return nil

@@ -60,6 +60,22 @@ type FS struct {
 // without one, an index built by streaming the archive once (and checking
 // its SHA-256).
 func Open(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, ids *crypt.Identities) (*FS, error) {
+	return open(ctx, st, b, fs, ids, nil)
+}
+
+// OpenFor is Open for reading the entries named by paths (index paths)
+// only: of the index, only their lines are decoded (index.ReadSome), so
+// one file of a big filesystem comes back without decoding its whole
+// index. Lookup, Target and the reads work; nothing lists the tree.
+func OpenFor(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, ids *crypt.Identities, paths ...string) (*FS, error) {
+	want := map[string]bool{}
+	for _, p := range paths {
+		want[p] = true
+	}
+	return open(ctx, st, b, fs, ids, func(p []byte) bool { return want[string(p)] })
+}
+
+func open(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, ids *crypt.Identities, keep func([]byte) bool) (*FS, error) {
 	if fs.Mode != manifest.ModeFiles || fs.Archive == "" {
 		return nil, fmt.Errorf("%s of %s is stored %s, not as files: restore it with voltar restore --to-image", fs.Name, b.ID, fs.Mode)
 	}
@@ -76,7 +92,7 @@ func Open(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Fi
 		f.Index = ix
 		return f, nil
 	}
-	ix, err := f.readIndex(ctx)
+	ix, err := f.readIndex(ctx, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -103,15 +119,16 @@ func (f *FS) damaged(what string, args ...any) error {
 		"run voltar verify %s to see what else is damaged; restore from another backup", f.Backup.FullID())
 }
 
-// readIndex reads and checks the filesystem's index object.
-func (f *FS) readIndex(ctx context.Context) (*index.Index, error) {
+// readIndex reads and checks the filesystem's index object (only the
+// entries keep accepts, see index.ReadSome).
+func (f *FS) readIndex(ctx context.Context, keep func([]byte) bool) (*index.Index, error) {
 	name := f.FS.Index.Name
 	s, err := objio.Open(ctx, f.st, f.Backup.Key(name), f.ids)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer s.Close()
-	ix, rerr := index.Read(s.Data)
+	ix, rerr := index.ReadSome(s.Data, keep)
 	d, err := s.Finish()
 	if d.Complete && d.SHA256 != f.FS.Index.SHA256 {
 		return nil, f.damaged("%s: sha256 is %s, %s says %s", name, d.SHA256, layout.Manifest, f.FS.Index.SHA256)

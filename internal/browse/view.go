@@ -126,6 +126,43 @@ func (bk *Backup) Lookup(ctx context.Context, p string) (*FS, *index.Entry, erro
 	return f, e, nil
 }
 
+// LookupFile finds path p of the tree to read it, decoding only its own
+// line of the index (and its target's, for a hard link; see OpenFor).
+// The FS it returns serves only that; the caller closes it.
+func (bk *Backup) LookupFile(ctx context.Context, p string) (*FS, *index.Entry, error) {
+	fsName, rel := bk.Split(p)
+	if fsName == "" || rel == "." {
+		return nil, nil, fail.Usage(fmt.Errorf("%s is a directory: voltar ls %s %s lists it", p, bk.B.ID, p))
+	}
+	var m *manifest.Filesystem
+	for i := range bk.fss {
+		if bk.fss[i].Name == fsName {
+			m = &bk.fss[i]
+		}
+	}
+	if m == nil {
+		return nil, nil, fmt.Errorf("backup %s has no filesystem %s (it has %s)", bk.B.ID, fsName, bk.names())
+	}
+	paths := []string{rel}
+	for {
+		f, err := OpenFor(ctx, bk.st, bk.B, *m, bk.ids, paths...)
+		if err != nil {
+			return nil, nil, err
+		}
+		e, ok := f.Index.Lookup(rel)
+		if !ok {
+			f.Close()
+			return nil, nil, fail.Hint(fmt.Errorf("%s: no such file or directory in %s", p, bk.B.ID),
+				"voltar ls %s lists what the backup holds; voltar find %s 'NAME' searches it", bk.B.ID, bk.B.ID)
+		}
+		if e.Type != index.Hardlink || len(paths) > 1 || f.Streamed {
+			return f, e, nil
+		}
+		f.Close()
+		paths = append(paths, e.Hardlink) // and its target
+	}
+}
+
 // Pattern is a path pattern of the backup's tree: a doublestar glob.
 // Without a "/" it matches an entry's name at any depth ("*.conf");
 // with one, the path from the tree's root ("etc/ssh/*", "/home/**").

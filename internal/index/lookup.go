@@ -18,6 +18,7 @@ type Index struct {
 
 	byPath   map[string]int
 	children map[string][]int
+	skipped  int // entries ReadSome left out
 }
 
 func (ix *Index) build() {
