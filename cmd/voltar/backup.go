@@ -59,6 +59,10 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 	if err != nil {
 		return err
 	}
+	sig, err := a.signer(ctx)
+	if err != nil {
+		return err
+	}
 	vols, snaps, err := a.resolveAll(ctx, args, o.offline)
 	if err != nil {
 		return err
@@ -68,7 +72,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		return err
 	}
 	defer ses.end()
-	settings := a.writerSettings(st, host, rcpt, ses.journal)
+	settings := a.writerSettings(st, host, rcpt, sig, ses.journal)
 	bars := progress.New(stderrFile(a))
 	var results []*manifest.Manifest
 	var errs []error

@@ -102,6 +102,9 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 		if err != nil {
 			return err
 		}
+		if err := a.checkSignature(ctx, st, b); err != nil {
+			return err
+		}
 		if dump.IsDump(b.Manifest) {
 			return a.restoreDump(ctx, st, b, o.toDir, o.partition, o.force)
 		}
@@ -122,6 +125,9 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	defer ses.end()
 	b, err := catalog.Resolve(ctx, st, host, args[0])
 	if err != nil {
+		return err
+	}
+	if err := a.checkSignature(ctx, st, b); err != nil {
 		return err
 	}
 	if dump.IsDump(b.Manifest) {
