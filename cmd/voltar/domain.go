@@ -24,6 +24,7 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
+	"voltar/internal/lock"
 	"voltar/internal/nightly"
 	"voltar/internal/objio"
 	"voltar/internal/prune"
@@ -125,7 +126,7 @@ func (a *app) lvm() (*lvm.Snapshotter, error) {
 	if err != nil {
 		return nil, fail.Usage(fmt.Errorf("lvm.snapshot_size: %w", err))
 	}
-	a.lvmSnap = &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir)}
+	a.lvmSnap = &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir), LockDir: lock.DefaultVolumeDir}
 	return a.lvmSnap, nil
 }
 
