@@ -138,7 +138,7 @@ func printBackup(a *app, m *manifest.Manifest) {
 		fss = append(fss, fmt.Sprintf("outside the partitions: %s in %d runs", units.Bytes(o.SourceBytes), len(o.Runs)))
 	}
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
-		m.ID, m.Status, units.Bytes(m.PublishedBytes), units.Bytes(m.SourceBytes()), m.Files(),
+		m.ID, m.Status, units.Bytes(m.PublishedBytes), units.Bytes(m.DataBytes()), m.Files(),
 		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
 	for _, w := range m.AllWarnings() {
 		fmt.Fprintf(a.stdout, "  warning: %s\n", w)

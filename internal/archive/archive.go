@@ -67,6 +67,9 @@ type Progress struct {
 // Result describes a finished archive.
 type Result struct {
 	SourceBytes int64 // logical (apparent) size of the regular files archived
+	// DataBytes is the regular files' data: SourceBytes without the holes
+	// of sparse files, what the walk read from the source.
+	DataBytes int64
 	Files       int64 // regular files archived with their data (not hardlinks to them)
 	Entries     int64 // tar entries written, of every type
 	Excluded    int64 // entries left out by lost+found or an exclude pattern
@@ -363,6 +366,13 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	a.doneBytes = done + st.Size // holes count as done
 	a.res.Files++
 	a.res.SourceBytes += st.Size
+	if sparse {
+		for _, s := range segs {
+			a.res.DataBytes += s.len
+		}
+	} else {
+		a.res.DataBytes += st.Size
+	}
 	a.report(false)
 	return nil
 }

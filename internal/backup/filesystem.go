@@ -272,7 +272,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.StoredBytes, fs.SHA256 = sum.Bytes, sum.SHA256
-	fs.SourceBytes, fs.Files, fs.Entries = res.SourceBytes, res.Files, res.Entries
+	fs.SourceBytes, fs.DataBytes, fs.Files, fs.Entries = res.SourceBytes, res.DataBytes, res.Files, res.Entries
 	for _, ne := range res.NotEntered {
 		fs.NotEntered = append(fs.NotEntered, manifest.NotEntered{Path: ne.Path, Reason: ne.Reason})
 	}

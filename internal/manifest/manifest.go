@@ -201,14 +201,17 @@ type Filesystem struct {
 	Mkfs *MkfsParams `json:"mkfs,omitempty"`
 	// Recovery says how a journal that needed recovery was replayed
 	// (never into the source).
-	Recovery    string   `json:"recovery,omitempty"`
-	Archive     string   `json:"archive,omitempty"`
-	StoredBytes int64    `json:"stored_bytes"`
-	SourceBytes int64    `json:"source_bytes"`
-	Files       int64    `json:"files"`
-	Entries     int64    `json:"entries"`
-	SHA256      string   `json:"sha256,omitempty"`
-	Excludes    []string `json:"excludes,omitempty"`
+	Recovery    string `json:"recovery,omitempty"`
+	Archive     string `json:"archive,omitempty"`
+	StoredBytes int64  `json:"stored_bytes"`
+	SourceBytes int64  `json:"source_bytes"`
+	// DataBytes (files mode) is SourceBytes without the holes of sparse
+	// files: the data read from the source, what reports call its size.
+	DataBytes int64    `json:"data_bytes,omitempty"`
+	Files     int64    `json:"files"`
+	Entries   int64    `json:"entries"`
+	SHA256    string   `json:"sha256,omitempty"`
+	Excludes  []string `json:"excludes,omitempty"`
 	// Subvolumes (btrfs, schema 3) lists every subvolume below the top
 	// level, parents before children, as archived or skipped.
 	Subvolumes []Subvolume `json:"subvolumes,omitempty"`
@@ -300,6 +303,26 @@ func (m *Manifest) SourceBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.SourceBytes
+	}
+	if m.Outside != nil {
+		n += m.Outside.SourceBytes
+	}
+	return n
+}
+
+// DataBytes sums the data read from the source: the regular files' data
+// of every archived filesystem without the holes of sparse files (their
+// source bytes where the manifest predates data_bytes), raw partitions in
+// full, and the outside runs. It is what reports call the source size: a
+// 6 GiB disk never has more, however large its sparse files look.
+func (m *Manifest) DataBytes() int64 {
+	var n int64
+	for _, f := range m.Filesystems {
+		if f.DataBytes > 0 {
+			n += f.DataBytes
+		} else {
+			n += f.SourceBytes
+		}
 	}
 	if m.Outside != nil {
 		n += m.Outside.SourceBytes
