@@ -67,13 +67,13 @@ type Progress struct {
 // Result describes a finished archive.
 type Result struct {
 	SourceBytes int64 // logical (apparent) size of the regular files archived
-	// DataBytes is the regular files' data: SourceBytes without the holes
-	// of sparse files, what the walk read from the source.
-	DataBytes int64
 	Files       int64 // regular files archived with their data (not hardlinks to them)
 	Entries     int64 // tar entries written, of every type
 	Excluded    int64 // entries left out by lost+found or an exclude pattern
 	Skipped     int64 // entries that cannot be archived: sockets, other filesystems
+	// DataBytes is the regular files' data: SourceBytes without the holes
+	// of sparse files, what the walk read from the source.
+	DataBytes int64
 	// Inodes counts the distinct inodes of root's filesystem the walk met,
 	// each once however many names it has: archived, excluded (with what
 	// excluded directories hold) or skipped (sockets). Compared with what
