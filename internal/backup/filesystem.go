@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/archive"
+	"voltar/internal/btrfs"
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
@@ -163,7 +165,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 
 	if mp := p.mkfs; mp != nil {
 		fs.Mkfs = &manifest.MkfsParams{BlockSize: mp.BlockSize, InodeSize: mp.InodeSize, Inodes: mp.Inodes,
-			SectorSize: mp.SectorSize, Features: mp.Features}
+			SectorSize: mp.SectorSize, Features: mp.Features, NodeSize: mp.NodeSize, Compression: mp.Compression}
 	}
 	if err := r.inject(StageMap); err != nil {
 		return fs, err
@@ -232,6 +234,12 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	}
 	r.onRelease(unmount)
 	log.Info("mounted", "device", loop.Path, "dir", dir)
+	if p.fs.Type == "btrfs" && fs.Mkfs != nil {
+		// Not in the superblock: the block groups say.
+		if fs.Mkfs.DataProfile, fs.Mkfs.MetadataProfile, err = btrfs.Profiles(dir); err != nil {
+			return fs, err
+		}
+	}
 
 	// Looked for before archiving: with boot_partitions: raw the
 	// filesystem goes raw instead.
@@ -257,7 +265,10 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	fs.Mode = manifest.ModeFiles
 	fs.Archive = r.o.Encoding.Object(p.name, layout.Tar)
 	fs.Excludes = r.o.Excludes
-	res, sum, err := r.archive(ctx, dir, fs.Archive, p.name)
+	// Shared extents (reflinks, snapshots) are counted where a filesystem
+	// can have them: a restore writes them once per file.
+	shares := p.fs.Type == "btrfs" || fs.Mkfs != nil && p.fs.Type == "xfs" && slices.Contains(fs.Mkfs.Features, "reflink")
+	res, sum, err := r.archive(ctx, dir, fs.Archive, p.name, shares)
 	if errors.Is(err, archive.ErrEncrypted) {
 		// Its bytes, not no-key names: the guest's key still opens
 		// them after a restore.
@@ -273,6 +284,11 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	}
 	fs.StoredBytes, fs.SHA256 = sum.Bytes, sum.SHA256
 	fs.SourceBytes, fs.DataBytes, fs.Files, fs.Entries = res.SourceBytes, res.DataBytes, res.Files, res.Entries
+	var sf unix.Statfs_t
+	if err := unix.Statfs(dir, &sf); err == nil {
+		fs.Space = &manifest.Space{Size: int64(sf.Blocks) * sf.Bsize, Used: int64(sf.Blocks-sf.Bfree) * sf.Bsize,
+			Avail: int64(sf.Bavail) * sf.Bsize, Shared: res.Shared, SharedOnce: res.SharedOnce}
+	}
 	for _, ne := range res.NotEntered {
 		fs.NotEntered = append(fs.NotEntered, manifest.NotEntered{Path: ne.Path, Reason: ne.Reason})
 	}
@@ -366,7 +382,7 @@ func recoveryNote(c *volume.Snapshot) string {
 }
 
 // archive streams the tree at dir into the store under name.
-func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Result, objio.Sum, error) {
+func (r *run) archive(ctx context.Context, dir, name, label string, shared bool) (archive.Result, objio.Sum, error) {
 	var used, size int64
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) == nil {
@@ -386,7 +402,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Res
 	}
 	bar := r.o.Progress.Start(r.v.ID()+" "+label, used)
 	res, err := archive.Write(ctx, dir, w, archive.Options{
-		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
+		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop, Shared: shared,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
 	})
 	if err != nil {
