@@ -164,3 +164,29 @@ func TestReflinkedDataCapacity(t *testing.T) {
 	}
 	t.Logf("restore output:\n%s", text.String())
 }
+
+// xfs with reflink (mkfs.xfs's default) shares extents too: the backup
+// counts them like btrfs's.
+func TestXFSReflinksCounted(t *testing.T) {
+	e := newEnv(t)
+	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "mbr", Parts: []testutil.Part{
+		{FS: "xfs", SizeMiB: 320, Fill: func(t testing.TB, root string) {
+			data := make([]byte, 8<<20)
+			rand.Read(data)
+			if err := os.WriteFile(filepath.Join(root, "a"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"b", "c"} {
+				testutil.Run(t, "cp", "--reflink=always", filepath.Join(root, "a"), filepath.Join(root, n))
+			}
+		}},
+	}})
+	m := e.mustBackup(img, true)
+	fs := m.Filesystems[0]
+	if fs.Mkfs == nil || !slices.Contains(fs.Mkfs.Features, "reflink") {
+		t.Skipf("mkfs.xfs made no reflink filesystem: %+v", fs.Mkfs)
+	}
+	if sp := fs.Space; sp == nil || sp.Shared != 24<<20 || sp.SharedOnce != 8<<20 || sp.Unshared() != 16<<20 {
+		t.Errorf("space recorded: %+v; want 24 MiB shared, 8 MiB of it once", sp)
+	}
+}
