@@ -30,7 +30,9 @@ func (a *app) backupCmd() *cobra.Command {
 		Short: "Back up volumes now",
 		Long: `Back up each VOLUME: vg/lv, /dev/vg/lv, or the path of a raw disk image.
 Each gets a snapshot, its partitions' filesystems are archived from the
-snapshot, and the snapshot is removed.`,
+snapshot, and the snapshot is removed. With signing.key_file set, every
+manifest is signed (manifest.json.sig). An LV another voltar installation
+is backing up at the same moment fails (its lock is in /run/lock).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.to, o.compress = given(cmd, "to"), given(cmd, "compress")
