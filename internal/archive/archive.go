@@ -26,7 +26,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/btrfs"
-	"voltar/internal/fsattr"
 )
 
 // Options tune Write. The zero value archives everything but lost+found.
@@ -37,10 +36,6 @@ type Options struct {
 	// BtrfsSnapshots archives the contents of read-only btrfs snapshots
 	// too; by default only their directory entry is kept (see Write).
 	BtrfsSnapshots bool
-	// Shared counts the file data in extents other files share
-	// (Result.Shared): for filesystems that can share (btrfs, xfs with
-	// reflink), one FIEMAP per file.
-	Shared bool
 
 	// Drop is for tests only (no config key or flag sets it): entries it
 	// returns true for are left out without being counted or recorded,
@@ -79,8 +74,9 @@ type Result struct {
 	// DataBytes is the regular files' data: SourceBytes without the holes
 	// of sparse files, what the walk read from the source.
 	DataBytes int64
-	// Shared (with Options.Shared) is the file data in shared extents,
-	// counted in every file; SharedOnce counts each extent once.
+	// Shared is the file data in extents the filesystem shares between
+	// files (btrfs, xfs: reflinks, snapshots), counted in every file;
+	// SharedOnce counts each extent once.
 	Shared, SharedOnce int64
 	// Inodes counts the distinct inodes of root's filesystem the walk met,
 	// each once however many names it has: archived, excluded (with what
@@ -207,7 +203,11 @@ type archiver struct {
 
 	doneBytes  int64
 	lastReport time.Time
-	sharedSeen map[uint64]bool // physical starts of the shared extents met
+
+	// sharedSeen holds the physical starts of the shared extents met (nil:
+	// not counted); sharesKnown is set once the first file decided it.
+	sharedSeen  map[uint64]bool
+	sharesKnown bool
 }
 
 // entry archives one filesystem object (and, for a directory, its tree).
@@ -382,16 +382,8 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	} else {
 		a.res.DataBytes += st.Size
 	}
-	if a.opts.Shared {
-		if a.sharedSeen == nil {
-			a.sharedSeen = map[uint64]bool{}
-		}
-		shared, first, err := fsattr.Shared(fd, a.sharedSeen)
-		if err != nil {
-			return fmt.Errorf("archive %s: %w", abs, err)
-		}
-		a.res.Shared += shared
-		a.res.SharedOnce += first
+	if err := a.sharedExtents(fd, abs); err != nil {
+		return err
 	}
 	a.report(false)
 	return nil

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -265,10 +264,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	fs.Mode = manifest.ModeFiles
 	fs.Archive = r.o.Encoding.Object(p.name, layout.Tar)
 	fs.Excludes = r.o.Excludes
-	// Shared extents (reflinks, snapshots) are counted where a filesystem
-	// can have them: a restore writes them once per file.
-	shares := p.fs.Type == "btrfs" || fs.Mkfs != nil && p.fs.Type == "xfs" && slices.Contains(fs.Mkfs.Features, "reflink")
-	res, sum, err := r.archive(ctx, dir, fs.Archive, p.name, shares)
+	res, sum, err := r.archive(ctx, dir, fs.Archive, p.name)
 	if errors.Is(err, archive.ErrEncrypted) {
 		// Its bytes, not no-key names: the guest's key still opens
 		// them after a restore.
@@ -382,7 +378,7 @@ func recoveryNote(c *volume.Snapshot) string {
 }
 
 // archive streams the tree at dir into the store under name.
-func (r *run) archive(ctx context.Context, dir, name, label string, shared bool) (archive.Result, objio.Sum, error) {
+func (r *run) archive(ctx context.Context, dir, name, label string) (archive.Result, objio.Sum, error) {
 	var used, size int64
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) == nil {
@@ -402,7 +398,7 @@ func (r *run) archive(ctx context.Context, dir, name, label string, shared bool)
 	}
 	bar := r.o.Progress.Start(r.v.ID()+" "+label, used)
 	res, err := archive.Write(ctx, dir, w, archive.Options{
-		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop, Shared: shared,
+		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
 	})
 	if err != nil {

@@ -204,17 +204,14 @@ type Filesystem struct {
 	Space *Space `json:"space,omitempty"`
 	// Recovery says how a journal that needed recovery was replayed
 	// (never into the source).
-	Recovery    string `json:"recovery,omitempty"`
-	Archive     string `json:"archive,omitempty"`
-	StoredBytes int64  `json:"stored_bytes"`
-	SourceBytes int64  `json:"source_bytes"`
-	// DataBytes (files mode) is SourceBytes without the holes of sparse
-	// files: the data read from the source, what reports call its size.
-	DataBytes int64    `json:"data_bytes,omitempty"`
-	Files     int64    `json:"files"`
-	Entries   int64    `json:"entries"`
-	SHA256    string   `json:"sha256,omitempty"`
-	Excludes  []string `json:"excludes,omitempty"`
+	Recovery    string   `json:"recovery,omitempty"`
+	Archive     string   `json:"archive,omitempty"`
+	StoredBytes int64    `json:"stored_bytes"`
+	SourceBytes int64    `json:"source_bytes"`
+	Files       int64    `json:"files"`
+	Entries     int64    `json:"entries"`
+	SHA256      string   `json:"sha256,omitempty"`
+	Excludes    []string `json:"excludes,omitempty"`
 	// Subvolumes (btrfs, schema 3) lists every subvolume below the top
 	// level, parents before children, as archived or skipped.
 	Subvolumes []Subvolume `json:"subvolumes,omitempty"`
@@ -224,6 +221,9 @@ type Filesystem struct {
 	// Check is the completeness check: what was archived against what
 	// the filesystem says it holds.
 	Check *Check `json:"check,omitempty"`
+	// DataBytes (files mode) is SourceBytes without the holes of sparse
+	// files: the data read from the source, what reports call its size.
+	DataBytes int64 `json:"data_bytes,omitempty"`
 	// Warnings are what a restore of this filesystem cannot bring back
 	// by itself, e.g. a bootloader that points at the filesystem's blocks.
 	Warnings []string  `json:"warnings,omitempty"`
