@@ -5,6 +5,8 @@
 set -eu
 runtime="e2fsprogs xfsprogs dosfstools btrfs-progs fdisk util-linux zstd tar coreutils lvm2 fuse3"
 test="$runtime pigz gzip age acl attr mtools ntfs-3g cryptsetup-bin user-mode-linux kmod thin-provisioning-tools busybox-static keyutils lintian man-db prometheus extlinux qemu-system-x86 grub-pc-bin linux-image-amd64 cpio ovmf grub-efi-amd64-bin"
+# ssh-keygen: signed manifests (signing.key_file) and their tests.
+test="$test openssh-client"
 case "${1:-runtime}" in
 runtime) want=$runtime ;;
 test) want=$test ;;

@@ -6,7 +6,8 @@
 #   2. internal/volume/lvm's tests tagged uml (the snapshotter on real LVM),
 #      and internal/backup's (a kill the instant after lvcreate);
 #   3. test/lvm: voltar's scenarios (thick and thin backups of volumes in
-#      use, volumes, preflight, overflow, kill -9, SIGTERM), run with the
+#      use, volumes, preflight, overflow, kill -9, SIGTERM, two
+#      installations backing up one LV), run with the
 #      voltar binary.
 #
 # Each step boots its own guest (test/uml/run.sh). Exit status: 0 when all

@@ -30,7 +30,9 @@ func (a *app) backupCmd() *cobra.Command {
 		Short: "Back up volumes now",
 		Long: `Back up each VOLUME: vg/lv, /dev/vg/lv, or the path of a raw disk image.
 Each gets a snapshot, its partitions' filesystems are archived from the
-snapshot, and the snapshot is removed.`,
+snapshot, and the snapshot is removed. With signing.key_file set, every
+manifest is signed (manifest.json.sig). An LV another voltar installation
+is backing up at the same moment fails (its lock is in /run/lock).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.to, o.compress = given(cmd, "to"), given(cmd, "compress")
@@ -59,6 +61,10 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 	if err != nil {
 		return err
 	}
+	sig, err := a.signer(ctx)
+	if err != nil {
+		return err
+	}
 	vols, snaps, err := a.resolveAll(ctx, args, o.offline)
 	if err != nil {
 		return err
@@ -68,7 +74,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		return err
 	}
 	defer ses.end()
-	settings := a.writerSettings(st, host, rcpt, ses.journal)
+	settings := a.writerSettings(st, host, rcpt, sig, ses.journal)
 	bars := progress.New(stderrFile(a))
 	var results []*manifest.Manifest
 	var errs []error
@@ -134,7 +140,7 @@ func printBackup(a *app, m *manifest.Manifest) {
 		fss = append(fss, fmt.Sprintf("outside the partitions: %s in %d runs", units.Bytes(o.SourceBytes), len(o.Runs)))
 	}
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
-		m.ID, m.Status, units.Bytes(m.PublishedBytes), units.Bytes(m.SourceBytes()), m.Files(),
+		m.ID, m.Status, units.Bytes(m.PublishedBytes), units.Bytes(m.DataBytes()), m.Files(),
 		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
 	for _, w := range m.AllWarnings() {
 		fmt.Fprintf(a.stdout, "  warning: %s\n", w)

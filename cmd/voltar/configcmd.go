@@ -63,6 +63,13 @@ func (a *app) runConfigCheck(ctx context.Context) error {
 	if _, err := a.identities(); err != nil {
 		return err
 	}
+	// Checked as backup and verify check them: a bad key fails here.
+	if _, err := a.signer(ctx); err != nil {
+		return err
+	}
+	if _, err := a.verifier(); err != nil {
+		return err
+	}
 	w := a.stdout
 	fmt.Fprintf(w, "config %s is valid\n\n", a.cfgPath)
 	fmt.Fprintf(w, "store        %s (host folder %s/)\n", cfg.Store.Path, host)
@@ -88,6 +95,15 @@ func (a *app) runConfigCheck(ctx context.Context) error {
 	}
 	if p := a.identityFile(); p != "" {
 		fmt.Fprintf(w, "identity     %s (verify and restore decrypt with it)\n", p)
+	}
+	switch {
+	case cfg.Signing.KeyFile != "":
+		fmt.Fprintf(w, "signing      manifests signed with %s\n", cfg.Signing.KeyFile)
+	default:
+		fmt.Fprintln(w, "signing      none")
+	}
+	if cfg.Signing.AllowedSigners != "" {
+		fmt.Fprintf(w, "signers      %s (verify and restore require a good signature)\n", cfg.Signing.AllowedSigners)
 	}
 	fmt.Fprintf(w, "concurrency  %d volume(s) at a time\n", cfg.Concurrency)
 	fmt.Fprintf(w, "snapshots    LVM %s\n", cfg.LVM.SnapshotSize)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"voltar/internal/backup"
+	"voltar/internal/catalog"
 	"voltar/internal/cleanup"
 	"voltar/internal/codec"
 	"voltar/internal/config"
@@ -23,11 +24,13 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
+	"voltar/internal/lock"
 	"voltar/internal/nightly"
 	"voltar/internal/objio"
 	"voltar/internal/prune"
 	"voltar/internal/report"
 	"voltar/internal/retention"
+	"voltar/internal/signing"
 	"voltar/internal/store"
 	"voltar/internal/store/s3"
 	"voltar/internal/sysexec"
@@ -123,7 +126,7 @@ func (a *app) lvm() (*lvm.Snapshotter, error) {
 	if err != nil {
 		return nil, fail.Usage(fmt.Errorf("lvm.snapshot_size: %w", err))
 	}
-	a.lvmSnap = &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir)}
+	a.lvmSnap = &lvm.Snapshotter{Runner: sysexec.Exec{}, Policy: pol, Logger: a.log, Scope: backup.Scope(a.cfg.RuntimeDir), LockDir: lock.DefaultVolumeDir}
 	return a.lvmSnap, nil
 }
 
@@ -332,6 +335,44 @@ func (a *app) recipients() (*crypt.Recipients, error) {
 	return r, nil
 }
 
+// signer is the manifest signer of signing.key_file, nil when none is
+// configured. It signs once to check the key, so a bad key stops a command
+// before it snapshots anything.
+func (a *app) signer(ctx context.Context) (folder.Signer, error) {
+	if a.cfg.Signing.KeyFile == "" {
+		return nil, nil
+	}
+	s, err := signing.NewSigner(ctx, a.cfg.Signing.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// verifier checks manifest signatures against signing.allowed_signers,
+// nil when none is configured.
+func (a *app) verifier() (*signing.Verifier, error) {
+	if a.cfg.Signing.AllowedSigners == "" {
+		return nil, nil
+	}
+	return signing.NewVerifier(a.cfg.Signing.AllowedSigners)
+}
+
+// checkSignature fails a backup about to be restored whose manifest is not
+// signed by an allowed signer, when signing.allowed_signers is set.
+func (a *app) checkSignature(ctx context.Context, st store.Store, b *catalog.Backup) error {
+	v, err := a.verifier()
+	if err != nil || v == nil {
+		return err
+	}
+	err = v.Check(ctx, st, b)
+	var se *signing.Error
+	if errors.As(err, &se) {
+		return fail.Hint(err, "%s", v.Hint())
+	}
+	return err
+}
+
 // s3Config is the S3 store s3://bucket/prefix under the S3 settings of
 // the config's store section, also when the name came from --to or a dead
 // run's journal.
@@ -381,8 +422,8 @@ func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error
 
 // writerSettings is what every backup and dump of a command shares, built
 // in one place from the config and what the command opened.
-func (a *app) writerSettings(st store.Store, host string, rcpt *crypt.Recipients, j *cleanup.Journal) folder.Settings {
-	return folder.Settings{
+func (a *app) writerSettings(st store.Store, host string, rcpt *crypt.Recipients, sig folder.Signer, j *cleanup.Journal) folder.Settings {
+	return folder.Settings{Signer: sig,
 		Store: st, Host: host,
 		Encoding: objio.Encoding{Compression: a.cfg.Compression, Level: a.cfg.CompressionLevel, Threads: a.cfg.Threads, Recipients: rcpt},
 		Version:  version, Logger: a.log, Journal: j, CleanupTimeout: a.cfg.CleanupTimeout,

@@ -64,12 +64,16 @@ func (a *app) runDump(ctx context.Context, o dumpFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	sig, err := a.signer(ctx)
+	if err != nil {
+		return err
+	}
 	ses, err := a.begin(ctx, false, true)
 	if err != nil {
 		return err
 	}
 	defer ses.end()
-	results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{Settings: a.writerSettings(st, host, rcpt, ses.journal)})
+	results := dump.All(ctx, dumps, a.cfg.DumpConcurrency, dump.Options{Settings: a.writerSettings(st, host, rcpt, sig, ses.journal)})
 	failed := 0
 	js := make([]dumpJSON, 0, len(results))
 	for _, r := range results {

@@ -44,9 +44,15 @@ against its SHA-256 while reading.
   --to-device DEV   the same onto a block device; refused if it is mounted,
                     in use, or smaller than the volume
 
+--to-image and --to-device re-make each filesystem with its recorded mkfs
+parameters, and refuse before writing one whose files would not fit once
+the data they shared (reflinks, snapshots) is written once per file.
+
 Entries that would land outside the target (.., absolute paths, paths through
 symlinks) are refused and reported. An encrypted backup is decrypted with
-encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
+encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE). With
+signing.allowed_signers set, a backup whose manifest.json.sig is missing or
+not made by a key that file lists is refused before anything is written.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runRestore(cmd.Context(), o, args)
@@ -110,6 +116,9 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 		if err != nil {
 			return err
 		}
+		if err := a.checkSignature(ctx, st, b); err != nil {
+			return err
+		}
 		if dump.IsDump(b.Manifest) {
 			return a.restoreDump(ctx, st, b, o.toDir, o.partition, o.force)
 		}
@@ -134,6 +143,9 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	defer ses.end()
 	b, err := catalog.Resolve(ctx, st, host, args[0])
 	if err != nil {
+		return err
+	}
+	if err := a.checkSignature(ctx, st, b); err != nil {
 		return err
 	}
 	if dump.IsDump(b.Manifest) {

@@ -55,6 +55,10 @@ func (a *app) nightly(ctx context.Context) error {
 	if err != nil {
 		return abort(err)
 	}
+	sig, err := a.signer(ctx)
+	if err != nil {
+		return abort(err)
+	}
 	ses, err := a.begin(ctx, false, false)
 	if err != nil {
 		return abort(err)
@@ -69,7 +73,7 @@ func (a *app) nightly(ctx context.Context) error {
 	}
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
-		Settings: a.writerSettings(st, host, rcpt, ses.journal),
+		Settings: a.writerSettings(st, host, rcpt, sig, ses.journal),
 		Jobs:     jobs, Missing: missing, Concurrency: cfg.Concurrency,
 		Backup: backup.Options{RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Progress: bars, BootRaw: cfg.BootPartitions == "raw"},
 		Prune:  po,

@@ -32,7 +32,9 @@ stream to its end, and compare entry, file and byte counts with the manifest.
 BACKUP is <vg>/<volume>/<timestamp> (or .../latest). Any mismatch: exit 1.
 
 A folder whose manifest.json is there but unusable (unreadable, invalid, or
-not matching manifest.json.sha256) fails verification as damaged.
+not matching manifest.json.sha256) fails verification as damaged. With
+signing.allowed_signers set, a backup whose manifest.json.sig is missing or
+not made by a key that file lists fails too.
 
 Encrypted backups are decrypted with encryption.identity_file (or
 $VOLTAR_AGE_IDENTITY_FILE). Without an identity their stored size and SHA-256
@@ -110,12 +112,19 @@ func (a *app) runVerify(ctx context.Context, o verifyFlags, args []string) error
 	if err != nil {
 		return err
 	}
+	sigs, err := a.verifier()
+	if err != nil {
+		return err
+	}
 	results := damaged
 	for i := range backups {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		r := verify.Backup(ctx, st, &backups[i], ids)
+		if sigs != nil {
+			verify.Signature(ctx, st, &backups[i], sigs, &r)
+		}
 		a.log.Debug("verified", "id", r.ID, "ok", r.OK)
 		results = append(results, r)
 	}

@@ -77,6 +77,13 @@ type Result struct {
 	Entries     int64 // tar entries written, of every type
 	Excluded    int64 // entries left out by lost+found or an exclude pattern
 	Skipped     int64 // entries that cannot be archived: sockets, other filesystems
+	// DataBytes is the regular files' data: SourceBytes without the holes
+	// of sparse files, what the walk read from the source.
+	DataBytes int64
+	// Shared is the file data in extents the filesystem shares between
+	// files (btrfs, xfs: reflinks, snapshots), counted in every file;
+	// SharedOnce counts each extent once.
+	Shared, SharedOnce int64
 	// Inodes counts the distinct inodes of root's filesystem the walk met,
 	// each once however many names it has: archived, excluded (with what
 	// excluded directories hold) or skipped (sockets). Compared with what
@@ -208,6 +215,11 @@ type archiver struct {
 
 	doneBytes  int64
 	lastReport time.Time
+
+	// sharedSeen holds the physical starts of the shared extents met (nil:
+	// not counted); sharesKnown is set once the first file decided it.
+	sharedSeen  map[uint64]bool
+	sharesKnown bool
 }
 
 // entry archives one filesystem object (and, for a directory, its tree).
@@ -375,6 +387,16 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	a.doneBytes = done + st.Size // holes count as done
 	a.res.Files++
 	a.res.SourceBytes += st.Size
+	if sparse {
+		for _, s := range segs {
+			a.res.DataBytes += s.len
+		}
+	} else {
+		a.res.DataBytes += st.Size
+	}
+	if err := a.sharedExtents(fd, abs); err != nil {
+		return err
+	}
 	a.report(false)
 	return nil
 }

@@ -327,3 +327,27 @@ func readIDNames(dfd int, root, rel string) (map[uint32]string, error) {
 	}
 	return m, nil
 }
+
+// sharedExtents adds the data of the regular file open as fd that lies in
+// extents shared with other files to Result.Shared, on the filesystems
+// that share extents (btrfs, xfs: reflinks, snapshots): a restore writes
+// that data once per file. One FIEMAP per file.
+func (a *archiver) sharedExtents(fd int, abs string) error {
+	if !a.sharesKnown {
+		a.sharesKnown = true
+		var sf unix.Statfs_t
+		if unix.Fstatfs(fd, &sf) == nil && (sf.Type == unix.BTRFS_SUPER_MAGIC || sf.Type == unix.XFS_SUPER_MAGIC) {
+			a.sharedSeen = map[uint64]bool{}
+		}
+	}
+	if a.sharedSeen == nil {
+		return nil
+	}
+	shared, first, err := fsattr.Shared(fd, a.sharedSeen)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", abs, err)
+	}
+	a.res.Shared += shared
+	a.res.SharedOnce += first
+	return nil
+}

@@ -210,7 +210,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StagePublish); err != nil {
 		return nil, err
 	}
-	if err := folder.Publish(ctx, o.Store, r.prefix, m, time.Now().UTC()); err != nil {
+	if err := folder.Publish(ctx, o.Store, r.prefix, m, time.Now().UTC(), o.Signer); err != nil {
 		return nil, err
 	}
 	r.partial = false

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"voltar/internal/archive"
+	"voltar/internal/btrfs"
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
@@ -164,7 +165,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 
 	if mp := p.mkfs; mp != nil {
 		fs.Mkfs = &manifest.MkfsParams{BlockSize: mp.BlockSize, InodeSize: mp.InodeSize, Inodes: mp.Inodes,
-			SectorSize: mp.SectorSize, Features: mp.Features}
+			SectorSize: mp.SectorSize, Features: mp.Features, NodeSize: mp.NodeSize, Compression: mp.Compression}
 	}
 	if err := r.inject(StageMap); err != nil {
 		return fs, err
@@ -233,6 +234,12 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	}
 	r.onRelease(unmount)
 	log.Info("mounted", "device", loop.Path, "dir", dir)
+	if p.fs.Type == "btrfs" && fs.Mkfs != nil {
+		// Not in the superblock: the block groups say.
+		if fs.Mkfs.DataProfile, fs.Mkfs.MetadataProfile, err = btrfs.Profiles(dir); err != nil {
+			return fs, err
+		}
+	}
 
 	// Looked for before archiving: with boot_partitions: raw the
 	// filesystem goes raw instead.
@@ -273,7 +280,12 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.StoredBytes, fs.SHA256 = sum.Bytes, sum.SHA256
-	fs.SourceBytes, fs.Files, fs.Entries = res.SourceBytes, res.Files, res.Entries
+	fs.SourceBytes, fs.DataBytes, fs.Files, fs.Entries = res.SourceBytes, res.DataBytes, res.Files, res.Entries
+	var sf unix.Statfs_t
+	if err := unix.Statfs(dir, &sf); err == nil {
+		fs.Space = &manifest.Space{Size: int64(sf.Blocks) * sf.Bsize, Used: int64(sf.Blocks-sf.Bfree) * sf.Bsize,
+			Avail: int64(sf.Bavail) * sf.Bsize, Shared: res.Shared, SharedOnce: res.SharedOnce}
+	}
 	for _, ne := range res.NotEntered {
 		fs.NotEntered = append(fs.NotEntered, manifest.NotEntered{Path: ne.Path, Reason: ne.Reason})
 	}

@@ -45,6 +45,9 @@ type Backup struct {
 	Prefix   string             `json:"prefix"` // store key prefix, ends in "/"
 	Objects  []Object           `json:"objects"`
 	Manifest *manifest.Manifest `json:"manifest"`
+	// ManifestData is manifest.json as it was read and decoded into
+	// Manifest: what a signature check (manifest.json.sig) covers.
+	ManifestData []byte `json:"-"`
 }
 
 // FullID is the backup's ID with its host: <host>/<group>/<volume>/<timestamp>.
@@ -210,7 +213,7 @@ func load(ctx context.Context, st store.Store, f *folder) (*Backup, *Incomplete,
 	if !inc.HasManifest {
 		return nil, inc, nil
 	}
-	m, err := readManifest(ctx, st, f.prefix, hasSum)
+	m, data, err := readManifest(ctx, st, f.prefix, hasSum)
 	if errors.Is(err, store.ErrNotFound) {
 		// Deleted between List and Get (a prune running meanwhile).
 		inc.HasManifest = false
@@ -227,7 +230,7 @@ func load(ctx context.Context, st store.Store, f *folder) (*Backup, *Incomplete,
 	}
 	return &Backup{
 		ID: f.id(), Host: f.host, Group: f.group, Volume: f.volume, Time: f.time,
-		Prefix: f.prefix, Objects: f.objects, Manifest: m,
+		Prefix: f.prefix, Objects: f.objects, Manifest: m, ManifestData: data,
 	}, nil, nil
 }
 
@@ -242,44 +245,44 @@ const maxManifest = 16 << 20
 
 // readManifest reads and decodes (so validates) the folder's manifest.json
 // and, when the folder has manifest.json.sha256, checks it against that.
-func readManifest(ctx context.Context, st store.Store, prefix string, hasSum bool) (*manifest.Manifest, error) {
+func readManifest(ctx context.Context, st store.Store, prefix string, hasSum bool) (*manifest.Manifest, []byte, error) {
 	key := prefix + layout.Manifest
 	want := ""
 	if hasSum {
 		var err error
 		want, err = readChecksum(ctx, st, prefix+layout.ManifestSum)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	rc, err := st.Get(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
+		return nil, nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
 	data, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
 	if err != nil {
-		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", layout.Manifest, err)}
+		return nil, nil, &damageError{fmt.Sprintf("%s unreadable: %v", layout.Manifest, err)}
 	}
 	if len(data) > maxManifest {
-		return nil, &damageError{fmt.Sprintf("%s unreadable: larger than %d bytes", layout.Manifest, maxManifest)}
+		return nil, nil, &damageError{fmt.Sprintf("%s unreadable: larger than %d bytes", layout.Manifest, maxManifest)}
 	}
 	if want != "" {
 		sum := sha256.Sum256(data)
 		if got := hex.EncodeToString(sum[:]); got != want {
-			return nil, &damageError{fmt.Sprintf("%s damaged: its sha256 is %s, %s says %s",
+			return nil, nil, &damageError{fmt.Sprintf("%s damaged: its sha256 is %s, %s says %s",
 				layout.Manifest, got, layout.ManifestSum, want)}
 		}
 	}
 	m, err := manifest.Decode(bytes.NewReader(data))
 	var ie *manifest.InvalidError
 	if errors.As(err, &ie) {
-		return nil, &damageError{fmt.Sprintf("%s %v", layout.Manifest, err)}
+		return nil, nil, &damageError{fmt.Sprintf("%s %v", layout.Manifest, err)}
 	}
 	if err != nil {
-		return nil, &damageError{fmt.Sprintf("%s unreadable: %v", layout.Manifest, err)}
+		return nil, nil, &damageError{fmt.Sprintf("%s unreadable: %v", layout.Manifest, err)}
 	}
-	return m, nil
+	return m, data, nil
 }
 
 // readChecksum reads manifest.json.sha256: one sha256sum line for

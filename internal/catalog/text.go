@@ -45,7 +45,7 @@ func (c *Catalog) WriteText(w io.Writer) error {
 				status += " (age)" // restoring it needs the identity
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id(b.Host, b.ID), b.Time.Format("2006-01-02 15:04 MST"),
-				status, Filesystems(m), units.Bytes(m.StoredBytes()), units.Bytes(m.SourceBytes()), m.Files())
+				status, Filesystems(m), units.Bytes(m.StoredBytes()), units.Bytes(m.DataBytes()), m.Files())
 		}
 	}
 	for _, damaged := range []bool{true, false} {

@@ -77,6 +77,21 @@ type Config struct {
 
 	// Encryption age-encrypts every stored object when it has recipients.
 	Encryption Encryption `yaml:"encryption"`
+	// Signing signs every manifest and requires good signatures.
+	Signing Signing `yaml:"signing"`
+}
+
+// Signing configures OpenSSH signatures of manifests (manifest.json.sig,
+// `ssh-keygen -Y sign -n voltar-manifest`). Backups need the private key;
+// verify and restore need only the allowed-signers file.
+type Signing struct {
+	// KeyFile is the OpenSSH private key (mode 0600, no passphrase) that
+	// backup, run and dump sign every manifest with.
+	KeyFile string `yaml:"key_file"`
+	// AllowedSigners is an allowed-signers file (ssh-keygen(1)); when
+	// set, verify and restore fail every backup whose manifest is not
+	// signed by a key it lists.
+	AllowedSigners string `yaml:"allowed_signers"`
 }
 
 // Encryption configures age encryption of archives, raw partitions and
@@ -506,6 +521,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Encryption.validate()...)
+	for _, p := range []struct{ key, val string }{{"signing.key_file", c.Signing.KeyFile}, {"signing.allowed_signers", c.Signing.AllowedSigners}} {
+		if p.val != "" && !filepath.IsAbs(p.val) {
+			errs = append(errs, fmt.Errorf("%s %q must be an absolute path", p.key, p.val))
+		}
+	}
 	for _, d := range []struct{ key, val string }{{"runtime_dir", c.RuntimeDir}, {"state_dir", c.StateDir}} {
 		if !strings.HasPrefix(d.val, "/") {
 			errs = append(errs, fmt.Errorf("%s %q must be an absolute path", d.key, d.val))

@@ -17,9 +17,18 @@ type MkfsParams struct {
 	BlockSize  int
 	InodeSize  int
 	Inodes     int64    // ext: the inode count; xfs allocates inodes dynamically (0)
-	SectorSize int      // xfs: the sector size mkfs.xfs was given
-	Features   []string // mke2fs -O names, or xfs feature names (see XFSFeatures)
+	SectorSize int      // xfs, btrfs: the sector size mkfs was given
+	Features   []string // mke2fs -O names, xfs feature names (see XFSFeatures), btrfs ones (see BtrfsFeatures)
+	NodeSize   int      // btrfs: the metadata node size (mkfs.btrfs -n)
+	// Compression (btrfs) names the algorithms the filesystem has
+	// compressed data with ("zstd", "lzo"), from its incompat flags:
+	// mounted with compress=, or files with the compression property.
+	Compression []string
 }
+
+// BtrfsFeatures are the btrfs features MkfsParams records, as mkfs.btrfs
+// names them: -O features, and free-space-tree, a -R runtime feature.
+var BtrfsFeatures = []string{"mixed-bg", "extref", "raid56", "skinny-metadata", "no-holes", "raid1c34", "zoned", "free-space-tree"}
 
 // extFeatures are the ext2/3/4 features mke2fs -O takes, by superblock
 // word (compat, incompat, ro_compat) and bit. Features the kernel sets
@@ -63,7 +72,8 @@ func ExtFeature(name string) bool {
 var XFSFeatures = []string{"crc", "finobt", "rmapbt", "reflink", "bigtime", "inobtcount", "ftype", "sparse"}
 
 // ReadMkfsParams reads the MkfsParams of the fsType filesystem at off in r;
-// nil for a type it does not know (btrfs, vfat).
+// nil for a type it does not know (vfat). btrfs profiles are not in the
+// superblock: btrfs.Profiles reads them from the mounted filesystem.
 func ReadMkfsParams(r io.ReaderAt, off, size int64, fsType string) (*MkfsParams, error) {
 	p := &prober{r: r, off: off, size: size}
 	switch fsType {
@@ -120,6 +130,34 @@ func ReadMkfsParams(r io.ReaderAt, off, size int64, fsType string) (*MkfsParams,
 			add(incompat&0x8 != 0, "bigtime")
 		} else {
 			add(features2&0x200 != 0, "ftype")
+		}
+		return mp, nil
+	case "btrfs":
+		b, err := p.read(0x10000, 4096)
+		if err != nil || b == nil || string(b[0x40:0x48]) != "_BHRfS_M" {
+			return nil, err
+		}
+		le := binary.LittleEndian
+		mp := &MkfsParams{SectorSize: int(le.Uint32(b[0x90:])), NodeSize: int(le.Uint32(b[0x94:]))}
+		compatRO, incompat := le.Uint64(b[0xb4:]), le.Uint64(b[0xbc:])
+		for _, f := range []struct {
+			word, bit uint64
+			name      string
+		}{
+			{incompat, 0x4, "mixed-bg"}, {incompat, 0x40, "extref"}, {incompat, 0x80, "raid56"},
+			{incompat, 0x100, "skinny-metadata"}, {incompat, 0x200, "no-holes"}, {incompat, 0x800, "raid1c34"},
+			{incompat, 0x1000, "zoned"}, {compatRO, 0x1, "free-space-tree"},
+		} {
+			if f.word&f.bit != 0 {
+				mp.Features = append(mp.Features, f.name)
+			}
+		}
+		sort.Strings(mp.Features)
+		if incompat&0x8 != 0 {
+			mp.Compression = append(mp.Compression, "lzo")
+		}
+		if incompat&0x10 != 0 {
+			mp.Compression = append(mp.Compression, "zstd")
 		}
 		return mp, nil
 	}

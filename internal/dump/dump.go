@@ -315,5 +315,5 @@ func (r *run) do(ctx context.Context, hk *hostKeys, started time.Time) (m *manif
 		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: r.o.Recipients.Keys()}
 	}
 	m.Schema = manifest.SchemaFor(m)
-	return m, folder.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC())
+	return m, folder.Publish(ctx, r.o.Store, r.prefix, m, r.o.Now().UTC(), r.o.Signer)
 }

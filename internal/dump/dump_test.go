@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
+	"voltar/internal/layout"
+	"voltar/internal/signing"
 	"voltar/internal/store/local"
 	"voltar/internal/store/storetest"
 	"voltar/internal/verify"
@@ -400,5 +403,53 @@ func TestStoreFailureIsBlamedOnTheStore(t *testing.T) {
 	}
 	if got := f.files(t); len(got) != 0 {
 		t.Errorf("store holds %v", got)
+	}
+}
+
+// With a signing key, a dump's folder gets manifest.json.sig like a
+// volume's backup: the signature of the manifest as stored, which the
+// allowed signers accept, and verify finds no stray object.
+func TestDumpSigned(t *testing.T) {
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Skip("ssh-keygen (openssh-client) is needed")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := filepath.Join(dir, "allowed_signers")
+	if err := os.WriteFile(allowed, append([]byte("dumps@host1 "), pub...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	if f.opts.Signer, err = signing.NewSigner(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dump.Run(ctx, f.cfg(t, "mysqldump --defaults-extra-file=/dev/stdin --all-databases"), f.opts); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.List(ctx, f.st, "host1", "dumps/db1")
+	if err != nil || len(cat.Backups) != 1 {
+		t.Fatalf("catalog: %+v, %v", cat, err)
+	}
+	b := &cat.Backups[0]
+	if _, ok := b.Object(layout.ManifestSig); !ok {
+		t.Fatalf("no %s in the dump's folder: %+v", layout.ManifestSig, b.Objects)
+	}
+	v, err := signing.NewVerifier(allowed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Check(ctx, f.st, b); err != nil {
+		t.Errorf("signature of the dump's manifest: %v", err)
+	}
+	if res := verify.Backup(ctx, f.st, b, nil); !res.OK {
+		t.Errorf("verify: %v", res.Problems)
 	}
 }

@@ -1,7 +1,8 @@
 // Package folder is the commit protocol of a store folder, the same for a
 // volume's backup and a database dump: find a free folder, write the
-// objects (through objio), then publish SHA256SUMS, manifest.json.sha256
-// and, last, manifest.json. Until the manifest is stored the folder is not
+// objects (through objio), then publish SHA256SUMS, manifest.json.sig (when
+// a signing key is configured), manifest.json.sha256 and, last,
+// manifest.json. Until the manifest is stored the folder is not
 // a backup; a folder that never got one is removed as a whole.
 package folder
 
@@ -46,12 +47,18 @@ func Free(ctx context.Context, st store.Store, prefix func(time.Time) string) (s
 	}
 }
 
+// Signer signs a manifest's bytes (signing.Signer: an OpenSSH signature).
+type Signer interface {
+	Sign(ctx context.Context, data []byte) ([]byte, error)
+}
+
 // Publish completes a backup folder under prefix: SHA256SUMS of every
-// object with a hash, then, last, the manifest, finished at now. Until the
+// object with a hash, the manifest's signature when signer is not nil,
+// its checksum, then, last, the manifest, finished at now. Until the
 // manifest is stored the folder is not a backup. It sets m.Finished and
 // m.PublishedBytes, the size of the whole folder: what the backup added to
 // the store, small objects included.
-func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Manifest, now time.Time) error {
+func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Manifest, now time.Time, signer Signer) error {
 	var sums strings.Builder
 	for _, f := range m.Filesystems {
 		if f.SHA256 != "" {
@@ -73,8 +80,18 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 	if err := m.Encode(&buf); err != nil {
 		return err
 	}
-	// The manifest's checksum goes first: every folder with a manifest has
-	// it, and a partial folder is removed as a whole.
+	// The manifest's signature and checksum go first: every folder with a
+	// manifest has them, and a partial folder is removed as a whole.
+	var nSig int64
+	if signer != nil {
+		sig, err := signer.Sign(ctx, buf.Bytes())
+		if err != nil {
+			return err
+		}
+		if nSig, err = st.Put(ctx, prefix+layout.ManifestSig, bytes.NewReader(sig), store.PutOptions{}); err != nil {
+			return objio.StoreError(st, layout.ManifestSig, err)
+		}
+	}
 	nSum, err := st.Put(ctx, prefix+layout.ManifestSum, bytes.NewReader(manifest.ChecksumFile(buf.Bytes())), store.PutOptions{})
 	if err != nil {
 		return objio.StoreError(st, layout.ManifestSum, err)
@@ -83,7 +100,7 @@ func Publish(ctx context.Context, st store.Store, prefix string, m *manifest.Man
 	if err != nil {
 		return objio.StoreError(st, layout.Manifest, err)
 	}
-	m.PublishedBytes = m.StoredBytes() + nSums + nSum + nManifest
+	m.PublishedBytes = m.StoredBytes() + nSums + nSig + nSum + nManifest
 	return nil
 }
 

@@ -38,7 +38,7 @@ func TestPublishCoversManifest(t *testing.T) {
 		Filesystems: []manifest.Filesystem{{Name: "fs", Mode: manifest.ModeFiles, Archive: "fs.tar.zst", SHA256: strings.Repeat("0", 64)}},
 		Status:      manifest.StatusComplete}
 	prefix := "h/vg/v/2026-11-25T013000Z/"
-	if err := folder.Publish(ctx, st, prefix, m, ts); err != nil {
+	if err := folder.Publish(ctx, st, prefix, m, ts, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(st.puts, " "); got != "SHA256SUMS manifest.json.sha256 manifest.json" {

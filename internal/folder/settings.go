@@ -27,4 +27,6 @@ type Settings struct {
 	// CleanupTimeout bounds the removal of a failed folder's objects (and
 	// a backup's other releases), which run even after a cancel.
 	CleanupTimeout time.Duration
+	// Signer, when set, signs every manifest (manifest.json.sig).
+	Signer Signer
 }

@@ -116,3 +116,44 @@ func Preallocate(fd int, rs []Range) error {
 	}
 	return nil
 }
+
+// fiemapExtShared marks an extent other files (reflinks, snapshots,
+// deduplicated copies) share.
+const fiemapExtShared = 0x2000
+
+// Shared returns how many bytes of the regular file open as fd lie in
+// extents the filesystem marks shared, and how many of those it had not
+// met yet: once records each shared extent's physical start, so a
+// filesystem's files counted in turn give each shared extent once. A
+// filesystem without FIEMAP shares nothing.
+func Shared(fd int, once map[uint64]bool) (shared, first int64, err error) {
+	buf := make([]byte, int(unsafe.Sizeof(fiemapHeader{}))+fiemapBatch*int(unsafe.Sizeof(fiemapExtent{})))
+	h := (*fiemapHeader)(unsafe.Pointer(&buf[0]))
+	exts := unsafe.Slice((*fiemapExtent)(unsafe.Pointer(&buf[unsafe.Sizeof(fiemapHeader{})])), fiemapBatch)
+	start := uint64(0)
+	for {
+		*h = fiemapHeader{Start: start, Length: ^uint64(0) - start, Count: fiemapBatch}
+		if err := ioctlPtr(fd, iocFiemap, unsafe.Pointer(&buf[0])); err != nil {
+			if unsupported(err) || errors.Is(err, unix.EBADR) {
+				return 0, 0, nil
+			}
+			return shared, first, fmt.Errorf("map extents: %w", err)
+		}
+		if h.Mapped == 0 {
+			return shared, first, nil
+		}
+		for _, e := range exts[:h.Mapped] {
+			if e.Flags&fiemapExtShared != 0 {
+				shared += int64(e.Length)
+				if !once[e.Physical] {
+					once[e.Physical] = true
+					first += int64(e.Length)
+				}
+			}
+			if e.Flags&fiemapExtLast != 0 {
+				return shared, first, nil
+			}
+			start = e.Logical + e.Length
+		}
+	}
+}

@@ -11,6 +11,7 @@
 //	<fs>.<kind>[.zst|.gz][.age]   one object per filesystem or dump
 //	outside.runs[.zst|.gz][.age]  the volume's bytes no filesystem holds
 //	SHA256SUMS                    sha256sum format, names relative to the folder
+//	manifest.json.sig             an OpenSSH signature of the manifest (when a key is configured)
 //	manifest.json.sha256          the manifest's own checksum, written before it
 //	manifest.json                 written last: without it the folder is no backup
 //
@@ -35,6 +36,13 @@ const (
 	// ManifestSum holds the manifest's SHA-256 in sha256sum format. It is
 	// written before the manifest, so every complete folder has it.
 	ManifestSum = Manifest + ".sha256"
+	// ManifestSig is the manifest's OpenSSH signature (`ssh-keygen -Y
+	// sign`, namespace SigNamespace), written before the manifest when a
+	// signing key is configured.
+	ManifestSig = Manifest + ".sig"
+	// SigNamespace is the namespace of ManifestSig: a signature made for
+	// anything else (a git commit, a file) does not pass for a manifest's.
+	SigNamespace = "voltar-manifest"
 )
 
 // TimeFormat is the UTC timestamp naming a folder: 2026-11-25T013000Z.

@@ -206,6 +206,9 @@ type Filesystem struct {
 	// Mkfs records what the filesystem was made with (ext2/3/4, xfs), so
 	// a restore re-makes it able to hold what it held.
 	Mkfs *MkfsParams `json:"mkfs,omitempty"`
+	// Space (files mode) is what the filesystem used and shared, for the
+	// capacity check of a restore.
+	Space *Space `json:"space,omitempty"`
 	// Recovery says how a journal that needed recovery was replayed
 	// (never into the source).
 	Recovery string `json:"recovery,omitempty"`
@@ -228,6 +231,9 @@ type Filesystem struct {
 	// Check is the completeness check: what was archived against what
 	// the filesystem says it holds.
 	Check *Check `json:"check,omitempty"`
+	// DataBytes (files mode) is SourceBytes without the holes of sparse
+	// files: the data read from the source, what reports call its size.
+	DataBytes int64 `json:"data_bytes,omitempty"`
 	// Warnings are what a restore of this filesystem cannot bring back
 	// by itself, e.g. a bootloader that points at the filesystem's blocks.
 	Warnings []string  `json:"warnings,omitempty"`
@@ -241,7 +247,39 @@ type MkfsParams struct {
 	InodeSize  int      `json:"inode_size,omitempty"`
 	Inodes     int64    `json:"inodes,omitempty"` // ext: the inode count
 	SectorSize int      `json:"sector_size,omitempty"`
-	Features   []string `json:"features,omitempty"` // mke2fs -O names; xfs: crc, finobt, reflink, ...
+	Features   []string `json:"features,omitempty"` // mke2fs -O names; xfs: crc, finobt, reflink, ...; btrfs: mkfs.btrfs -O/-R names
+	// btrfs: the node size, the data and metadata profiles (mkfs.btrfs
+	// -n, -d, -m) and the compression algorithms its data was stored
+	// with, which a restore mounts the new filesystem with.
+	NodeSize        int      `json:"node_size,omitempty"`
+	DataProfile     string   `json:"data_profile,omitempty"`
+	MetadataProfile string   `json:"metadata_profile,omitempty"`
+	Compression     []string `json:"compression,omitempty"`
+}
+
+// Space is what a filesystem held when it was backed up (statfs), and how
+// much of its file data it shared between files (reflinks, snapshots,
+// deduplication): a restore writes every file's data on its own, so a
+// re-made filesystem of the same size needs Shared - SharedOnce bytes more
+// than the source used.
+type Space struct {
+	Size  int64 `json:"size"`  // bytes of the filesystem (statfs blocks)
+	Used  int64 `json:"used"`  // bytes in use (blocks - free)
+	Avail int64 `json:"avail"` // bytes free for files (statfs bavail)
+	// Shared is the file data in extents the filesystem marks shared
+	// (FIEMAP_EXTENT_SHARED), counted in every file that has it;
+	// SharedOnce counts each such extent once.
+	Shared     int64 `json:"shared,omitempty"`
+	SharedOnce int64 `json:"shared_once,omitempty"`
+}
+
+// Unshared is how much more a restore writes than the source stored:
+// the shared data counted again in every file after the first.
+func (s *Space) Unshared() int64 {
+	if s == nil {
+		return 0
+	}
+	return max(0, s.Shared-s.SharedOnce)
 }
 
 // Subvolume is a btrfs subvolume of an archived filesystem.
@@ -313,6 +351,26 @@ func (m *Manifest) SourceBytes() int64 {
 	var n int64
 	for _, f := range m.Filesystems {
 		n += f.SourceBytes
+	}
+	if m.Outside != nil {
+		n += m.Outside.SourceBytes
+	}
+	return n
+}
+
+// DataBytes sums the data read from the source: the regular files' data
+// of every archived filesystem without the holes of sparse files (their
+// source bytes where the manifest predates data_bytes), raw partitions in
+// full, and the outside runs. It is what reports call the source size: a
+// 6 GiB disk never has more, however large its sparse files look.
+func (m *Manifest) DataBytes() int64 {
+	var n int64
+	for _, f := range m.Filesystems {
+		if f.DataBytes > 0 {
+			n += f.DataBytes
+		} else {
+			n += f.SourceBytes
+		}
 	}
 	if m.Outside != nil {
 		n += m.Outside.SourceBytes

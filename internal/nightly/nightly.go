@@ -261,7 +261,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	backupErr := err
 	// The whole folder, SHA256SUMS and the manifest too: what the run
 	// wrote, as the store's growth shows it.
-	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.SourceBytes(), m.Files()
+	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.DataBytes(), m.Files()
 	v.Warnings = m.AllWarnings()
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct

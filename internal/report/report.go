@@ -76,7 +76,8 @@ type Volume struct {
 	BackupID          string // the published backup, "" when none
 	Started, Finished time.Time
 	// StoredBytes is what this backup added to the store (its whole
-	// folder); SourceBytes the used data it was read from. Negative when
+	// folder); SourceBytes the data it was read from (manifest.DataBytes:
+	// sparse files without their holes). Negative when
 	// unknown.
 	StoredBytes, SourceBytes int64
 	Files                    int64 // files archived; negative when unknown

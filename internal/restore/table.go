@@ -2,6 +2,7 @@ package restore
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,6 +156,66 @@ func xfsParams(mp *manifest.MkfsParams) []string {
 	return args
 }
 
+// btrfsProfiles are the block group profiles mkfs.btrfs -d and -m take.
+var btrfsProfiles = map[string]bool{"single": true, "dup": true, "raid0": true, "raid1": true, "raid10": true,
+	"raid5": true, "raid6": true, "raid1c3": true, "raid1c4": true}
+
+// btrfsParams are mkfs.btrfs options for the recorded sector and node
+// sizes, profiles, and every feature it knows on or off (so a newer
+// mkfs.btrfs's defaults do not change them).
+func btrfsParams(mp *manifest.MkfsParams) []string {
+	if mp == nil {
+		return nil
+	}
+	var args []string
+	pow2 := func(n, lo, hi int) bool { return n >= lo && n <= hi && n&(n-1) == 0 }
+	if pow2(mp.SectorSize, 4096, 65536) {
+		args = append(args, "-s", strconv.Itoa(mp.SectorSize))
+	}
+	if pow2(mp.NodeSize, 4096, 65536) {
+		args = append(args, "-n", strconv.Itoa(mp.NodeSize))
+	}
+	if btrfsProfiles[mp.DataProfile] {
+		args = append(args, "-d", mp.DataProfile)
+	}
+	if btrfsProfiles[mp.MetadataProfile] {
+		args = append(args, "-m", mp.MetadataProfile)
+	}
+	if len(mp.Features) == 0 {
+		return args
+	}
+	var opts []string
+	runtime := "^free-space-tree"
+	for _, f := range disk.BtrfsFeatures {
+		on := slices.Contains(mp.Features, f)
+		switch {
+		case f == "free-space-tree":
+			if on {
+				runtime = f
+			}
+		case on:
+			opts = append(opts, f)
+		default:
+			opts = append(opts, "^"+f)
+		}
+	}
+	return append(args, "-O", strings.Join(opts, ","), "-R", runtime)
+}
+
+// btrfsCompression is the mount option that compresses restored data as
+// the source's was: zstd if the source used it, else lzo; "" for none.
+func btrfsCompression(mp *manifest.MkfsParams) string {
+	if mp == nil {
+		return ""
+	}
+	for _, alg := range []string{"zstd", "lzo"} {
+		if slices.Contains(mp.Compression, alg) {
+			return "compress=" + alg
+		}
+	}
+	return ""
+}
+
 // gptAttrs spells GPT attribute bits as sfdisk's attrs= takes them:
 // "RequiredPartition NoBlockIOProtocol LegacyBIOSBootable GUID:60,63".
 func gptAttrs(a uint64) string {
@@ -255,6 +316,7 @@ func mkfsCommand(fs manifest.Filesystem, dev string) ([]string, error) {
 		if fs.Label != "" {
 			args = append(args, "-L", fs.Label)
 		}
+		args = append(args, btrfsParams(fs.Mkfs)...)
 	case "vfat":
 		args = []string{"mkfs.vfat"}
 		if fs.UUID != "" {

@@ -21,6 +21,7 @@ import (
 	"voltar/internal/objio"
 	"voltar/internal/store"
 	"voltar/internal/sysexec"
+	"voltar/internal/units"
 	"voltar/internal/verify"
 )
 
@@ -193,6 +194,9 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 			if err := canMake(fs, true); err != nil {
 				return nil, nil, err
 			}
+			if err := roomFor(fs); err != nil {
+				return nil, nil, err
+			}
 			if len(fs.Subvolumes) > 0 {
 				if _, err := exec.LookPath("btrfs"); err != nil {
 					return nil, nil, fmt.Errorf("%s: re-making its btrfs subvolumes needs btrfs (btrfs-progs): %w", fs.Name, err)
@@ -228,6 +232,63 @@ func prepareVolume(ctx context.Context, st store.Store, b *catalog.Backup, opts 
 		return nil, nil, err
 	}
 	return p, sums, nil
+}
+
+// ErrNoRoom is matched when a re-made filesystem could not hold what the
+// backup holds: checked before anything is written.
+var ErrNoRoom = errors.New("would not fit")
+
+// roomFor checks that fs, re-made with its recorded size and mkfs
+// parameters, holds what its archive holds: its inodes (ext: a fixed
+// count), and its data once the data its files shared (reflinks,
+// snapshots) is written once per file, as a restore of files does. The
+// source's free space is what the re-made filesystem has for that growth.
+func roomFor(fs manifest.Filesystem) error {
+	if mp, c := fs.Mkfs, fs.Check; mp != nil && c != nil && mp.Inodes > 0 && c.Holds > mp.Inodes {
+		return fmt.Errorf("%s (%s): %w: it held %d inodes, its recorded inode count is %d", fs.Name, fs.Type, ErrNoRoom, c.Holds, mp.Inodes)
+	}
+	sp := fs.Space
+	grow := sp.Unshared()
+	if grow <= 0 {
+		return nil
+	}
+	// Headroom for the metadata of the extents written anew.
+	if room := sp.Avail - sp.Size/50; grow > room {
+		return fail.Hint(fmt.Errorf("%s (%s): %w: its files share %s of data (reflinks, snapshots, deduplication), which a restore writes once per file: that needs %s more than the %s the source used, and the source had %s free",
+			fs.Name, fs.Type, ErrNoRoom, units.Bytes(sp.Shared), units.Bytes(grow), units.Bytes(sp.Used), units.Bytes(sp.Avail)),
+			"restore its files with --partition %s --to DIR onto a filesystem with %s free; this restore wrote nothing", fs.Name, units.Bytes(sp.Used+grow))
+	}
+	return nil
+}
+
+// grown says how much more a restored filesystem uses than its source did,
+// when that is more than a little, and why if the backup knows: data the
+// source shared between files is written once per file.
+func grown(fs manifest.Filesystem, dir string) string {
+	sp := fs.Space
+	if sp == nil {
+		return ""
+	}
+	// What was written is counted once it is on disk (btrfs allocates at
+	// commit).
+	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		unix.Syncfs(fd)
+		unix.Close(fd)
+	}
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return ""
+	}
+	used := int64(st.Blocks-st.Bfree) * st.Bsize
+	grow := used - sp.Used
+	if grow <= max(sp.Size/100, 1<<20) {
+		return ""
+	}
+	msg := fmt.Sprintf("uses %s where the source used %s (%s more)", units.Bytes(used), units.Bytes(sp.Used), units.Bytes(grow))
+	if u := sp.Unshared(); u > 0 {
+		msg += fmt.Sprintf(": %s of data the source shared between files (reflinks, snapshots) is written once per file", units.Bytes(u))
+	}
+	return msg
 }
 
 // canMake checks the mkfs tool and, to restore files, kernel support.
@@ -453,6 +514,10 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 	}
 	defer os.Remove(dir)
 	kt, data := disk.MountSpec(s.fs.Type)
+	if c := btrfsCompression(s.fs.Mkfs); s.fs.Type == "btrfs" && c != "" {
+		// Data written now is compressed like the source's was.
+		data = strings.TrimPrefix(data+","+c, ",")
+	}
 	if err := unix.Mount(loop.Path, dir, kt, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
 		return fr, &disk.MountError{Dev: loop.Path, Dir: dir, Type: kt, Data: data, Err: err}
 	}
@@ -475,6 +540,11 @@ func restoreFS(ctx context.Context, st store.Store, b *catalog.Backup, t *volTar
 	got.Made = fr.Made
 	if err == nil && len(s.fs.Subvolumes) > 0 {
 		err = finishSubvolumes(ctx, s.fs, dir)
+	}
+	if err == nil {
+		if msg := grown(s.fs, dir); msg != "" {
+			got.Warnings = append(got.Warnings, msg)
+		}
 	}
 	return got, err
 }

@@ -20,6 +20,7 @@ import (
 	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/objio"
+	"voltar/internal/signing"
 	"voltar/internal/store"
 )
 
@@ -93,7 +94,7 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 		sums = nil
 	}
 	// manifest.json.sha256 was checked when the catalog read the manifest.
-	named := map[string]bool{layout.Manifest: true, layout.Sums: true, layout.ManifestSum: true}
+	named := map[string]bool{layout.Manifest: true, layout.Sums: true, layout.ManifestSum: true, layout.ManifestSig: true}
 	for _, fs := range Archives(m) {
 		named[fs.Archive] = true
 		if msg := Disagree(fs, sums); msg != "" {
@@ -178,6 +179,23 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 	r.OK = len(r.Problems) == 0
 	r.Duration = time.Since(start)
 	return r
+}
+
+// Signature checks the signature of b's manifest with v (its
+// manifest.json.sig, see package signing) and adds a problem to r when it
+// is missing or bad.
+func Signature(ctx context.Context, st store.Store, b *catalog.Backup, v *signing.Verifier, r *Result) {
+	err := v.Check(ctx, st, b)
+	if err == nil {
+		return
+	}
+	p := Problem{Object: layout.ManifestSig, Message: err.Error(), Hint: v.Hint()}
+	var se *signing.Error
+	if errors.As(err, &se) {
+		p.Message = se.Reason
+	}
+	r.Problems = append(r.Problems, p)
+	r.OK = false
 }
 
 // DamagedHint says what to do about a damaged manifest.json.

@@ -16,17 +16,20 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"voltar/internal/store"
+	"voltar/internal/units"
 )
 
 const (
 	// buffersPerPut bounds a Put's memory: while one part uploads, the
 	// next fills from the reader, so a Put holds at most
 	// buffersPerPut x part size = 2 x 16 MiB = 32 MiB at the default part
-	// size, however large the object. voltar backs up several volumes at
+	// size, for any object up to half of maxParts parts (partSizeAt). voltar backs up several volumes at
 	// once (one Put each) within a whole-process budget of 256 MiB.
 	buffersPerPut = 2
-	// maxParts is S3's limit, so one object holds at most
-	// maxParts x part size: 156 GiB at the default 16 MiB.
+	// maxParts is S3's limit on the parts of one object. With parts of
+	// one size that is 156 GiB at the default 16 MiB; parts grow as an
+	// upload goes on (partSizeAt), so an object of unknown size (a dump)
+	// may be larger.
 	maxParts = 10000
 	// abortTimeout bounds aborting a failed upload, which runs even when
 	// the Put's context is cancelled.
@@ -68,18 +71,47 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	return s.putMultipart(ctx, key, obj, src, first, size)
 }
 
-// partSizeFor returns the part size of one Put: the configured one, or,
-// when the caller's PutOptions.SizeHint says the object may need more than
-// maxParts of those, the size that fits it in maxParts-100 parts (rounded
-// up to MiB, at most 5 GiB, S3's largest part). A huge volume's archive then
-// costs more memory (two parts) instead of failing after hours of upload.
+// partSizeFor returns the first part size of one Put: the configured one,
+// or, when the caller's PutOptions.SizeHint says the object may need more
+// than 99% of maxParts of those, the size that fits it in that many parts
+// (rounded up to MiB, at most 5 GiB, S3's largest part). A huge volume's
+// archive then costs more memory (two parts) instead of failing after
+// hours of upload.
 func (s *Store) partSizeFor(hint int64) int64 {
-	if hint <= 0 || hint <= s.partSize*(maxParts-100) {
+	fit := int64(s.maxParts - s.maxParts/100)
+	if hint <= 0 || hint <= s.partSize*fit {
 		return s.partSize
 	}
-	need := (hint + maxParts - 101) / (maxParts - 100)
+	need := (hint + fit - 1) / fit
 	need = (need + 1<<20 - 1) &^ (1<<20 - 1)
 	return min(need, maxPartSize)
+}
+
+// partSizeAt is the size of part num (from 1) of an upload whose first
+// part has base bytes and which may have limit parts. The first half of
+// the parts keep base; after that the size doubles every limit/20 parts,
+// up to S3's largest part. An object of unknown size (a dump has no size
+// hint) then fits however large it grows, up to partsHold: about 8.8 TiB
+// from 16 MiB parts, where one size would stop at 156 GiB. Objects within
+// the first half (78 GiB at 16 MiB) never see a larger part; beyond it
+// the memory of an upload (two parts) doubles with the part size.
+func partSizeAt(num, limit int, base int64) int64 {
+	half := limit / 2
+	if num <= half {
+		return base
+	}
+	step := max(1, limit/20)
+	shift := min((num-half-1)/step+1, 30)
+	return min(base<<shift, max(base, maxPartSize))
+}
+
+// partsHold is the most an upload of limit parts starting at base holds.
+func partsHold(limit int, base int64) int64 {
+	var n int64
+	for num := 1; num <= limit; num++ {
+		n += partSizeAt(num, limit, base)
+	}
+	return n
 }
 
 // putMultipart uploads first, which is full, and the rest of src in parts.
@@ -113,6 +145,7 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader
 	free := make(chan *[]byte, buffersPerPut)
 	allocated := 1
 	buf, fill := first, len(*first)
+	partSize := size // of the part being filled
 	for num := 1; ; num++ {
 		data := (*buf)[:fill]
 		total += int64(fill)
@@ -129,11 +162,24 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader
 			mu.Unlock()
 			free <- b
 		}(num, buf)
-		if int64(fill) < size {
+		if int64(fill) < partSize {
 			break // that was the short last part
 		}
+		if num == s.maxParts {
+			// Only now is it known that more follows: a last part that
+			// ended exactly at the limit was fine.
+			switch _, rerr := io.ReadFull(src, make([]byte, 1)); {
+			case rerr == nil:
+				err = fmt.Errorf("%s is larger than S3's %d parts hold, even growing from %s (%s): raise store.part_size",
+					key, s.maxParts, units.Bytes(size), units.Bytes(partsHold(s.maxParts, size)))
+			case rerr != io.EOF:
+				err = fmt.Errorf("read %s: %w", key, rerr)
+			}
+			break
+		}
+		partSize = partSizeAt(num+1, s.maxParts, size)
 		if allocated < buffersPerPut {
-			buf = s.getBuf(size)
+			buf = s.getBuf(partSize)
 			allocated++
 		} else {
 			select {
@@ -148,6 +194,12 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader
 			}
 			break
 		}
+		if int64(cap(*buf)) < partSize {
+			// The parts have grown: this buffer is too small.
+			s.putBuf(buf)
+			buf = s.getBuf(partSize)
+		}
+		*buf = (*buf)[:partSize]
 		var rerr error
 		fill, rerr = io.ReadFull(src, *buf)
 		if rerr == io.EOF {
@@ -161,11 +213,6 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src io.Reader
 		}
 		if uctx.Err() != nil {
 			free <- buf // an upload failed meanwhile
-			break
-		}
-		if num == maxParts {
-			free <- buf
-			err = fmt.Errorf("%s is larger than %d parts of %d MiB (%d GiB): raise store.part_size", key, maxParts, size>>20, maxParts*size>>30)
 			break
 		}
 	}

@@ -68,6 +68,8 @@ type Store struct {
 	bucket   string
 	prefix   string
 	partSize int64
+	// maxParts is S3's limit of parts per upload (tests lower it).
+	maxParts int
 	bufs     sync.Pool
 	// held and peak count the part buffers in use, to test the memory bound.
 	held, peak atomic.Int64
@@ -125,6 +127,7 @@ func New(c Config) (*Store, error) {
 	s := &Store{
 		client: client, core: minio.Core{Client: client}, check: check,
 		endpoint: c.Endpoint, secure: c.Secure, bucket: c.Bucket, prefix: c.Prefix, partSize: c.PartSize,
+		maxParts: maxParts,
 	}
 	s.bufs.New = func() any {
 		b := make([]byte, s.partSize)

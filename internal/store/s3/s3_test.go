@@ -393,6 +393,69 @@ func TestSizeHintGrowsParts(t *testing.T) {
 	}
 }
 
+// An object of unknown size (a dump: no size hint) larger than maxParts
+// parts of the configured size goes up in parts that grow as the upload
+// goes on: here S3's limit lowered to 6 parts, so 5 MiB parts would stop at
+// 30 MiB; 60 MiB goes up as 5, 5, 5, 10, 20 and 15 MiB and reads back
+// intact, still with two part buffers. Past what the growing parts hold,
+// the Put fails naming the limit and leaves no upload.
+func TestPartsGrowPastMaxParts(t *testing.T) {
+	srv := testutil.S3(t)
+	var mu sync.Mutex
+	var sizes []int64
+	st, bucket := open(t, srv, "p", func(c *s3.Config) {
+		c.Transport = partSizeTransport{next: http.DefaultTransport, record: func(n int64) {
+			mu.Lock()
+			sizes = append(sizes, n)
+			mu.Unlock()
+		}}
+	})
+	s3.SetMaxParts(st, 6)
+	ctx := context.Background()
+	const size = 60 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*7 + i>>13)
+	}
+	n, err := st.Put(ctx, "h/dumps/db/2026-11-25T013000Z/dump.sql.zst", bytes.NewReader(data), store.PutOptions{})
+	if err != nil || n != size {
+		t.Fatalf("Put of 60 MiB with 6 parts = %d, %v", n, err)
+	}
+	slices.Sort(sizes)
+	if want := []int64{5 << 20, 5 << 20, 5 << 20, 10 << 20, 15 << 20, 20 << 20}; !slices.Equal(sizes, want) {
+		t.Errorf("part sizes %v, want %v", sizes, want)
+	}
+	rc, err := st.Get(ctx, "h/dumps/db/2026-11-25T013000Z/dump.sql.zst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get: %d bytes, %v; want the 60 MiB put", len(got), err)
+	}
+	if n := s3.PeakPartBuffers(st); n != 2 {
+		t.Errorf("held up to %d part buffers at once, want 2", n)
+	}
+	// Exactly what the 6 parts hold fits; one byte more does not.
+	if got := s3.PartsHold(6, partSize); got != 85<<20 {
+		t.Errorf("6 parts from 5 MiB hold %d bytes, want 85 MiB", got)
+	}
+	if _, err := st.Put(ctx, "h/full", io.LimitReader(zeros{}, 85<<20), store.PutOptions{}); err != nil {
+		t.Errorf("Put of exactly 85 MiB: %v", err)
+	}
+	_, err = st.Put(ctx, "h/toobig", io.LimitReader(zeros{}, 85<<20+1), store.PutOptions{})
+	if err == nil || !strings.Contains(err.Error(), "larger than S3's 6 parts hold") || !strings.Contains(err.Error(), "store.part_size") {
+		t.Errorf("Put past the limit: %v, want an error naming it", err)
+	}
+	if u := uploads(t, srv, bucket); len(u) != 0 {
+		t.Errorf("unfinished uploads left: %v", u)
+	}
+	if _, err := st.Stat(ctx, "h/toobig"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Stat of the failed object: %v, want not found", err)
+	}
+}
+
 // partSizeTransport records the payload size of every part upload.
 type partSizeTransport struct {
 	next   http.RoundTripper

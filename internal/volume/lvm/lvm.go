@@ -20,6 +20,7 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 
+	"voltar/internal/lock"
 	"voltar/internal/sysexec"
 	"voltar/internal/volume"
 )
@@ -58,6 +59,11 @@ type Snapshotter struct {
 	// scope (or of none): one voltar's sweep stays off the snapshots of
 	// another that uses a different runtime directory and lock.
 	Scope string
+	// LockDir, when set, holds a lock per LV (lock.Volume) from Create to
+	// Release, which every installation sees whatever its Scope: two
+	// voltars never snapshot one LV at once. cmd/voltar sets
+	// lock.DefaultVolumeDir.
+	LockDir string
 
 	// Space reserved by preflights of snapshots being made at the same
 	// time (concurrent volumes of one run share one Snapshotter): a thick
@@ -67,6 +73,7 @@ type Snapshotter struct {
 	reserved map[string]int64       // by "volume group VG" / "thin pool VG/POOL"
 	held     map[string]reservation // by the origin's vg/lv
 	snaps    map[string]string      // snapshot vg/lv -> origin vg/lv (thin)
+	locks    map[string]*lock.Lock  // snapshot vg/lv -> its origin's lock
 }
 
 type reservation struct {

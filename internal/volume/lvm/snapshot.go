@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"voltar/internal/fail"
+	"voltar/internal/lock"
 	"voltar/internal/sysexec"
 	"voltar/internal/units"
 	"voltar/internal/volume"
@@ -152,6 +153,25 @@ func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string)
 	if err := checkRunID(runID); err != nil {
 		return nil, err
 	}
+	if s.LockDir != "" {
+		l, err := lock.Volume(s.LockDir, v.Group, v.Name)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		// Held until Release: the snapshot is what must not be made twice.
+		defer func() {
+			if err != nil {
+				l.Release()
+				return
+			}
+			s.mu.Lock()
+			if s.locks == nil {
+				s.locks = map[string]*lock.Lock{}
+			}
+			s.locks[v.Group+"/"+snap.Name] = l
+			s.mu.Unlock()
+		}()
+	}
 	rows, err := s.lvsInVG(ctx, v.Group)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", v.ID(), err)
@@ -221,6 +241,11 @@ func (s *Snapshotter) Release(ctx context.Context, snap *volume.Snapshot) error 
 	if err := s.remove(ctx, vgName, name); err != nil {
 		return fmt.Errorf("release snapshot %s/%s: %w", vgName, name, err)
 	}
+	s.mu.Lock()
+	l := s.locks[vgName+"/"+name]
+	delete(s.locks, vgName+"/"+name)
+	s.mu.Unlock()
+	l.Release()
 	s.log().Debug("snapshot released", "snapshot", vgName+"/"+name)
 	return nil
 }

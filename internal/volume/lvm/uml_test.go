@@ -12,10 +12,14 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"voltar/internal/lock"
 	"voltar/internal/sysexec"
 	"voltar/internal/testutil"
 	"voltar/internal/volume"
@@ -248,4 +252,62 @@ func TestUMLCreateNoSpace(t *testing.T) {
 			t.Errorf("left behind: %s", id)
 		}
 	}
+}
+
+// Two installations (different runtime_dir, so different Scope and run
+// lock) never snapshot one LV at once: the per-LV lock in LockDir is the
+// same for both. The second Create fails naming the holder and makes no
+// LV; after the first Release it succeeds. Another process holding the
+// lock file (flock(1)) is refused the same way.
+func TestUMLLockAcrossInstallations(t *testing.T) {
+	vg := umlVG(t)
+	testutil.RequireTools(t, "flock")
+	newLV(t, vg, "volume-umllock", "-L", "16M")
+	dir := t.TempDir()
+	a := &lvm.Snapshotter{Runner: sysexec.Exec{}, Scope: "aaaa", LockDir: dir}
+	b := &lvm.Snapshotter{Runner: sysexec.Exec{}, Scope: "bbbb", LockDir: dir}
+	ctx := context.Background()
+	v, err := a.Resolve(ctx, vg+"/volume-umllock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := a.Create(ctx, v, "20261125T013000Z-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Release(context.Background(), snap) })
+	_, err = b.Create(ctx, v, "20261125T013000Z-b")
+	if !errors.Is(err, lock.ErrVolumeBusy) || !strings.Contains(err.Error(), "pid ") {
+		t.Fatalf("second installation's Create = %v, want ErrVolumeBusy naming the holder", err)
+	}
+	t.Logf("second installation: %v", err)
+	if out := testutil.Run(t, "lvs", "--noheadings", "-o", "lv_name", vg); strings.Contains(out, "volume-umllock-voltar-20261125T013000Z-b") {
+		t.Errorf("the refused Create made a snapshot:\n%s", out)
+	}
+	if err := a.Release(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	snapB, err := b.Create(ctx, v, "20261125T013000Z-b")
+	if err != nil {
+		t.Fatalf("Create after the first was released: %v", err)
+	}
+	if err := b.Release(ctx, snapB); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another process holds it.
+	hold := exec.Command("flock", filepath.Join(dir, "voltar-lv-"+strings.ReplaceAll(vg, "-", "--")+"-volume--umllock"), "sleep", "30")
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hold.Process.Kill(); hold.Wait() })
+	for range 50 {
+		if _, err := a.Create(ctx, v, "20261125T013000Z-c"); errors.Is(err, lock.ErrVolumeBusy) {
+			return
+		} else if err == nil {
+			a.Release(ctx, &volume.Snapshot{Name: vg + "/volume-umllock-voltar-20261125T013000Z-c"})
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Error("Create succeeded while another process held the LV's lock")
 }
