@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,6 +246,22 @@ func testBrowse(t *testing.T, kind string) {
 		t.Errorf("cat of a file in an intact frame: %q", out)
 	}
 	voltar(1, "restore", id, "--path", "data/big.bin", "--to", filepath.Join(dir, "out4"))
+	// The mount reads the same frames: EIO for the damaged one only.
+	srv, err = mountfs.Mount(context.Background(), st, mnt, mountfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, berr := os.ReadFile(filepath.Join(backups[0], "p1/data/big.bin"))
+	after2, aerr := os.ReadFile(filepath.Join(backups[0], "p1/data/z-after"))
+	if err := srv.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(berr, syscall.EIO) {
+		t.Errorf("read of the damaged file through the mount: %v, want EIO", berr)
+	}
+	if aerr != nil || string(after2) != "after the big file\n" {
+		t.Errorf("read of an intact file through the mount: %q, %v", after2, aerr)
+	}
 	if out, _ := voltar(1, "verify", id); !strings.Contains(out, fmt.Sprintf("frame %d", k)) {
 		t.Errorf("verify of the damaged archive does not name frame %d:\n%s", k, out)
 	}
