@@ -99,7 +99,7 @@ func TestThickMBRInUse(t *testing.T) {
 	v.assertClean()
 
 	folder, m := v.onlyBackup(lv)
-	if got, want := files(t, folder), []string{"SHA256SUMS", "manifest.json", "manifest.json.sha256", "outside.runs.zst", "p1.tar.zst", "p2.tar.zst"}; !slices.Equal(got, want) {
+	if got, want := files(t, folder), []string{"SHA256SUMS", "manifest.json", "manifest.json.sha256", "outside.runs.zst", "p1.index.zst", "p1.tar.zst", "p2.index.zst", "p2.tar.zst"}; !slices.Equal(got, want) {
 		t.Errorf("backup folder holds %v, want %v", got, want)
 	}
 	if m.Snapshot.Kind != "thick" || m.Snapshot.Name != s.Name || m.Snapshot.Size != s.size() {
@@ -149,7 +149,7 @@ func TestWholeVolumeFilesystem(t *testing.T) {
 	v.mustRun(0, "backup", "/dev/"+v.vg+"/"+lv)
 	v.assertClean()
 	folder, m := v.onlyBackup(lv)
-	if got, want := files(t, folder), []string{"SHA256SUMS", "fs.tar.zst", "manifest.json", "manifest.json.sha256"}; !slices.Equal(got, want) {
+	if got, want := files(t, folder), []string{"SHA256SUMS", "fs.index.zst", "fs.tar.zst", "manifest.json", "manifest.json.sha256"}; !slices.Equal(got, want) {
 		t.Errorf("backup folder holds %v, want %v", got, want)
 	}
 	if m.Table.Type != "none" || len(m.Filesystems) != 1 || m.Filesystems[0].Name != "fs" || m.Filesystems[0].Type != "ext4" {
