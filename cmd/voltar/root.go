@@ -17,6 +17,7 @@ import (
 	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/volume/lvm"
+	"voltar/internal/volume/qcow2"
 )
 
 // app is what every command shares: flags, config, logger.
@@ -29,6 +30,9 @@ type app struct {
 	// lvmSnap is the one LVM snapshotter of a command: volumes backed up
 	// at the same time reserve VG and pool space through it.
 	lvmSnap *lvm.Snapshotter
+	// qcowSnap is the one qcow2 snapshotter of a command: it keeps the
+	// storage daemons it started until their snapshots are released.
+	qcowSnap *qcow2.Snapshotter
 }
 
 func (a *app) rootCmd() *cobra.Command {

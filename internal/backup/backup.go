@@ -112,6 +112,12 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		Compression: o.Compression,
 		Started:     started,
 	}
+	if v.Format != "" {
+		m.Volume.Format, m.Volume.VirtualSize = v.Format, v.Size
+		for _, l := range v.Backing {
+			m.Volume.Backing = append(m.Volume.Backing, manifest.Backing{Path: l.Path, Format: l.Format, VirtualSize: l.Size})
+		}
+	}
 	if o.Recipients != nil {
 		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: o.Recipients.Keys()}
 	}
@@ -145,9 +151,11 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err := r.inject(StageCreated); err != nil {
 		return nil, err
 	}
-	if k := snapKind(snap); k != "" && !isPlanned(planned, snap) {
-		if err := r.hold(k, snapRef(snap)); err != nil {
-			return nil, err
+	for _, h := range snapRefs(snap) {
+		if !isPlanned(planned, h) {
+			if err := r.hold(journalKind(h.Kind), h.Ref); err != nil {
+				return nil, err
+			}
 		}
 	}
 	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size}
@@ -239,23 +247,40 @@ func (r *run) plan(part string) ([]volume.Planned, error) {
 	return planned, nil
 }
 
-// unplan marks the planned names done but the one made (made may be nil).
+// unplan marks the planned names done but those of what was made (made
+// may be nil).
 func (r *run) unplan(planned []volume.Planned, made *volume.Snapshot) {
+	var kept []volume.Planned
+	if made != nil {
+		kept = snapRefs(made)
+	}
 	for _, p := range planned {
-		if made == nil || journalKind(made.Kind) != journalKind(p.Kind) || snapRef(made) != p.Ref {
+		if !isPlanned(kept, p) {
 			r.done(journalKind(p.Kind), p.Ref)
 		}
 	}
 }
 
-// isPlanned reports whether made was journaled by plan.
-func isPlanned(planned []volume.Planned, made *volume.Snapshot) bool {
+// isPlanned reports whether made is among the journaled names.
+func isPlanned(planned []volume.Planned, made volume.Planned) bool {
 	for _, p := range planned {
-		if journalKind(made.Kind) == journalKind(p.Kind) && snapRef(made) == p.Ref {
+		if journalKind(made.Kind) == journalKind(p.Kind) && made.Ref == p.Ref {
 			return true
 		}
 	}
 	return false
+}
+
+// snapRefs are the journal entries snapshot s stands for: its Holds, or
+// itself when it leaves something to remove.
+func snapRefs(s *volume.Snapshot) []volume.Planned {
+	if len(s.Holds) > 0 {
+		return s.Holds
+	}
+	if snapKind(s) == "" {
+		return nil
+	}
+	return []volume.Planned{{Kind: s.Kind, Ref: snapRef(s)}}
 }
 
 // orHint attaches a hint to err unless something in its chain already
@@ -288,6 +313,8 @@ func journalKind(k volume.SnapshotKind) string {
 		return cleanup.Clone
 	case volume.KindThick, volume.KindThin:
 		return cleanup.LV
+	case volume.KindExport:
+		return cleanup.Export
 	}
 	return ""
 }
@@ -382,7 +409,9 @@ func (r *run) releaseAll(errp *error) {
 		if err := r.o.Snapshotter.Release(ctx, r.snap); err != nil {
 			errs = append(errs, fmt.Errorf("release snapshot %s: %w", r.snap.Name, err))
 		} else {
-			r.done(snapKind(r.snap), snapRef(r.snap))
+			for _, h := range snapRefs(r.snap) {
+				r.done(journalKind(h.Kind), h.Ref)
+			}
 			r.log.Info("snapshot removed", "snapshot", r.snap.Name)
 		}
 	}

@@ -349,7 +349,7 @@ func (r *run) writable(ctx context.Context, p part, why string) (*volume.Snapsho
 	if err := r.inject(StageCopied); err != nil {
 		return nil, 0, err
 	}
-	if !isPlanned(planned, c) {
+	if !isPlanned(planned, volume.Planned{Kind: c.Kind, Ref: c.Name}) {
 		if err := r.hold(cleanup.Clone, c.Name); err != nil {
 			return nil, 0, err
 		}
