@@ -21,13 +21,14 @@ import (
 // restoreFlags are the flags of `voltar restore`.
 type restoreFlags struct {
 	partition, toDir, toImage, toDevice string
+	format                              string
 	force                               bool
 }
 
 func (a *app) restoreCmd() *cobra.Command {
 	var o restoreFlags
 	cmd := &cobra.Command{
-		Use:   "restore BACKUP [--partition pN] --to DIR | --to-image FILE | --to-device DEV",
+		Use:   "restore BACKUP [--partition pN] --to DIR | --to-image FILE [--format raw|qcow2] | --to-device DEV",
 		Short: "Restore a backup into a directory, or re-create the whole volume",
 		Long: `Restore BACKUP (<vg>/<volume>/<timestamp>, or .../latest), checking every byte
 against its SHA-256 while reading.
@@ -36,7 +37,8 @@ against its SHA-256 while reading.
                     several as DIR/p1, DIR/p2 ...); --partition picks one
   --to-image FILE   re-create the volume in a new sparse image file: the
                     partition table, each filesystem with its type, UUID and
-                    label, and its files
+                    label, and its files; --format qcow2 makes it a
+                    qcow2 image instead (qemu-img, qemu-storage-daemon)
   --to-device DEV   the same onto a block device; refused if it is mounted,
                     in use, or smaller than the volume
 
@@ -54,6 +56,7 @@ encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 	f.StringVar(&o.toImage, "to-image", "", "re-create the volume in this new image file")
 	f.StringVar(&o.toDevice, "to-device", "", "re-create the volume on this block device (overwrites it)")
 	f.BoolVar(&o.force, "force", false, "with --to: write into a non-empty directory")
+	f.StringVar(&o.format, "format", "raw", "with --to-image: the image's format, raw or qcow2")
 	return cmd
 }
 
@@ -80,6 +83,12 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	}
 	if n != 1 {
 		return fail.Usage(fail.Hint(errors.New("restore needs exactly one of --to, --to-image or --to-device"), "usage: voltar restore BACKUP --to DIR"))
+	}
+	if o.format != restore.FormatRaw && o.format != restore.FormatQcow2 {
+		return fail.Usage(fmt.Errorf("--format %q: want raw or qcow2", o.format))
+	}
+	if o.format != restore.FormatRaw && o.toImage == "" {
+		return fail.Usage(errors.New("--format works with --to-image only"))
 	}
 	if o.partition != "" && o.toDir == "" {
 		return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
@@ -132,6 +141,7 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	}
 	runID := backup.NewRunID(time.Now())
 	opts.LoopTag = backup.LoopTag(a.cfg.RuntimeDir, runID)
+	opts.Format, opts.ExportScope = o.format, backup.Scope(a.cfg.RuntimeDir)
 	opts.MountDir = filepath.Join(a.cfg.RuntimeDir, runID)
 	if err := os.MkdirAll(opts.MountDir, 0o700); err != nil {
 		return fmt.Errorf("mount directory: %w", err)

@@ -17,6 +17,7 @@ import (
 	"voltar/internal/store/local"
 	"voltar/internal/volume"
 	"voltar/internal/volume/image"
+	"voltar/internal/volume/qcow2"
 )
 
 // killAt is the helper process of TestKilledRightAfterCreation: it backs up
@@ -25,7 +26,7 @@ const killAtEnv = "VOLTAR_TEST_KILL_AT"
 
 type killSpec struct {
 	Stage, Image, Runtime, State, Scratch, Store string
-	Offline                                      bool
+	Offline, Qcow2                               bool
 }
 
 func TestKillHelper(t *testing.T) {
@@ -37,7 +38,11 @@ func TestKillHelper(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &k); err != nil {
 		t.Fatal(err)
 	}
-	v, err := image.Resolve(k.Image, k.Offline)
+	resolve := image.Resolve
+	if k.Qcow2 {
+		resolve = qcow2.Resolve
+	}
+	v, err := resolve(k.Image, k.Offline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +52,9 @@ func TestKillHelper(t *testing.T) {
 	}
 	e := &env{t: t, runtime: k.Runtime, state: k.State, scratch: k.Scratch}
 	o := e.options("run1", j)
+	if k.Qcow2 {
+		o.Snapshotter = e.qcowSnapshotter()
+	}
 	o.Store = local.New(k.Store)
 	o.Inject = func(stage string) error {
 		if stage == k.Stage {

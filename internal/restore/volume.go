@@ -29,13 +29,21 @@ import (
 // it, each filesystem re-made with its type, UUID and label and its
 // archive restored into it, raw partitions written back.
 //
-// file must not exist (it is created sparse, with the volume's size) or be
-// an empty regular file; anything else is refused, so a restore never
+// The image is raw, or qcow2 with opts.Format (toQcow2). file must not
+// exist (it is created sparse, with the volume's size) or be an empty
+// regular file; anything else is refused, so a restore never
 // overwrites an image that holds data. If the restore fails, a file it
 // created is removed and an empty one truncated back to empty.
 func ToImage(ctx context.Context, st store.Store, b *catalog.Backup, file string, opts Options) (res Result, err error) {
 	res = Result{ID: b.ID, Target: file, Filesystems: []FSResult{}, Warnings: []string{}}
 	defer func() { res.stopped(err) }()
+	switch opts.Format {
+	case "", FormatRaw:
+	case FormatQcow2:
+		return res, toQcow2(ctx, st, b, file, opts, &res)
+	default:
+		return res, fail.Usage(fmt.Errorf("image format %q: want raw or qcow2", opts.Format))
+	}
 	plan, sums, err := prepareVolume(ctx, st, b, opts, &res)
 	if err != nil {
 		return res, err

@@ -85,30 +85,38 @@ func (s *Snapshotter) createOverlay(ctx context.Context, path string, size int64
 	return nil
 }
 
-// start runs the daemon exporting graph's top node on n.export and waits
+// start runs the daemon exporting graph's last node on n.export.
+func (s *Snapshotter) start(ctx context.Context, n names, graph []node) (*daemon, error) {
+	return startDaemon(ctx, s.Daemon, s.Scope, n.export, graph)
+}
+
+// startDaemon runs qemu-storage-daemon (tool, "" for the one in PATH)
+// with graph, exporting its last node writable on export (a file in a
+// directory of its own, made here) with the export id of scope, and waits
 // until the export is there (the daemon writes its pid file only after
 // setting up its exports).
-func (s *Snapshotter) start(ctx context.Context, n names, graph []node) (*daemon, error) {
-	tool := s.Daemon
+func startDaemon(ctx context.Context, tool, scope, export string, graph []node) (*daemon, error) {
 	if tool == "" {
 		tool = "qemu-storage-daemon"
 	}
-	if err := os.MkdirAll(n.dir, 0o700); err != nil {
+	dir := filepath.Dir(export)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("export directory: %w", err)
 	}
 	// FUSE mounts on a regular file only.
-	f, err := os.OpenFile(n.export, os.O_WRONLY|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(export, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	f.Close()
-	pidfile := filepath.Join(n.dir, "pid")
+	pidfile := filepath.Join(dir, "pid")
 	var args []string
 	for _, nd := range graph {
 		b, _ := json.Marshal(nd)
 		args = append(args, "--blockdev", string(b))
 	}
-	exp, _ := json.Marshal(node{"type": "fuse", "id": exportID(s.Scope), "node-name": "ov", "mountpoint": n.export, "writable": true})
+	top := graph[len(graph)-1]["node-name"]
+	exp, _ := json.Marshal(node{"type": "fuse", "id": exportID(scope), "node-name": top, "mountpoint": export, "writable": true})
 	args = append(args, "--export", string(exp), "--pidfile", pidfile)
 	cmd := exec.Command(tool, args...)
 	d := &daemon{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
@@ -142,7 +150,7 @@ func (s *Snapshotter) start(ctx context.Context, n names, graph []node) (*daemon
 			d.stop()
 			return nil, fmt.Errorf("qemu-storage-daemon did not set up its export within %s: %s", startTimeout, d.stderr.String())
 		case <-tick.C:
-			if _, err := os.Stat(pidfile); err == nil && isMounted(n.export) {
+			if _, err := os.Stat(pidfile); err == nil && isMounted(export) {
 				return d, nil
 			}
 		}
@@ -335,4 +343,64 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Server is a qemu-storage-daemon serving one qcow2 image read-write as a
+// raw view: restore --to-image --format qcow2 writes through it.
+type Server struct {
+	d      *daemon
+	export string
+}
+
+// Serve exports the qcow2 image at path writable on export, a file in a
+// directory of its own whose name ends in ".export" (the sweep of the
+// installation with scope finds a dead run's by it and by the daemon's
+// export id). The caller must Close it.
+func Serve(ctx context.Context, path, export, scope string) (*Server, error) {
+	if !strings.HasSuffix(filepath.Dir(export), ".export") {
+		return nil, fmt.Errorf("export %s: its directory must end in .export", export)
+	}
+	graph := []node{
+		{"driver": "file", "node-name": "f0", "filename": path},
+		{"driver": "qcow2", "node-name": "n0", "file": "f0"},
+	}
+	d, err := startDaemon(ctx, "", scope, export, graph)
+	if err != nil {
+		removeExport(export)
+		return nil, fmt.Errorf("export %s: %w", path, err)
+	}
+	return &Server{d: d, export: export}, nil
+}
+
+// Path is the exported raw view.
+func (s *Server) Path() string { return s.export }
+
+// Close stops the daemon, which flushes the image, and removes the export
+// file and its directory. The error says if the daemon had died or did
+// not exit cleanly: the image may then lack writes.
+func (s *Server) Close() error {
+	err := s.d.exited()
+	s.d.stop()
+	if err == nil && s.d.err != nil {
+		err = fmt.Errorf("qemu-storage-daemon: %v: %s", s.d.err, strings.TrimSpace(s.d.stderr.String()))
+	}
+	return errors.Join(err, removeExport(s.export))
+}
+
+// removeExport undoes what is left of an export: its mount, the file, the
+// pid file, the directory.
+func removeExport(export string) error {
+	var errs []error
+	if err := unmountExport(export); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range []string{export, filepath.Join(filepath.Dir(export), "pid")} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(filepath.Dir(export)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

@@ -215,15 +215,7 @@ func (s *Snapshotter) RemoveLeftover(ctx context.Context, ref string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := unmountExport(ref); err != nil {
-		errs = append(errs, err)
-	}
-	for _, f := range []string{ref, filepath.Join(filepath.Dir(ref), "pid")} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	if err := os.Remove(filepath.Dir(ref)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeExport(ref); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
