@@ -204,7 +204,7 @@ func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, erro
 			out = append(out, missingImage(im.Path, err))
 			continue
 		}
-		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Path: v.Path, Size: v.Size, Selected: true})
+		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Format: v.Format, Path: v.Path, Size: v.Size, Selected: true})
 		vols = append(vols, v)
 	}
 	return out, vols, nil
@@ -229,6 +229,11 @@ func missingVG(vg string, err error) candidate {
 // image.Resolve is kept without its hint, which speaks of command-line
 // arguments.
 func missingImage(path string, err error) candidate {
+	if _, serr := os.Stat(path); serr == nil && len(fail.Hints(err)) > 0 {
+		// The file is there; what is wrong is in it (a qcow2 image's
+		// backing file is missing): its own hint says what to do.
+		return missingCandidate("image/"+filepath.Base(path), volume.KindImage, path, fail.Hint(errors.New(err.Error()), "%s", fail.Hints(err)[0]))
+	}
 	return missingCandidate("image/"+filepath.Base(path), volume.KindImage, path, fail.Hint(errors.New(err.Error()),
 		"images: lists %s: bring the file back (a deleted VM, a typo in the path, an unmounted share?) or remove it from images:", path))
 }

@@ -3,9 +3,9 @@ package backup_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"

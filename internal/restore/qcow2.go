@@ -70,7 +70,7 @@ func toQcow2(ctx context.Context, st store.Store, b *catalog.Backup, file string
 		return err
 	}
 	defer f.Close()
-	t := &volTarget{path: srv.Path(), f: f, sector: tableSector(plan.table), fresh: true}
+	t := &volTarget{path: srv.Path(), name: file, f: f, sector: tableSector(plan.table), fresh: true}
 	if err := restoreVolume(ctx, st, b, t, plan, sums, res, opts); err != nil {
 		return err
 	}

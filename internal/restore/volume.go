@@ -126,9 +126,18 @@ func fits(p *volPlan, dev string, size, sector int64) error {
 // volTarget is an image file or device being written.
 type volTarget struct {
 	path   string
+	name   string // what messages call it, when not path (a qcow2 image's export)
 	f      *os.File
 	sector int64
 	fresh  bool // all zero: a new image
+}
+
+// String names the target in messages.
+func (t *volTarget) String() string {
+	if t.name != "" {
+		return t.name
+	}
+	return t.path
 }
 
 // tableSector is the logical sector size a table was read with: an image
@@ -304,7 +313,7 @@ func createImage(file string, size int64) (f *os.File, created bool, err error) 
 
 // restoreVolume writes the table, then each filesystem.
 func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarget, p *volPlan, sums catalog.Sums, res *Result, opts Options) error {
-	log := opts.logger().With("backup", b.ID, "target", t.path)
+	log := opts.logger().With("backup", b.ID, "target", t.String())
 	if !t.fresh {
 		// Old signatures at either end (a previous table, a filesystem at
 		// offset 0, a GPT backup header) must not survive to confuse blkid.
@@ -347,7 +356,7 @@ func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *vo
 		}
 		// Name where it went, not the temporary mount point it was
 		// written through (gone by now).
-		where := s.fs.Name + " of " + t.path
+		where := s.fs.Name + " of " + t.String()
 		if fr.Dir != "" {
 			fr.Dir = where
 		}
