@@ -28,9 +28,12 @@ func (a *app) backupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup [--to STORE] [--compress zstd|gzip|none] [--exclude GLOB]... VOLUME...",
 		Short: "Back up volumes now",
-		Long: `Back up each VOLUME: vg/lv, /dev/vg/lv, or the path of a raw disk image.
-Each gets a snapshot, its partitions' filesystems are archived from the
-snapshot, and the snapshot is removed.`,
+		Long: `Back up each VOLUME: vg/lv, /dev/vg/lv, or the path of a disk image, raw or
+qcow2 (recognised by its header; backing files included, read through
+qemu-storage-daemon). Each gets a snapshot, its partitions' filesystems are
+archived from the snapshot, and the snapshot is removed. A live qcow2 image
+needs a filesystem with reflinks (xfs, btrfs); otherwise stop its VM and
+use --offline.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.to, o.compress = given(cmd, "to"), given(cmd, "compress")

@@ -383,3 +383,33 @@ func mountRW(t *testing.T, img string, off, size int64) string {
 	})
 	return mnt
 }
+
+// An offline backup of an image that a running VM holds (here a storage
+// daemon that opened it for writing, as qemu does) fails on qemu's image
+// lock with a hint, and leaves no overlay or export behind.
+func TestQcow2OfflineImageInUseRefused(t *testing.T) {
+	testutil.RequireTools(t, "qemu-img", "qemu-storage-daemon")
+	e := newEnv(t)
+	t.Cleanup(e.noDaemonsLeft)
+	dir := t.TempDir()
+	qemuImg(t, dir, "create", "-q", "-f", "qcow2", "disk.qcow2", "64M")
+	img := filepath.Join(dir, "disk.qcow2")
+	vm := exec.Command("qemu-storage-daemon",
+		"--blockdev", `{"driver":"file","node-name":"f","filename":"`+img+`"}`,
+		"--blockdev", `{"driver":"qcow2","node-name":"q","file":"f"}`,
+		"--pidfile", filepath.Join(dir, "vm.pid"))
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Process.Kill(); vm.Wait() })
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "vm.pid")); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, err := e.backupQcow2(img, true, nil)
+	if err == nil || !strings.Contains(err.Error(), "lock") || !hintsMention(err, "running VM") {
+		t.Fatalf("backup = %v (hints %q), want the lock refused", err, fail.Hints(err))
+	}
+}

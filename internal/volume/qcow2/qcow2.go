@@ -104,18 +104,19 @@ func (s *Snapshotter) Planned(v volume.Volume, runID, part string) []volume.Plan
 // Create implements volume.Snapshotter: clone (live), overlay, export. The
 // snapshot is the exported file, writable (its writes land in the
 // overlay), of the image's virtual size.
-func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string) (snap *volume.Snapshot, err error) {
+func (s *Snapshotter) Create(ctx context.Context, v volume.Volume, runID string) (_ *volume.Snapshot, err error) {
 	if v.Format != volume.FormatQcow2 {
 		return nil, fmt.Errorf("%s is not a qcow2 volume", v.Path)
 	}
 	n := s.names(v, runID)
-	snap = &volume.Snapshot{Kind: volume.KindNone, Name: v.Path, Path: n.export, Size: v.Size}
+	snap := &volume.Snapshot{Kind: volume.KindNone, Name: v.Path, Path: n.export, Size: v.Size}
 	defer func() {
+		// What was made of it goes again: the caller gets no snapshot
+		// to release.
 		if err != nil {
 			if rerr := s.Release(context.WithoutCancel(ctx), snap); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
-			snap = nil
 		}
 	}()
 	top := v.Path
