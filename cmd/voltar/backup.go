@@ -83,6 +83,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		m, err := backup.Volume(ctx, v, backup.Options{
 			Settings: settings, Excludes: a.excludesFor(v, o.excludes),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
+			Hooks:          a.hooksFor(v),
 			BootRaw:        a.cfg.BootPartitions == "raw",
 			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})

@@ -23,6 +23,7 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
+	"voltar/internal/hook"
 	"voltar/internal/nightly"
 	"voltar/internal/objio"
 	"voltar/internal/prune"
@@ -243,6 +244,15 @@ func missingCandidate(id, kind, path string, err error) candidate {
 		Reason: err.Error(), Hints: fail.Hints(err), err: err}
 }
 
+// hooksFor is the hooks: (and volume_hooks:) of v.
+func (a *app) hooksFor(v volume.Volume) hook.Set {
+	h := a.cfg.HooksFor(v.ID())
+	return hook.Set{
+		Pre:  hook.Command{Argv: h.PreSnapshot, Timeout: h.Timeout},
+		Post: hook.Command{Argv: h.PostSnapshot, Timeout: h.Timeout},
+	}
+}
+
 // excludesFor merges the global, per-volume and command-line patterns.
 func (a *app) excludesFor(v volume.Volume, extra []string) []string {
 	out := append([]string{}, a.cfg.Excludes...)
@@ -405,7 +415,7 @@ func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error
 			return nil, nil, err
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
-			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID())})
+			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v)})
 	}
 	return jobs, missing, nil
 }

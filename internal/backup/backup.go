@@ -25,6 +25,7 @@ import (
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
+	"voltar/internal/hook"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
@@ -48,7 +49,9 @@ type Options struct {
 	RuntimeDir  string
 	RunID       string
 	Snapshotter volume.Snapshotter
-	Progress    *progress.Printer
+	// Hooks run around the snapshot (config hooks:, volume_hooks:).
+	Hooks    hook.Set
+	Progress *progress.Printer
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error
@@ -136,18 +139,29 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err != nil {
 		return nil, err
 	}
-	if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
-		if _, err := pf.Preflight(ctx, v); err != nil {
-			r.unplan(planned, nil)
-			return nil, orHint(fmt.Errorf("preflight %s: %w", v.ID(), err), "%s", volumeHint(v))
+	// The hooks run around the preflight and the snapshot: the post hook
+	// whenever the pre hook ran, and the snapshot is kept for release
+	// even when the post hook failed.
+	snap, err := r.hooked(ctx, func() (*volume.Snapshot, error) {
+		if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
+			if _, err := pf.Preflight(ctx, v); err != nil {
+				return nil, orHint(fmt.Errorf("preflight %s: %w", v.ID(), err), "%s", volumeHint(v))
+			}
 		}
-	}
-	snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
+		snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
+		if err != nil {
+			return nil, orHint(fmt.Errorf("snapshot %s: %w", v.ID(), err), "%s", volumeHint(v))
+		}
+		return snap, nil
+	})
 	r.unplan(planned, snap)
-	if err != nil {
-		return nil, orHint(fmt.Errorf("snapshot %s: %w", v.ID(), err), "%s", volumeHint(v))
+	if snap == nil {
+		return nil, err
 	}
 	r.snap = snap
+	if err != nil {
+		return nil, err
+	}
 	if err := r.inject(StageCreated); err != nil {
 		return nil, err
 	}
@@ -158,7 +172,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			}
 		}
 	}
-	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size}
+	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size, Consistency: r.consistency(snap)}
 	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
 
 	parts, err := r.layout(ctx)
@@ -348,6 +362,8 @@ type run struct {
 	snap    *volume.Snapshot
 	partial bool
 	peakPct float64
+	// preHooked: the pre_snapshot hook ran and succeeded.
+	preHooked bool
 	// release holds undo steps, run newest first.
 	release []func(ctx context.Context) error
 }

@@ -169,7 +169,18 @@ type Snapshot struct {
 	Name       string  `json:"name,omitempty"`
 	Size       int64   `json:"size,omitempty"`
 	PeakCOWPct float64 `json:"peak_cow_percent,omitempty"`
+	// Consistency says what state the snapshot holds: crash (a point in
+	// time of a volume in use), hooked (a pre_snapshot hook quiesced it
+	// first) or offline (an image nothing used). Absent in older backups.
+	Consistency string `json:"consistency,omitempty"`
 }
+
+// Snapshot consistencies.
+const (
+	ConsistencyCrash   = "crash"
+	ConsistencyHooked  = "hooked"
+	ConsistencyOffline = "offline"
+)
 
 // Table is the partition table found on the volume.
 type Table struct {
