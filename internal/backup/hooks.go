@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"voltar/internal/cleanup"
 	"voltar/internal/hook"
 	"voltar/internal/manifest"
 	"voltar/internal/volume"
@@ -23,6 +24,15 @@ func (r *run) hooked(ctx context.Context, take func() (*volume.Snapshot, error))
 	var snap *volume.Snapshot
 	var err error
 	if len(h.Pre.Argv) > 0 {
+		if len(h.Post.Argv) > 0 {
+			// Owed from now on: a run killed before it ran leaves it to
+			// the next command's sweep.
+			owed := hook.Owed{Argv: h.Post.Argv, Env: env, Timeout: h.Post.Timeout}.Ref()
+			if err := r.hold(cleanup.Hook, owed); err != nil {
+				return nil, err
+			}
+			defer r.done(cleanup.Hook, owed)
+		}
 		err = hook.Run(ctx, hook.PreSnapshot, h.Pre, env, r.log)
 		r.preHooked = err == nil
 	}

@@ -2,8 +2,12 @@ package backup_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"voltar/internal/backup"
 	"voltar/internal/hook"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 	"voltar/internal/testutil"
 	"voltar/internal/volume"
 	"voltar/internal/volume/image"
@@ -164,4 +169,45 @@ func TestSnapshotHooks(t *testing.T) {
 		}
 		noSnapshot(t)
 	})
+}
+
+// A run killed with SIGKILL after its pre hook ran owes the post hook:
+// the next command's sweep runs it from the journal, with
+// VOLTAR_STATUS=killed.
+func TestOwedPostHookRunBySweep(t *testing.T) {
+	e := newEnv(t)
+	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 32, Fill: fillData}}})
+	log := filepath.Join(t.TempDir(), "log")
+	spec, _ := json.Marshal(killSpec{Stage: "never", Image: img, Runtime: e.runtime, State: e.state,
+		Scratch: e.scratch, Store: e.store.Root(),
+		PreHook:  recorder(log, "kill -9 $PPID; sleep 5"),
+		PostHook: recorder(log, "")})
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestKillHelper$")
+	cmd.Env = append(os.Environ(), killAtEnv+"="+string(spec))
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != -1 {
+		t.Fatalf("helper: %v, want killed by a signal\n%s", err, out)
+	}
+	if got := readLines(t, log); len(got) != 1 {
+		t.Fatalf("before the sweep the hooks ran as %q, want the pre hook only", got)
+	}
+	_, err = backup.Sweep(context.Background(), backup.SweepOptions{
+		RuntimeDir: e.runtime, StateDir: e.state,
+		Sweepers: []volume.Sweeper{&image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime)}},
+		OpenStore: func(context.Context, string) (store.Store, error) { return e.store, nil },
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readLines(t, log)
+	if len(got) != 2 || !strings.HasPrefix(got[1], "post_snapshot status=killed") || !strings.Contains(got[1], "volume=image/disk.img") {
+		t.Fatalf("after the sweep the hooks ran as %q", got)
+	}
+	// Run once: a second sweep finds nothing owed.
+	backup.Sweep(context.Background(), backup.SweepOptions{RuntimeDir: e.runtime, StateDir: e.state,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if got := readLines(t, log); len(got) != 2 {
+		t.Errorf("a second sweep ran the hook again: %q", got)
+	}
 }

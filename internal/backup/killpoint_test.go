@@ -13,6 +13,7 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/cleanup"
+	"voltar/internal/hook"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/volume"
@@ -27,6 +28,7 @@ const killAtEnv = "VOLTAR_TEST_KILL_AT"
 type killSpec struct {
 	Stage, Image, Runtime, State, Scratch, Store string
 	Offline, Qcow2                               bool
+	PreHook, PostHook                            []string
 }
 
 func TestKillHelper(t *testing.T) {
@@ -55,6 +57,7 @@ func TestKillHelper(t *testing.T) {
 	if k.Qcow2 {
 		o.Snapshotter = e.qcowSnapshotter()
 	}
+	o.Hooks = hook.Set{Pre: hook.Command{Argv: k.PreHook}, Post: hook.Command{Argv: k.PostHook}}
 	o.Store = local.New(k.Store)
 	o.Inject = func(stage string) error {
 		if stage == k.Stage {

@@ -12,6 +12,7 @@ import (
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/folder"
+	"voltar/internal/hook"
 	"voltar/internal/store"
 	"voltar/internal/volume"
 )
@@ -78,6 +79,14 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			}
 			return nil
 		},
+	}
+	// A post hook a killed run owed: run once, logged if it fails (a
+	// hook that keeps failing is not run again by every command).
+	handlers[cleanup.Hook] = func(ctx context.Context, ref string) error {
+		if err := hook.RunOwed(ctx, ref, log); err != nil {
+			log.Error("post_snapshot hook of a dead run failed", "err", err)
+		}
+		return nil
 	}
 	handlers[cleanup.LV] = func(ctx context.Context, lv string) error {
 		return fmt.Errorf("snapshot %s left behind, but LVM is not available to remove it", lv)

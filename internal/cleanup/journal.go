@@ -26,6 +26,7 @@ const (
 	LV      = "lv"      // ref: vg/lv of a snapshot
 	Partial = "partial" // ref: store prefix of a backup being written
 	Export  = "export"  // ref: the file a qemu-storage-daemon exports an image on
+	Hook    = "hook"    // ref: a post_snapshot hook owed, as JSON (argv, env, timeout)
 )
 
 type record struct {

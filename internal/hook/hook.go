@@ -11,6 +11,7 @@ package hook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,4 +198,30 @@ func Env(pairs ...string) []string {
 		}
 	}
 	return out
+}
+
+// Owed is a post hook a run owes once its pre hook ran, as the run's
+// journal records it: a run killed before the post hook ran leaves it to
+// the next voltar command's sweep (RunOwed).
+type Owed struct {
+	Argv    []string      `json:"argv"`
+	Env     []string      `json:"env"`
+	Timeout time.Duration `json:"timeout"`
+}
+
+// Ref is o as a journal ref.
+func (o Owed) Ref() string {
+	b, _ := json.Marshal(o)
+	return string(b)
+}
+
+// RunOwed runs the post hook a dead run's journal names by ref, with
+// VOLTAR_STATUS=killed: the run was killed after its pre hook ran.
+func RunOwed(ctx context.Context, ref string, log *slog.Logger) error {
+	var o Owed
+	if err := json.Unmarshal([]byte(ref), &o); err != nil || len(o.Argv) == 0 {
+		return fmt.Errorf("owed post_snapshot hook %q: not a hook", ref)
+	}
+	env := append(append([]string{}, o.Env...), "VOLTAR_STATUS=killed", "VOLTAR_ERROR=voltar was killed after the pre_snapshot hook ran")
+	return Run(ctx, PostSnapshot, Command{Argv: o.Argv, Timeout: o.Timeout}, env, log)
 }
