@@ -193,7 +193,7 @@ func TestOwedPostHookRunBySweep(t *testing.T) {
 	}
 	_, err = backup.Sweep(context.Background(), backup.SweepOptions{
 		RuntimeDir: e.runtime, StateDir: e.state,
-		Sweepers: []volume.Sweeper{&image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime)}},
+		Sweepers:  []volume.Sweeper{&image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime)}},
 		OpenStore: func(context.Context, string) (store.Store, error) { return e.store, nil },
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
