@@ -413,3 +413,147 @@ func TestQcow2OfflineImageInUseRefused(t *testing.T) {
 		t.Fatalf("backup = %v (hints %q), want the lock refused", err, fail.Hints(err))
 	}
 }
+
+// vmExport stands in for a running VM: a qemu-storage-daemon holds the
+// qcow2 image open for writing (taking qemu's image locks) and exports it,
+// and its ext4 is mounted from a loop device over the export. It returns
+// the mount point; everything is undone when the test ends.
+func vmExport(t *testing.T, img string) string {
+	t.Helper()
+	dir := t.TempDir()
+	exp := filepath.Join(dir, "disk.raw")
+	if err := os.WriteFile(exp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vm := exec.Command("qemu-storage-daemon",
+		"--blockdev", `{"driver":"file","node-name":"f","filename":"`+img+`"}`,
+		"--blockdev", `{"driver":"qcow2","node-name":"q","file":"f"}`,
+		"--export", `{"type":"fuse","id":"vm","node-name":"q","mountpoint":"`+exp+`","writable":true}`,
+		"--pidfile", filepath.Join(dir, "pid"))
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "pid")); err == nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", exp))
+	mnt := t.TempDir()
+	testutil.Run(t, "mount", dev, mnt)
+	t.Cleanup(func() {
+		exec.Command("umount", mnt).Run()
+		testutil.DetachLoop(dev)
+		vm.Process.Signal(os.Interrupt)
+		vm.Wait()
+	})
+	return mnt
+}
+
+// A live qcow2 image that a "VM" keeps writing to (files written, fsynced
+// and renamed into place, one after another) is backed up from a reflink
+// clone: the backup mounts after the journal replay into the overlay,
+// passes the completeness check, and every file it holds is whole.
+func TestQcow2LiveImageInUse(t *testing.T) {
+	testutil.RequireTools(t, "qemu-img", "qemu-storage-daemon", "mkfs.ext4", "mkfs.xfs")
+	e := newEnv(t)
+	t.Cleanup(e.noDaemonsLeft)
+	dir := reflinkDir(t)
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	os.WriteFile(raw, nil, 0o600)
+	os.Truncate(raw, 128<<20)
+	testutil.Run(t, "mkfs.ext4", "-q", raw)
+	qemuImg(t, dir, "convert", "-f", "raw", "-O", "qcow2", raw, "vm.qcow2")
+	img := filepath.Join(dir, "vm.qcow2")
+	root := vmExport(t, img)
+
+	content := []byte(strings.Repeat("0123456789abcdef", 4096)) // 64 KiB
+	stop := make(chan struct{})
+	written := make(chan int)
+	go func() {
+		n := 0
+		defer func() { written <- n }()
+		for ; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tmp := filepath.Join(root, "tmp")
+			f, err := os.Create(tmp)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			f.Write(content)
+			f.Sync()
+			f.Close()
+			if err := os.Rename(tmp, filepath.Join(root, fmt.Sprintf("f%05d", n))); err != nil {
+				t.Error(err)
+				return
+			}
+			if d, err := os.Open(root); err == nil {
+				d.Sync()
+				d.Close()
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	m, err := e.backupQcow2(img, false, nil)
+	close(stop)
+	n := <-written
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := m.Filesystems[0]
+	if c := fs.Check; c == nil || c.Counted != c.Holds {
+		t.Errorf("completeness check %+v", fs.Check)
+	}
+	names := archivedNames(t, filepath.Join(e.store.Root(), "testhost", m.ID, fs.Archive))
+	got := 0
+	for name, body := range names {
+		if strings.HasPrefix(name, "f") {
+			got++
+			if body != string(content) {
+				t.Errorf("%s: %d bytes, not the whole file", name, len(body))
+			}
+		}
+	}
+	t.Logf("the VM wrote %d files, the backup holds %d", n, got)
+	if got == 0 {
+		t.Error("no file written before the snapshot is in the backup")
+	}
+}
+
+// Two qcow2 images backed up at once share one snapshotter, as the
+// volumes of a nightly run do.
+func TestQcow2Concurrent(t *testing.T) {
+	testutil.RequireTools(t, "qemu-img", "qemu-storage-daemon", "mkfs.ext4")
+	e := newEnv(t)
+	t.Cleanup(e.noDaemonsLeft)
+	dir := t.TempDir()
+	raw := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 32, Fill: fillData}}})
+	qemuImg(t, dir, "convert", "-f", "raw", "-O", "qcow2", raw, "a.qcow2")
+	qemuImg(t, dir, "convert", "-f", "raw", "-O", "qcow2", raw, "b.qcow2")
+	s := e.qcowSnapshotter()
+	errs := make(chan error, 2)
+	for _, name := range []string{"a.qcow2", "b.qcow2"} {
+		go func() {
+			v, err := qcow2.Resolve(filepath.Join(dir, name), true)
+			if err != nil {
+				errs <- err
+				return
+			}
+			o := e.options(backup.NewRunID(time.Now()), nil)
+			o.Snapshotter = s
+			_, err = backup.Volume(context.Background(), v, o)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
