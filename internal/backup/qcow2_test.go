@@ -557,3 +557,23 @@ func TestQcow2Concurrent(t *testing.T) {
 		}
 	}
 }
+
+// A backing file on a block device (a raw LV under a qcow2 overlay file)
+// is opened with qemu's host_device driver.
+func TestQcow2BackingOnBlockDevice(t *testing.T) {
+	testutil.RequireTools(t, "qemu-img", "qemu-storage-daemon", "mkfs.ext4")
+	e := newEnv(t)
+	t.Cleanup(e.noDaemonsLeft)
+	raw := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 32, Fill: fillData}}})
+	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", raw))
+	t.Cleanup(func() { testutil.DetachLoop(dev) })
+	dir := t.TempDir()
+	qemuImg(t, dir, "create", "-q", "-f", "qcow2", "-b", dev, "-F", "raw", "top.qcow2")
+	m, err := e.backupQcow2(filepath.Join(dir, "top.qcow2"), true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Volume.Backing) != 1 || m.Volume.Backing[0].Path != dev || m.Filesystems[0].Files == 0 {
+		t.Errorf("manifest %+v %+v", m.Volume, m.Filesystems)
+	}
+}

@@ -49,7 +49,7 @@ func (s *Snapshotter) graph(v volume.Volume, top string, n names) []node {
 	for i := len(layers) - 1; i >= 0; i-- {
 		l := layers[i]
 		f, fmtNode := "f"+strconv.Itoa(i), "n"+strconv.Itoa(i)
-		out = append(out, node{"driver": "file", "node-name": f, "filename": l.Path, "read-only": true})
+		out = append(out, node{"driver": protocol(l.Path), "node-name": f, "filename": l.Path, "read-only": true})
 		fn := node{"driver": l.Format, "node-name": fmtNode, "file": f, "read-only": true}
 		if l.Format == volume.FormatQcow2 {
 			if i+1 < len(layers) {
@@ -65,6 +65,15 @@ func (s *Snapshotter) graph(v volume.Volume, top string, n names) []node {
 		node{"driver": "file", "node-name": "fo", "filename": n.overlay, "cache": node{"no-flush": true}},
 		node{"driver": "qcow2", "node-name": "ov", "file": "fo", "backing": "n0"})
 	return out
+}
+
+// protocol is qemu's driver for the file at p: host_device for a block
+// device (a backing file on an LV), file otherwise.
+func protocol(p string) string {
+	if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		return "host_device"
+	}
+	return "file"
 }
 
 // createOverlay makes an empty qcow2 file of size at path; its backing is
@@ -161,7 +170,7 @@ func startDaemon(ctx context.Context, tool, scope, export string, graph []node) 
 func (d *daemon) failure() error {
 	msg := strings.TrimSpace(d.stderr.String())
 	err := fmt.Errorf("qemu-storage-daemon: %v: %s", d.err, msg)
-	if strings.Contains(msg, "lock") {
+	if strings.Contains(msg, "Failed to get") && strings.Contains(msg, "lock") {
 		return fail.Hint(err, "another process (a running VM?) has the image open for writing: stop it before an offline backup, or back it up live (without offline)")
 	}
 	return err
