@@ -15,6 +15,7 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/disk"
 	"voltar/internal/cleanup"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
@@ -292,8 +293,12 @@ func TestQcow2KilledMidBackup(t *testing.T) {
 	for _, tc := range []struct {
 		stage   string
 		offline bool
-	}{{backup.StageMount, false}, {backup.StageArchive, false}, {backup.StageArchive, true}} {
-		t.Run(fmt.Sprintf("%s-offline=%v", tc.stage, tc.offline), func(t *testing.T) {
+		// daemonDies: the storage daemon is killed too, leaving loop
+		// devices over a dead FUSE file, which cannot even say whose
+		// they are.
+		daemonDies bool
+	}{{backup.StageMount, false, false}, {backup.StageArchive, false, false}, {backup.StageArchive, true, false}, {backup.StageArchive, false, true}} {
+		t.Run(fmt.Sprintf("%s-offline=%v-daemon-dies=%v", tc.stage, tc.offline, tc.daemonDies), func(t *testing.T) {
 			e := newEnv(t)
 			t.Cleanup(e.noDaemonsLeft)
 			dir := reflinkDir(t)
@@ -309,6 +314,16 @@ func TestQcow2KilledMidBackup(t *testing.T) {
 			}
 			if left, _ := filepath.Glob(filepath.Join(e.scratch, "*overlay*")); len(left) == 0 {
 				t.Fatal("the helper died before making the overlay")
+			}
+			if tc.daemonDies {
+				ents, _ := os.ReadDir("/proc")
+				for _, d := range ents {
+					b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+					if err == nil && strings.Contains(string(b), "qemu-storage-daemon") && strings.Contains(string(b), e.runtime) {
+						exec.Command("kill", "-9", d.Name()).Run()
+					}
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
 			// Journal only: the image's directory is no sweeper's, and no
 			// mark is searched for.
@@ -576,4 +591,49 @@ func TestQcow2BackingOnBlockDevice(t *testing.T) {
 	if len(m.Volume.Backing) != 1 || m.Volume.Backing[0].Path != dev || m.Filesystems[0].Files == 0 {
 		t.Errorf("manifest %+v %+v", m.Volume, m.Filesystems)
 	}
+}
+
+// A loop device over a FUSE file whose server died cannot say whose it is
+// (LOOP_GET_STATUS64 fails with ENOTCONN): listing loop devices, and so
+// every sweep, goes on and reports it as dead.
+func TestLoopOverDeadExportListed(t *testing.T) {
+	testutil.RequireTools(t, "qemu-img", "qemu-storage-daemon")
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	qemuImg(t, dir, "create", "-q", "-f", "qcow2", "disk.qcow2", "64M")
+	exp := filepath.Join(dir, "disk.raw")
+	os.WriteFile(exp, nil, 0o600)
+	d := exec.Command("qemu-storage-daemon",
+		"--blockdev", `{"driver":"file","node-name":"f","filename":"`+filepath.Join(dir, "disk.qcow2")+`"}`,
+		"--blockdev", `{"driver":"qcow2","node-name":"q","file":"f"}`,
+		"--export", `{"type":"fuse","id":"t","node-name":"q","mountpoint":"`+exp+`","writable":true}`,
+		"--pidfile", filepath.Join(dir, "pid"))
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "pid")); err == nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", exp))
+	t.Cleanup(func() {
+		testutil.DetachLoop(dev)
+		exec.Command("umount", "-l", exp).Run()
+	})
+	d.Process.Kill()
+	d.Wait()
+	time.Sleep(1500 * time.Millisecond) // past FUSE's attribute cache
+	loops, err := disk.ListLoops()
+	if err != nil {
+		t.Fatalf("ListLoops with a loop device over a dead FUSE file: %v", err)
+	}
+	for _, l := range loops {
+		if l.Path == dev {
+			t.Logf("%s: dead=%v tag=%q", dev, l.Dead, l.Tag)
+			return
+		}
+	}
+	t.Errorf("%s not listed", dev)
 }

@@ -163,7 +163,10 @@ func detachIfOurs(dev, runtimeDir string) error {
 		return err
 	}
 	for _, l := range loops {
-		if l.Path == dev && strings.HasPrefix(l.Tag, loopTagPrefix(runtimeDir)) {
+		// A device whose backing file is gone (a qcow2 export whose
+		// storage daemon died) shows no tag: the journal's word that it
+		// is ours is all there is, and nothing can use it anyway.
+		if l.Path == dev && (strings.HasPrefix(l.Tag, loopTagPrefix(runtimeDir)) || l.Dead) {
 			return disk.DetachLoop(dev)
 		}
 	}

@@ -60,6 +60,10 @@ type LoopInfo struct {
 	Tag       string // lo_file_name: voltar's tag, or the backing path for losetup's loops
 	Offset    int64
 	SizeLimit int64 // 0 means up to the end of the backing
+	// Dead: the kernel cannot read the device's status because its
+	// backing file's filesystem is gone (a FUSE file whose server died:
+	// ENOTCONN); Tag is then unknown. Nothing can read such a device.
+	Dead bool
 }
 
 // AttachLoop maps size bytes at offset of backing (a regular file or block
@@ -303,6 +307,13 @@ func ListLoops() ([]LoopInfo, error) {
 			SizeLimit: readSysInt(filepath.Join(dir, "loop", "sizelimit")),
 		}
 		tag, bound, err := loopTag(n)
+		if errors.Is(err, unix.ENOTCONN) {
+			// One device over a dead FUSE file must not stop the
+			// listing (and so every sweep).
+			info.Dead = true
+			found = append(found, numbered{n, info})
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("list loop devices: %w", err)
 		}

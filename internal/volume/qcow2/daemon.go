@@ -1,7 +1,6 @@
 package qcow2
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -26,10 +24,19 @@ const startTimeout = 30 * time.Second
 
 // daemon is a running qemu-storage-daemon.
 type daemon struct {
-	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	done   chan struct{}
-	err    error // set when done is closed
+	cmd  *exec.Cmd
+	log  string // its stdout and stderr
+	done chan struct{}
+	err  error // set when done is closed
+}
+
+// output is the end of what the daemon wrote.
+func (d *daemon) output() string {
+	b, _ := os.ReadFile(d.log)
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // exportID is the id of every export of this installation: the mark by
@@ -128,12 +135,22 @@ func startDaemon(ctx context.Context, tool, scope, export string, graph []node) 
 	exp, _ := json.Marshal(node{"type": "fuse", "id": exportID(scope), "node-name": top, "mountpoint": export, "writable": true})
 	args = append(args, "--export", string(exp), "--pidfile", pidfile)
 	cmd := exec.Command(tool, args...)
-	d := &daemon{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
+	// Its output goes to a file next to the export, not a pipe: a daemon
+	// that outlives a killed voltar must not die of SIGPIPE.
+	logf, err := os.OpenFile(filepath.Join(dir, "daemon.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	d := &daemon{cmd: cmd, log: logf.Name(), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C on the terminal reaches voltar,
-	// which unmounts before it stops the daemon. Pdeathsig: a voltar
-	// killed with SIGKILL takes the daemon (and its FUSE mount) along.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// which unmounts before it stops the daemon. No parent-death signal:
+	// when voltar is killed with SIGKILL the daemon keeps serving its
+	// export, so the next command's sweep can still read the loop devices
+	// over it (a loop device over a dead FUSE file cannot even say whose
+	// it is), detach them, and then stop the daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, fail.Hint(err, "install qemu-system-common (qemu-storage-daemon) to back up qcow2 images")
@@ -157,7 +174,7 @@ func startDaemon(ctx context.Context, tool, scope, export string, graph []node) 
 			return nil, ctx.Err()
 		case <-deadline.C:
 			d.stop()
-			return nil, fmt.Errorf("qemu-storage-daemon did not set up its export within %s: %s", startTimeout, d.stderr.String())
+			return nil, fmt.Errorf("qemu-storage-daemon did not set up its export within %s: %s", startTimeout, d.output())
 		case <-tick.C:
 			if _, err := os.Stat(pidfile); err == nil && isMounted(export) {
 				return d, nil
@@ -168,7 +185,7 @@ func startDaemon(ctx context.Context, tool, scope, export string, graph []node) 
 
 // failure explains a daemon that exited.
 func (d *daemon) failure() error {
-	msg := strings.TrimSpace(d.stderr.String())
+	msg := d.output()
 	err := fmt.Errorf("qemu-storage-daemon: %v: %s", d.err, msg)
 	if strings.Contains(msg, "Failed to get") && strings.Contains(msg, "lock") {
 		return fail.Hint(err, "another process (a running VM?) has the image open for writing: stop it before an offline backup, or back it up live (without offline)")
@@ -333,27 +350,6 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// lockedBuffer collects a child's output, read while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Server is a qemu-storage-daemon serving one qcow2 image read-write as a
 // raw view: restore --to-image --format qcow2 writes through it.
 type Server struct {
@@ -391,7 +387,7 @@ func (s *Server) Close() error {
 	err := s.d.exited()
 	s.d.stop()
 	if err == nil && s.d.err != nil {
-		err = fmt.Errorf("qemu-storage-daemon: %v: %s", s.d.err, strings.TrimSpace(s.d.stderr.String()))
+		err = fmt.Errorf("qemu-storage-daemon: %v: %s", s.d.err, s.d.output())
 	}
 	return errors.Join(err, removeExport(s.export))
 }
@@ -403,7 +399,7 @@ func removeExport(export string) error {
 	if err := unmountExport(export); err != nil {
 		errs = append(errs, err)
 	}
-	for _, f := range []string{export, filepath.Join(filepath.Dir(export), "pid")} {
+	for _, f := range []string{export, filepath.Join(filepath.Dir(export), "pid"), filepath.Join(filepath.Dir(export), "daemon.log")} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
