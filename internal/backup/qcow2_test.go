@@ -15,8 +15,8 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
-	"voltar/internal/disk"
 	"voltar/internal/cleanup"
+	"voltar/internal/disk"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/restore"
