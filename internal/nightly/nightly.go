@@ -266,6 +266,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	// wrote, as the store's growth shows it.
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.SourceBytes(), m.Files()
 	v.Warnings = m.AllWarnings()
+	v.Consistency = m.Snapshot.Consistency
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}
