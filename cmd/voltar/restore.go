@@ -28,7 +28,7 @@ type restoreFlags struct {
 func (a *app) restoreCmd() *cobra.Command {
 	var o restoreFlags
 	cmd := &cobra.Command{
-		Use:   "restore BACKUP [--partition pN] --to DIR | --to-image FILE [--format raw|qcow2] | --to-device DEV",
+		Use:   "restore BACKUP [--partition pN] --to DIR | --to-image FILE | --to-device DEV",
 		Short: "Restore a backup into a directory, or re-create the whole volume",
 		Long: `Restore BACKUP (<vg>/<volume>/<timestamp>, or .../latest), checking every byte
 against its SHA-256 while reading.
@@ -54,9 +54,9 @@ encryption.identity_file (or $VOLTAR_AGE_IDENTITY_FILE).`,
 	f.StringVar(&o.partition, "partition", "", "restore only this filesystem (p1, p2, ... or fs)")
 	f.StringVar(&o.toDir, "to", "", "extract into this directory (must be empty or missing, unless --force)")
 	f.StringVar(&o.toImage, "to-image", "", "re-create the volume in this new image file")
+	f.StringVar(&o.format, "format", "raw", "with --to-image: the image's format, raw or qcow2")
 	f.StringVar(&o.toDevice, "to-device", "", "re-create the volume on this block device (overwrites it)")
 	f.BoolVar(&o.force, "force", false, "with --to: write into a non-empty directory")
-	f.StringVar(&o.format, "format", "raw", "with --to-image: the image's format, raw or qcow2")
 	return cmd
 }
 
@@ -84,14 +84,14 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	if n != 1 {
 		return fail.Usage(fail.Hint(errors.New("restore needs exactly one of --to, --to-image or --to-device"), "usage: voltar restore BACKUP --to DIR"))
 	}
+	if o.partition != "" && o.toDir == "" {
+		return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
+	}
 	if o.format != restore.FormatRaw && o.format != restore.FormatQcow2 {
 		return fail.Usage(fmt.Errorf("--format %q: want raw or qcow2", o.format))
 	}
 	if o.format != restore.FormatRaw && o.toImage == "" {
 		return fail.Usage(errors.New("--format works with --to-image only"))
-	}
-	if o.partition != "" && o.toDir == "" {
-		return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
 	}
 	st, host, err := a.storeAndHost(ctx)
 	if err != nil {

@@ -3,6 +3,7 @@ package backup_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
@@ -595,7 +598,7 @@ func TestQcow2BackingOnBlockDevice(t *testing.T) {
 
 // A loop device over a FUSE file whose server died cannot say whose it is
 // (LOOP_GET_STATUS64 fails with ENOTCONN): listing loop devices, and so
-// every sweep, goes on and reports it as dead.
+// every sweep, goes on and lists it with the error.
 func TestLoopOverDeadExportListed(t *testing.T) {
 	testutil.RequireTools(t, "qemu-img", "qemu-storage-daemon")
 	testutil.RequireRoot(t)
@@ -631,7 +634,9 @@ func TestLoopOverDeadExportListed(t *testing.T) {
 	}
 	for _, l := range loops {
 		if l.Path == dev {
-			t.Logf("%s: dead=%v tag=%q", dev, l.Dead, l.Tag)
+			if !errors.Is(l.Err, unix.ENOTCONN) {
+				t.Errorf("%s: err %v, want ENOTCONN", dev, l.Err)
+			}
 			return
 		}
 	}

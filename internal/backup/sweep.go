@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/folder"
@@ -164,9 +166,9 @@ func detachIfOurs(dev, runtimeDir string) error {
 	}
 	for _, l := range loops {
 		// A device whose backing file is gone (a qcow2 export whose
-		// storage daemon died) shows no tag: the journal's word that it
-		// is ours is all there is, and nothing can use it anyway.
-		if l.Path == dev && (strings.HasPrefix(l.Tag, loopTagPrefix(runtimeDir)) || l.Dead) {
+		// storage daemon died: ENOTCONN) shows no tag: the journal's word
+		// that it is ours is all there is, and nothing can use it anyway.
+		if l.Path == dev && (strings.HasPrefix(l.Tag, loopTagPrefix(runtimeDir)) || errors.Is(l.Err, unix.ENOTCONN)) {
 			return disk.DetachLoop(dev)
 		}
 	}

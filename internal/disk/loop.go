@@ -60,10 +60,10 @@ type LoopInfo struct {
 	Tag       string // lo_file_name: voltar's tag, or the backing path for losetup's loops
 	Offset    int64
 	SizeLimit int64 // 0 means up to the end of the backing
-	// Dead: the kernel cannot read the device's status because its
-	// backing file's filesystem is gone (a FUSE file whose server died:
-	// ENOTCONN); Tag is then unknown. Nothing can read such a device.
-	Dead bool
+	// Err is why the device's tag could not be read (its backing file
+	// is on a filesystem that went away, e.g. a dead FUSE mount): whose
+	// it is cannot be told, so it is nobody's to detach.
+	Err error
 }
 
 // AttachLoop maps size bytes at offset of backing (a regular file or block
@@ -278,7 +278,8 @@ func clearLoop(f *os.File, path string) error {
 }
 
 // ListLoops returns every attached loop device, sorted by number. Voltar's
-// own are those whose Tag starts with its tag prefix.
+// own are those whose Tag starts with its tag prefix. A device whose tag
+// cannot be read is listed with Err set and no Tag.
 func ListLoops() ([]LoopInfo, error) {
 	dirs, err := filepath.Glob("/sys/block/loop*")
 	if err != nil {
@@ -307,15 +308,10 @@ func ListLoops() ([]LoopInfo, error) {
 			SizeLimit: readSysInt(filepath.Join(dir, "loop", "sizelimit")),
 		}
 		tag, bound, err := loopTag(n)
-		if errors.Is(err, unix.ENOTCONN) {
-			// One device over a dead FUSE file must not stop the
-			// listing (and so every sweep).
-			info.Dead = true
+		if err != nil {
+			info.Err = err
 			found = append(found, numbered{n, info})
 			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list loop devices: %w", err)
 		}
 		if !bound {
 			continue // detached while we looked
