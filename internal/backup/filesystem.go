@@ -172,6 +172,11 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	// cannot replay a journal into it. A filesystem whose superblock says
 	// it needs recovery is read from a throwaway writable copy instead.
 	src, off := r.snap, p.start
+	if r.v.Format == volume.FormatQcow2 && p.recovery == disk.RecoveryNeeded {
+		// The export is writable: the kernel replays into its overlay.
+		fs.Recovery = "journal replayed into the throwaway qcow2 overlay; the image and its backing files were only read"
+		log.Info("the filesystem needs journal recovery: the kernel replays it into the qcow2 overlay")
+	}
 	if r.snap.ReadOnly && p.recovery == disk.RecoveryNeeded {
 		var err error
 		if src, off, err = r.writable(ctx, p, "its superblock says it needs journal recovery"); err != nil {

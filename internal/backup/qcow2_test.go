@@ -252,6 +252,9 @@ func TestQcow2JournalReplayedIntoOverlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := m.Filesystems[0]
+	if !strings.Contains(fs.Recovery, "qcow2 overlay") {
+		t.Errorf("manifest recovery %q, want the overlay named", fs.Recovery)
+	}
 	names := archivedNames(t, filepath.Join(e.store.Root(), "testhost", m.ID, fs.Archive))
 	missing := 0
 	for i := range tornFiles {
