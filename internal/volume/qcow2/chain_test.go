@@ -2,6 +2,7 @@ package qcow2_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,6 +119,18 @@ func TestChain(t *testing.T) {
 // A damaged header is an error, never a panic.
 func FuzzReadHeader(f *testing.F) {
 	f.Add(append(append([]byte{}, qcow2.Magic...), make([]byte, 200)...))
+	// Real headers, with a backing file and its format, v2 and v3.
+	if _, err := exec.LookPath("qemu-img"); err == nil {
+		dir := f.TempDir()
+		for i, compat := range []string{"0.10", "1.1"} {
+			img := filepath.Join(dir, fmt.Sprintf("h%d.qcow2", i))
+			if exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat="+compat, "-u", "-b", "../base/disk.raw", "-F", "raw", img, "1G").Run() == nil {
+				if b, err := os.ReadFile(img); err == nil {
+					f.Add(b[:min(len(b), 4096)])
+				}
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		qcow2.ReadHeader(readerAt(b))
 	})
