@@ -5,11 +5,9 @@
 set -eu
 runtime="e2fsprogs xfsprogs dosfstools btrfs-progs fdisk util-linux zstd tar coreutils lvm2"
 test="$runtime pigz gzip age acl attr mtools ntfs-3g cryptsetup-bin user-mode-linux kmod thin-provisioning-tools busybox-static keyutils lintian man-db prometheus extlinux qemu-system-x86 grub-pc-bin linux-image-amd64 cpio ovmf grub-efi-amd64-bin"
-# qcow2 images: qemu-img and qemu-storage-daemon (voltar suggests them).
-test="$test qemu-utils qemu-system-common"
 case "${1:-runtime}" in
 runtime) want=$runtime ;;
-test) want=$test ;;
+test) want="$test qemu-utils qemu-system-common" ;; # qcow2: qemu-img, qemu-storage-daemon
 *) echo "usage: $0 runtime|test" >&2; exit 2 ;;
 esac
 missing=""

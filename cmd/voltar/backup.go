@@ -28,12 +28,9 @@ func (a *app) backupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup [--to STORE] [--compress zstd|gzip|none] [--exclude GLOB]... VOLUME...",
 		Short: "Back up volumes now",
-		Long: `Back up each VOLUME: vg/lv, /dev/vg/lv, or the path of a disk image, raw or
-qcow2 (recognised by its header; backing files included, read through
-qemu-storage-daemon). Each gets a snapshot, its partitions' filesystems are
-archived from the snapshot, and the snapshot is removed. A live qcow2 image
-needs a filesystem with reflinks (xfs, btrfs); otherwise stop its VM and
-use --offline.`,
+		Long: `Back up each VOLUME: vg/lv, /dev/vg/lv, or the path of a raw disk image.
+Each gets a snapshot, its partitions' filesystems are archived from the
+snapshot, and the snapshot is removed.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.to, o.compress = given(cmd, "to"), given(cmd, "compress")
@@ -45,7 +42,7 @@ use --offline.`,
 	f.String("compress", "", "compression: zstd, gzip or none (default: compression: from the config, else zstd)")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching this glob (repeatable); a pattern without / matches names at any depth")
 	f.BoolVar(&o.asJSON, "json", false, "print the manifests as JSON")
-	f.BoolVar(&o.offline, "offline", false, "image files are not in use: read them in place instead of cloning")
+	f.BoolVar(&o.offline, "offline", false, "image files are not in use: read them in place instead of cloning (a live qcow2 image needs a filesystem with reflinks, xfs or btrfs; otherwise stop its VM and use --offline)")
 	return cmd
 }
 

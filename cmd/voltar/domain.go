@@ -23,7 +23,6 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
-	"voltar/internal/hook"
 	"voltar/internal/nightly"
 	"voltar/internal/objio"
 	"voltar/internal/prune"
@@ -242,15 +241,6 @@ func missingImage(path string, err error) candidate {
 func missingCandidate(id, kind, path string, err error) candidate {
 	return candidate{Volume: id, Kind: kind, Path: path, Size: -1, Selected: true, Missing: true,
 		Reason: err.Error(), Hints: fail.Hints(err), err: err}
-}
-
-// hooksFor is the hooks: (and volume_hooks:) of v.
-func (a *app) hooksFor(v volume.Volume) hook.Set {
-	h := a.cfg.HooksFor(v.ID())
-	return hook.Set{
-		Pre:  hook.Command{Argv: h.PreSnapshot, Timeout: h.Timeout},
-		Post: hook.Command{Argv: h.PostSnapshot, Timeout: h.Timeout},
-	}
 }
 
 // excludesFor merges the global, per-volume and command-line patterns.
