@@ -58,11 +58,11 @@ test-deb: test-deps deb
 test-monitoring: test-deps
 	$(GO) test -count=1 -v ./test/monitoring
 
-# Long soaks, not part of `make test` (about 15 minutes; README "Crash
+# Long soaks, not part of `make test` (about 17 minutes; README "Crash
 # safety"): 50 runs of 40 image volumes backed up 4 at a time; 50 backups
 # killed with SIGKILL at random moments for each of: image volumes to a
 # local store, to a store that fills up, to an S3 server that is killed
-# mid-upload too, and LVM volumes in UML.
+# mid-upload too, qcow2 images with snapshot hooks, and LVM volumes in UML.
 test-soak: test-deps build services
 	VOLTAR_TEST_SOAK_RUNS=50 $(GO) test -count=1 -timeout 60m -v -run 'TestConcurrentVolumesOfOneRun' ./internal/backup/
 	VOLTAR_TEST_SOAK_RUNS=50 $(GO) test -count=1 -timeout 60m -v ./test/soak/
@@ -77,6 +77,7 @@ bench: test-deps build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadTable -fuzztime 60s ./internal/disk
+	$(GO) test -run '^$$' -fuzz FuzzReadHeader -fuzztime 30s ./internal/volume/qcow2
 
 clean:
 	rm -rf bin demo voltar_*_amd64.deb

@@ -11,7 +11,7 @@ die() { log "error: $*"; exit 1; }
 need_tools() {
 	local missing=() cmd pkg
 	for pair in tar:tar gzip:gzip pigz:pigz zstd:zstd /usr/bin/time:time mkfs.ext4:e2fsprogs \
-		losetup:mount mount:mount; do
+		losetup:mount mount:mount qemu-img:qemu-utils qemu-storage-daemon:qemu-system-common; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done

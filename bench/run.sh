@@ -102,6 +102,13 @@ bench_corpus() {
 		# point-in-time copy (no reflinks on ext4), timed separately.
 		run voltar-zstd "$clean" "$STORE" "$vb --offline $img"
 		if ((full)); then
+			# The same image as qcow2 (converted once, untimed), read
+			# through qemu-storage-daemon's FUSE export.
+			local qimg=${img%.img}.qcow2
+			if [ ! -f "$qimg" ] || [ "$qimg" -ot "$img" ]; then
+				qemu-img convert -f raw -O qcow2 "$img" "$qimg.tmp" && mv "$qimg.tmp" "$qimg"
+			fi
+			run voltar-qcow2 "$clean" "$STORE" "$vb --offline $qimg"
 			run voltar-gzip "$clean" "$STORE" "$vb --offline --compress gzip $img"
 			run voltar-zstd-snapshot "$clean" "$STORE" "$vb $img"
 			run copy-only "rm -f $OUT/copy.img" "$OUT/copy.img" "cp --sparse=always $img $OUT/copy.img"

@@ -45,6 +45,7 @@ END {
 	target("voltar zstd size / tar -czf size", m "voltar-zstd", m "tar-gz", 1.0, "out")
 	target("voltar zstd wall / tar -I zstd wall", m "voltar-zstd", m "tar-zstd", 1.1, "wall")
 	target("voltar gzip wall / tar -I pigz wall", m "voltar-gzip", m "tar-pigz", 1.1, "wall")
+	target("voltar qcow2 wall / voltar raw wall", m "voltar-qcow2", m "voltar-zstd", 1.3, "wall")
 	target("voltar restore wall / zstd -d | tar -x wall", m "restore-voltar", m "restore-zstd-tar", 1.2, "wall")
 	if (maxrss > 0) printf "- voltar peak RSS: %.0f MiB (target < 256): %s\n", maxrss / 1024, maxrss / 1024 < 256 ? "met" : "MISSED"
 	target("voltar cat of a 1 MiB file wall / voltar restore wall", m "cat-1mib", m "restore-voltar", 0.02, "wall")

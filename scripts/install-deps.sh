@@ -9,7 +9,7 @@ test="$runtime pigz gzip age acl attr mtools ntfs-3g cryptsetup-bin user-mode-li
 test="$test openssh-client"
 case "${1:-runtime}" in
 runtime) want=$runtime ;;
-test) want=$test ;;
+test) want="$test qemu-utils qemu-system-common" ;; # qcow2: qemu-img, qemu-storage-daemon
 *) echo "usage: $0 runtime|test" >&2; exit 2 ;;
 esac
 missing=""

@@ -44,7 +44,7 @@ is backing up at the same moment fails (its lock is in /run/lock).`,
 	f.String("compress", "", "compression: zstd, gzip or none (default: compression: from the config, else zstd)")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching this glob (repeatable); a pattern without / matches names at any depth")
 	f.BoolVar(&o.asJSON, "json", false, "print the manifests as JSON")
-	f.BoolVar(&o.offline, "offline", false, "image files are not in use: read them in place instead of cloning")
+	f.BoolVar(&o.offline, "offline", false, "image files are not in use: read them in place instead of cloning (a live qcow2 image needs a filesystem with reflinks, xfs or btrfs; otherwise stop its VM and use --offline)")
 	return cmd
 }
 
@@ -86,6 +86,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 		m, err := backup.Volume(ctx, v, backup.Options{
 			Settings: settings, Excludes: a.excludesFor(v, o.excludes),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
+			Hooks:          a.hooksFor(v),
 			BootRaw:        a.cfg.BootPartitions == "raw",
 			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})

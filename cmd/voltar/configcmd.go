@@ -133,6 +133,16 @@ func (a *app) runConfigCheck(ctx context.Context) error {
 			state = "not backed up: " + c.Reason
 		}
 		fmt.Fprintf(w, "  %-40s %s\n", c.Volume, state)
+		if !c.Selected || c.Missing {
+			continue
+		}
+		h := cfg.HooksFor(c.Volume)
+		if len(h.PreSnapshot) > 0 {
+			fmt.Fprintf(w, "  %-40s pre_snapshot %q\n", "", h.PreSnapshot)
+		}
+		if len(h.PostSnapshot) > 0 {
+			fmt.Fprintf(w, "  %-40s post_snapshot %q\n", "", h.PostSnapshot)
+		}
 	}
 	if len(cs) == 0 {
 		fmt.Fprintln(w, "  none: set lvm.volume_groups or images")

@@ -37,6 +37,7 @@ import (
 	"voltar/internal/volume"
 	"voltar/internal/volume/image"
 	"voltar/internal/volume/lvm"
+	"voltar/internal/volume/qcow2"
 )
 
 // outputs is where the report of `voltar run` goes, from report: in the
@@ -140,6 +141,27 @@ func (a *app) images() *image.Snapshotter {
 	return s
 }
 
+// qcow2 returns the qcow2 snapshotter, one per command: overlays go into
+// the scratch directory, exports under the runtime directory.
+func (a *app) qcow2() *qcow2.Snapshotter {
+	if a.qcowSnap == nil {
+		a.qcowSnap = &qcow2.Snapshotter{Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir),
+			RuntimeDir: a.cfg.RuntimeDir, Logger: a.log}
+	}
+	return a.qcowSnap
+}
+
+// resolveImage turns the path of an image file into a volume: a qcow2
+// image by its header (whatever its name), else a raw image.
+func resolveImage(path string, offline bool) (volume.Volume, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		if ok, err := qcow2.IsQcow2(path); err == nil && ok {
+			return qcow2.Resolve(path, offline)
+		}
+	}
+	return image.Resolve(path, offline)
+}
+
 // selection lists what the config selects, with reasons for the rest.
 // A configured source that cannot be backed up (a volume group that does
 // not exist or cannot be listed, an image file that is gone) is selected
@@ -180,12 +202,12 @@ func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, erro
 		}
 	}
 	for _, im := range a.cfg.Images {
-		v, err := image.Resolve(im.Path, im.Offline)
+		v, err := resolveImage(im.Path, im.Offline)
 		if err != nil {
 			out = append(out, missingImage(im.Path, err))
 			continue
 		}
-		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Path: v.Path, Size: v.Size, Selected: true})
+		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Format: v.Format, Path: v.Path, Size: v.Size, Selected: true})
 		vols = append(vols, v)
 	}
 	return out, vols, nil
@@ -210,6 +232,11 @@ func missingVG(vg string, err error) candidate {
 // image.Resolve is kept without its hint, which speaks of command-line
 // arguments.
 func missingImage(path string, err error) candidate {
+	if _, serr := os.Stat(path); serr == nil && len(fail.Hints(err)) > 0 {
+		// The file is there; what is wrong is in it (a qcow2 image's
+		// backing file is missing): its own hint says what to do.
+		return missingCandidate("image/"+filepath.Base(path), volume.KindImage, path, fail.Hint(errors.New(err.Error()), "%s", fail.Hints(err)[0]))
+	}
 	return missingCandidate("image/"+filepath.Base(path), volume.KindImage, path, fail.Hint(errors.New(err.Error()),
 		"images: lists %s: bring the file back (a deleted VM, a typo in the path, an unmounted share?) or remove it from images:", path))
 }
@@ -284,17 +311,21 @@ func (a *app) resolve(ctx context.Context, arg string, offline bool) (volume.Vol
 			offline = offline || im.Offline
 		}
 	}
-	v, err := image.Resolve(arg, offline)
+	v, err := resolveImage(arg, offline)
 	if err != nil {
 		return volume.Volume{}, nil, err
 	}
-	return v, a.images(), nil
+	s, _ := a.snapshotter(v)
+	return v, s, nil
 }
 
 // snapshotter returns what snapshots v.
 func (a *app) snapshotter(v volume.Volume) (volume.Snapshotter, error) {
 	if v.Kind == volume.KindLVM {
 		return a.lvm()
+	}
+	if v.Format == volume.FormatQcow2 {
+		return a.qcow2(), nil
 	}
 	return a.images(), nil
 }
@@ -415,7 +446,7 @@ func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error
 			return nil, nil, err
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
-			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID())})
+			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v)})
 	}
 	return jobs, missing, nil
 }

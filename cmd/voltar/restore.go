@@ -21,6 +21,7 @@ import (
 // restoreFlags are the flags of `voltar restore`.
 type restoreFlags struct {
 	partition, toDir, toImage, toDevice string
+	format                              string
 	force                               bool
 	paths                               []string
 }
@@ -40,7 +41,8 @@ against its SHA-256 while reading.
                     only the archive frames that hold them
   --to-image FILE   re-create the volume in a new sparse image file: the
                     partition table, each filesystem with its type, UUID and
-                    label, and its files
+                    label, and its files; --format qcow2 makes it a
+                    qcow2 image instead (qemu-img, qemu-storage-daemon)
   --to-device DEV   the same onto a block device; refused if it is mounted,
                     in use, or smaller than the volume
 
@@ -62,6 +64,7 @@ not made by a key that file lists is refused before anything is written.`,
 	f.StringVar(&o.partition, "partition", "", "restore only this filesystem (p1, p2, ... or fs)")
 	f.StringVar(&o.toDir, "to", "", "extract into this directory (must be empty or missing, unless --force)")
 	f.StringVar(&o.toImage, "to-image", "", "re-create the volume in this new image file")
+	f.StringVar(&o.format, "format", "raw", "with --to-image: the image's format, raw or qcow2")
 	f.StringVar(&o.toDevice, "to-device", "", "re-create the volume on this block device (overwrites it)")
 	f.BoolVar(&o.force, "force", false, "with --to: write into a non-empty directory")
 	f.StringArrayVar(&o.paths, "path", nil, "with --to: restore only entries matching this pattern (repeatable)")
@@ -97,6 +100,12 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	}
 	if o.partition != "" && o.toDir == "" {
 		return fail.Usage(errors.New("--partition works with --to DIR only; --to-image and --to-device re-create the whole volume"))
+	}
+	if o.format != restore.FormatRaw && o.format != restore.FormatQcow2 {
+		return fail.Usage(fmt.Errorf("--format %q: want raw or qcow2", o.format))
+	}
+	if o.format != restore.FormatRaw && o.toImage == "" {
+		return fail.Usage(errors.New("--format works with --to-image only"))
 	}
 	st, host, err := a.storeAndHost(ctx)
 	if err != nil {
@@ -156,6 +165,7 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	}
 	runID := backup.NewRunID(time.Now())
 	opts.LoopTag = backup.LoopTag(a.cfg.RuntimeDir, runID)
+	opts.Format, opts.ExportScope = o.format, backup.Scope(a.cfg.RuntimeDir)
 	opts.MountDir = filepath.Join(a.cfg.RuntimeDir, runID)
 	if err := os.MkdirAll(opts.MountDir, 0o700); err != nil {
 		return fmt.Errorf("mount directory: %w", err)

@@ -17,6 +17,7 @@ import (
 	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/volume/lvm"
+	"voltar/internal/volume/qcow2"
 )
 
 // app is what every command shares: flags, config, logger.
@@ -29,13 +30,16 @@ type app struct {
 	// lvmSnap is the one LVM snapshotter of a command: volumes backed up
 	// at the same time reserve VG and pool space through it.
 	lvmSnap *lvm.Snapshotter
+	// qcowSnap is the one qcow2 snapshotter of a command: it keeps the
+	// storage daemons it started until their snapshots are released.
+	qcowSnap *qcow2.Snapshotter
 }
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "voltar",
 		Short: "Snapshot-consistent, space-efficient backups of block volumes",
-		Long: `voltar backs up LVM logical volumes and raw disk images: it snapshots each
+		Long: `voltar backs up LVM logical volumes and disk images (raw, qcow2): it snapshots each
 volume, finds the partitions inside, mounts every filesystem read-only from the
 snapshot and streams the used data into compressed tar archives with SHA-256
 checksums. Every archive restores with plain sha256sum, zstd and tar.

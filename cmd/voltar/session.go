@@ -113,7 +113,7 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 		// or a leftover snapshot's "LVM is not available" hides the cause.
 		a.log.Warn("leftover snapshots cannot be released", "err", err)
 	}
-	o.Sweepers = append(o.Sweepers, a.images())
+	o.Sweepers = append(o.Sweepers, a.images(), a.qcow2())
 	n, err := backup.Sweep(ctx, o)
 	// FUSE mounts whose voltar mount was killed.
 	k, merr := mountfs.Sweeper{RuntimeDir: a.cfg.RuntimeDir}.Sweep(ctx)

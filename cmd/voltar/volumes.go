@@ -15,6 +15,7 @@ import (
 type candidate struct {
 	Volume   string `json:"volume"`
 	Kind     string `json:"kind"`
+	Format   string `json:"format,omitempty"` // qcow2; absent for raw images and LVs
 	Path     string `json:"path"`
 	Size     int64  `json:"size"`
 	Selected bool   `json:"selected"`
@@ -86,7 +87,11 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 		if c.Size >= 0 {
 			size = units.Bytes(c.Size)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, c.Kind, size, yes, c.Reason)
+		kind := c.Kind
+		if c.Format != "" {
+			kind += " (" + c.Format + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, kind, size, yes, c.Reason)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

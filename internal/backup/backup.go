@@ -25,6 +25,7 @@ import (
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
+	"voltar/internal/hook"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
@@ -48,7 +49,9 @@ type Options struct {
 	RuntimeDir  string
 	RunID       string
 	Snapshotter volume.Snapshotter
-	Progress    *progress.Printer
+	// Hooks run around the snapshot (config hooks:, volume_hooks:).
+	Hooks    hook.Set
+	Progress *progress.Printer
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error
@@ -112,6 +115,12 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		Compression: o.Compression,
 		Started:     started,
 	}
+	if v.Format != "" {
+		m.Volume.Format, m.Volume.VirtualSize = v.Format, v.Size
+		for _, l := range v.Backing {
+			m.Volume.Backing = append(m.Volume.Backing, manifest.Backing{Path: l.Path, Format: l.Format, VirtualSize: l.Size})
+		}
+	}
 	if o.Recipients != nil {
 		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: o.Recipients.Keys()}
 	}
@@ -130,27 +139,40 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err != nil {
 		return nil, err
 	}
-	if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
-		if _, err := pf.Preflight(ctx, v); err != nil {
-			r.unplan(planned, nil)
-			return nil, orHint(fmt.Errorf("preflight %s: %w", v.ID(), err), "%s", volumeHint(v))
+	// The hooks run around the preflight and the snapshot: the post hook
+	// whenever the pre hook ran, and the snapshot is kept for release
+	// even when the post hook failed.
+	snap, err := r.hooked(ctx, func() (*volume.Snapshot, error) {
+		if pf, ok := o.Snapshotter.(volume.Preflighter); ok {
+			if _, err := pf.Preflight(ctx, v); err != nil {
+				return nil, orHint(fmt.Errorf("preflight %s: %w", v.ID(), err), "%s", volumeHint(v))
+			}
 		}
-	}
-	snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
+		snap, err := o.Snapshotter.Create(ctx, v, o.RunID)
+		if err != nil {
+			return nil, orHint(fmt.Errorf("snapshot %s: %w", v.ID(), err), "%s", volumeHint(v))
+		}
+		return snap, nil
+	})
 	r.unplan(planned, snap)
-	if err != nil {
-		return nil, orHint(fmt.Errorf("snapshot %s: %w", v.ID(), err), "%s", volumeHint(v))
+	if snap == nil {
+		return nil, err
 	}
 	r.snap = snap
+	if err != nil {
+		return nil, err
+	}
 	if err := r.inject(StageCreated); err != nil {
 		return nil, err
 	}
-	if k := snapKind(snap); k != "" && !isPlanned(planned, snap) {
-		if err := r.hold(k, snapRef(snap)); err != nil {
-			return nil, err
+	for _, h := range snapRefs(snap) {
+		if !isPlanned(planned, h) {
+			if err := r.hold(journalKind(h.Kind), h.Ref); err != nil {
+				return nil, err
+			}
 		}
 	}
-	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size}
+	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size, Consistency: r.consistency(snap)}
 	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
 
 	parts, err := r.layout(ctx)
@@ -239,23 +261,40 @@ func (r *run) plan(part string) ([]volume.Planned, error) {
 	return planned, nil
 }
 
-// unplan marks the planned names done but the one made (made may be nil).
+// unplan marks the planned names done but those of what was made (made
+// may be nil).
 func (r *run) unplan(planned []volume.Planned, made *volume.Snapshot) {
+	var kept []volume.Planned
+	if made != nil {
+		kept = snapRefs(made)
+	}
 	for _, p := range planned {
-		if made == nil || journalKind(made.Kind) != journalKind(p.Kind) || snapRef(made) != p.Ref {
+		if !isPlanned(kept, p) {
 			r.done(journalKind(p.Kind), p.Ref)
 		}
 	}
 }
 
-// isPlanned reports whether made was journaled by plan.
-func isPlanned(planned []volume.Planned, made *volume.Snapshot) bool {
+// isPlanned reports whether made is among the journaled names.
+func isPlanned(planned []volume.Planned, made volume.Planned) bool {
 	for _, p := range planned {
-		if journalKind(made.Kind) == journalKind(p.Kind) && snapRef(made) == p.Ref {
+		if journalKind(made.Kind) == journalKind(p.Kind) && made.Ref == p.Ref {
 			return true
 		}
 	}
 	return false
+}
+
+// snapRefs are the journal entries snapshot s stands for: its Holds, or
+// itself when it leaves something to remove.
+func snapRefs(s *volume.Snapshot) []volume.Planned {
+	if len(s.Holds) > 0 {
+		return s.Holds
+	}
+	if snapKind(s) == "" {
+		return nil
+	}
+	return []volume.Planned{{Kind: s.Kind, Ref: snapRef(s)}}
 }
 
 // orHint attaches a hint to err unless something in its chain already
@@ -288,6 +327,8 @@ func journalKind(k volume.SnapshotKind) string {
 		return cleanup.Clone
 	case volume.KindThick, volume.KindThin:
 		return cleanup.LV
+	case volume.KindExport:
+		return cleanup.Export
 	}
 	return ""
 }
@@ -321,6 +362,8 @@ type run struct {
 	snap    *volume.Snapshot
 	partial bool
 	peakPct float64
+	// preHooked: the pre_snapshot hook ran and succeeded.
+	preHooked bool
 	// release holds undo steps, run newest first.
 	release []func(ctx context.Context) error
 }
@@ -382,7 +425,9 @@ func (r *run) releaseAll(errp *error) {
 		if err := r.o.Snapshotter.Release(ctx, r.snap); err != nil {
 			errs = append(errs, fmt.Errorf("release snapshot %s: %w", r.snap.Name, err))
 		} else {
-			r.done(snapKind(r.snap), snapRef(r.snap))
+			for _, h := range snapRefs(r.snap) {
+				r.done(journalKind(h.Kind), h.Ref)
+			}
 			r.log.Info("snapshot removed", "snapshot", r.snap.Name)
 		}
 	}

@@ -174,6 +174,11 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	// cannot replay a journal into it. A filesystem whose superblock says
 	// it needs recovery is read from a throwaway writable copy instead.
 	src, off := r.snap, p.start
+	if r.v.Format == volume.FormatQcow2 && p.recovery == disk.RecoveryNeeded {
+		// The export is writable: the kernel replays into its overlay.
+		fs.Recovery = "journal replayed into the throwaway qcow2 overlay; the image and its backing files were only read"
+		log.Info("the filesystem needs journal recovery: the kernel replays it into the qcow2 overlay")
+	}
 	if r.snap.ReadOnly && p.recovery == disk.RecoveryNeeded {
 		var err error
 		if src, off, err = r.writable(ctx, p, "its superblock says it needs journal recovery"); err != nil {
@@ -362,7 +367,7 @@ func (r *run) writable(ctx context.Context, p part, why string) (*volume.Snapsho
 	if err := r.inject(StageCopied); err != nil {
 		return nil, 0, err
 	}
-	if !isPlanned(planned, c) {
+	if !isPlanned(planned, volume.Planned{Kind: c.Kind, Ref: c.Name}) {
 		if err := r.hold(cleanup.Clone, c.Name); err != nil {
 			return nil, 0, err
 		}

@@ -13,10 +13,12 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/cleanup"
+	"voltar/internal/hook"
 	"voltar/internal/store"
 	"voltar/internal/store/local"
 	"voltar/internal/volume"
 	"voltar/internal/volume/image"
+	"voltar/internal/volume/qcow2"
 )
 
 // killAt is the helper process of TestKilledRightAfterCreation: it backs up
@@ -25,7 +27,8 @@ const killAtEnv = "VOLTAR_TEST_KILL_AT"
 
 type killSpec struct {
 	Stage, Image, Runtime, State, Scratch, Store string
-	Offline                                      bool
+	Offline, Qcow2                               bool
+	PreHook, PostHook                            []string
 }
 
 func TestKillHelper(t *testing.T) {
@@ -37,7 +40,11 @@ func TestKillHelper(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &k); err != nil {
 		t.Fatal(err)
 	}
-	v, err := image.Resolve(k.Image, k.Offline)
+	resolve := image.Resolve
+	if k.Qcow2 {
+		resolve = qcow2.Resolve
+	}
+	v, err := resolve(k.Image, k.Offline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +54,10 @@ func TestKillHelper(t *testing.T) {
 	}
 	e := &env{t: t, runtime: k.Runtime, state: k.State, scratch: k.Scratch}
 	o := e.options("run1", j)
+	if k.Qcow2 {
+		o.Snapshotter = e.qcowSnapshotter()
+	}
+	o.Hooks = hook.Set{Pre: hook.Command{Argv: k.PreHook}, Post: hook.Command{Argv: k.PostHook}}
 	o.Store = local.New(k.Store)
 	o.Inject = func(stage string) error {
 		if stage == k.Stage {

@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/folder"
+	"voltar/internal/hook"
 	"voltar/internal/store"
 	"voltar/internal/volume"
 )
@@ -78,6 +81,14 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 			}
 			return nil
 		},
+	}
+	// A post hook a killed run owed: run once, logged if it fails (a
+	// hook that keeps failing is not run again by every command).
+	handlers[cleanup.Hook] = func(ctx context.Context, ref string) error {
+		if err := hook.RunOwed(ctx, ref, log); err != nil {
+			log.Error("post_snapshot hook of a dead run failed", "err", err)
+		}
+		return nil
 	}
 	handlers[cleanup.LV] = func(ctx context.Context, lv string) error {
 		return fmt.Errorf("snapshot %s left behind, but LVM is not available to remove it", lv)
@@ -158,7 +169,10 @@ func detachIfOurs(dev, runtimeDir string) error {
 		return err
 	}
 	for _, l := range loops {
-		if l.Path == dev && strings.HasPrefix(l.Tag, loopTagPrefix(runtimeDir)) {
+		// A device whose backing file is gone (a qcow2 export whose
+		// storage daemon died: ENOTCONN) shows no tag: the journal's word
+		// that it is ours is all there is, and nothing can use it anyway.
+		if l.Path == dev && (strings.HasPrefix(l.Tag, loopTagPrefix(runtimeDir)) || errors.Is(l.Err, unix.ENOTCONN)) {
 			return disk.DetachLoop(dev)
 		}
 	}

@@ -1,5 +1,5 @@
 // Package cleanup records every resource a run creates (snapshots, clones,
-// loop devices, mounts, half-written backup folders) in an append-only
+// image exports, loop devices, mounts, half-written backup folders) in an append-only
 // journal on disk, so that after a kill -9 or a power loss the next run can
 // release exactly what the dead one held.
 package cleanup
@@ -25,6 +25,8 @@ const (
 	Clone   = "clone"   // ref: path of an image clone or copy
 	LV      = "lv"      // ref: vg/lv of a snapshot
 	Partial = "partial" // ref: store prefix of a backup being written
+	Export  = "export"  // ref: the file a qemu-storage-daemon exports an image on
+	Hook    = "hook"    // ref: a post_snapshot hook owed, as JSON (argv, env, timeout)
 )
 
 type record struct {

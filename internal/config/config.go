@@ -62,6 +62,10 @@ type Config struct {
 	// as files and warns that the bootloader must be reinstalled after a
 	// restore; "raw" stores such a filesystem raw, so it boots as it was.
 	BootPartitions string `yaml:"boot_partitions"`
+	// Hooks run around every volume's snapshot; VolumeHooks per volume,
+	// keyed like VolumeExcludes, replace them hook by hook (hooks.go).
+	Hooks       Hooks            `yaml:"hooks"`
+	VolumeHooks map[string]Hooks `yaml:"volume_hooks"`
 	// Concurrency is how many volumes are backed up at once.
 	Concurrency int `yaml:"concurrency"`
 	// CleanupTimeout bounds the release of snapshots, mounts and loop devices.
@@ -445,6 +449,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.validateHooks()...)
 	if c.BootPartitions != "files" && c.BootPartitions != "raw" {
 		errs = append(errs, fmt.Errorf("boot_partitions %q: want files or raw", c.BootPartitions))
 	}

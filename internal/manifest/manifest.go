@@ -21,7 +21,9 @@ import (
 // SchemaFor), so an unencrypted backup stays schema 1 and readable by an
 // older voltar, which in turn refuses an encrypted one it could not read.
 // "not_entered" and "check" need no new schema: a voltar that ignores
-// them restores the same. Neither does "outside": an older voltar
+// them restores the same. Nor do a volume's "format", "virtual_size" and
+// "backing_chain" (a qcow2 image's): the filesystems are the guest's,
+// and an older voltar restores them as a raw image. Neither does "outside": an older voltar
 // restores the filesystems as it always did, and its verify re-hashes
 // the object, which SHA256SUMS lists, against SHA256SUMS.
 const Schema = 3
@@ -152,6 +154,20 @@ type Volume struct {
 	Path  string `json:"path"`
 	Size  int64  `json:"size"`
 	UUID  string `json:"uuid,omitempty"`
+	// Format is the image's format, set for a qcow2 image only ("qcow2");
+	// absent for LVs and raw images. Size is then the guest-visible size,
+	// also recorded as VirtualSize, and Backing is its backing chain.
+	Format      string    `json:"format,omitempty"`
+	VirtualSize int64     `json:"virtual_size,omitempty"`
+	Backing     []Backing `json:"backing_chain,omitempty"`
+}
+
+// Backing is one backing file of an image, nearest first: where it was
+// found (resolved as qemu does) and its format.
+type Backing struct {
+	Path        string `json:"path"`
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual_size"`
 }
 
 // Snapshot records how the point-in-time copy was made.
@@ -160,7 +176,18 @@ type Snapshot struct {
 	Name       string  `json:"name,omitempty"`
 	Size       int64   `json:"size,omitempty"`
 	PeakCOWPct float64 `json:"peak_cow_percent,omitempty"`
+	// Consistency says what state the snapshot holds: crash (a point in
+	// time of a volume in use), hooked (a pre_snapshot hook quiesced it
+	// first) or offline (an image nothing used). Absent in older backups.
+	Consistency string `json:"consistency,omitempty"`
 }
+
+// Snapshot consistencies.
+const (
+	ConsistencyCrash   = "crash"
+	ConsistencyHooked  = "hooked"
+	ConsistencyOffline = "offline"
+)
 
 // Table is the partition table found on the volume.
 type Table struct {

@@ -58,3 +58,30 @@ func TestSchemaFor(t *testing.T) {
 		t.Errorf("manifest with subvolumes written as schema %d, want 3", got)
 	}
 }
+
+// A qcow2 image's format, virtual size and backing chain, and the
+// snapshot's consistency, need no new schema: the filesystems are the
+// guest's, and an older voltar restores them as a raw image. Without them
+// (LVs, raw images) nothing of them is written.
+func TestQcow2FieldsKeepSchema1(t *testing.T) {
+	m := manifest.Manifest{Volume: manifest.Volume{Kind: "image", Name: "disk", Group: "image", Size: 1 << 30,
+		Format: "qcow2", VirtualSize: 1 << 30, Backing: []manifest.Backing{{Path: "/var/lib/nova/instances/_base/abc", Format: "raw", VirtualSize: 1 << 30}}},
+		Snapshot: manifest.Snapshot{Kind: "reflink", Consistency: manifest.ConsistencyHooked}}
+	if got := manifest.SchemaFor(&m); got != 1 {
+		t.Errorf("qcow2 manifest written as schema %d, want 1", got)
+	}
+	m.Schema = 1
+	var buf strings.Builder
+	m.Encode(&buf)
+	got, err := manifest.Decode(strings.NewReader(buf.String()))
+	if err != nil || got.Volume.Format != "qcow2" || got.Volume.Backing[0].Format != "raw" || got.Snapshot.Consistency != "hooked" {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	var plain strings.Builder
+	(&manifest.Manifest{Schema: 1}).Encode(&plain)
+	for _, k := range []string{"format", "virtual_size", "backing_chain", "consistency"} {
+		if strings.Contains(plain.String(), `"`+k+`"`) {
+			t.Errorf("a raw image's manifest has %q:\n%s", k, plain.String())
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
+	"voltar/internal/hook"
 	"voltar/internal/parallel"
 	"voltar/internal/prune"
 	"voltar/internal/report"
@@ -32,6 +33,8 @@ type Job struct {
 	Excludes    []string
 	// BtrfsSnapshots: archive read-only btrfs snapshots too.
 	BtrfsSnapshots bool
+	// Hooks run around the volume's snapshot.
+	Hooks hook.Set
 }
 
 // Missing is a configured source that cannot be backed up: an image file
@@ -245,7 +248,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 		return v
 	}
 	bo := o.Backup
-	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots = j.Snapshotter, j.Excludes, j.BtrfsSnapshots
+	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots, bo.Hooks = j.Snapshotter, j.Excludes, j.BtrfsSnapshots, j.Hooks
 	m, err := backup.Volume(ctx, j.Volume, bo)
 	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
@@ -263,6 +266,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	// wrote, as the store's growth shows it.
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.DataBytes(), m.Files()
 	v.Warnings = m.AllWarnings()
+	v.Consistency = m.Snapshot.Consistency
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}

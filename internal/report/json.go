@@ -74,6 +74,7 @@ type jsonVol struct {
 	SourceBytes    *int64     `json:"source_bytes"`
 	Files          *int64     `json:"files"`
 	PeakCOWPercent *float64   `json:"peak_cow_percent"`
+	Consistency    string     `json:"consistency,omitempty"`
 	Filesystems    []jsonFS   `json:"filesystems"`
 	Removed        []jsonRm   `json:"removed"`
 	Error          *jsonError `json:"error,omitempty"`
@@ -158,6 +159,7 @@ func JSON(w io.Writer, r *Run) error {
 			Removed:     []jsonRm{},
 			Error:       jsonErr(v.Err),
 			Warnings:    v.Warnings,
+			Consistency: v.Consistency,
 		}
 		if v.PeakCOWPct >= 0 {
 			jv.PeakCOWPercent = &v.PeakCOWPct

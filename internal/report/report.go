@@ -83,7 +83,11 @@ type Volume struct {
 	Files                    int64 // files archived; negative when unknown
 	// PeakCOWPct is the highest snapshot COW usage seen; negative when it does
 	// not apply (thin snapshots, image volumes).
-	PeakCOWPct  float64
+	PeakCOWPct float64
+	// Consistency is what the backup's snapshot holds, as its manifest
+	// says: crash, hooked (a pre_snapshot hook quiesced the volume),
+	// offline; "" when unknown.
+	Consistency string
 	Filesystems []FS
 	Removed     []Removed // backups pruned after this volume's success
 	Err         *Problem

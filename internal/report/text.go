@@ -125,6 +125,9 @@ func volumeDetails(w io.Writer, v Volume) {
 	if v.BackupID != "" {
 		fmt.Fprintf(w, "  backup    %s\n", v.BackupID)
 	}
+	if v.Consistency != "" {
+		fmt.Fprintf(w, "  snapshot  %s\n", consistencyText(v.Consistency))
+	}
 	for _, fs := range special {
 		what := fs.Name
 		if fs.Type != "" {
@@ -324,4 +327,17 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// consistencyText says what a backup's snapshot holds.
+func consistencyText(c string) string {
+	switch c {
+	case "hooked":
+		return "hooked: taken between the pre_snapshot and post_snapshot hooks"
+	case "crash":
+		return "crash-consistent: the volume was in use, nothing quiesced it"
+	case "offline":
+		return "offline: the image was not in use"
+	}
+	return c
 }

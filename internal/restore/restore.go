@@ -45,6 +45,12 @@ type Options struct {
 	// data it holds; the Tracker it returns is told how far the restore
 	// got (the CLI draws a bar on a terminal).
 	Progress func(name string, total int64) Tracker
+	// Format is the image format ToImage writes: "" or FormatRaw, or
+	// FormatQcow2 (through qemu-img and qemu-storage-daemon).
+	Format string
+	// ExportScope marks the storage daemon a qcow2 restore runs (its
+	// export id), so the sweep of this installation finds it after a crash.
+	ExportScope string
 }
 
 // Tracker follows the restore of one filesystem.

@@ -30,13 +30,21 @@ import (
 // it, each filesystem re-made with its type, UUID and label and its
 // archive restored into it, raw partitions written back.
 //
-// file must not exist (it is created sparse, with the volume's size) or be
-// an empty regular file; anything else is refused, so a restore never
+// The image is raw, or qcow2 with opts.Format (toQcow2). file must not
+// exist (it is created sparse, with the volume's size) or be an empty
+// regular file; anything else is refused, so a restore never
 // overwrites an image that holds data. If the restore fails, a file it
 // created is removed and an empty one truncated back to empty.
 func ToImage(ctx context.Context, st store.Store, b *catalog.Backup, file string, opts Options) (res Result, err error) {
 	res = Result{ID: b.ID, Target: file, Filesystems: []FSResult{}, Warnings: []string{}}
 	defer func() { res.stopped(err) }()
+	switch opts.Format {
+	case "", FormatRaw:
+	case FormatQcow2:
+		return res, toQcow2(ctx, st, b, file, opts, &res)
+	default:
+		return res, fail.Usage(fmt.Errorf("image format %q: want raw or qcow2", opts.Format))
+	}
 	plan, sums, err := prepareVolume(ctx, st, b, opts, &res)
 	if err != nil {
 		return res, err
@@ -119,9 +127,18 @@ func fits(p *volPlan, dev string, size, sector int64) error {
 // volTarget is an image file or device being written.
 type volTarget struct {
 	path   string
+	name   string // what messages call it, when not path (a qcow2 image's export)
 	f      *os.File
 	sector int64
 	fresh  bool // all zero: a new image
+}
+
+// String names the target in messages.
+func (t *volTarget) String() string {
+	if t.name != "" {
+		return t.name
+	}
+	return t.path
 }
 
 // tableSector is the logical sector size a table was read with: an image
@@ -357,7 +374,7 @@ func createImage(file string, size int64) (f *os.File, created bool, err error) 
 
 // restoreVolume writes the table, then each filesystem.
 func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *volTarget, p *volPlan, sums catalog.Sums, res *Result, opts Options) error {
-	log := opts.logger().With("backup", b.ID, "target", t.path)
+	log := opts.logger().With("backup", b.ID, "target", t.String())
 	if !t.fresh {
 		// Old signatures at either end (a previous table, a filesystem at
 		// offset 0, a GPT backup header) must not survive to confuse blkid.
@@ -400,7 +417,7 @@ func restoreVolume(ctx context.Context, st store.Store, b *catalog.Backup, t *vo
 		}
 		// Name where it went, not the temporary mount point it was
 		// written through (gone by now).
-		where := s.fs.Name + " of " + t.path
+		where := s.fs.Name + " of " + t.String()
 		if fr.Dir != "" {
 			fr.Dir = where
 		}

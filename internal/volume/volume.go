@@ -1,5 +1,6 @@
 // Package volume defines the sources voltar backs up and how a point-in-time
-// copy of each is made. Implementations live in volume/lvm and volume/image.
+// copy of each is made. Implementations live in volume/lvm, volume/image
+// (raw image files) and volume/qcow2 (qcow2 image files).
 package volume
 
 import (
@@ -24,6 +25,23 @@ type Volume struct {
 	// Offline marks an image that nothing writes to: it is read in place,
 	// without a clone.
 	Offline bool
+	// Format is the image's format: "" for LVs and raw images, FormatQcow2
+	// for a qcow2 image, whose Size is then its virtual (guest-visible)
+	// size.
+	Format string
+	// Backing is a qcow2 image's backing chain, nearest first, each file
+	// resolved as qemu resolves it (relative to the image naming it).
+	Backing []Layer
+}
+
+// FormatQcow2 is Volume.Format of a qcow2 image.
+const FormatQcow2 = "qcow2"
+
+// Layer is one backing file of an image.
+type Layer struct {
+	Path   string // absolute
+	Format string // qcow2 or raw
+	Size   int64  // its virtual size
 }
 
 // ID is the volume's place in the store, <group>/<name>.
@@ -37,6 +55,11 @@ type Snapshot struct {
 	Path     string // block device or file to map partitions from
 	Size     int64  // snapshot allocation (thick: COW size)
 	ReadOnly bool
+	// Holds, when set, are the journal entries of everything the snapshot
+	// consists of (a qcow2 image's reflink clone, its overlay and the
+	// storage daemon's export), journaled and released with it; else the
+	// snapshot is one entry of its Kind.
+	Holds []Planned
 }
 
 // SnapshotKind says how a snapshot was made; the manifest records it and
@@ -50,6 +73,9 @@ const (
 	KindReflink SnapshotKind = "reflink" // FICLONE clone of an image file
 	KindCopy    SnapshotKind = "copy"    // copy of an image file's data in the scratch directory
 	KindNone    SnapshotKind = "none"    // an offline image, read in place
+	// KindExport is a qemu-storage-daemon process exporting an image as
+	// a raw view (a FUSE-mounted file); its journal ref is that file.
+	KindExport SnapshotKind = "export"
 )
 
 // Snapshotter makes and removes snapshots. Every snapshot it creates carries

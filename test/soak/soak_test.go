@@ -252,7 +252,22 @@ func (e *env) assertNothingLeft() int {
 			t.Errorf("loop device left: %+v", l)
 		}
 	}
-	for _, pat := range []string{filepath.Join(e.scratch, image.ClonePrefix+"*"), filepath.Join(e.dir, "images*", image.ClonePrefix+"*")} {
+	// qcow2 images: no storage daemon serving an export of this voltar,
+	// no export left.
+	if ents, err := os.ReadDir("/proc"); err == nil {
+		for _, d := range ents {
+			b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+			if err == nil && strings.HasPrefix(string(b), "qemu-storage-daemon") && strings.Contains(string(b), e.runtime) {
+				left++
+				t.Errorf("qemu-storage-daemon left: pid %s", d.Name())
+			}
+		}
+	}
+	if exps, _ := filepath.Glob(filepath.Join(e.runtime, "*.export")); len(exps) > 0 {
+		left += len(exps)
+		t.Errorf("qcow2 exports left: %v", exps)
+	}
+	for _, pat := range []string{filepath.Join(e.scratch, image.ClonePrefix+"*"), filepath.Join(e.dir, "images*", image.ClonePrefix+"*"), filepath.Join(e.dir, "qcow2", image.ClonePrefix+"*")} {
 		cs, _ := filepath.Glob(pat)
 		left += len(cs)
 		for _, c := range cs {
@@ -352,6 +367,76 @@ func TestCrashSoakLocal(t *testing.T) {
 		e.listCheck()
 	}
 	e.finish("local")
+}
+
+// SIGKILL at random moments of backups of qcow2 images with a backing
+// file (live: a reflink clone on xfs; offline: in place), each under an
+// overlay exported by qemu-storage-daemon, with snapshot hooks: nothing is
+// left, and every pre_snapshot hook that ran got its post_snapshot hook,
+// from the run or from the next command's sweep.
+func TestCrashSoakQcow2(t *testing.T) {
+	n := soakRuns(t)
+	testutil.RequireTools(t, "qemu-img", "qemu-storage-daemon")
+	e := newEnv(t)
+	e.store = filepath.Join(e.dir, "store")
+	os.Mkdir(e.store, 0o700)
+	// The images as qcow2 over a qcow2 backing file, on xfs (reflinks).
+	xfs := filepath.Join(e.dir, "qcow2.xfs")
+	testutil.Run(t, "truncate", "-s", "2G", xfs)
+	testutil.Run(t, "mkfs.xfs", "-q", "-f", xfs)
+	qdir := filepath.Join(e.dir, "qcow2")
+	os.Mkdir(qdir, 0o700)
+	testutil.Run(t, "mount", "-o", "loop", xfs, qdir)
+	t.Cleanup(func() { exec.Command("umount", qdir).Run() })
+	for i, img := range e.images {
+		base, top := fmt.Sprintf("base%d.qcow2", i), fmt.Sprintf("vol%d.qcow2", i)
+		for _, args := range [][]string{
+			{"convert", "-f", "raw", "-O", "qcow2", img, base},
+			{"create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", top},
+		} {
+			cmd := exec.Command("qemu-img", args...)
+			cmd.Dir = qdir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img %v: %v %s", args, err, out)
+			}
+		}
+		e.images[i] = filepath.Join(qdir, top)
+	}
+	hooks := filepath.Join(e.dir, "hooks.log")
+	e.writeConfig(fmt.Sprintf(`hooks:
+  pre_snapshot: [/bin/sh, -c, 'echo "pre $VOLTAR_RUN_ID" >> %[1]s']
+  post_snapshot: [/bin/sh, -c, 'echo "post $VOLTAR_RUN_ID $VOLTAR_STATUS" >> %[1]s']
+`, hooks))
+	e.timeBackup()
+	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	for i := range n {
+		if r := e.killedBackup(i, rng, nil); r.code != -1 && r.code != 0 {
+			e.failures++
+			t.Errorf("backup %d failed without a fault: %s", i, r)
+		}
+		e.listCheck()
+	}
+	e.finish("qcow2")
+	b, _ := os.ReadFile(hooks)
+	pre, post, killed := map[string]int{}, map[string]int{}, 0
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 2 && f[0] == "pre":
+			pre[f[1]]++
+		case len(f) >= 2 && f[0] == "post":
+			post[f[1]]++
+			if len(f) == 3 && f[2] == "killed" {
+				killed++
+			}
+		}
+	}
+	for run, k := range pre {
+		if post[run] != k {
+			t.Errorf("run %s: %d pre_snapshot hooks, %d post_snapshot hooks", run, k, post[run])
+		}
+	}
+	t.Logf("SOAK qcow2 hooks: %d pre_snapshot, each with its post_snapshot (%d run by a sweep after a kill)", len(pre), killed)
 }
 
 // The same with the store on a filesystem that fills up during backups:

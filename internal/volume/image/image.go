@@ -88,7 +88,7 @@ func Resolve(path string, offline bool) (volume.Volume, error) {
 	fi, err := os.Stat(abs)
 	if errors.Is(err, os.ErrNotExist) {
 		return volume.Volume{}, fail.Usage(fail.Hint(fmt.Errorf("volume %s: no such file", path),
-			"VOLUME is vg/lv, /dev/vg/lv or the path of a raw disk image; check the path"))
+			"VOLUME is vg/lv, /dev/vg/lv or the path of a disk image (raw or qcow2); check the path"))
 	}
 	if err != nil {
 		return volume.Volume{}, fmt.Errorf("volume %s: %w", path, err)
@@ -102,7 +102,7 @@ func Resolve(path string, offline bool) (volume.Volume, error) {
 			"for a logical volume use vg/lv or /dev/vg/lv"))
 	case fi.Size() < 4096:
 		return volume.Volume{}, fail.Usage(fail.Hint(fmt.Errorf("volume %s is only %d bytes, too small to hold a disk image", path, fi.Size()),
-			"give the path of a raw disk image (qcow2 and other formats are not read)"))
+			"give the path of a raw or qcow2 disk image"))
 	}
 	return volume.Volume{
 		Kind: volume.KindImage, Group: "image", Name: filepath.Base(abs),

@@ -3,6 +3,7 @@ package lvm_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -62,7 +63,7 @@ func TestResolve(t *testing.T) {
 				t.Errorf("UUID = %q, want an LVM UUID", got.UUID)
 			}
 			got.UUID = ""
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Resolve(%q) = %+v, want %+v", tt.spec, got, tt.want)
 			}
 		})

@@ -3,6 +3,7 @@ package lvm_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,7 +114,7 @@ func TestCreateThick(t *testing.T) {
 			}
 			f.wantCalls(lvsCmd(vgName), vgsCmd(vgName), lvcreate)
 			want := volume.Snapshot{Kind: lvm.KindThick, Name: thickSnap, Path: "/dev/nova-volumes/" + thickSnap, Size: tt.size}
-			if *snap != want {
+			if !reflect.DeepEqual(*snap, want) {
 				t.Errorf("snapshot = %+v, want %+v", *snap, want)
 			}
 		})
@@ -131,7 +132,7 @@ func TestCreateThin(t *testing.T) {
 	}
 	f.wantCalls(lvsCmd(vgName), lvcreate, lvchange)
 	want := volume.Snapshot{Kind: lvm.KindThin, Name: thinSnap, Path: "/dev/nova-volumes/" + thinSnap}
-	if *snap != want {
+	if !reflect.DeepEqual(*snap, want) {
 		t.Errorf("snapshot = %+v, want %+v", *snap, want)
 	}
 }
