@@ -142,6 +142,10 @@ func guestRun(fw *frameWriter) (res Result) {
 	}
 	defer unix.Unmount(guestMount, 0)
 
+	if cfg.Stall {
+		fw.flush()
+		select {}
+	}
 	sys, err := disk.FindSyslinux(guestMount)
 	if err != nil {
 		return guestErr(KindArchive, fmt.Errorf("look for a bootloader: %w", err))

@@ -36,6 +36,10 @@ const (
 	guestMount = "/run/fs"
 )
 
+// brkRandom is how far the host kernel may move a 64-bit process's heap
+// from the end of its binary (arch_randomize_brk: 1 GiB).
+const brkRandom = 1 << 30
+
 // spec is what the host tells the launcher.
 type spec struct {
 	Dir      string
@@ -57,6 +61,7 @@ type guestConfig struct {
 	Excludes       []string `json:"excludes"`
 	BtrfsSnapshots bool     `json:"btrfs_snapshots"`
 	BootRaw        bool     `json:"boot_raw"`
+	Stall          bool     `json:"stall,omitempty"`
 }
 
 func newSpec(cfg Config, lim Limits) (*spec, error) {
@@ -64,8 +69,8 @@ func newSpec(cfg Config, lim Limits) (*spec, error) {
 		return nil, errors.New("sandbox: device, dir and filesystem type are required")
 	}
 	s := &spec{Dir: cfg.Dir, Binary: cfg.Binary, Kernel: cfg.Kernel, Memory: lim.Memory, Scratch: lim.Scratch,
-		CPU: int64(lim.CPU.Seconds()),
-		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw}}
+		CPU:   int64(lim.CPU.Seconds()),
+		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw, Stall: lim.TestStall}}
 	var err error
 	if s.Binary == "" {
 		if s.Binary, err = os.Executable(); err != nil {
@@ -104,10 +109,11 @@ func newSpec(cfg Config, lim Limits) (*spec, error) {
 		return nil, err
 	}
 	// The COW file is sparse but as long as the device (plus its
-	// header and bitmap), and UML's RAM file is sparse and longer than
-	// mem= (measured: more than 2x, at most 4x). RLIMIT_FSIZE bounds
-	// their length, the tmpfs's size what they really take.
-	s.FSize = size + size/4096 + 4*lim.Memory + 64<<20
+	// header and bitmap). UML's RAM file is sparse too, and longer than
+	// mem= by the distance between the end of its binary and its heap,
+	// which the host's ASLR randomizes by up to 1 GiB (a 64-bit brk).
+	// RLIMIT_FSIZE bounds their length, the tmpfs's size what they take.
+	s.FSize = max(size+size/4096, lim.Memory+brkRandom) + 64<<20
 	return s, nil
 }
 
@@ -170,10 +176,11 @@ func launch() error {
 		res int
 		v   uint64
 	}{
-		// UML maps its RAM file and the kernel image, and its
-		// helpers share that map: the address space needs RAM plus
-		// room for the binary, stacks and libraries.
-		{unix.RLIMIT_AS, uint64(s.Memory) + 1<<30},
+		// UML maps its RAM file (see FSize) and its helpers share
+		// that map: the address space needs that plus room for the
+		// binary, stacks and libraries. What the guest really uses
+		// is bounded by the tmpfs that holds the RAM file.
+		{unix.RLIMIT_AS, uint64(s.Memory) + brkRandom + 1<<30},
 		{unix.RLIMIT_CPU, uint64(s.CPU)},
 		{unix.RLIMIT_FSIZE, uint64(s.FSize)},
 		{unix.RLIMIT_NOFILE, 256},
@@ -237,7 +244,7 @@ func launch() error {
 		// Console (kernel messages, the guest's stderr) on our stderr;
 		// the stream on the first serial line; no network device.
 		"con=null", "con0=null,fd:2", "ssl=null", "ssl0=null,fd:" + strconv.Itoa(dataFD),
-		"quiet", "loglevel=3", "panic=-1", "zswap.enabled=0", "pty.legacy_count=0",
+		"quiet", "loglevel=" + loglevel(), "zswap.enabled=0", "pty.legacy_count=0",
 	}
 	env := []string{"TMPDIR=" + sbTmp, "PATH=/usr/bin"}
 	return syscall.Exec(s.Kernel, args, env)
@@ -352,4 +359,11 @@ func bindRO(src, dst string) error {
 		return fmt.Errorf("bind %s read-only: %w", src, err)
 	}
 	return nil
+}
+
+func loglevel() string {
+	if os.Getenv("VOLTAR_SANDBOX_CONSOLE") == "1" {
+		return "7"
+	}
+	return "3"
 }

@@ -93,6 +93,10 @@ type Limits struct {
 	Idle time.Duration
 	// CPU is RLIMIT_CPU of the sandbox. Default 24 hours.
 	CPU time.Duration
+	// TestStall is for tests only (no config key sets it): the guest
+	// mounts the filesystem, then sends nothing more, as a hung guest
+	// kernel would.
+	TestStall bool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -196,7 +200,15 @@ func Archive(ctx context.Context, cfg Config, w io.Writer) (Result, error) {
 	cmd := exec.Command(spec.Binary)
 	cmd.Args = []string{"voltar-sandbox"}
 	cmd.Env = []string{envRole + "=" + roleLaunch, envSpec + "=" + string(raw)}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, console, console
+	if v := os.Getenv("VOLTAR_SANDBOX_CONSOLE"); v != "" {
+		cmd.Env = append(cmd.Env, "VOLTAR_SANDBOX_CONSOLE="+v)
+	}
+	var consoleOut io.Writer = console
+	if os.Getenv("VOLTAR_SANDBOX_CONSOLE") == "1" {
+		// Debugging: the whole console on stderr too.
+		consoleOut = io.MultiWriter(console, os.Stderr)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, consoleOut, consoleOut
 	cmd.ExtraFiles = []*os.File{wr}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS,

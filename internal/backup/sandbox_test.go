@@ -1,0 +1,406 @@
+package backup_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"voltar/internal/backup"
+	"voltar/internal/catalog"
+	"voltar/internal/disk"
+	"voltar/internal/fail"
+	"voltar/internal/manifest"
+	"voltar/internal/sandbox"
+	"voltar/internal/testutil"
+	"voltar/internal/verify"
+)
+
+// requireSandbox skips without UML (and root, which newEnv requires).
+func requireSandbox(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("linux.uml"); err != nil {
+		testutil.Unavailable(t, "isolation: sandbox needs linux.uml (apt-get install user-mode-linux)")
+	}
+}
+
+func sandboxed(o *backup.Options) { o.Isolation = backup.IsolationSandbox }
+
+// tarDigest is the SHA-256 of a stored archive's tar stream.
+func tarDigest(t *testing.T, e *env, m *manifest.Manifest, f manifest.Filesystem) string {
+	t.Helper()
+	p := filepath.Join(e.store.Root(), "testhost", m.ID, f.Archive)
+	out := testutil.Run(t, "sh", "-c", "zstd -d -q < '"+p+"' | sha256sum")
+	return strings.Fields(out)[0]
+}
+
+// sandboxProc is what /proc says about a UML process of a sandbox.
+type sandboxProc struct {
+	pid                          int
+	uid, capEff, capPrm, capBnd  string
+	noNewPrivs, mntNS, netNS, ns string
+}
+
+// watchSandbox polls, until stop is called, the host's mount table (this
+// process's and PID 1's) for anything mounted from a loop device backed
+// by a file under dir or mounted under runtime, and /proc for the
+// sandbox's UML processes (descendants of this process).
+func watchSandbox(t *testing.T, dir, runtime string) (stop func() (mounts []string, procs []sandboxProc)) {
+	var mu sync.Mutex
+	var mounts []string
+	procs := map[int]sandboxProc{}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	self := os.Getpid()
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			ours := map[string]bool{}
+			if loops, err := disk.ListLoops(); err == nil {
+				for _, l := range loops {
+					if strings.HasPrefix(l.Backing, dir) {
+						ours[l.Path] = true
+					}
+				}
+			}
+			for _, mi := range []string{"/proc/self/mountinfo", "/proc/1/mountinfo"} {
+				b, _ := os.ReadFile(mi)
+				for _, line := range strings.Split(string(b), "\n") {
+					f := strings.Fields(line)
+					if len(f) < 10 {
+						continue
+					}
+					i := len(f) - 3 // ... - fstype source options
+					if ours[f[i+1]] || strings.HasPrefix(f[4], runtime) {
+						mu.Lock()
+						mounts = append(mounts, line)
+						mu.Unlock()
+					}
+				}
+			}
+			for _, pid := range sandboxPIDs(self, false) {
+				p := sandboxProc{pid: pid}
+				st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+				sc := bufio.NewScanner(bytes.NewReader(st))
+				for sc.Scan() {
+					k, v, _ := strings.Cut(sc.Text(), ":")
+					v = strings.TrimSpace(v)
+					switch k {
+					case "Uid":
+						p.uid = v
+					case "CapEff":
+						p.capEff = v
+					case "CapPrm":
+						p.capPrm = v
+					case "CapBnd":
+						p.capBnd = v
+					case "NoNewPrivs":
+						p.noNewPrivs = v
+					}
+				}
+				p.mntNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+				p.netNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+				p.ns, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+				if p.uid != "" {
+					mu.Lock()
+					procs[pid] = p
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	return func() ([]string, []sandboxProc) {
+		close(done)
+		<-finished
+		var ps []sandboxProc
+		for _, p := range procs {
+			ps = append(ps, p)
+		}
+		return mounts, ps
+	}
+}
+
+// descends reports whether pid is a descendant of ancestor.
+func descends(pid, ancestor int) bool {
+	return parent(pid, ancestor, 50)
+}
+
+// sandboxPIDs lists the UML processes below self (direct: its children
+// only, the sandboxes' main processes).
+func sandboxPIDs(self int, direct bool) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, de := range ents {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		depth := 50
+		if direct {
+			depth = 1
+		}
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(exe, "/linux.uml") && parent(pid, self, depth) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// parent reports whether ancestor is among the depth nearest ancestors of pid.
+func parent(pid, ancestor, depth int) bool {
+	for i := 0; i < depth && pid > 1; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 2 {
+			return false
+		}
+		pid, _ = strconv.Atoi(f[1])
+		if pid == ancestor {
+			return true
+		}
+	}
+	return false
+}
+
+// A sandboxed backup writes the same tar streams as a kernel-mode one,
+// never mounts a guest filesystem on the host, and parses it in a process
+// that is not root and has no capabilities.
+func TestSandboxBackup(t *testing.T) {
+	requireSandbox(t)
+	e := newEnv(t)
+	img := testutil.MakeImage(t, e.dir, testutil.Image{Table: "gpt", Parts: []testutil.Part{
+		{FS: "ext4", SizeMiB: 300, Label: "root", Fill: fillRoot},
+		{FS: "xfs", SizeMiB: 300, Label: "data", Fill: fillData},
+		{FS: "btrfs", SizeMiB: 128, Fill: testutil.FillBtrfsLayout},
+		{FS: "vfat", SizeMiB: 40, Label: "ESP", Fill: fillFAT},
+	}})
+	excl := func(o *backup.Options) { o.Excludes = []string{"*.tmp"} }
+
+	start := time.Now()
+	kernel, err := e.backupImage(img, false, excl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernelTime := time.Since(start)
+
+	stop := watchSandbox(t, e.dir, e.runtime)
+	start = time.Now()
+	m, err := e.backupImage(img, false, func(o *backup.Options) { excl(o); sandboxed(o) })
+	sandboxTime := time.Since(start)
+	mounts, procs := stop()
+	if err != nil {
+		t.Fatalf("sandboxed backup: %v\n%s", err, fail.Hints(err))
+	}
+	t.Logf("kernel mode %s, sandbox %s", kernelTime.Round(time.Millisecond), sandboxTime.Round(time.Millisecond))
+
+	if m.Isolation != backup.IsolationSandbox || kernel.Isolation != backup.IsolationKernel {
+		t.Errorf("manifest isolation %q (kernel mode: %q)", m.Isolation, kernel.Isolation)
+	}
+	for _, l := range mounts {
+		t.Errorf("the host's mount table showed a guest filesystem: %s", l)
+	}
+	if len(procs) == 0 {
+		t.Fatal("no sandbox process seen during the backup")
+	}
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	selfNet, _ := os.Readlink("/proc/self/ns/net")
+	for _, p := range procs {
+		if strings.Fields(p.uid)[0] == "0" || p.capEff != "0000000000000000" || p.capPrm != "0000000000000000" ||
+			p.capBnd != "0000000000000000" || p.noNewPrivs != "1" || p.mntNS == self || p.netNS == selfNet {
+			t.Errorf("sandbox process %+v: want uid != 0, no capabilities, no_new_privs, own mount and network namespaces", p)
+		}
+	}
+	t.Logf("%d sandbox processes seen, e.g. %+v", len(procs), procs[0])
+
+	want := map[string]string{"p1": "ext4:files", "p2": "xfs:files", "p3": "btrfs:files", "p4": "vfat:files"}
+	for i, f := range m.Filesystems {
+		if got := f.Type + ":" + f.Mode; got != want[f.Name] {
+			t.Errorf("%s: %s, want %s", f.Name, got, want[f.Name])
+			continue
+		}
+		k := kernel.Filesystems[i]
+		if f.Type == "vfat" {
+			// This host's kernel has no vfat; the sandbox's has.
+			if k.Mode == manifest.ModeFiles && tarDigest(t, e, m, f) != tarDigest(t, e, kernel, k) {
+				t.Errorf("%s: tar streams differ between the modes", f.Name)
+			}
+			continue
+		}
+		if tarDigest(t, e, m, f) != tarDigest(t, e, kernel, k) {
+			t.Errorf("%s: tar streams differ between the modes", f.Name)
+		}
+		if f.Entries != k.Entries || f.Files != k.Files || f.SourceBytes != k.SourceBytes || f.Archive != k.Archive {
+			t.Errorf("%s: counts %+v, kernel mode %+v", f.Name, f, k)
+		}
+		if fmt.Sprint(f.Check) != fmt.Sprint(k.Check) || f.Check == nil || f.Check.Counted != f.Check.Holds {
+			t.Errorf("%s: completeness check %+v, kernel mode %+v", f.Name, f.Check, k.Check)
+		}
+		if fmt.Sprint(f.Subvolumes) != fmt.Sprint(k.Subvolumes) {
+			t.Errorf("%s: subvolumes %+v, kernel mode %+v", f.Name, f.Subvolumes, k.Subvolumes)
+		}
+	}
+	// Verify does not care which mode made a backup (the torture tree's
+	// restore is in internal/restore's tests).
+	b, err := catalog.Resolve(context.Background(), e.store, "testhost", m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := verify.Backup(context.Background(), e.store, b, nil); !res.OK {
+		t.Errorf("verify: %+v", res.Problems)
+	}
+}
+
+// A corrupted filesystem fails its volume's backup and leaves nothing
+// (newEnv checks loops, mounts and clones at the end; the store is empty).
+func TestSandboxCorruptFilesystem(t *testing.T) {
+	requireSandbox(t)
+	testutil.RequireTools(t, "debugfs", "dumpe2fs")
+	e := newEnv(t)
+	clean := testutil.MakeImage(t, e.dir, testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64, Fill: fillRoot}}})
+	bs, err := strconv.Atoi(strings.TrimSpace(testutil.Run(t, "sh", "-c", "dumpe2fs -h "+clean+" 2>/dev/null | sed -n 's/^Block size: *//p'")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootBlock, err := strconv.Atoi(strings.TrimSpace(testutil.Run(t, "debugfs", "-R", "bmap / 0", clean)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gdt := 4096 // the block after the superblock's
+	if bs == 1024 {
+		gdt = 2048
+	}
+	for seed := int64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			img := filepath.Join(e.dir, fmt.Sprintf("corrupt%d.img", seed))
+			testutil.Run(t, "cp", "--sparse=always", clean, img)
+			f, err := os.OpenFile(img, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rnd := rand.New(rand.NewSource(seed))
+			junk := func(off, n int) {
+				b := make([]byte, n)
+				rnd.Read(b)
+				if _, err := f.WriteAt(b, int64(off)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The superblock after its magic (so the host still sees
+			// ext4 and hands it to the sandbox), the group descriptors,
+			// the root directory's block.
+			junk(1024+0x3a, 1024-0x3a)
+			junk(gdt, 512)
+			junk(rootBlock*bs, bs)
+			f.Close()
+			m, err := e.backupImage(img, true, func(o *backup.Options) {
+				sandboxed(o)
+				o.Sandbox.Idle = time.Minute
+			})
+			if err == nil {
+				// The guest kernel made sense of what is left: a
+				// complete, checked backup is fine too.
+				t.Logf("seed %d: backed up anyway: %d entries", seed, m.Filesystems[0].Entries)
+				return
+			}
+			t.Logf("seed %d: %v", seed, err)
+			if left := storeFiles(t, e); len(left) > 0 && m == nil {
+				// Earlier seeds' successful backups stay; this one's
+				// folder must not.
+				for _, l := range left {
+					if strings.Contains(l, strings.TrimSuffix(filepath.Base(img), ".img")) {
+						t.Errorf("left in the store: %s", l)
+					}
+				}
+			}
+		})
+	}
+}
+
+// storeFiles lists every file in e's store.
+func storeFiles(t *testing.T, e *env) []string {
+	var out []string
+	filepath.Walk(e.store.Root(), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// A sandbox that stops sending is killed after the idle timeout and fails
+// the volume; one killed from outside fails it at once.
+func TestSandboxHangAndKill(t *testing.T) {
+	requireSandbox(t)
+	e := newEnv(t)
+	img := testutil.MakeImage(t, e.dir, testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64, Fill: fillData}}})
+
+	start := time.Now()
+	_, err := e.backupImage(img, true, func(o *backup.Options) {
+		sandboxed(o)
+		o.Sandbox.Idle = 3 * time.Second
+		o.Sandbox.TestStall = true
+	})
+	if !errors.Is(err, sandbox.ErrTimeout) {
+		t.Fatalf("stalled sandbox: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the timeout took %s", d)
+	}
+	if left := storeFiles(t, e); len(left) > 0 {
+		t.Errorf("left in the store: %v", left)
+	}
+
+	// SIGKILL the guest kernel while it runs.
+	killed := make(chan int, 1)
+	go func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if pids := sandboxPIDs(os.Getpid(), true); len(pids) > 0 {
+				time.Sleep(500 * time.Millisecond)
+				syscall.Kill(pids[0], syscall.SIGKILL)
+				killed <- pids[0]
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		killed <- 0
+	}()
+	_, err = e.backupImage(img, true, func(o *backup.Options) {
+		sandboxed(o)
+		o.Sandbox.TestStall = true // alive until killed
+		o.Sandbox.Idle = time.Minute
+	})
+	if pid := <-killed; pid == 0 {
+		t.Fatal("no sandbox process to kill")
+	}
+	if !errors.Is(err, sandbox.ErrNoResult) {
+		t.Fatalf("killed sandbox: %v, want %v", err, sandbox.ErrNoResult)
+	}
+	if left := storeFiles(t, e); len(left) > 0 {
+		t.Errorf("left in the store: %v", left)
+	}
+	if pids := sandboxPIDs(os.Getpid(), false); len(pids) > 0 {
+		t.Errorf("sandbox processes left: %v", pids)
+	}
+}
