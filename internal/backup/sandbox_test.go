@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -19,12 +24,17 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/cleanup"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
 	"voltar/internal/manifest"
 	"voltar/internal/sandbox"
+	"voltar/internal/store"
+	"voltar/internal/store/local"
 	"voltar/internal/testutil"
 	"voltar/internal/verify"
+	"voltar/internal/volume"
+	"voltar/internal/volume/image"
 )
 
 // requireSandbox skips without UML (and root, which newEnv requires).
@@ -281,7 +291,7 @@ func TestSandboxCorruptFilesystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootBlock, err := strconv.Atoi(strings.TrimSpace(testutil.Run(t, "debugfs", "-R", "bmap / 0", clean)))
+	rootBlock, err := strconv.Atoi(strings.TrimSpace(testutil.Run(t, "sh", "-c", "debugfs -R 'bmap / 0' "+clean+" 2>/dev/null")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,11 +315,31 @@ func TestSandboxCorruptFilesystem(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// The superblock after its magic (so the host still sees
-			// ext4 and hands it to the sandbox), the group descriptors,
+			// The superblock's counts and geometry (not its magic or
+			// feature flags, and with its checksum made to match, so
+			// the host still sees ext4 and hands it to the sandbox: a
+			// crafted image, not a damaged one), the group descriptors,
 			// the root directory's block.
-			junk(1024+0x3a, 1024-0x3a)
-			junk(gdt, 512)
+			sb := make([]byte, 1024)
+			if _, err := f.ReadAt(sb, 1024); err != nil {
+				t.Fatal(err)
+			}
+			// seed 1: all three; 2: descriptors and directory; 3: the
+			// directory only (the mount succeeds, the walk meets it).
+			for range map[bool]int{true: 16, false: 0}[seed == 1] {
+				off := rnd.Intn(0x38 + 0x5C - 0x3A)
+				if off >= 0x38 {
+					off += 2
+				}
+				sb[off] = byte(rnd.Intn(256))
+			}
+			binary.LittleEndian.PutUint32(sb[0x3FC:], ^crc32.Checksum(sb[:0x3FC], crc32.MakeTable(crc32.Castagnoli)))
+			if _, err := f.WriteAt(sb, 1024); err != nil {
+				t.Fatal(err)
+			}
+			if seed <= 2 {
+				junk(gdt, 512)
+			}
 			junk(rootBlock*bs, bs)
 			f.Close()
 			m, err := e.backupImage(img, true, func(o *backup.Options) {
@@ -323,13 +353,12 @@ func TestSandboxCorruptFilesystem(t *testing.T) {
 				return
 			}
 			t.Logf("seed %d: %v", seed, err)
-			if left := storeFiles(t, e); len(left) > 0 && m == nil {
-				// Earlier seeds' successful backups stay; this one's
-				// folder must not.
-				for _, l := range left {
-					if strings.Contains(l, strings.TrimSuffix(filepath.Base(img), ".img")) {
-						t.Errorf("left in the store: %s", l)
-					}
+			if !strings.Contains(err.Error(), "in the sandbox") {
+				t.Errorf("seed %d: failed before the sandbox: %v", seed, err)
+			}
+			for _, l := range storeFiles(t, e) {
+				if strings.Contains(l, filepath.Base(img)) {
+					t.Errorf("left in the store: %s", l)
 				}
 			}
 		})
@@ -367,6 +396,7 @@ func TestSandboxHangAndKill(t *testing.T) {
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("the timeout took %s", d)
 	}
+	t.Logf("stalled: %v after %s", err, time.Since(start).Round(time.Millisecond))
 	if left := storeFiles(t, e); len(left) > 0 {
 		t.Errorf("left in the store: %v", left)
 	}
@@ -377,7 +407,7 @@ func TestSandboxHangAndKill(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			if pids := sandboxPIDs(os.Getpid(), true); len(pids) > 0 {
-				time.Sleep(500 * time.Millisecond)
+				time.Sleep(1500 * time.Millisecond) // the guest is up and stalled
 				syscall.Kill(pids[0], syscall.SIGKILL)
 				killed <- pids[0]
 				return
@@ -394,6 +424,7 @@ func TestSandboxHangAndKill(t *testing.T) {
 	if pid := <-killed; pid == 0 {
 		t.Fatal("no sandbox process to kill")
 	}
+	t.Logf("killed: %v", err)
 	if !errors.Is(err, sandbox.ErrNoResult) {
 		t.Fatalf("killed sandbox: %v, want %v", err, sandbox.ErrNoResult)
 	}
@@ -402,5 +433,101 @@ func TestSandboxHangAndKill(t *testing.T) {
 	}
 	if pids := sandboxPIDs(os.Getpid(), false); len(pids) > 0 {
 		t.Errorf("sandbox processes left: %v", pids)
+	}
+}
+
+const sandboxKillEnv = "VOLTAR_TEST_SANDBOX_KILL"
+
+// The helper process of TestSandboxKilledMidBackup: a sandboxed backup
+// whose guest stalls, so it is still running when the test kills us.
+func TestSandboxKillHelper(t *testing.T) {
+	raw := os.Getenv(sandboxKillEnv)
+	if raw == "" {
+		t.Skip("helper process of TestSandboxKilledMidBackup")
+	}
+	var k killSpec
+	if err := json.Unmarshal([]byte(raw), &k); err != nil {
+		t.Fatal(err)
+	}
+	v, err := image.Resolve(k.Image, k.Offline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := cleanup.Start(k.State, "run1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, runtime: k.Runtime, state: k.State, scratch: k.Scratch}
+	o := e.options("run1", j)
+	o.Store = local.New(k.Store)
+	sandboxed(&o)
+	o.Sandbox.TestStall = true
+	o.Sandbox.Idle = time.Minute
+	backup.Volume(context.Background(), v, o)
+	t.Fatal("backup ended before it was killed")
+}
+
+// voltar killed with SIGKILL while a sandbox runs: the sandbox dies with
+// it (parent-death signal, PID namespace), and the next command's sweep
+// releases the loop device and the sandbox's directory from the journal.
+func TestSandboxKilledMidBackup(t *testing.T) {
+	requireSandbox(t)
+	e := newEnv(t)
+	img := testutil.MakeImage(t, e.dir, testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64, Fill: fillData}}})
+	spec, _ := json.Marshal(killSpec{Image: img, Runtime: e.runtime, State: e.state, Scratch: e.scratch, Store: e.store.Root(), Offline: true})
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestSandboxKillHelper$")
+	cmd.Env = append(os.Environ(), sandboxKillEnv+"="+string(spec))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for deadline := time.Now().Add(30 * time.Second); len(pids) == 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		pids = sandboxPIDs(cmd.Process.Pid, false)
+	}
+	if len(pids) == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the helper started no sandbox\n%s", out.String())
+	}
+	time.Sleep(1500 * time.Millisecond) // the guest is up and stalled
+	pids = sandboxPIDs(cmd.Process.Pid, false)
+	cmd.Process.Kill()
+	cmd.Wait()
+	alive := func() []int {
+		var a []int
+		for _, p := range pids {
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); strings.HasSuffix(exe, "/linux.uml") {
+				a = append(a, p)
+			}
+		}
+		return a
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(alive()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a := alive(); len(a) > 0 {
+		t.Errorf("sandbox processes outlived voltar: %v", a)
+		for _, p := range a {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+	sw := &image.Snapshotter{Scratch: e.scratch, Scope: backup.Scope(e.runtime), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	n, err := backup.Sweep(context.Background(), backup.SweepOptions{
+		RuntimeDir: e.runtime, StateDir: e.state, JournalOnly: []volume.Sweeper{sw},
+		OpenStore: func(context.Context, string) (store.Store, error) { return e.store, nil },
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(e.runtime, "run1-*"))
+	if len(left) > 0 {
+		t.Errorf("after the sweep (%d released): %v", n, left)
+	}
+	if n < 2 {
+		t.Errorf("the sweep released %d resources, want the loop device and the sandbox's directory at least", n)
 	}
 }
