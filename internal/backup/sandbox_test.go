@@ -531,3 +531,32 @@ func TestSandboxKilledMidBackup(t *testing.T) {
 		t.Errorf("the sweep released %d resources, want the loop device and the sandbox's directory at least", n)
 	}
 }
+
+// An offline image whose ext4 and xfs journals need replaying: the sandbox
+// replays them into its copy-on-write file (no writable copy of the image),
+// the tree is complete, and the image is not changed by a single byte.
+func TestSandboxJournalReplay(t *testing.T) {
+	requireSandbox(t)
+	for _, fs := range []string{"ext4", "xfs"} {
+		t.Run(fs, func(t *testing.T) {
+			e := newEnv(t)
+			img := tornImage(t, t.TempDir(), fs)
+			before := testutil.Run(t, "sha256sum", img)
+			m, err := e.backupImage(img, true, sandboxed)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, fail.Hints(err))
+			}
+			if after := testutil.Run(t, "sha256sum", img); after != before {
+				t.Errorf("the image changed: %s, was %s", after, before)
+			}
+			f := m.Filesystems[0]
+			// d/ and its files, the root, and nothing of gone.txt.
+			if f.Files != int64(tornFiles) || f.Check == nil || f.Check.Counted != f.Check.Holds {
+				t.Errorf("files %d, want %d; check %+v", f.Files, tornFiles, f.Check)
+			}
+			if fs == "ext4" && f.Recovery == "" {
+				t.Errorf("no recovery note in the manifest: %+v", f)
+			}
+		})
+	}
+}

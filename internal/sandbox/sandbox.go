@@ -22,6 +22,7 @@
 package sandbox
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -294,10 +295,18 @@ wait:
 // readStream reads the guest's records, writes the tar bytes to w and
 // returns the checked result. activity gets a token per record.
 func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity chan<- struct{}) (Result, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	fr := newFrameReader(r)
 	if err := fr.start(); err != nil {
 		return Result{}, err
 	}
+	// The tar bytes go to w and through Go's tar reader, which checks
+	// every header (checksums, PAX records) and counts the entries: a
+	// stream that is not the tar its result describes fails here.
+	tc := newTarCheck()
+	defer tc.abort()
 	var res Result
 	var tarBytes int64
 	var writeErr error
@@ -319,6 +328,9 @@ func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity
 		switch typ {
 		case RecTar:
 			tarBytes += int64(len(p))
+			if err := tc.write(p); err != nil {
+				return Result{}, err
+			}
 			if writeErr == nil {
 				if _, err := w.Write(p); err != nil {
 					// Keep reading: the guest must not block on a
@@ -359,7 +371,68 @@ func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity
 	if err := checkResult(res, tarBytes, cfg); err != nil {
 		return Result{}, err
 	}
+	entries, err := tc.finish()
+	if err != nil {
+		return Result{}, err
+	}
+	if res.Error == nil && tarBytes > 0 && entries != res.Archive.Entries {
+		return Result{}, malformed("the tar stream holds %d entries, the result says %d", entries, res.Archive.Entries)
+	}
 	return res, nil
+}
+
+// tarCheck reads the tar stream as it passes.
+type tarCheck struct {
+	pw      *io.PipeWriter
+	done    chan struct{}
+	entries int64
+	err     error
+}
+
+func newTarCheck() *tarCheck {
+	pr, pw := io.Pipe()
+	tc := &tarCheck{pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(tc.done)
+		tr := tar.NewReader(pr)
+		for {
+			_, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err == nil {
+				_, err = io.Copy(io.Discard, tr)
+			}
+			if err != nil {
+				tc.err = malformed("tar stream, after %d entries: %v", tc.entries, err)
+				pr.CloseWithError(tc.err)
+				return
+			}
+			tc.entries++
+		}
+		// The end-of-archive blocks; what follows is padding.
+		io.Copy(io.Discard, pr)
+	}()
+	return tc
+}
+
+func (tc *tarCheck) write(p []byte) error {
+	if _, err := tc.pw.Write(p); err != nil {
+		<-tc.done
+		return tc.err
+	}
+	return nil
+}
+
+func (tc *tarCheck) finish() (int64, error) {
+	tc.pw.Close()
+	<-tc.done
+	return tc.entries, tc.err
+}
+
+func (tc *tarCheck) abort() {
+	tc.pw.CloseWithError(errors.New("aborted"))
+	<-tc.done
 }
 
 // checkResult holds the guest's result to what the host can tell.
