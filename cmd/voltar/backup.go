@@ -81,6 +81,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 			Settings: settings, Excludes: a.excludesFor(v, o.excludes),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
 			BootRaw:        a.cfg.BootPartitions == "raw",
+			Isolation:      a.cfg.IsolationFor(v.ID()),
 			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})
 		if err != nil {

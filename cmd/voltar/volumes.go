@@ -24,7 +24,9 @@ type candidate struct {
 	Missing bool     `json:"missing,omitempty"`
 	Reason  string   `json:"reason,omitempty"`
 	Hints   []string `json:"hints,omitempty"`
-	err     error    // the missing source's error, for the run's report
+	// Isolation is where its filesystems are parsed: kernel or sandbox.
+	Isolation string `json:"isolation"`
+	err       error  // the missing source's error, for the run's report
 }
 
 // MarshalJSON writes an unknown size as null.
@@ -72,7 +74,7 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VOLUME\tKIND\tSIZE\tBACKED UP\tWHY NOT")
+	fmt.Fprintln(tw, "VOLUME\tKIND\tSIZE\tBACKED UP\tISOLATION\tWHY NOT")
 	var missing []candidate
 	for _, c := range cs {
 		yes, size := "yes", "-"
@@ -86,7 +88,7 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 		if c.Size >= 0 {
 			size = units.Bytes(c.Size)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, c.Kind, size, yes, c.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Volume, c.Kind, size, yes, c.Isolation, c.Reason)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -32,6 +32,8 @@ type Job struct {
 	Excludes    []string
 	// BtrfsSnapshots: archive read-only btrfs snapshots too.
 	BtrfsSnapshots bool
+	// Isolation: backup.IsolationKernel or IsolationSandbox.
+	Isolation string
 }
 
 // Missing is a configured source that cannot be backed up: an image file
@@ -246,6 +248,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	}
 	bo := o.Backup
 	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots = j.Snapshotter, j.Excludes, j.BtrfsSnapshots
+	bo.Isolation = j.Isolation
 	m, err := backup.Volume(ctx, j.Volume, bo)
 	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
