@@ -104,7 +104,7 @@ func (r *run) sandboxed(ctx context.Context, p part, fs manifest.Filesystem, log
 			return r.raw(ctx, p, fs, p.fs.Type+": the sandbox's kernel cannot mount it, stored raw")
 		}
 		return fs, orHint(fmt.Errorf("archive in the sandbox: %w", err),
-			"the filesystem could not be read in the sandbox; check a copy with fsck. The sandbox's console output is above; `isolation: kernel` for this volume mounts it on the host instead (trusted guests only)")
+			"the filesystem could not be read in the sandbox; check a copy of the snapshot with fsck (VOLTAR_SANDBOX_CONSOLE=1 prints the guest kernel's messages); only for a guest you trust, volume_isolation: kernel mounts it on the host instead")
 	}
 	sum, err := w.Commit()
 	bar.Done(err == nil)

@@ -38,6 +38,8 @@ type logRecord struct {
 // the kernel would panic), it powers the guest off.
 func guest() {
 	os.Setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+	// The guest has 256 MiB by default, shared with its page cache.
+	debug.SetMemoryLimit(96 << 20)
 	defer poweroff()
 	line, err := openLine()
 	if err != nil {
