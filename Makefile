@@ -77,6 +77,7 @@ bench: test-deps build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadTable -fuzztime 60s ./internal/disk
+	$(GO) test -run '^$$' -fuzz FuzzReadStream -fuzztime 60s ./internal/sandbox
 
 clean:
 	rm -rf bin demo voltar_*_amd64.deb
