@@ -184,6 +184,9 @@ func launch() error {
 		{unix.RLIMIT_CPU, uint64(s.CPU)},
 		{unix.RLIMIT_FSIZE, uint64(s.FSize)},
 		{unix.RLIMIT_NOFILE, 256},
+		// Counted per uid, over every sandbox running at once: UML
+		// makes a host process per guest address space (a handful).
+		{unix.RLIMIT_NPROC, 512},
 		{unix.RLIMIT_CORE, 0},
 		{unix.RLIMIT_MEMLOCK, 0},
 		{unix.RLIMIT_MSGQUEUE, 0},
