@@ -50,6 +50,12 @@ state_dir: $BENCH_DIR/state
 scratch_dir: $BENCH_DIR/scratch
 compression: zstd
 EOF
+# The same with isolation: sandbox (the filesystem parsed in User-Mode Linux).
+CFG_SB=$BENCH_DIR/voltar-sandbox.yaml
+{
+	cat "$CFG"
+	echo "isolation: sandbox"
+} >"$CFG_SB"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 TSV=$RESULTS/$STAMP.tsv
 printf 'corpus\tname\tround\twall_s\tuser_s\tsys_s\tmaxrss_kib\tout_bytes\n' >"$TSV"
@@ -101,6 +107,9 @@ bench_corpus() {
 		# place (the pipeline alone); without it voltar first takes a
 		# point-in-time copy (no reflinks on ext4), timed separately.
 		run voltar-zstd "$clean" "$STORE" "$vb --offline $img"
+		# The same in a sandbox: wall time and CPU against voltar-zstd;
+		# the guest's RAM (256 MiB) is on top of the RSS shown.
+		run voltar-zstd-sandbox "$clean" "$STORE" "$VOLTAR --config $CFG_SB --log-level error backup --offline $img"
 		if ((full)); then
 			# The same image as qcow2 (converted once, untimed), read
 			# through qemu-storage-daemon's FUSE export.

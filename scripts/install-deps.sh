@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages voltar needs, only when missing.
-#   install-deps.sh runtime   what `voltar` and `make demo` use
+#   install-deps.sh runtime   what `voltar` and `make demo` use (user-mode-linux
+#                             and kmod for isolation: sandbox)
 #   install-deps.sh test      plus what the tests use (UML for real LVM, ...)
 set -eu
-runtime="e2fsprogs xfsprogs dosfstools btrfs-progs fdisk util-linux zstd tar coreutils lvm2 fuse3"
-test="$runtime pigz gzip age acl attr mtools ntfs-3g cryptsetup-bin user-mode-linux kmod thin-provisioning-tools busybox-static keyutils lintian man-db prometheus extlinux qemu-system-x86 grub-pc-bin linux-image-amd64 cpio ovmf grub-efi-amd64-bin"
+runtime="e2fsprogs xfsprogs dosfstools btrfs-progs fdisk util-linux zstd tar coreutils lvm2 fuse3 user-mode-linux kmod passwd"
+test="$runtime pigz gzip age acl attr mtools ntfs-3g cryptsetup-bin thin-provisioning-tools busybox-static keyutils lintian man-db prometheus extlinux qemu-system-x86 grub-pc-bin linux-image-amd64 cpio ovmf grub-efi-amd64-bin"
 # ssh-keygen: signed manifests (signing.key_file) and their tests.
 test="$test openssh-client"
 case "${1:-runtime}" in

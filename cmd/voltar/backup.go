@@ -88,6 +88,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()),
 			Hooks:          a.hooksFor(v),
 			BootRaw:        a.cfg.BootPartitions == "raw",
+			Isolation:      a.cfg.IsolationFor(v.ID()),
 			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})
 		if err != nil {

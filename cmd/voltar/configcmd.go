@@ -106,6 +106,11 @@ func (a *app) runConfigCheck(ctx context.Context) error {
 		fmt.Fprintf(w, "signers      %s (verify and restore require a good signature)\n", cfg.Signing.AllowedSigners)
 	}
 	fmt.Fprintf(w, "concurrency  %d volume(s) at a time\n", cfg.Concurrency)
+	fmt.Fprintf(w, "isolation    %s", cfg.Isolation)
+	if n := len(cfg.VolumeIsolation); n > 0 {
+		fmt.Fprintf(w, " (%d volume(s) set apart in volume_isolation)", n)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "snapshots    LVM %s\n", cfg.LVM.SnapshotSize)
 	fmt.Fprintf(w, "retention    %s\n", pol)
 	if mail.Host != "" {
@@ -131,6 +136,9 @@ func (a *app) runConfigCheck(ctx context.Context) error {
 			state = "MISSING (voltar run fails it): " + c.Reason
 		case !c.Selected:
 			state = "not backed up: " + c.Reason
+		}
+		if c.Selected && !c.Missing {
+			state += ", isolation: " + c.Isolation
 		}
 		fmt.Fprintf(w, "  %-40s %s\n", c.Volume, state)
 		if !c.Selected || c.Missing {

@@ -210,6 +210,9 @@ func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, erro
 		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Format: v.Format, Path: v.Path, Size: v.Size, Selected: true})
 		vols = append(vols, v)
 	}
+	for i := range out {
+		out[i].Isolation = a.cfg.IsolationFor(out[i].Volume)
+	}
 	return out, vols, nil
 }
 
@@ -446,7 +449,7 @@ func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error
 			return nil, nil, err
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
-			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v)})
+			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v), Isolation: a.cfg.IsolationFor(v.ID())})
 	}
 	return jobs, missing, nil
 }

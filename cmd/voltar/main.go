@@ -12,12 +12,15 @@ import (
 
 	"voltar/internal/config"
 	"voltar/internal/fail"
+	"voltar/internal/sandbox"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	// The sandbox's launcher and guest init are this binary too.
+	sandbox.Main()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -8,10 +8,12 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"voltar/internal/disk"
+	"voltar/internal/sandbox"
 	"voltar/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
+	sandbox.Main() // isolation: sandbox runs this binary as launcher and guest
 	testscript.Main(m, map[string]func(){
 		"voltar": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})

@@ -25,7 +25,9 @@ type candidate struct {
 	Missing bool     `json:"missing,omitempty"`
 	Reason  string   `json:"reason,omitempty"`
 	Hints   []string `json:"hints,omitempty"`
-	err     error    // the missing source's error, for the run's report
+	// Isolation is where its filesystems are parsed: kernel or sandbox.
+	Isolation string `json:"isolation"`
+	err       error  // the missing source's error, for the run's report
 }
 
 // MarshalJSON writes an unknown size as null.
@@ -73,7 +75,7 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VOLUME\tKIND\tSIZE\tBACKED UP\tWHY NOT")
+	fmt.Fprintln(tw, "VOLUME\tKIND\tSIZE\tBACKED UP\tISOLATION\tWHY NOT")
 	var missing []candidate
 	for _, c := range cs {
 		yes, size := "yes", "-"
@@ -91,7 +93,7 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 		if c.Format != "" {
 			kind += " (" + c.Format + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Volume, kind, size, yes, c.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Volume, kind, size, yes, c.Isolation, c.Reason)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/progress"
+	"voltar/internal/sandbox"
 	"voltar/internal/volume"
 )
 
@@ -45,7 +46,13 @@ type Options struct {
 	// blocks (syslinux/extlinux, LILO), so it boots after a restore
 	// (config boot_partitions: raw); by default it is archived as files
 	// with a warning to reinstall the bootloader.
-	BootRaw     bool
+	BootRaw bool
+	// Isolation is where guest filesystems are parsed: IsolationKernel
+	// ("" too) mounts them in the host's kernel, IsolationSandbox in a
+	// User-Mode Linux kernel run as an unprivileged user (internal/sandbox).
+	Isolation string
+	// Sandbox bounds each sandbox (zero values: sandbox's defaults).
+	Sandbox     sandbox.Limits
 	RuntimeDir  string
 	RunID       string
 	Snapshotter volume.Snapshotter
@@ -123,6 +130,10 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	}
 	if o.Recipients != nil {
 		m.Encryption = &manifest.Encryption{Method: crypt.Method, Recipients: o.Recipients.Keys()}
+	}
+	m.Isolation = IsolationKernel
+	if o.Isolation == IsolationSandbox {
+		m.Isolation = IsolationSandbox
 	}
 	m.Schema = manifest.SchemaFor(m)
 	r := &run{o: o, v: v, log: log, prefix: prefix, m: m}

@@ -39,27 +39,37 @@ var errNoCount = errors.New("no usable inode count")
 func (r *run) check(ctx context.Context, p part, dir string, res archive.Result, fs *manifest.Filesystem) error {
 	switch p.fs.Type {
 	case "btrfs":
-		return r.checkSubvolumes(ctx, dir, res, fs)
+		list, err := btrfs.List(ctx, sysexec.Exec{}, dir)
+		if err != nil {
+			return fail.Hint(fmt.Errorf("completeness check: %w", err), "voltar needs btrfs-progs to back up btrfs filesystems")
+		}
+		def, err := btrfs.Default(ctx, sysexec.Exec{}, dir)
+		if err != nil {
+			return fmt.Errorf("completeness check: %w", err)
+		}
+		return r.checkSubvolumes(list, def, res, fs)
 	case "ext2", "ext3", "ext4", "xfs":
-		return r.checkInodes(ctx, p, dir, res, fs)
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			return fmt.Errorf("completeness check: statfs %s: %w", dir, err)
+		}
+		return r.checkInodes(ctx, p, st.Files, st.Ffree, res, fs)
 	}
 	return nil
 }
 
-func (r *run) checkInodes(ctx context.Context, p part, dir string, res archive.Result, fs *manifest.Filesystem) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return fmt.Errorf("completeness check: statfs %s: %w", dir, err)
-	}
+// checkInodes compares the inodes the walk met with statfs's files and
+// ffree of the mounted filesystem (measured on the host, or in the sandbox).
+func (r *run) checkInodes(ctx context.Context, p part, files, ffree uint64, res archive.Result, fs *manifest.Filesystem) error {
 	reserved, err := reservedInodes(ctx, r.snap.Path, p)
-	if errors.Is(err, errNoCount) || st.Files == 0 {
+	if errors.Is(err, errNoCount) || files == 0 {
 		r.log.Warn("completeness check not available", "fs", p.name, "type", p.fs.Type, "why", err)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("completeness check: %w", err)
 	}
-	holds := int64(st.Files - st.Ffree)
+	holds := int64(files - ffree)
 	counted := res.Inodes + reserved
 	fs.Check = &manifest.Check{Method: manifest.CheckInodes, Counted: counted, Reserved: reserved, Holds: holds}
 	if holds-counted > inodeTolerance {
@@ -155,18 +165,11 @@ func reservedInodes(ctx context.Context, snap string, p part) (int64, error) {
 	return 0, errNoCount
 }
 
-// checkSubvolumes records the btrfs subvolume tree in the manifest and
-// fails when a subvolume of the filesystem was neither archived nor
-// recorded as skipped.
-func (r *run) checkSubvolumes(ctx context.Context, dir string, res archive.Result, fs *manifest.Filesystem) error {
-	list, err := btrfs.List(ctx, sysexec.Exec{}, dir)
-	if err != nil {
-		return fail.Hint(fmt.Errorf("completeness check: %w", err), "voltar needs btrfs-progs to back up btrfs filesystems")
-	}
-	def, err := btrfs.Default(ctx, sysexec.Exec{}, dir)
-	if err != nil {
-		return fmt.Errorf("completeness check: %w", err)
-	}
+// checkSubvolumes records the btrfs subvolume tree (list, and the default
+// subvolume def, from the host's or the sandbox's btrfs tool) in the
+// manifest and fails when a subvolume of the filesystem was neither
+// archived nor recorded as skipped.
+func (r *run) checkSubvolumes(list []btrfs.Entry, def uint64, res archive.Result, fs *manifest.Filesystem) error {
 	met := map[uint64]archive.Subvolume{}
 	for _, sv := range res.Subvolumes {
 		met[sv.Info.ID] = sv

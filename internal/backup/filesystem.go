@@ -167,6 +167,9 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		fs.Mkfs = &manifest.MkfsParams{BlockSize: mp.BlockSize, InodeSize: mp.InodeSize, Inodes: mp.Inodes,
 			SectorSize: mp.SectorSize, Features: mp.Features, NodeSize: mp.NodeSize, Compression: mp.Compression}
 	}
+	if r.o.Isolation == IsolationSandbox {
+		return r.sandboxed(ctx, p, fs, log)
+	}
 	if err := r.inject(StageMap); err != nil {
 		return fs, err
 	}

@@ -57,6 +57,14 @@ type Config struct {
 	// VolumeBtrfsSnapshots overrides BtrfsSnapshots per volume, keyed like
 	// VolumeExcludes.
 	VolumeBtrfsSnapshots map[string]string `yaml:"volume_btrfs_snapshots"`
+	// Isolation is where guest filesystems are parsed: "kernel" (default)
+	// mounts them in this host's kernel; "sandbox" parses them in a
+	// User-Mode Linux kernel run as an unprivileged user, so a crafted
+	// filesystem cannot attack the host's kernel (multi-tenant hosts).
+	Isolation string `yaml:"isolation"`
+	// VolumeIsolation overrides Isolation per volume, keyed like
+	// VolumeExcludes.
+	VolumeIsolation map[string]string `yaml:"volume_isolation"`
 	// BootPartitions: "files" (default) archives a filesystem that a
 	// bootloader points into by block numbers (syslinux/extlinux, LILO)
 	// as files and warns that the bootloader must be reinstalled after a
@@ -334,6 +342,7 @@ func Default() *Config {
 		Retention:       Retention{IncompleteGrace: 24 * time.Hour},
 		DumpsWhen:       "before",
 		BtrfsSnapshots:  "skip",
+		Isolation:       "kernel",
 		BootPartitions:  "files",
 		DumpConcurrency: 1,
 		Report:          Report{Mail: Mail{TLS: "starttls", Timeout: time.Minute}},
@@ -387,6 +396,15 @@ func (c *Config) IncludeBtrfsSnapshots(id string) bool {
 		return v == "include"
 	}
 	return c.BtrfsSnapshots == "include"
+}
+
+// IsolationFor returns the isolation ("kernel" or "sandbox") of the volume
+// id ("<vg>/<lv>", "image/<file name>").
+func (c *Config) IsolationFor(id string) string {
+	if v, ok := c.VolumeIsolation[id]; ok {
+		return v
+	}
+	return c.Isolation
 }
 
 // Error is a configuration file that cannot be used.
@@ -462,6 +480,17 @@ func (c *Config) Validate() error {
 		}
 		if v != "skip" && v != "include" {
 			errs = append(errs, fmt.Errorf("volume_btrfs_snapshots %s: %q: want skip or include", k, v))
+		}
+	}
+	if c.Isolation != "kernel" && c.Isolation != "sandbox" {
+		errs = append(errs, fmt.Errorf("isolation %q: want kernel or sandbox", c.Isolation))
+	}
+	for k, v := range c.VolumeIsolation {
+		if strings.Count(k, "/") != 1 {
+			errs = append(errs, fmt.Errorf("volume_isolation key %q: want <vg>/<volume> or image/<file name>", k))
+		}
+		if v != "kernel" && v != "sandbox" {
+			errs = append(errs, fmt.Errorf("volume_isolation %s: %q: want kernel or sandbox", k, v))
 		}
 	}
 	if c.DumpsWhen != "before" && c.DumpsWhen != "after" {

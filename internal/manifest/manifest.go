@@ -88,6 +88,12 @@ type Manifest struct {
 	// partitions, the table's own sectors. Nil when there are none.
 	Outside *Outside `json:"outside,omitempty"`
 
+	// Isolation is where the filesystems were parsed: "kernel" (mounted
+	// in the backup host's kernel) or "sandbox" (in a User-Mode Linux
+	// kernel run as an unprivileged user). Empty in manifests of older
+	// versions (kernel). Restore and verify do not depend on it.
+	Isolation string `json:"isolation,omitempty"`
+
 	// Warnings are what a restore of the volume cannot bring back by
 	// itself, e.g. LILO in the MBR ("reinstall the bootloader after
 	// restoring"). A filesystem's own are in its Warnings.

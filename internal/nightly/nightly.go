@@ -35,6 +35,8 @@ type Job struct {
 	BtrfsSnapshots bool
 	// Hooks run around the volume's snapshot.
 	Hooks hook.Set
+	// Isolation: backup.IsolationKernel or IsolationSandbox.
+	Isolation string
 }
 
 // Missing is a configured source that cannot be backed up: an image file
@@ -249,6 +251,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	}
 	bo := o.Backup
 	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots, bo.Hooks = j.Snapshotter, j.Excludes, j.BtrfsSnapshots, j.Hooks
+	bo.Isolation = j.Isolation
 	m, err := backup.Volume(ctx, j.Volume, bo)
 	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)

@@ -89,7 +89,7 @@ func TestVolumes(t *testing.T) {
 	r = v.mustRun(0, "volumes")
 	step("voltar volumes")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != len(want)+1 || !regexp.MustCompile(`^VOLUME +KIND +SIZE +BACKED UP +WHY NOT$`).MatchString(lines[0]) {
+	if len(lines) != len(want)+1 || !regexp.MustCompile(`^VOLUME +KIND +SIZE +BACKED UP +ISOLATION +WHY NOT$`).MatchString(lines[0]) {
 		t.Fatalf("voltar volumes:\n%s", r.stdout)
 	}
 	for name, reason := range want {
@@ -97,7 +97,7 @@ func TestVolumes(t *testing.T) {
 		if reason != "" {
 			yes = "no"
 		}
-		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(vg+"/"+name) + ` +lvm +\S+( \S+)? +` + yes + ` +` + regexp.QuoteMeta(reason) + `$`)
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(vg+"/"+name) + ` +lvm +\S+( \S+)? +` + yes + ` +kernel +` + regexp.QuoteMeta(reason) + `$`)
 		if !re.MatchString(r.stdout) {
 			t.Errorf("no line for %s (%s %q) in:\n%s", name, yes, reason, r.stdout)
 		}
