@@ -403,51 +403,81 @@ func (r *run) archive(ctx context.Context, dir string, fs *manifest.Filesystem) 
 	if size > 0 {
 		opts.SizeHint = size + size/4 + 64<<20
 	}
-	w, err := objio.Create(ctx, r.o.Store, r.prefix+fs.Archive, r.o.Encoding, opts)
+	out, err := r.createArchive(ctx, fs, opts)
 	if err != nil {
-		return archive.Result{}, objio.Sum{}, fmt.Errorf("archive: %w", err)
+		return archive.Result{}, objio.Sum{}, err
 	}
-	ixName := r.o.Encoding.Object(fs.Name, layout.Index)
-	iw, err := objio.Create(ctx, r.o.Store, r.prefix+ixName, r.o.Encoding.Small(), store.PutOptions{})
-	if err != nil {
-		w.Abort(err)
-		return archive.Result{}, objio.Sum{}, fmt.Errorf("file index: %w", err)
-	}
-	ix := index.NewWriter(iw, index.Header{FS: fs.Name, Archive: fs.Archive})
 	bar := r.o.Progress.Start(r.v.ID()+" "+fs.Name, used)
-	res, err := archive.Write(ctx, dir, w, archive.Options{
+	res, err := archive.Write(ctx, dir, out, archive.Options{
 		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
-		Index:    ix.Add,
+		Index:    out.ix.Add,
 	})
 	if err != nil {
 		bar.Done(false)
 		// A failed read reaches the store through the pipe too: blame the
 		// source, unless the store had failed first.
-		ierr := iw.Abort(err)
-		if serr := w.Abort(err); serr != nil {
+		if serr := out.abort(err); serr != nil {
 			return res, objio.Sum{}, serr
-		}
-		if ierr != nil {
-			return res, objio.Sum{}, ierr
 		}
 		return res, objio.Sum{}, fmt.Errorf("archive: %w", err)
 	}
-	sum, err := w.Commit()
+	sum, err := out.commit(fs, res.TarBytes)
 	bar.Done(err == nil)
+	return res, sum, err
+}
+
+// archiveOut is a filesystem's archive being written, with its file index
+// (internal/index) beside it: the walk, on the host or in a sandbox,
+// writes the tar stream into it and hands it every entry (ix.Add).
+type archiveOut struct {
+	*objio.Writer               // the archive
+	iw            *objio.Writer // the index
+	ix            *index.Writer
+	ixName        string
+}
+
+// createArchive starts fs.Archive and its index.
+func (r *run) createArchive(ctx context.Context, fs *manifest.Filesystem, opts store.PutOptions) (*archiveOut, error) {
+	w, err := objio.Create(ctx, r.o.Store, r.prefix+fs.Archive, r.o.Encoding, opts)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	name := r.o.Encoding.Object(fs.Name, layout.Index)
+	iw, err := objio.Create(ctx, r.o.Store, r.prefix+name, r.o.Encoding.Small(), store.PutOptions{})
+	if err != nil {
+		w.Abort(err)
+		return nil, fmt.Errorf("file index: %w", err)
+	}
+	return &archiveOut{Writer: w, iw: iw, ix: index.NewWriter(iw, index.Header{FS: fs.Name, Archive: fs.Archive}), ixName: name}, nil
+}
+
+// abort gives both objects up because of cause; see objio.Writer.Abort.
+func (a *archiveOut) abort(cause error) error {
+	ierr := a.iw.Abort(cause)
+	if err := a.Writer.Abort(cause); err != nil {
+		return err
+	}
+	return ierr
+}
+
+// commit completes the archive, then the index with the archive's frames
+// and the tar stream's length, and records the index in fs.
+func (a *archiveOut) commit(fs *manifest.Filesystem, tarBytes int64) (objio.Sum, error) {
+	sum, err := a.Writer.Commit()
 	if err == nil {
-		err = ix.Finish(w.Frames(), res.TarBytes)
+		err = a.ix.Finish(a.Writer.Frames(), tarBytes)
 	}
 	if err != nil {
-		iw.Abort(err)
-		return res, sum, err
+		a.iw.Abort(err)
+		return sum, err
 	}
-	isum, err := iw.Commit()
+	isum, err := a.iw.Commit()
 	if err != nil {
-		return res, sum, fmt.Errorf("file index: %w", err)
+		return sum, fmt.Errorf("file index: %w", err)
 	}
-	fs.Index = &manifest.Object{Name: ixName, SHA256: isum.SHA256, StoredBytes: isum.Bytes}
-	return res, sum, nil
+	fs.Index = &manifest.Object{Name: a.ixName, SHA256: isum.SHA256, StoredBytes: isum.Bytes}
+	return sum, nil
 }
 
 // raw stores the partition's bytes, compressed: for what voltar cannot read

@@ -48,6 +48,17 @@ func requireSandbox(t *testing.T) {
 func sandboxed(o *backup.Options) { o.Isolation = backup.IsolationSandbox }
 
 // tarDigest is the SHA-256 of a stored archive's tar stream.
+// indexDigest is the SHA-256 of a filesystem's file index, decompressed.
+func indexDigest(t *testing.T, e *env, m *manifest.Manifest, f manifest.Filesystem) string {
+	t.Helper()
+	if f.Index == nil {
+		t.Fatalf("%s: no file index in the manifest", f.Name)
+	}
+	p := filepath.Join(e.store.Root(), "testhost", m.ID, f.Index.Name)
+	out := testutil.Run(t, "sh", "-c", "zstd -d -q < '"+p+"' | sha256sum")
+	return strings.Fields(out)[0]
+}
+
 func tarDigest(t *testing.T, e *env, m *manifest.Manifest, f manifest.Filesystem) string {
 	t.Helper()
 	p := filepath.Join(e.store.Root(), "testhost", m.ID, f.Archive)
@@ -258,6 +269,11 @@ func TestSandboxBackup(t *testing.T) {
 		}
 		if tarDigest(t, e, m, f) != tarDigest(t, e, kernel, k) {
 			t.Errorf("%s: tar streams differ between the modes", f.Name)
+		}
+		// The file index too: the same entries, inodes, times and offsets
+		// (the frames too: the same tar stream, compressed the same way).
+		if indexDigest(t, e, m, f) != indexDigest(t, e, kernel, k) {
+			t.Errorf("%s: file indexes differ between the modes", f.Name)
 		}
 		if f.Entries != k.Entries || f.Files != k.Files || f.SourceBytes != k.SourceBytes || f.Archive != k.Archive {
 			t.Errorf("%s: counts %+v, kernel mode %+v", f.Name, f, k)

@@ -14,7 +14,6 @@ import (
 	"voltar/internal/disk"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
-	"voltar/internal/objio"
 	"voltar/internal/sandbox"
 	"voltar/internal/store"
 )
@@ -71,9 +70,9 @@ func (r *run) sandboxed(ctx context.Context, p part, fs manifest.Filesystem, log
 	fs.Excludes = r.o.Excludes
 	// The filesystem's used size is known only inside: the partition
 	// bounds the archive (sparse files stay sparse) and the progress.
-	w, err := objio.Create(ctx, r.o.Store, r.prefix+fs.Archive, r.o.Encoding, store.PutOptions{SizeHint: p.size + p.size/4 + 64<<20})
+	w, err := r.createArchive(ctx, &fs, store.PutOptions{SizeHint: p.size + p.size/4 + 64<<20})
 	if err != nil {
-		return fs, fmt.Errorf("archive: %w", err)
+		return fs, err
 	}
 	bar := r.o.Progress.Start(r.v.ID()+" "+p.name+" (sandbox)", p.size)
 	log.Info("archiving in a sandbox", "device", loop.Path)
@@ -82,13 +81,14 @@ func (r *run) sandboxed(ctx context.Context, p part, fs manifest.Filesystem, log
 		Excludes: r.o.Excludes, BtrfsSnapshots: r.o.BtrfsSnapshots, BootRaw: r.o.BootRaw,
 		Limits: r.o.Sandbox, Logger: log,
 		Progress: func(pr archive.Progress) { bar.Update(pr.Bytes, pr.Files) },
+		Index:    w.ix.Add,
 	}, w)
 	if err == nil && res.Syslinux != "" && r.o.BootRaw {
 		err = errBootRaw
 	}
 	if err != nil {
 		bar.Done(false)
-		if serr := w.Abort(err); serr != nil && !errors.Is(err, errBootRaw) {
+		if serr := w.abort(err); serr != nil && !errors.Is(err, errBootRaw) {
 			return fs, serr
 		}
 		switch {
@@ -106,7 +106,7 @@ func (r *run) sandboxed(ctx context.Context, p part, fs manifest.Filesystem, log
 		return fs, orHint(fmt.Errorf("archive in the sandbox: %w", err),
 			"the filesystem could not be read in the sandbox; check a copy of the snapshot with fsck (VOLTAR_SANDBOX_CONSOLE=1 prints the guest kernel's messages); only for a guest you trust, volume_isolation: kernel mounts it on the host instead")
 	}
-	sum, err := w.Commit()
+	sum, err := w.commit(&fs, res.TarBytes)
 	bar.Done(err == nil)
 	if err != nil {
 		return fs, err

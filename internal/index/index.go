@@ -176,7 +176,7 @@ func (w *Writer) Add(e *Entry) error {
 	}
 	w.last = e.Offset
 	w.entries++
-	w.buf = appendEntry(w.buf, e)
+	w.buf = AppendEntry(w.buf, e)
 	if len(w.buf) >= flushAt {
 		return w.flush()
 	}
@@ -212,9 +212,9 @@ func (w *Writer) Finish(frames []codec.Frame, tarBytes int64) error {
 	return w.flush()
 }
 
-// appendEntry appends e's JSON line; by hand, as the archive's walk calls
-// it for every entry.
-func appendEntry(b []byte, e *Entry) []byte {
+// AppendEntry appends e's JSON line (with its newline); by hand, as the
+// archive's walk calls it for every entry.
+func AppendEntry(b []byte, e *Entry) []byte {
 	b = append(b, '{')
 	b = appendName(b, "path", e.Path)
 	b = append(b, `,"type":"`...)
@@ -476,6 +476,32 @@ func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
 		return nil, fmt.Errorf("%w: an entry starts at %d, past the tar stream's %d bytes", ErrCorrupt, last, ix.End.TarBytes)
 	}
 	return ix, nil
+}
+
+// ParseEntry decodes and checks one entry line (as AppendEntry writes it,
+// without its newline): a clean relative path, a known type, sane sizes.
+// The offset is not checked against others: Writer.Add does that.
+func ParseEntry(b []byte) (Entry, error) {
+	var l line
+	if ok, err := parseFlat(b, &l); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	} else if !ok {
+		l = line{}
+		if err := json.Unmarshal(b, &l); err != nil {
+			return Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+	}
+	if l.Path == nil && l.PathB64 == nil {
+		return Entry{}, fmt.Errorf("%w: not an entry line", ErrCorrupt)
+	}
+	e, err := l.entry()
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if e.Offset < 0 || e.Offset%512 != 0 {
+		return Entry{}, fmt.Errorf("%w: entry %q at offset %d, not at a tar block", ErrCorrupt, e.Path, e.Offset)
+	}
+	return e, nil
 }
 
 // plainPath returns the path of an entry line as voltar writes it (the

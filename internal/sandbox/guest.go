@@ -18,6 +18,7 @@ import (
 	"voltar/internal/archive"
 	"voltar/internal/btrfs"
 	"voltar/internal/disk"
+	"voltar/internal/index"
 	"voltar/internal/sysexec"
 )
 
@@ -163,7 +164,7 @@ func guestRun(fw *frameWriter) (res Result) {
 	var mu sync.Mutex // archive.Write may log and report from its goroutines
 	tw := &countingTar{tarWriter: tarWriter{fw}, mu: &mu}
 	log := slog.New(&lineHandler{fw: fw, mu: &mu, level: slog.LevelWarn, sent: new(int)})
-	ares, err := archive.Write(ctx, guestMount, tw, archive.Options{
+	opts := archive.Options{
 		Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, Logger: log,
 		Progress: func(p archive.Progress) {
 			var b [16]byte
@@ -173,7 +174,33 @@ func guestRun(fw *frameWriter) (res Result) {
 			fw.record(RecProgress, b[:])
 			mu.Unlock()
 		},
-	})
+	}
+	// Index entries go back as lines, batched into records of at most
+	// indexBatch bytes (one line is at most ~12 KiB).
+	var ixbuf []byte
+	sendIndex := func() error {
+		if len(ixbuf) == 0 {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		err := fw.record(RecIndex, ixbuf)
+		ixbuf = ixbuf[:0]
+		return err
+	}
+	if cfg.Index {
+		opts.Index = func(e *index.Entry) error {
+			ixbuf = index.AppendEntry(ixbuf, e)
+			if len(ixbuf) >= indexBatch {
+				return sendIndex()
+			}
+			return nil
+		}
+	}
+	ares, err := archive.Write(ctx, guestMount, tw, opts)
+	if err == nil {
+		err = sendIndex()
+	}
 	if errors.Is(err, archive.ErrEncrypted) {
 		return guestErr(KindEncrypted, err)
 	}
@@ -196,6 +223,9 @@ func guestRun(fw *frameWriter) (res Result) {
 	}
 	return res
 }
+
+// indexBatch is the size of index records the guest sends.
+const indexBatch = 64 << 10
 
 // loadModules loads UML modules from the host's /usr/lib/uml/modules.
 func loadModules(names ...string) error {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"voltar/internal/archive"
+	"voltar/internal/index"
 )
 
 // stream builds a guest stream with the real writer; edit changes its
@@ -166,4 +167,40 @@ func FuzzReadStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		readStream(bytes.NewReader(b), io.Discard, Config{FSType: "btrfs"}, nil, make(chan struct{}, 1))
 	})
+}
+
+// The file index's entries come back checked, in order, one per tar entry.
+func TestStreamIndex(t *testing.T) {
+	entry := []byte(`{"path":"f","type":"file","size":0,"mode":420,"uid":0,"gid":0,"mtime":0,"ctime":0,"ino":12,"offset":0}` + "\n")
+	withIndex := func(lines ...[]byte) func(*frameWriter) {
+		return func(fw *frameWriter) {
+			tarWriter{fw}.Write(oneFile())
+			for _, l := range lines {
+				fw.record(RecIndex, l)
+			}
+			fw.record(RecResult, goodResult(1536))
+		}
+	}
+	var got []index.Entry
+	cfg := Config{FSType: "ext4", Index: func(e *index.Entry) error { got = append(got, *e); return nil }}
+	if _, _, err := read(stream(t, withIndex(entry)), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Path != "f" || got[0].Ino != 12 {
+		t.Errorf("index entries %+v", got)
+	}
+	for name, lines := range map[string][][]byte{
+		"escaping path":     {bytes.Replace(entry, []byte(`"f"`), []byte(`"../f"`), 1)},
+		"partial line":      {entry[:40]},
+		"not an entry":      {[]byte("{\"end\":{}}\n")},
+		"none":              nil,
+		"more than tar":     {entry, bytes.Replace(entry, []byte(`"offset":0`), []byte(`"offset":512`), 1)},
+		"unaligned":         {bytes.Replace(entry, []byte(`"offset":0`), []byte(`"offset":7`), 1)},
+		"unknown type":      {bytes.Replace(entry, []byte(`"file"`), []byte(`"door"`), 1)},
+		"mode out of range": {bytes.Replace(entry, []byte(`"mode":420`), []byte(`"mode":99999`), 1)},
+	} {
+		if _, _, err := read(stream(t, withIndex(lines...)), cfg); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
 }

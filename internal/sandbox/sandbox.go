@@ -44,6 +44,7 @@ import (
 	"voltar/internal/btrfs"
 	"voltar/internal/disk"
 	"voltar/internal/fail"
+	"voltar/internal/index"
 )
 
 // Config is one filesystem to archive in a sandbox.
@@ -67,10 +68,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress is called with the guest's progress records.
 	Progress func(archive.Progress)
-	// Index receives the payload of each index-entry record, for the
-	// per-file index archive.Write will emit. Nil: such a record is an
-	// error.
-	Index func([]byte) error
+	// Index, when set, makes the guest send the file index's entries
+	// (archive.Options.Index), which get here checked (index.ParseEntry)
+	// and in order. Nil: the guest sends none, and one is an error.
+	Index func(*index.Entry) error
 
 	// Binary is the program run as launcher and as guest init; it must
 	// call Main first. Default: this program (os.Executable).
@@ -308,7 +309,7 @@ func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity
 	tc := newTarCheck()
 	defer tc.abort()
 	var res Result
-	var tarBytes int64
+	var tarBytes, indexEntries int64
 	var writeErr error
 	for {
 		typ, p, err := fr.next()
@@ -356,8 +357,20 @@ func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity
 			if cfg.Index == nil {
 				return Result{}, malformed("index record, and no index is being written")
 			}
-			if err := cfg.Index(p); err != nil {
-				return Result{}, fmt.Errorf("index entry: %w", err)
+			for len(p) > 0 {
+				nl := bytes.IndexByte(p, '\n')
+				if nl < 0 {
+					return Result{}, malformed("index record with a partial line")
+				}
+				e, err := index.ParseEntry(p[:nl])
+				if err != nil {
+					return Result{}, malformed("index entry %d: %v", indexEntries+1, err)
+				}
+				if err := cfg.Index(&e); err != nil {
+					return Result{}, malformed("index entry %d: %v", indexEntries+1, err)
+				}
+				indexEntries++
+				p = p[nl+1:]
 			}
 		case RecResult:
 			if err := strictJSON(p, &res); err != nil {
@@ -377,6 +390,9 @@ func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity
 	}
 	if res.Error == nil && tarBytes > 0 && entries != res.Archive.Entries {
 		return Result{}, malformed("the tar stream holds %d entries, the result says %d", entries, res.Archive.Entries)
+	}
+	if res.Error == nil && tarBytes > 0 && cfg.Index != nil && indexEntries != entries {
+		return Result{}, malformed("the tar stream holds %d entries, the index %d", entries, indexEntries)
 	}
 	return res, nil
 }
