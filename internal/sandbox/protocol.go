@@ -24,8 +24,10 @@ import (
 //	RecTar      tar bytes, in order; their concatenation is the archive
 //	RecProgress 16 bytes: bytes done, files done (big-endian int64)
 //	RecLog      JSON logRecord: a warning of the guest's archive walk
-//	RecIndex    reserved for per-file index entries (archive.Options'
-//	            index callback); passed to Config.Index, an error without one
+//	RecIndex    file index entries (archive.Options.Index), whole JSON lines
+//	            as index.AppendEntry writes them; each is checked
+//	            (index.ParseEntry) and passed to Config.Index; an error
+//	            without one
 //	RecResult   JSON Result; the last record: only EOF may follow
 //
 // The channel is a raw serial line of the guest kernel, connected to a
