@@ -163,6 +163,7 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		owners: owners,
 		excl:   excl,
 		btrfs:  btrfs.Is(root),
+		fileFD: -1,
 		seen:   make(map[fileID]uint64),
 		opts:   opts,
 		log:    log,
@@ -202,6 +203,7 @@ type archiver struct {
 	tw     *tar.Writer
 	raw    io.Writer // the writer under tw, for hand-encoded sparse entries
 	cw     *counter  // counts the tar stream's bytes (raw)
+	fileFD int       // the regular file being archived, -1 between files
 	buf    []byte
 	links  map[fileID]*link
 	owners *ownerNames
@@ -348,7 +350,11 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	}
 	defer f.Close()
 	fd := int(f.Fd())
-	_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
+	a.fileFD = fd
+	defer func() { a.fileFD = -1 }()
+	if st.Size > bufSize { // one read takes a smaller file whole
+		_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
+	}
 
 	hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
 	if err := a.attrs(fd, abs, hdr); err != nil {
@@ -364,8 +370,10 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	}
 	// Preallocated extents (fallocate) read as zeros and, unwritten, look
 	// like holes; past the end they hold no data at all. Only a file with
-	// holes or with blocks past its size can have them worth recording.
-	if sparse || st.Blocks*512 > st.Size {
+	// holes or with blocks past its last block can have them worth
+	// recording (every small file has blocks past its size: the rest of
+	// its last block).
+	if sparse || st.Blocks*512 > roundUp(st.Size, max(int64(st.Blksize), 512)) {
 		if err := a.prealloc(fd, abs, hdr); err != nil {
 			return err
 		}
@@ -400,6 +408,8 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	a.report(false)
 	return nil
 }
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // copyData copies n bytes at off from f to dst, checking ctx per buffer.
 func (a *archiver) copyData(f *os.File, abs string, off, n int64, dst io.Writer) error {

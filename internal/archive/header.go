@@ -44,12 +44,13 @@ func (a *archiver) fillHeader(abs string, st *unix.Stat_t, hdr *tar.Header) erro
 			return err
 		}
 	}
-	names, err := listXattrs(abs)
+	x := xattrSource{path: abs, fd: a.fileFD}
+	names, err := x.list()
 	if err != nil {
 		return fmt.Errorf("archive %s: list xattrs: %w", abs, err)
 	}
 	for _, n := range names {
-		v, err := getXattr(abs, n)
+		v, err := x.get(n)
 		if errors.Is(err, unix.ENODATA) {
 			continue
 		}
@@ -161,9 +162,31 @@ func encodeXattrName(n string) string {
 	return strings.NewReplacer("%", "%25", "=", "%3D").Replace(n)
 }
 
-func listXattrs(path string) ([]string, error) {
+// xattrSource reads the extended attributes of an entry: through its open
+// descriptor when there is one (a regular file being archived: no path
+// lookup), else by path without following a symlink.
+type xattrSource struct {
+	path string
+	fd   int // -1: none
+}
+
+func (x xattrSource) listRaw(buf []byte) (int, error) {
+	if x.fd >= 0 {
+		return unix.Flistxattr(x.fd, buf)
+	}
+	return unix.Llistxattr(x.path, buf)
+}
+
+func (x xattrSource) getRaw(name string, buf []byte) (int, error) {
+	if x.fd >= 0 {
+		return unix.Fgetxattr(x.fd, name, buf)
+	}
+	return unix.Lgetxattr(x.path, name, buf)
+}
+
+func (x xattrSource) list() ([]string, error) {
 	for {
-		sz, err := unix.Llistxattr(path, nil)
+		sz, err := x.listRaw(nil)
 		if errors.Is(err, unix.ENOTSUP) {
 			return nil, nil
 		}
@@ -171,7 +194,7 @@ func listXattrs(path string) ([]string, error) {
 			return nil, err
 		}
 		buf := make([]byte, sz)
-		sz, err = unix.Llistxattr(path, buf)
+		sz, err = x.listRaw(buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue // grew in between
 		}
@@ -188,14 +211,14 @@ func listXattrs(path string) ([]string, error) {
 	}
 }
 
-func getXattr(path, name string) ([]byte, error) {
+func (x xattrSource) get(name string) ([]byte, error) {
 	for {
-		sz, err := unix.Lgetxattr(path, name, nil)
+		sz, err := x.getRaw(name, nil)
 		if err != nil || sz == 0 {
 			return nil, err
 		}
 		buf := make([]byte, sz)
-		sz, err = unix.Lgetxattr(path, name, buf)
+		sz, err = x.getRaw(name, buf)
 		if errors.Is(err, unix.ERANGE) {
 			continue
 		}

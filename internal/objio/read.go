@@ -37,11 +37,6 @@ type Stream struct {
 	inEntry bool
 }
 
-// Tap makes every byte of the compressed stream (decrypted, not yet
-// decompressed) go to w as the decompressor reads it, e.g. to check the
-// stream's frames. Call it before reading.
-func (s *Stream) Tap(w io.Writer) { s.tap.w = w }
-
 // Next reads the next entry's header of a tar object and returns it with
 // the offset of its first header block in the tar stream. It first reads
 // what the caller left of the previous entry's data: tar.Reader would skip
@@ -92,6 +87,14 @@ func (c *countReader) Read(p []byte) (int, error) {
 // nil) or crypt.ErrWrongIdentity comes from Open, before anything is read
 // of the data.
 func Open(ctx context.Context, st store.Store, key string, ids *crypt.Identities) (*Stream, error) {
+	return OpenTapped(ctx, st, key, ids, nil)
+}
+
+// OpenTapped is Open with every byte of the compressed stream (decrypted,
+// not yet decompressed) also going to tap as the decompressor reads it,
+// e.g. to check the stream's frames. The decompressor starts reading at
+// once, so the tap is set here, not later.
+func OpenTapped(ctx context.Context, st store.Store, key string, ids *crypt.Identities, tap io.Writer) (*Stream, error) {
 	name := path.Base(key)
 	if layout.Encrypted(name) && ids == nil {
 		return nil, crypt.ErrNoIdentity
@@ -110,14 +113,14 @@ func Open(ctx context.Context, st store.Store, key string, ids *crypt.Identities
 		}
 		in = dec
 	}
-	tap := &tapReader{r: in}
-	zr, err := codec.NewReader(tap, layout.Compression(name))
+	tr := &tapReader{r: in, w: tap}
+	zr, err := codec.NewReader(tr, layout.Compression(name))
 	if err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
 	pos := &countReader{r: zr}
-	s := &Stream{Name: name, Data: pos, raw: raw, tee: tee, dec: dec, zr: zr, tap: tap, pos: pos}
+	s := &Stream{Name: name, Data: pos, raw: raw, tee: tee, dec: dec, zr: zr, tap: tr, pos: pos}
 	if layout.IsTar(name) {
 		s.Tar = tar.NewReader(pos)
 	}

@@ -215,7 +215,11 @@ func Damaged(host, id, reason string) Result {
 // when the object could not be read to its end.
 func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name string, ids *crypt.Identities, r *Result, ic *indexCheck) Object {
 	o := Object{Name: name, Encrypted: layout.Encrypted(name)}
-	s, err := objio.Open(ctx, st, b.Key(name), ids)
+	var tap io.Writer
+	if ic != nil && ic.frames != nil {
+		tap = ic.frames
+	}
+	s, err := objio.OpenTapped(ctx, st, b.Key(name), ids, tap)
 	if errors.Is(err, crypt.ErrWrongIdentity) {
 		r.Problems = append(r.Problems, Problem{Object: name, Message: err.Error(), Hint: KeyHint(b)})
 		// The stored bytes can still be checked.
@@ -226,9 +230,6 @@ func readArchive(ctx context.Context, st store.Store, b *catalog.Backup, name st
 		return o
 	}
 	defer s.Close()
-	if ic != nil && ic.frames != nil {
-		s.Tap(ic.frames)
-	}
 	if s.Tar == nil {
 		// Raw partition bytes: their decompressed length is the
 		// partition's size, the manifest's source bytes.
