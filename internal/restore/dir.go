@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -47,28 +46,15 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 	// The manifest was validated when it was read, so each name is p<N> or
 	// fs; still, what comes from the store goes beneath dir only through
 	// descriptors (openDir), like every tar entry.
-	targets := make([]string, len(fss))
+	names := make([]string, len(fss))
 	for i, fs := range fss {
-		targets[i] = dir
-		if len(fss) > 1 {
-			if err := plainName(fs.Name); err != nil {
-				return res, fmt.Errorf("backup %s: filesystem %q: %w; not restoring", b.ID, fs.Name, err)
-			}
-			targets[i] = filepath.Join(dir, fs.Name) // for messages only
-		}
+		names[i] = fs.Name
 	}
 	// Check every target (here), the records and the keys (in the store)
 	// before writing anything.
-	if err := checkTarget(dir, opts.Overwrite); err != nil {
-		return res, err
-	}
-	if len(fss) > 1 {
-		// dir itself must be empty too (checked above): it gets only p1, p2, ...
-		for i, fs := range fss {
-			if err := checkSubTarget(dir, fs.Name, targets[i], opts.Overwrite); err != nil {
-				return res, err
-			}
-		}
+	tg, err := checkTargets(dir, names, len(fss) > 1, opts.Overwrite)
+	if err != nil {
+		return res, fmt.Errorf("backup %s: %w", b.ID, err)
 	}
 	sums, err := readSums(ctx, st, b, fss, &res)
 	if err != nil {
@@ -77,25 +63,17 @@ func ToDir(ctx context.Context, st store.Store, b *catalog.Backup, dir string, o
 	if err := checkKeys(ctx, st, b, fss, opts.Identities); err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return res, fmt.Errorf("create target: %w", err)
-	}
-	root, err := openTarget(dir)
-	if err != nil {
+	if err := tg.open(); err != nil {
 		return res, err
 	}
-	defer unix.Close(root)
+	defer tg.close()
 	for i, fs := range fss {
-		fd := root
-		if len(fss) > 1 {
-			if fd, err = openDir(root, fs.Name, true, nil); err != nil {
-				return res, fmt.Errorf("create target %s: %w", targets[i], err)
-			}
+		fd, target, err := tg.of(fs.Name)
+		if err != nil {
+			return res, err
 		}
-		fr, err := restoreArchive(ctx, st, b, fs, sums, targets[i], fd, opts, opts.logger())
-		if fd != root {
-			unix.Close(fd)
-		}
+		fr, err := restoreArchive(ctx, st, b, fs, sums, target, fd, opts, opts.logger())
+		tg.release(fd)
 		res.Filesystems = append(res.Filesystems, fr)
 		if err != nil && i > 0 {
 			var done []string

@@ -6,10 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-
-	"golang.org/x/sys/unix"
 
 	"voltar/internal/browse"
 	"voltar/internal/catalog"
@@ -49,9 +45,8 @@ func Paths(ctx context.Context, st store.Store, b *catalog.Backup, dir string, p
 	bk := browse.OpenBackup(st, b, opts.Identities)
 	defer bk.Close()
 	type job struct {
-		f    *browse.FS
-		sel  []*index.Entry
-		name string // beneath dir, "" for dir itself
+		f   *browse.FS
+		sel []*index.Entry
 	}
 	var jobs []job
 	for _, m := range bk.Filesystems() {
@@ -70,52 +65,34 @@ func Paths(ctx context.Context, st store.Store, b *catalog.Backup, dir string, p
 		if len(sel) == 0 {
 			continue
 		}
-		j := job{f: f, sel: sel}
-		if !bk.Single() {
-			if err := plainName(m.Name); err != nil {
-				return res, fmt.Errorf("backup %s: filesystem %q: %w; not restoring", b.ID, m.Name, err)
-			}
-			j.name = m.Name
-		}
-		jobs = append(jobs, j)
+		jobs = append(jobs, job{f: f, sel: sel})
 	}
 	if len(jobs) == 0 {
 		return res, fail.Usage(fail.Hint(fmt.Errorf("%w %v in %s", ErrNoMatch, patterns, b.ID),
 			"voltar ls %s lists the backup; voltar find %s 'NAME' searches it", b.ID, b.ID))
 	}
-	if err := checkTarget(dir, opts.Overwrite); err != nil {
-		return res, err
-	}
+	var names []string
 	for _, j := range jobs {
-		if j.name != "" {
-			if err := checkSubTarget(dir, j.name, filepath.Join(dir, j.name), opts.Overwrite); err != nil {
-				return res, err
-			}
-		}
+		names = append(names, j.f.FS.Name)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return res, fmt.Errorf("create target: %w", err)
-	}
-	root, err := openTarget(dir)
+	tg, err := checkTargets(dir, names, !bk.Single(), opts.Overwrite)
 	if err != nil {
+		return res, fmt.Errorf("backup %s: %w", b.ID, err)
+	}
+	if err := tg.open(); err != nil {
 		return res, err
 	}
-	defer unix.Close(root)
+	defer tg.close()
 	for _, j := range jobs {
-		fd, target := root, dir
-		if j.name != "" {
-			if fd, err = openDir(root, j.name, true, nil); err != nil {
-				return res, fmt.Errorf("create target %s: %w", filepath.Join(dir, j.name), err)
-			}
-			target = filepath.Join(dir, j.name)
+		fd, target, err := tg.of(j.f.FS.Name)
+		if err != nil {
+			return res, err
 		}
 		if j.f.Streamed {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: read whole (%s)", j.f.FS.Archive, j.f.Why))
 		}
 		fr, err := restoreSelected(ctx, j.f, j.sel, target, fd, opts)
-		if fd != root {
-			unix.Close(fd)
-		}
+		tg.release(fd)
 		res.Filesystems = append(res.Filesystems, fr)
 		if err != nil {
 			return res, err
