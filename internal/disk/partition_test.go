@@ -104,7 +104,7 @@ func TestReadTable4KSectors(t *testing.T) {
 	// This sfdisk has no --sector-size option: give it a loop device
 	// with 4096-byte logical sectors.
 	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", "--sector-size", "4096", img))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	t.Cleanup(func() { testutil.DetachLoopOf(dev, img) })
 	sfdisk(t, dev, `label: gpt
 start=256, size=1024, name="first"
 start=2048, size=4096, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name="second"

@@ -36,7 +36,7 @@ func requireSandbox(t *testing.T) {
 func loop(t *testing.T, img string, off, size int64) string {
 	t.Helper()
 	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", "--read-only", "--offset", fmt.Sprint(off), "--sizelimit", fmt.Sprint(size), img))
-	t.Cleanup(func() { testutil.DetachLoop(dev) })
+	t.Cleanup(func() { testutil.DetachLoopOf(dev, img) })
 	return dev
 }
 

@@ -179,6 +179,18 @@ func KernelHas(fs string) bool {
 // (up to 5 s) until the kernel let it go: a device whose filesystem was
 // just unmounted is freed asynchronously, and a test that checks for
 // leftover loop devices right after must not find the fixture's own.
+// DetachLoopOf detaches dev only while it is still bound to backing: a
+// cleanup that runs after the test detached the device itself must not
+// detach the device of another test (other packages run at the same
+// time) that was given the same number since.
+func DetachLoopOf(dev, backing string) {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil || strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)") != backing {
+		return
+	}
+	DetachLoop(dev)
+}
+
 func DetachLoop(dev string) {
 	exec.Command("losetup", "-d", dev).Run()
 	backing := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
