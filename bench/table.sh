@@ -30,7 +30,9 @@ END {
 			sg = (gz in out && out[gz] > 0 && p[2] !~ /restore|copy/) ? sprintf("%.3f", out[k] / out[gz]) : "-"
 			mbs = (cp in sbytes && wall[k] > 0) ? sprintf("%.0f", sbytes[cp] / 1e6 / wall[k]) : "-"
 			printf "| %s | %.2f | %s | %s | %.2f | %.0f | %.1f | %s | %s |\n", p[2], wall[k], rg, rz, cpu[k], rss[k] / 1024, out[k] / 1048576, sg, mbs
-			if (p[2] ~ /^voltar/ && rss[k] > maxrss) maxrss = rss[k]
+			# The sandbox run's largest process is UML (its RSS is
+			# mostly the guest RAM file): its own target below.
+			if (p[2] ~ /^voltar/ && p[2] !~ /sandbox/ && rss[k] > maxrss) maxrss = rss[k]
 		}
 	}
 	m = "mixed" SUBSEP
@@ -40,6 +42,7 @@ END {
 	target("voltar zstd wall / tar -I zstd wall", m "voltar-zstd", m "tar-zstd", 1.1, "wall")
 	target("voltar gzip wall / tar -I pigz wall", m "voltar-gzip", m "tar-pigz", 1.1, "wall")
 	target("voltar restore wall / zstd -d | tar -x wall", m "restore-voltar", m "restore-zstd-tar", 1.2, "wall")
+	target("voltar zstd in a sandbox wall / kernel mode wall", m "voltar-zstd-sandbox", m "voltar-zstd", 1.5, "wall")
 	if (maxrss > 0) printf "- voltar peak RSS: %.0f MiB (target < 256): %s\n", maxrss / 1024, maxrss / 1024 < 256 ? "met" : "MISSED"
 }
 function target(what, a, b, limit, col,   x) {
