@@ -30,7 +30,7 @@ END {
 			sg = (gz in out && out[gz] > 0 && p[2] !~ /restore|copy/) ? sprintf("%.3f", out[k] / out[gz]) : "-"
 			mbs = (cp in sbytes && wall[k] > 0) ? sprintf("%.0f", sbytes[cp] / 1e6 / wall[k]) : "-"
 			printf "| %s | %.2f | %s | %s | %.2f | %.0f | %.1f | %s | %s |\n", p[2], wall[k], rg, rz, cpu[k], rss[k] / 1024, out[k] / 1048576, sg, mbs
-			# The sandbox run's largest process is UML (its RSS is
+			# In a sandbox run the largest process is UML (its RSS is
 			# mostly the guest RAM file): its own target below.
 			if (p[2] ~ /^voltar/ && p[2] !~ /sandbox/ && rss[k] > maxrss) maxrss = rss[k]
 		}
