@@ -35,6 +35,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -236,35 +237,35 @@ func Archive(ctx context.Context, cfg Config, w io.Writer) (Result, error) {
 		res Result
 		err error
 	}
-	activity := make(chan struct{}, 1)
+	act := &activity{}
+	act.mark()
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := readStream(rd, w, cfg, log, activity)
+		res, err := readStream(rd, w, cfg, log, act)
 		done <- outcome{res, err}
 	}()
-	idle := time.NewTimer(lim.Idle)
-	defer idle.Stop()
+	tick := time.NewTicker(min(lim.Idle/4, time.Second))
+	defer tick.Stop()
 	var out outcome
 	var cause error
+	ctxDone := ctx.Done()
 wait:
 	for {
 		select {
 		case out = <-done:
 			break wait
-		case <-activity:
-			if !idle.Stop() {
-				select {
-				case <-idle.C:
-				default:
-				}
+		case <-tick.C:
+			if cause != nil || !act.idleFor(lim.Idle) {
+				continue
 			}
-			idle.Reset(lim.Idle)
-		case <-idle.C:
 			cause = fmt.Errorf("%w for %s: killed as hung", ErrTimeout, lim.Idle)
 			kill()
 			rd.Close() // the reader may be blocked in a pipe a helper still holds
-		case <-ctx.Done():
-			cause = ctx.Err()
+		case <-ctxDone:
+			ctxDone = nil
+			if cause == nil {
+				cause = ctx.Err()
+			}
 			kill()
 			rd.Close()
 		}
@@ -293,8 +294,13 @@ wait:
 }
 
 // readStream reads the guest's records, writes the tar bytes to w and
-// returns the checked result. activity gets a token per record.
-func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity chan<- struct{}) (Result, error) {
+// returns the checked result. act is marked at every record, and
+// counts no time while w holds the stream up (a slow store is not a hung
+// guest).
+func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, act *activity) (Result, error) {
+	if act == nil {
+		act = &activity{}
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -321,10 +327,7 @@ func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity
 			}
 			return Result{}, err
 		}
-		select {
-		case activity <- struct{}{}:
-		default:
-		}
+		act.mark()
 		switch typ {
 		case RecTar:
 			tarBytes += int64(len(p))
@@ -332,7 +335,11 @@ func readStream(r io.Reader, w io.Writer, cfg Config, log *slog.Logger, activity
 				return Result{}, err
 			}
 			if writeErr == nil {
-				if _, err := w.Write(p); err != nil {
+				act.writing.Store(true)
+				_, err := w.Write(p)
+				act.writing.Store(false)
+				act.mark()
+				if err != nil {
 					// Keep reading: the guest must not block on a
 					// full pipe while the caller gives up.
 					writeErr = err
@@ -433,6 +440,21 @@ func (tc *tarCheck) finish() (int64, error) {
 func (tc *tarCheck) abort() {
 	tc.pw.CloseWithError(errors.New("aborted"))
 	<-tc.done
+}
+
+// activity is when the guest last sent something, and whether the host
+// is busy with it.
+type activity struct {
+	last    atomic.Int64 // UnixNano
+	writing atomic.Bool
+}
+
+func (a *activity) mark() { a.last.Store(time.Now().UnixNano()) }
+
+// idleFor reports whether the guest has sent nothing for d while the host
+// was waiting for it.
+func (a *activity) idleFor(d time.Duration) bool {
+	return !a.writing.Load() && time.Since(time.Unix(0, a.last.Load())) >= d
 }
 
 // checkResult holds the guest's result to what the host can tell.
