@@ -62,6 +62,7 @@ type guestConfig struct {
 	BtrfsSnapshots bool     `json:"btrfs_snapshots"`
 	BootRaw        bool     `json:"boot_raw"`
 	Stall          bool     `json:"stall,omitempty"`
+	Lose           bool     `json:"lose,omitempty"`
 }
 
 func newSpec(cfg Config, lim Limits) (*spec, error) {
@@ -70,7 +71,7 @@ func newSpec(cfg Config, lim Limits) (*spec, error) {
 	}
 	s := &spec{Dir: cfg.Dir, Binary: cfg.Binary, Kernel: cfg.Kernel, Memory: lim.Memory, Scratch: lim.Scratch,
 		CPU:   int64(lim.CPU.Seconds()),
-		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw, Stall: lim.TestStall}}
+		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw, Stall: lim.TestStall, Lose: lim.TestLose}}
 	var err error
 	if s.Binary == "" {
 		if s.Binary, err = os.Executable(); err != nil {
