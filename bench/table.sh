@@ -36,7 +36,9 @@ END {
 			sg = (gz in out && out[gz] > 0 && p[2] !~ /restore|copy/) ? sprintf("%.3f", out[k] / out[gz]) : "-"
 			mbs = (cp in sbytes && wall[k] > 0) ? sprintf("%.0f", sbytes[cp] / 1e6 / wall[k]) : "-"
 			printf "| %s | %.2f | %s | %s | %.2f | %.0f | %.1f | %s | %s |\n", p[2], wall[k], rg, rz, cpu[k], rss[k] / 1024, out[k] / 1048576, sg, mbs
-			if (p[2] ~ /^voltar/ && rss[k] > maxrss) maxrss = rss[k]
+			# In a sandbox run the largest process is UML (its RSS is
+			# mostly the guest RAM file): its own target below.
+			if (p[2] ~ /^voltar/ && p[2] !~ /sandbox/ && rss[k] > maxrss) maxrss = rss[k]
 		}
 	}
 	m = "mixed" SUBSEP
@@ -47,6 +49,7 @@ END {
 	target("voltar gzip wall / tar -I pigz wall", m "voltar-gzip", m "tar-pigz", 1.1, "wall")
 	target("voltar qcow2 wall / voltar raw wall", m "voltar-qcow2", m "voltar-zstd", 1.3, "wall")
 	target("voltar restore wall / zstd -d | tar -x wall", m "restore-voltar", m "restore-zstd-tar", 1.2, "wall")
+	target("voltar zstd in a sandbox wall / kernel mode wall", m "voltar-zstd-sandbox", m "voltar-zstd", 1.5, "wall")
 	if (maxrss > 0) printf "- voltar peak RSS: %.0f MiB (target < 256): %s\n", maxrss / 1024, maxrss / 1024 < 256 ? "met" : "MISSED"
 	target("voltar cat of a 1 MiB file wall / voltar restore wall", m "cat-1mib", m "restore-voltar", 0.02, "wall")
 	if ((m "ls-R") in wall) printf "- voltar ls -R of the whole tree: %.2f s (target <= 1): %s\n", wall[m "ls-R"], wall[m "ls-R"] <= 1 ? "met" : "MISSED"

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
@@ -62,24 +63,33 @@ func TestBootPartitionsRaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := e.options("run1", nil)
-	o.BootRaw = true
-	m, err := backup.Volume(context.Background(), v, o)
-	if err != nil {
-		t.Fatal(err)
+	// In a sandbox, the guest finds syslinux and archives nothing.
+	for _, isolation := range []string{backup.IsolationKernel, backup.IsolationSandbox} {
+		t.Run(isolation, func(t *testing.T) {
+			if isolation == backup.IsolationSandbox {
+				requireSandbox(t)
+			}
+			o := e.options(backup.NewRunID(time.Now()), nil)
+			o.BootRaw = true
+			o.Isolation = isolation
+			m, err := backup.Volume(context.Background(), v, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fs := range m.Filesystems {
+				if fs.Mode != manifest.ModeRaw || !strings.Contains(fs.Reason, "boot_partitions: raw") || len(fs.Warnings) != 0 {
+					t.Errorf("%s: mode %s (%s), warnings %q; want raw for its bootloader", fs.Name, fs.Mode, fs.Reason, fs.Warnings)
+				}
+			}
+			b, err := catalog.Resolve(context.Background(), e.store, "testhost", m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "restored.img")
+			if res, err := restore.ToImage(context.Background(), e.store, b, out, restore.Options{MountDir: t.TempDir()}); err != nil {
+				t.Fatalf("%v\n%+v", err, res)
+			}
+			testutil.Run(t, "cmp", img, out)
+		})
 	}
-	for _, fs := range m.Filesystems {
-		if fs.Mode != manifest.ModeRaw || !strings.Contains(fs.Reason, "boot_partitions: raw") || len(fs.Warnings) != 0 {
-			t.Errorf("%s: mode %s (%s), warnings %q; want raw for its bootloader", fs.Name, fs.Mode, fs.Reason, fs.Warnings)
-		}
-	}
-	b, err := catalog.Resolve(context.Background(), e.store, "testhost", m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "restored.img")
-	if res, err := restore.ToImage(context.Background(), e.store, b, out, restore.Options{MountDir: t.TempDir()}); err != nil {
-		t.Fatalf("%v\n%+v", err, res)
-	}
-	testutil.Run(t, "cmp", img, out)
 }

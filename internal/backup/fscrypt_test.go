@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"voltar/internal/backup"
 	"voltar/internal/manifest"
 	"voltar/internal/testutil"
 )
@@ -34,11 +35,21 @@ func TestFscryptFilesystemStoredRaw(t *testing.T) {
 		t.Fatalf("umount: %v %s", err, out)
 	}
 
-	m := e.mustBackup(img, true)
-	fs := m.Filesystems[0]
-	if fs.Mode != manifest.ModeRaw || !strings.Contains(fs.Reason, "fscrypt") {
-		t.Fatalf("fs = %+v; want stored raw because of fscrypt", fs)
+	for _, isolation := range []string{backup.IsolationKernel, backup.IsolationSandbox} {
+		t.Run(isolation, func(t *testing.T) {
+			if isolation == backup.IsolationSandbox {
+				requireSandbox(t)
+			}
+			m, err := e.backupImage(img, true, func(o *backup.Options) { o.Isolation = isolation })
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := m.Filesystems[0]
+			if fs.Mode != manifest.ModeRaw || !strings.Contains(fs.Reason, "fscrypt") {
+				t.Fatalf("fs = %+v; want stored raw because of fscrypt", fs)
+			}
+			folder := filepath.Join(e.store.Root(), "testhost", m.ID)
+			testutil.Run(t, "sh", "-c", fmt.Sprintf("zstd -d -q < %s/%s | cmp - %s", folder, fs.Archive, img))
+		})
 	}
-	folder := filepath.Join(e.store.Root(), "testhost", m.ID)
-	testutil.Run(t, "sh", "-c", fmt.Sprintf("zstd -d -q < %s/%s | cmp - %s", folder, fs.Archive, img))
 }

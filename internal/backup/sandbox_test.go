@@ -452,6 +452,30 @@ func TestSandboxHangAndKill(t *testing.T) {
 	}
 }
 
+// A stream that does not arrive whole although the guest powered off (UML's
+// serial line kept its end) is run once more, then fails the volume with
+// nothing left.
+func TestSandboxLostStream(t *testing.T) {
+	requireSandbox(t)
+	e := newEnv(t)
+	img := testutil.MakeImage(t, e.dir, testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64, Fill: fillData}}})
+	var logs bytes.Buffer
+	_, err := e.backupImage(img, true, func(o *backup.Options) {
+		sandboxed(o)
+		o.Sandbox.TestLose = true
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if !errors.Is(err, sandbox.ErrLost) {
+		t.Fatalf("lost stream: %v, want %v", err, sandbox.ErrLost)
+	}
+	if n := strings.Count(logs.String(), "running it again"); n != 1 {
+		t.Errorf("%d retries, want 1:\n%s", n, logs.String())
+	}
+	if left := storeFiles(t, e); len(left) > 0 {
+		t.Errorf("left in the store: %v", left)
+	}
+}
+
 const sandboxKillEnv = "VOLTAR_TEST_SANDBOX_KILL"
 
 // The helper process of TestSandboxKilledMidBackup: a sandboxed backup

@@ -14,6 +14,7 @@ import (
 	"voltar/internal/disk"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/progress"
 	"voltar/internal/sandbox"
 	"voltar/internal/store"
 )
@@ -68,21 +69,39 @@ func (r *run) sandboxed(ctx context.Context, p part, fs manifest.Filesystem, log
 	fs.Mode = manifest.ModeFiles
 	fs.Archive = r.o.Encoding.Object(p.name, layout.Tar)
 	fs.Excludes = r.o.Excludes
-	// The filesystem's used size is known only inside: the partition
-	// bounds the archive (sparse files stay sparse) and the progress.
-	w, err := r.createArchive(ctx, &fs, store.PutOptions{SizeHint: p.size + p.size/4 + 64<<20})
-	if err != nil {
-		return fs, err
+	var (
+		w   *archiveOut
+		bar *progress.Bar
+		res sandbox.Result
+	)
+	for attempt := 1; ; attempt++ {
+		// The filesystem's used size is known only inside: the partition
+		// bounds the archive (sparse files stay sparse) and the progress.
+		// A retry starts both the archive and its index over.
+		w, err = r.createArchive(ctx, &fs, store.PutOptions{SizeHint: p.size + p.size/4 + 64<<20})
+		if err != nil {
+			return fs, err
+		}
+		bar = r.o.Progress.Start(r.v.ID()+" "+p.name+" (sandbox)", p.size)
+		log.Info("archiving in a sandbox", "device", loop.Path)
+		res, err = sandbox.Archive(ctx, sandbox.Config{
+			Device: loop.Path, FSType: p.fs.Type, Dir: dir,
+			Excludes: r.o.Excludes, BtrfsSnapshots: r.o.BtrfsSnapshots, BootRaw: r.o.BootRaw,
+			Limits: r.o.Sandbox, Logger: log,
+			Progress: func(pr archive.Progress) { bar.Update(pr.Bytes, pr.Files) },
+			Index:    w.ix.Add,
+		}, w)
+		if !errors.Is(err, sandbox.ErrLost) || attempt == 2 {
+			break
+		}
+		// A transport failure, not the filesystem's: once more, from
+		// the start (the objects written so far are dropped).
+		bar.Done(false)
+		if serr := w.abort(err); serr != nil {
+			return fs, serr
+		}
+		log.Warn("the sandbox's stream was lost; running it again", "err", err)
 	}
-	bar := r.o.Progress.Start(r.v.ID()+" "+p.name+" (sandbox)", p.size)
-	log.Info("archiving in a sandbox", "device", loop.Path)
-	res, err := sandbox.Archive(ctx, sandbox.Config{
-		Device: loop.Path, FSType: p.fs.Type, Dir: dir,
-		Excludes: r.o.Excludes, BtrfsSnapshots: r.o.BtrfsSnapshots, BootRaw: r.o.BootRaw,
-		Limits: r.o.Sandbox, Logger: log,
-		Progress: func(pr archive.Progress) { bar.Update(pr.Bytes, pr.Files) },
-		Index:    w.ix.Add,
-	}, w)
 	if err == nil && res.Syslinux != "" && r.o.BootRaw {
 		err = errBootRaw
 	}

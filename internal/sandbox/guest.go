@@ -55,7 +55,11 @@ func guest() {
 	fw := newFrameWriter(line)
 	res := guestRun(fw)
 	raw, err := json.Marshal(res)
-	if err == nil {
+	var cfg guestConfig
+	if b, rerr := os.ReadFile(sbConfig); rerr == nil && json.Unmarshal(b, &cfg) == nil && cfg.Lose {
+		raw = nil // tests: the result is lost
+	}
+	if err == nil && raw != nil {
 		err = fw.record(RecResult, raw)
 	}
 	if err == nil {

@@ -63,6 +63,7 @@ type guestConfig struct {
 	BootRaw        bool     `json:"boot_raw"`
 	Index          bool     `json:"index,omitempty"` // send index-entry records
 	Stall          bool     `json:"stall,omitempty"`
+	Lose           bool     `json:"lose,omitempty"`
 }
 
 func newSpec(cfg Config, lim Limits) (*spec, error) {
@@ -71,7 +72,7 @@ func newSpec(cfg Config, lim Limits) (*spec, error) {
 	}
 	s := &spec{Dir: cfg.Dir, Binary: cfg.Binary, Kernel: cfg.Kernel, Memory: lim.Memory, Scratch: lim.Scratch,
 		CPU:   int64(lim.CPU.Seconds()),
-		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw, Index: cfg.Index != nil, Stall: lim.TestStall}}
+		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw, Index: cfg.Index != nil, Stall: lim.TestStall, Lose: lim.TestLose}}
 	var err error
 	if s.Binary == "" {
 		if s.Binary, err = os.Executable(); err != nil {

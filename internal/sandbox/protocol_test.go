@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"voltar/internal/archive"
 	"voltar/internal/index"
@@ -52,7 +53,7 @@ func good(fw *frameWriter) {
 
 func read(b []byte, cfg Config) (Result, []byte, error) {
 	var out bytes.Buffer
-	res, err := readStream(bytes.NewReader(b), &out, cfg, nil, make(chan struct{}, 1))
+	res, err := readStream(bytes.NewReader(b), &out, cfg, nil, nil)
 	return res, out.Bytes(), err
 }
 
@@ -151,7 +152,7 @@ func TestStreamGuestError(t *testing.T) {
 // to its end (the guest never blocks on a full pipe) and the error returned.
 func TestStreamWriteError(t *testing.T) {
 	boom := errors.New("store full")
-	_, err := readStream(bytes.NewReader(stream(t, good)), failWriter{boom}, Config{FSType: "ext4"}, nil, make(chan struct{}, 1))
+	_, err := readStream(bytes.NewReader(stream(t, good)), failWriter{boom}, Config{FSType: "ext4"}, nil, nil)
 	if !errors.Is(err, boom) {
 		t.Errorf("err %v, want %v", err, boom)
 	}
@@ -165,7 +166,7 @@ func FuzzReadStream(f *testing.F) {
 	f.Add(stream(f, good))
 	f.Add([]byte(magic + "\x01R\x00\x00\x00\x02{}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		readStream(bytes.NewReader(b), io.Discard, Config{FSType: "btrfs"}, nil, make(chan struct{}, 1))
+		readStream(bytes.NewReader(b), io.Discard, Config{FSType: "btrfs"}, nil, nil)
 	})
 }
 
@@ -202,5 +203,24 @@ func TestStreamIndex(t *testing.T) {
 		if _, _, err := read(stream(t, withIndex(lines...)), cfg); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
+	}
+}
+
+// Time the host spends writing (a slow store) does not count as the
+// guest's silence.
+func TestIdleNotWhileWriting(t *testing.T) {
+	var a activity
+	a.last.Store(time.Now().Add(-time.Hour).UnixNano())
+	a.writing.Store(true)
+	if a.idleFor(time.Minute) {
+		t.Error("idle while the host writes")
+	}
+	a.writing.Store(false)
+	if !a.idleFor(time.Minute) {
+		t.Error("not idle after an hour of silence")
+	}
+	a.mark()
+	if a.idleFor(time.Minute) {
+		t.Error("idle right after a record")
 	}
 }
