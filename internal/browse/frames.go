@@ -116,7 +116,7 @@ func (f *FS) open(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("%s: missing from the store", f.FS.Archive)
 	}
-	f.win = &window{ctx: context.WithoutCancel(ctx), st: f.st, key: f.Backup.Key(f.FS.Archive), size: obj.Size}
+	f.win = &window{ctx: ctx, st: f.st, key: f.Backup.Key(f.FS.Archive), size: obj.Size}
 	f.src = f.win
 	if f.ids != nil && f.crypt == nil && isAge(f.FS.Archive) {
 		r, err := f.ids.DecryptAt(f.win, obj.Size)
@@ -150,7 +150,7 @@ func (f *FS) frame(ctx context.Context, i int) ([]byte, error) {
 		return nil, err
 	}
 	fr := f.Index.Frames[i]
-	f.win.ctx = context.WithoutCancel(ctx)
+	f.win.ctx = ctx // this read's: a cancel (Ctrl-C during cat) stops it
 	off, n := fr.COff, fr.CSize
 	if f.crypt != nil {
 		off, n = f.crypt.Stored(fr.COff, fr.CSize)
