@@ -95,7 +95,14 @@ step "6. voltar restore (checks every byte against SHA256SUMS)"
 "$voltar" --config "$demo/voltar.yaml" restore image/disk.img/latest --partition p2 --to "$demo/restore/p2"
 cmp "$demo/restore/p2/db/numbers.txt" <(seq 1 200000) && echo "   p2/db/numbers.txt restored identical"
 
-step "7. the nightly job: voltar run backs up, prunes (keep_last 1) and reports"
+step "7. browse the backup from its file index: ls, find, cat, restore --path"
+"$voltar" --config "$demo/voltar.yaml" ls -l image/disk.img/latest p1/home/alice | sed 's/^/   /'
+"$voltar" --config "$demo/voltar.yaml" find image/disk.img 'hello*' | sed 's/^/   /'
+"$voltar" --config "$demo/voltar.yaml" cat image/disk.img/latest p1/home/alice/hello.txt | sed 's/^/   cat: /'
+"$voltar" --config "$demo/voltar.yaml" restore image/disk.img/latest --path 'p2/db/*.txt' --to "$demo/restore/one" >/dev/null
+cmp "$demo/restore/one/p2/db/numbers.txt" <(seq 1 200000) && echo "   restore --path brought back p2/db/numbers.txt alone"
+
+step "8. the nightly job: voltar run backs up, prunes (keep_last 1) and reports"
 cat >> "$demo/voltar.yaml" <<YAML
 images:
   - path: $img

@@ -266,14 +266,16 @@ func longLine(e *index.Entry, name string) string {
 		group = fmt.Sprint(e.GID)
 	}
 	size := fmt.Sprint(e.Size)
-	if e.Type == index.Char || e.Type == index.Block {
+	switch e.Type {
+	case index.Symlink:
+		size = fmt.Sprint(len(e.Link)) // as ls shows it
+	case index.Char, index.Block:
 		size = fmt.Sprintf("%d, %d", e.Major, e.Minor)
 	}
 	nlink := max(e.Nlink, 1)
 	s := fmt.Sprintf("%s %3d %-8s %-8s %10s %s %s", modeString(e), nlink, owner, group, size,
 		time.Unix(0, e.Mtime).UTC().Format("2006-01-02 15:04"), name)
-	switch e.Type {
-	case index.Symlink:
+	if e.Type == index.Symlink {
 		s += " -> " + quoteName(e.Link)
 	}
 	return s
