@@ -52,6 +52,9 @@ func (a *app) openBrowse(ctx context.Context, id string) (_ *browse.Backup, clos
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := a.checkSignature(ctx, st, b); err != nil {
+		return nil, nil, err
+	}
 	if dump.IsDump(b.Manifest) {
 		return nil, nil, fail.Usage(fmt.Errorf("%s is a database dump, not a filesystem backup: voltar restore %s --to DIR writes its SQL", b.ID, b.ID))
 	}
@@ -334,6 +337,9 @@ func (a *app) runFind(ctx context.Context, target, glob string, asJSON bool) err
 	w := bufio.NewWriterSize(a.stdout, 64<<10)
 	defer w.Flush()
 	for _, b := range backups {
+		if err := a.checkSignature(ctx, st, b); err != nil {
+			return err
+		}
 		ids, err := a.identitiesFor(b)
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"voltar/internal/catalog"
 	"voltar/internal/fail"
 	"voltar/internal/mountfs"
 )
@@ -55,7 +56,8 @@ func (a *app) runMount(ctx context.Context, dir string, allowOther bool) error {
 	if err != nil {
 		return err
 	}
-	srv, err := mountfs.Mount(ctx, st, dir, mountfs.Options{AllowOther: allowOther, Identities: ids, Logger: a.log})
+	srv, err := mountfs.Mount(ctx, st, dir, mountfs.Options{AllowOther: allowOther, Identities: ids, Logger: a.log,
+		Check: func(ctx context.Context, b *catalog.Backup) error { return a.checkSignature(ctx, st, b) }})
 	if err != nil {
 		return fail.Hint(err, "voltar mount needs /dev/fuse and fusermount3 (Debian package fuse3)")
 	}

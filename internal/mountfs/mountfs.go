@@ -44,6 +44,9 @@ type Options struct {
 	// their directories but fail reads with EACCES.
 	Identities *crypt.Identities
 	Logger     *slog.Logger
+	// Check, when set, is run on a backup before anything of it is
+	// served (the manifest's signature); a backup it fails reads as EIO.
+	Check func(context.Context, *catalog.Backup) error
 }
 
 // Mount lists the store and mounts it at dir. The caller waits on the
@@ -58,7 +61,7 @@ func Mount(ctx context.Context, st store.Store, dir string, opts Options) (*fuse
 		log = slog.New(slog.DiscardHandler)
 	}
 	root := &dirNode{}
-	fsys := &filesys{st: st, ids: opts.Identities, log: log, ctx: context.WithoutCancel(ctx)}
+	fsys := &filesys{st: st, ids: opts.Identities, log: log, ctx: context.WithoutCancel(ctx), check: opts.Check}
 	root.fill = func(ctx context.Context, n *fs.Inode) {
 		for i := range cat.Backups {
 			b := &cat.Backups[i]
@@ -101,10 +104,11 @@ func Mount(ctx context.Context, st store.Store, dir string, opts Options) (*fuse
 
 // filesys is what every node shares.
 type filesys struct {
-	ctx context.Context
-	st  store.Store
-	ids *crypt.Identities
-	log *slog.Logger
+	ctx   context.Context
+	st    store.Store
+	ids   *crypt.Identities
+	log   *slog.Logger
+	check func(context.Context, *catalog.Backup) error
 }
 
 // eio logs why a read failed and returns EIO.
@@ -159,35 +163,53 @@ func (n *backupNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.At
 	return 0
 }
 
-func (n *backupNode) backup() *browse.Backup {
+// backup opens the backup on first use, after Options.Check.
+func (n *backupNode) backup() (*browse.Backup, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.bk == nil {
+		if n.fsys.check != nil {
+			if err := n.fsys.check(n.fsys.ctx, n.b); err != nil {
+				return nil, err
+			}
+		}
 		n.bk = browse.OpenBackup(n.fsys.st, n.b, n.fsys.ids)
 	}
-	return n.bk
+	return n.bk, nil
 }
 
-func (n *backupNode) files() []manifest.Filesystem {
+func (n *backupNode) files() ([]manifest.Filesystem, error) {
+	bk, err := n.backup()
+	if err != nil {
+		return nil, err
+	}
 	var out []manifest.Filesystem
-	for _, m := range n.backup().Filesystems() {
+	for _, m := range bk.Filesystems() {
 		if m.Mode == manifest.ModeFiles {
 			out = append(out, m)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (n *backupNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	fss, err := n.files()
+	if err != nil {
+		return nil, n.fsys.eio("open "+n.b.ID, err)
+	}
 	var ents []fuse.DirEntry
-	for _, m := range n.files() {
+	for _, m := range fss {
 		ents = append(ents, fuse.DirEntry{Name: m.Name, Mode: syscall.S_IFDIR})
 	}
 	return fs.NewListDirStream(ents), 0
 }
 
 func (n *backupNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	for _, m := range n.files() {
+	fss, err := n.files()
+	if err != nil {
+		return nil, n.fsys.eio("open "+n.b.ID, err)
+	}
+	for _, m := range fss {
 		if m.Name != name {
 			continue
 		}
