@@ -463,10 +463,16 @@ func (r *run) mountDir(name string) string {
 	return filepath.Join(r.o.RuntimeDir, r.o.RunID+"-"+r.v.Group+"-"+r.v.Name, name)
 }
 
+// makeMountDir creates the mount point of filesystem name and journals it
+// (cleanup.Mount), so a sweep unmounts and removes it after a crash.
 func (r *run) makeMountDir(name string) (string, error) {
 	dir := r.mountDir(name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("mount point: %w", err)
+	}
+	if err := r.hold(cleanup.Mount, dir); err != nil {
+		os.Remove(dir)
+		return "", err
 	}
 	return dir, nil
 }

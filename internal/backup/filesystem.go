@@ -201,10 +201,6 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	if err != nil {
 		return fs, err
 	}
-	if err := r.hold(cleanup.Mount, dir); err != nil {
-		os.Remove(dir)
-		return fs, err
-	}
 	err = disk.Mount(ctx, loop.Path, dir, p.fs.Type)
 	if errors.Is(err, unix.EROFS) && src.ReadOnly {
 		// The kernel refuses to mount a filesystem that needs recovery

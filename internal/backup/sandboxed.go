@@ -51,10 +51,6 @@ func (r *run) sandboxed(ctx context.Context, p part, fs manifest.Filesystem, log
 	if err != nil {
 		return fs, err
 	}
-	if err := r.hold(cleanup.Mount, dir); err != nil {
-		os.Remove(dir)
-		return fs, err
-	}
 	r.onRelease(func(context.Context) error {
 		if err := disk.Unmount(dir); err != nil {
 			return err
