@@ -567,6 +567,19 @@ func TestSandboxKilledMidBackup(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("after the sweep (%d released): %v", n, left)
 	}
+	// The sweep detached the loop device; while the killed sandbox's last
+	// processes still hold it open the kernel only marks it, and frees it
+	// when they are gone (env's final check then finds nothing).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		held := false
+		loops, _ := disk.ListLoops()
+		for _, l := range loops {
+			held = held || strings.HasPrefix(l.Backing, img)
+		}
+		if !held {
+			break
+		}
+	}
 	if n < 2 {
 		t.Errorf("the sweep released %d resources, want the loop device and the sandbox's directory at least", n)
 	}
