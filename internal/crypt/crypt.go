@@ -290,21 +290,11 @@ func (i *Identities) DecryptAt(src io.ReaderAt, size int64) (*RandomReader, erro
 	if i == nil {
 		return nil, ErrNoIdentity
 	}
-	// The header ends with its MAC line, "--- <base64>\n".
-	head := make([]byte, min(size, maxHeader))
-	n, err := src.ReadAt(head, 0)
-	if n < len(head) && err != nil {
-		return nil, fmt.Errorf("age: read header: %w", err)
+	payload, err := headerEnd(src, size)
+	if err != nil {
+		return nil, err
 	}
-	k := bytes.Index(head[:n], []byte("\n--- "))
-	if k < 0 {
-		return nil, errors.New("age: no header end found")
-	}
-	e := bytes.IndexByte(head[k+1:n], '\n')
-	if e < 0 {
-		return nil, errors.New("age: no header end found")
-	}
-	payload := int64(k+1+e+1) + nonceSize
+	payload += nonceSize
 	r, psize, err := age.DecryptReaderAt(src, size, i.ids...)
 	var nm *age.NoIdentityMatchError
 	if errors.As(err, &nm) {
@@ -314,6 +304,27 @@ func (i *Identities) DecryptAt(src io.ReaderAt, size int64) (*RandomReader, erro
 		return nil, fmt.Errorf("age: %w", err)
 	}
 	return &RandomReader{ReaderAt: r, Size: psize, payload: payload, stored: size}, nil
+}
+
+// headerEnd finds where an age file's header ends: after its MAC line,
+// "--- <base64>\n". It reads 4 KiB first (one recipient's header is a
+// few hundred bytes) and more only while the end is not found.
+func headerEnd(src io.ReaderAt, size int64) (int64, error) {
+	for n := int64(4 << 10); ; n *= 4 {
+		head := make([]byte, min(size, n, maxHeader))
+		m, err := src.ReadAt(head, 0)
+		if m < len(head) && err != nil {
+			return 0, fmt.Errorf("age: read header: %w", err)
+		}
+		if k := bytes.Index(head[:m], []byte("\n--- ")); k >= 0 {
+			if e := bytes.IndexByte(head[k+1:m], '\n'); e >= 0 {
+				return int64(k + 1 + e + 1), nil
+			}
+		}
+		if int64(len(head)) == size || len(head) == maxHeader {
+			return 0, errors.New("age: no header end found")
+		}
+	}
 }
 
 // Stored returns the range of the stored file that holds plaintext bytes
