@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -54,6 +55,7 @@ type FS struct {
 	win    *window             // what src reads from the store
 	dec    *zstd.Decoder
 	frames *frameCache
+	saved  map[string]*os.File // see streamIndex
 }
 
 // Open opens filesystem fs of backup b: its file index, or, for a backup
@@ -85,7 +87,7 @@ func open(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Fi
 	f := &FS{Backup: b, FS: fs, st: st, ids: ids, compression: layout.Compression(fs.Archive), frames: newFrameCache(8)}
 	if fs.Index == nil {
 		f.Streamed, f.Why = true, "this backup has no file index (made by an older voltar)"
-		ix, err := f.streamIndex(ctx)
+		ix, err := f.streamIndex(ctx, keep)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +105,7 @@ func open(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Fi
 	return f, nil
 }
 
-// Close releases the decoder.
+// Close releases the decoder and the saved files.
 func (f *FS) Close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -111,6 +113,10 @@ func (f *FS) Close() {
 		f.dec.Close()
 		f.dec = nil
 	}
+	for _, t := range f.saved {
+		t.Close()
+	}
+	f.saved = nil
 }
 
 // damaged wraps an integrity failure with what to do about it.
@@ -145,8 +151,12 @@ func (f *FS) readIndex(ctx context.Context, keep func([]byte) bool) (*index.Inde
 	return ix, nil
 }
 
-// streamIndex builds an index without frames from the archive itself.
-func (f *FS) streamIndex(ctx context.Context) (*index.Index, error) {
+// streamIndex builds an index without frames from the archive itself. The
+// content of the regular files keep accepts is kept on the way (in
+// private temporary files, FS.saved), so a file asked for by OpenFor is
+// read in this one pass, not in a second one; it is served only once the
+// whole archive's SHA-256 matched (Stream fails otherwise).
+func (f *FS) streamIndex(ctx context.Context, keep func([]byte) bool) (*index.Index, error) {
 	ix := &index.Index{Header: index.Header{Version: index.Version, FS: f.FS.Name, Archive: f.FS.Archive}}
 	err := f.Stream(ctx, func(s *objio.Stream) error {
 		for {
@@ -157,14 +167,39 @@ func (f *FS) streamIndex(ctx context.Context) (*index.Index, error) {
 			if err != nil {
 				return err
 			}
-			ix.Entries = append(ix.Entries, index.FromHeader(h, off))
+			e := index.FromHeader(h, off)
+			ix.Entries = append(ix.Entries, e)
+			if keep != nil && e.Type == index.File && keep([]byte(e.Path)) {
+				if err := f.save(e.Path, s.Tar); err != nil {
+					return err
+				}
+			}
 		}
 	})
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	ix.End = index.End{Entries: int64(len(ix.Entries))}
 	return ix, nil
+}
+
+// save copies a file's content into a private temporary file.
+func (f *FS) save(path string, r io.Reader) error {
+	tmp, err := os.CreateTemp("", "voltar-cat-*")
+	if err != nil {
+		return err
+	}
+	os.Remove(tmp.Name())
+	if f.saved == nil {
+		f.saved = map[string]*os.File{}
+	}
+	if old := f.saved[path]; old != nil {
+		old.Close()
+	}
+	f.saved[path] = tmp
+	_, err = io.Copy(tmp, r)
+	return err
 }
 
 // Stream reads the whole archive through fn (which may stop early; the

@@ -186,3 +186,26 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A file of a backup without an index comes out of one read of its
+// archive: the pass that builds the index keeps it.
+func TestOpenForStreamedReadsOnce(t *testing.T) {
+	mem := storetest.NewMemory()
+	b := backup(t, mem, codec.Zstd, false, 0)
+	c := store.NewCounter(mem)
+	f, err := browse.OpenFor(context.Background(), c, b, b.Manifest.Filesystems[0], nil, "c/last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !f.Streamed {
+		t.Fatal("a backup without an index is not streamed")
+	}
+	if got, err := cat(f, "c/last"); err != nil || got != "last\n" {
+		t.Fatalf("c/last: %q, %v", got, err)
+	}
+	obj, _ := b.Object(b.Manifest.Filesystems[0].Archive)
+	if c.Reads() != 1 || c.Bytes() != obj.Size {
+		t.Errorf("%d reads of %d bytes; want the archive (%d bytes) read once", c.Reads(), c.Bytes(), obj.Size)
+	}
+}

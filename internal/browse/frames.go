@@ -275,6 +275,12 @@ func (f *FS) Copy(ctx context.Context, e *index.Entry, w io.Writer) (int64, erro
 		}
 		return io.Copy(w, en.Data)
 	}
+	if t := f.saved[e.Path]; t != nil { // read with the index, see streamIndex
+		if _, err := t.Seek(0, io.SeekStart); err != nil {
+			return 0, err
+		}
+		return io.Copy(w, t)
+	}
 	tmp, err := os.CreateTemp("", "voltar-cat-*")
 	if err != nil {
 		return 0, err
