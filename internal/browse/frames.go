@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"voltar/internal/codec"
+	"voltar/internal/crypt"
 	"voltar/internal/index"
 	"voltar/internal/objio"
 	"voltar/internal/store"
@@ -31,9 +32,7 @@ type window struct {
 }
 
 // minFetch is the least a cache miss fetches: one sealed age chunk.
-const minFetch = crypt64K + 16
-
-const crypt64K = 64 << 10
+const minFetch = crypt.SealedChunkSize
 
 func (w *window) fetch(off, n int64) error {
 	n = min(n, w.size-off)

@@ -3,6 +3,7 @@ package codec
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"io"
 )
 
@@ -109,13 +110,7 @@ type chunker struct {
 	w      io.Writer
 	frames []Frame
 	cur    Frame
-	h      hashState
-}
-
-type hashState = interface {
-	io.Writer
-	Sum([]byte) []byte
-	Reset()
+	h      hash.Hash
 }
 
 func (c *chunker) Write(p []byte) (int, error) {

@@ -267,9 +267,9 @@ func Describe(key string) string {
 // 16-byte nonce is a sequence of chunks of ChunkSize plaintext bytes,
 // each sealed with a 16-byte tag (age's STREAM construction).
 const (
-	ChunkSize   = 64 << 10
-	chunkSealed = ChunkSize + 16
-	nonceSize   = 16
+	ChunkSize       = 64 << 10
+	SealedChunkSize = ChunkSize + 16 // as stored
+	nonceSize       = 16
 )
 
 // maxHeader bounds the age header DecryptAt looks for (many SSH-RSA
@@ -334,7 +334,7 @@ func (r *RandomReader) Stored(off, n int64) (int64, int64) {
 		return r.payload, 0
 	}
 	first, last := off/ChunkSize, (off+n-1)/ChunkSize
-	start := r.payload + first*chunkSealed
-	end := min(r.payload+(last+1)*chunkSealed, r.stored)
+	start := r.payload + first*SealedChunkSize
+	end := min(r.payload+(last+1)*SealedChunkSize, r.stored)
 	return start, end - start
 }
