@@ -2,6 +2,7 @@ package backup_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -94,4 +95,30 @@ func TestUnjournaledResourceStopsBackup(t *testing.T) {
 		t.Errorf("objects left in the store: %v", objs)
 	}
 	// assertNothingLeft (cleanup) checks clones, loops and mounts.
+}
+
+// The file index is part of the backup: a store that fails its write
+// fails the volume, and nothing of the folder stays (the archive already
+// written beside it included), nor a loop device or mount (newEnv).
+func TestIndexWriteFailureFailsBackup(t *testing.T) {
+	e := newEnv(t)
+	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64, Fill: fillData}}})
+	v, err := image.Resolve(img, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.options("run1", nil)
+	o.Store = storetest.NewFaulty(e.store, &storetest.Fault{Op: storetest.OpPut, KeySuffix: ".index.zst", Err: errors.New("disk full")})
+	_, err = backup.Volume(context.Background(), v, o)
+	t.Logf("backup: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "fs.index.zst") {
+		t.Fatalf("backup with the index's write failing: %v, want an error naming fs.index.zst", err)
+	}
+	objs, err := e.store.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 0 {
+		t.Errorf("the store keeps %v after the failed backup", objs)
+	}
 }
