@@ -48,11 +48,8 @@ func (a *app) openBrowse(ctx context.Context, id string) (_ *browse.Backup, clos
 			done()
 		}
 	}()
-	b, err := catalog.Resolve(ctx, st, host, id)
+	b, err := a.resolveSigned(ctx, st, host, id)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := a.checkSignature(ctx, st, b); err != nil {
 		return nil, nil, err
 	}
 	if dump.IsDump(b.Manifest) {

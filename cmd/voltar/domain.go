@@ -392,6 +392,20 @@ func (a *app) verifier() (*signing.Verifier, error) {
 	return signing.NewVerifier(a.cfg.Signing.AllowedSigners)
 }
 
+// resolveSigned finds the backup id names and checks its manifest's
+// signature (checkSignature): what every command that reads a backup's
+// data starts with.
+func (a *app) resolveSigned(ctx context.Context, st store.Store, host, id string) (*catalog.Backup, error) {
+	b, err := catalog.Resolve(ctx, st, host, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.checkSignature(ctx, st, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // checkSignature fails a backup about to be restored whose manifest is not
 // signed by an allowed signer, when signing.allowed_signers is set.
 func (a *app) checkSignature(ctx context.Context, st store.Store, b *catalog.Backup) error {

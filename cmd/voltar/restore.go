@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"voltar/internal/backup"
-	"voltar/internal/catalog"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/progress"
@@ -121,11 +120,8 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 	var res restore.Result
 	if o.toDir != "" {
 		a.sweepIfIdle(ctx)
-		b, err := catalog.Resolve(ctx, st, host, args[0])
+		b, err := a.resolveSigned(ctx, st, host, args[0])
 		if err != nil {
-			return err
-		}
-		if err := a.checkSignature(ctx, st, b); err != nil {
 			return err
 		}
 		if dump.IsDump(b.Manifest) {
@@ -150,11 +146,8 @@ func (a *app) runRestore(ctx context.Context, o restoreFlags, args []string) err
 		return err
 	}
 	defer ses.end()
-	b, err := catalog.Resolve(ctx, st, host, args[0])
+	b, err := a.resolveSigned(ctx, st, host, args[0])
 	if err != nil {
-		return err
-	}
-	if err := a.checkSignature(ctx, st, b); err != nil {
 		return err
 	}
 	if dump.IsDump(b.Manifest) {
