@@ -35,14 +35,8 @@ type window struct {
 const minFetch = crypt.SealedChunkSize
 
 func (w *window) fetch(off, n int64) error {
-	n = min(n, w.size-off)
-	rc, err := store.ReadRange(w.ctx, w.st, w.key, off, n)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(rc, buf); err != nil {
+	buf := make([]byte, min(n, w.size-off))
+	if _, err := store.NewReaderAt(w.ctx, w.st, w.key, w.size).ReadAt(buf, off); err != nil && err != io.EOF {
 		return err
 	}
 	w.off, w.buf = off, buf

@@ -101,14 +101,3 @@ func (ix *Index) FrameAt(off int64) int {
 	}
 	return i
 }
-
-// Next returns the offset where the entry after e starts: the end of
-// e's header and data (the tar stream's end-of-archive blocks, for the
-// last entry).
-func (ix *Index) Next(e *Entry) int64 {
-	i := sort.Search(len(ix.Entries), func(i int) bool { return ix.Entries[i].Offset > e.Offset })
-	if i < len(ix.Entries) {
-		return ix.Entries[i].Offset
-	}
-	return ix.End.TarBytes
-}
