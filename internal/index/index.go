@@ -22,6 +22,11 @@
 // extended attributes, ACLs and inode flags as the archive records them
 // (its SCHILY.* and VOLTAR.* PAX records as sorted "key=value\n" lines),
 // absent when it has none.
+//
+// The index of an incremental backup's filesystem lists the whole tree at
+// its time. An entry whose latest version is in an earlier backup of the
+// chain carries that backup's timestamp in "from", and its offset is in
+// that backup's archive; entries without "from" are in this archive.
 package index
 
 import (
@@ -42,6 +47,7 @@ import (
 	"unicode/utf8"
 
 	"voltar/internal/codec"
+	"voltar/internal/layout"
 )
 
 // Version is the index format this voltar writes and reads.
@@ -89,6 +95,10 @@ type Entry struct {
 	Xattrs   string // hex SHA-256 of the metadata records; "" if none
 	Sparse   bool   // stored as a sparse entry (holes recorded)
 	Offset   int64  // of the entry's first header block in the tar stream
+	// From is the timestamp (layout.TimeFormat) of the earlier backup of
+	// the chain whose archive holds the entry, at Offset; "" when it is
+	// in this index's own archive.
+	From string
 }
 
 // Header is the index's first line.
@@ -165,16 +175,24 @@ func NewWriter(w io.Writer, h Header) *Writer {
 	return &Writer{w: w, buf: append(b, '\n'), last: -1}
 }
 
-// Add appends an entry. Offsets must grow.
+// Add appends an entry. The offsets of the archive's own entries (From
+// "") must grow.
 func (w *Writer) Add(e *Entry) error {
 	if w.err != nil {
 		return w.err
 	}
-	if e.Offset <= w.last {
+	if e.From != "" {
+		if _, err := layout.ParseTime(e.From); err != nil {
+			w.err = fmt.Errorf("index: entry %q from %q: not a backup timestamp", e.Path, e.From)
+			return w.err
+		}
+	} else if e.Offset <= w.last {
 		w.err = fmt.Errorf("index: entry %q at %d after one at %d", e.Path, e.Offset, w.last)
 		return w.err
 	}
-	w.last = e.Offset
+	if e.From == "" {
+		w.last = e.Offset
+	}
 	w.entries++
 	w.buf = AppendEntry(w.buf, e)
 	if len(w.buf) >= flushAt {
@@ -259,6 +277,9 @@ func AppendEntry(b []byte, e *Entry) []byte {
 		b = append(b, `,"sparse":true`...)
 	}
 	b = appendInt(b, "offset", e.Offset)
+	if e.From != "" {
+		b = appendStr(b, "from", e.From)
+	}
 	return append(b, '}', '\n')
 }
 
@@ -346,6 +367,7 @@ type line struct {
 	Xattrs  string     `json:"xattrs"`
 	Sparse  bool       `json:"sparse"`
 	Offset  int64      `json:"offset"`
+	From    string     `json:"from"`
 	Frame   *frameLine `json:"frame"`
 	End     *End       `json:"end"`
 
@@ -425,10 +447,17 @@ func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
 			if err != nil {
 				return nil, corrupt(n, "%v", err)
 			}
-			if e.Offset <= last || e.Offset%512 != 0 {
+			switch {
+			case e.From != "":
+				if e.Offset < 0 || e.Offset%512 != 0 {
+					return nil, corrupt(n, "entry %q at offset %d of %s, not at a tar block", e.Path, e.Offset, e.From)
+				}
+				ix.Inherited++
+			case e.Offset <= last || e.Offset%512 != 0:
 				return nil, corrupt(n, "entry %q at offset %d (after %d, or not at a tar block)", e.Path, e.Offset, last)
+			default:
+				last = e.Offset
 			}
-			last = e.Offset
 			ix.Entries = append(ix.Entries, e)
 		case l.Frame != nil:
 			f := l.Frame
@@ -526,8 +555,13 @@ func plainPath(b []byte) ([]byte, bool) {
 func (l *line) entry() (Entry, error) {
 	e := Entry{Type: l.Type, Size: l.Size, Mode: l.Mode, UID: l.UID, GID: l.GID, Uname: l.Uname, Gname: l.Gname,
 		Mtime: l.Mtime, Ctime: l.Ctime, Ino: l.Ino, Nlink: l.Nlink, Major: l.Major, Minor: l.Minor,
-		Xattrs: l.Xattrs, Sparse: l.Sparse, Offset: l.Offset}
+		Xattrs: l.Xattrs, Sparse: l.Sparse, Offset: l.Offset, From: l.From}
 	var err error
+	if e.From != "" {
+		if _, err := layout.ParseTime(e.From); err != nil {
+			return e, fmt.Errorf("from %q: not a backup timestamp", e.From)
+		}
+	}
 	if e.Path, err = name(l.Path, l.PathB64); err != nil {
 		return e, fmt.Errorf("path: %w", err)
 	}

@@ -15,6 +15,9 @@ type Index struct {
 	Entries []Entry // archive order
 	Frames  []codec.Frame
 	End     End
+	// Inherited counts the entries held by an earlier backup of the chain
+	// (From set); the others are in this index's archive.
+	Inherited int
 
 	byPath   map[string]int
 	children map[string][]int

@@ -194,6 +194,8 @@ func (l *line) setString(b, key []byte, i int) bool {
 		l.FS = v
 	case "archive":
 		l.Archive = v
+	case "from":
+		l.From = v
 	}
 	return true
 }

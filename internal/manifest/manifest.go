@@ -16,6 +16,9 @@ import (
 //	3  adds a filesystem's "subvolumes": btrfs subvolumes to re-create
 //	   before its archive is extracted (an older voltar would restore
 //	   them as plain directories)
+//	4  adds "chain": an incremental backup, whose archives hold only
+//	   what changed since its parent (an older voltar would restore an
+//	   increment as if it were the whole tree)
 //
 // A manifest is written with the oldest schema that holds it (see
 // SchemaFor), so an unencrypted backup stays schema 1 and readable by an
@@ -26,10 +29,13 @@ import (
 // and an older voltar restores them as a raw image. Neither does "outside": an older voltar
 // restores the filesystems as it always did, and its verify re-hashes
 // the object, which SHA256SUMS lists, against SHA256SUMS.
-const Schema = 3
+const Schema = 4
 
 // SchemaFor returns the schema a manifest is written with.
 func SchemaFor(m *Manifest) int {
+	if m.Chain != nil {
+		return 4
+	}
 	for _, f := range m.Filesystems {
 		if len(f.Subvolumes) > 0 {
 			return 3
@@ -98,6 +104,32 @@ type Manifest struct {
 	// itself, e.g. LILO in the MBR ("reinstall the bootloader after
 	// restoring"). A filesystem's own are in its Warnings.
 	Warnings []string `json:"warnings,omitempty"`
+
+	// Chain is set on an incremental backup (schema 4): the backup it
+	// builds on. A full backup has none.
+	Chain *Chain `json:"chain,omitempty"`
+}
+
+// Chain places an incremental backup in its chain. The parent is a backup
+// of the same volume in the same store folder (<host>/<group>/<volume>/),
+// older than this one, and is itself a full backup (Level 1) or an
+// increment (Level = the parent's Level + 1).
+type Chain struct {
+	Level  int    `json:"level"`  // 1 for the first increment after a full
+	Parent string `json:"parent"` // the parent's ID, <group>/<volume>/<timestamp>
+	// ParentManifestSHA256 is the SHA-256 of the parent's manifest.json as
+	// it was read when this backup was made: a parent replaced since is
+	// not the one this backup's archives build on.
+	ParentManifestSHA256 string `json:"parent_manifest_sha256"`
+	Full                 string `json:"full"` // the ID of the chain's full backup
+}
+
+// Level is the backup's level: 0 for a full backup.
+func (m *Manifest) Level() int {
+	if m.Chain == nil {
+		return 0
+	}
+	return m.Chain.Level
 }
 
 // AllWarnings returns the volume's warnings and every filesystem's,
@@ -248,7 +280,14 @@ type Filesystem struct {
 	Archive  string `json:"archive,omitempty"`
 	// Index is the archive's file index (files mode; backups made
 	// before indexes existed have none).
-	Index       *Object  `json:"index,omitempty"`
+	Index *Object `json:"index,omitempty"`
+	// Incremental (files mode, in a backup with a Chain): the archive
+	// holds only the entries that changed since the parent backup's
+	// filesystem of the same name, plus every directory with a GNU
+	// dumpdir record; the index lists the whole tree, each entry that is
+	// not in this archive with the backup that holds it ("from"). A
+	// filesystem of an incremental backup without it is stored whole.
+	Incremental bool     `json:"incremental,omitempty"`
 	StoredBytes int64    `json:"stored_bytes"`
 	SourceBytes int64    `json:"source_bytes"`
 	Files       int64    `json:"files"`

@@ -27,8 +27,29 @@ func TestDecodeSchemas(t *testing.T) {
 	if err != nil || len(m.Filesystems[0].Subvolumes) != 1 || !m.Filesystems[0].Subvolumes[0].Default {
 		t.Fatalf("schema 3: %+v, %v", m, err)
 	}
-	if _, err := manifest.Decode(strings.NewReader(`{"schema": 4}`)); err == nil || !strings.Contains(err.Error(), "schema 4") {
-		t.Errorf("schema 4: %v, want refused", err)
+	m, err = manifest.Decode(strings.NewReader(`{"schema": 4, "id": "vg0/root/2026-12-06T010000Z", "partition_table": {"type": "none"},
+		"chain": {"level": 2, "parent": "vg0/root/2026-12-05T010000Z", "full": "vg0/root/2026-12-04T010000Z",
+		"parent_manifest_sha256": "` + strings.Repeat("ab", 32) + `"},
+		"filesystems": [{"name": "fs", "type": "ext4", "mode": "files", "archive": "fs.tar.zst", "incremental": true,
+		"index": {"name": "fs.index.zst", "sha256": "00", "stored_bytes": 1}}]}`))
+	if err != nil || m.Level() != 2 || !m.Filesystems[0].Incremental || manifest.SchemaFor(m) != 4 {
+		t.Fatalf("schema 4: %+v, %v", m, err)
+	}
+	for _, bad := range []string{
+		`"chain": {"level": 1, "parent": "vg0/root/2026-12-07T010000Z", "full": "vg0/root/2026-12-07T010000Z", "parent_manifest_sha256": "SHA"}`,
+		`"chain": {"level": 1, "parent": "vg0/other/2026-12-05T010000Z", "full": "vg0/other/2026-12-05T010000Z", "parent_manifest_sha256": "SHA"}`,
+		`"chain": {"level": 0, "parent": "vg0/root/2026-12-05T010000Z", "full": "vg0/root/2026-12-05T010000Z", "parent_manifest_sha256": "SHA"}`,
+		`"chain": {"level": 1, "parent": "vg0/root/2026-12-05T010000Z", "full": "vg0/root/2026-12-05T010000Z", "parent_manifest_sha256": "../x"}`,
+		`"filesystems": [{"name": "fs", "mode": "files", "archive": "fs.tar.zst", "incremental": true}]`,
+	} {
+		bad = strings.ReplaceAll(bad, "SHA", strings.Repeat("ab", 32))
+		_, err := manifest.Decode(strings.NewReader(`{"schema": 4, "id": "vg0/root/2026-12-06T010000Z", "partition_table": {"type": "none"}, ` + bad + `}`))
+		if err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+	if _, err := manifest.Decode(strings.NewReader(`{"schema": 5}`)); err == nil || !strings.Contains(err.Error(), "schema 5") {
+		t.Errorf("schema 5: %v, want refused", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"voltar/internal/layout"
 )
@@ -82,12 +83,20 @@ func (m *Manifest) Validate() error {
 			}
 			archives[fs.Archive] = true
 		}
+		if fs.Incremental && (m.Chain == nil || fs.Mode != ModeFiles || fs.Index == nil) {
+			bad("%s: incremental: only a files-mode filesystem with an index, in a backup with a chain", where)
+		}
 		if fs.Index != nil {
 			want := layout.Object{FS: fs.Name, Kind: layout.Index, Encrypted: m.Encryption != nil}
 			got, err := layout.ParseObject(fs.Index.Name)
 			if fs.Mode != ModeFiles || err != nil || got.FS != want.FS || got.Kind != want.Kind || got.Encrypted != want.Encrypted {
 				bad("%s: index %q: want %s of a files-mode filesystem", where, fs.Index.Name, want.Pattern())
 			}
+		}
+	}
+	if m.Chain != nil {
+		if err := m.validChain(); err != nil {
+			bad("chain: %v", err)
 		}
 	}
 	if err := validTable(m.Table); err != nil {
@@ -231,4 +240,31 @@ func validTable(t Table) error {
 
 func hasControl(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
+}
+
+// validChain checks that the parent and the full are earlier backups of
+// the same volume, named by the layout's grammar.
+func (m *Manifest) validChain() error {
+	c := m.Chain
+	if c.Level < 1 {
+		return fmt.Errorf("level %d: want 1 or more", c.Level)
+	}
+	if len(c.ParentManifestSHA256) != 64 || strings.Trim(c.ParentManifestSHA256, "0123456789abcdef") != "" {
+		return fmt.Errorf("parent_manifest_sha256 %q: want 64 lowercase hex digits", c.ParentManifestSHA256)
+	}
+	for _, f := range []struct{ key, id string }{{"parent", c.Parent}, {"full", c.Full}} {
+		if err := layout.CheckID(f.id); err != nil {
+			return fmt.Errorf("%s %q: %v", f.key, f.id, err)
+		}
+		if m.ID == "" {
+			continue
+		}
+		if path.Dir(f.id) != path.Dir(m.ID) || f.id >= m.ID {
+			return fmt.Errorf("%s %q: not an earlier backup of %s", f.key, f.id, path.Dir(m.ID))
+		}
+	}
+	if c.Level == 1 && c.Full != c.Parent {
+		return fmt.Errorf("level 1: full %q is not the parent %q", c.Full, c.Parent)
+	}
+	return nil
 }
