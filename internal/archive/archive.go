@@ -43,11 +43,25 @@ type Options struct {
 	// internal/index). An error stops the archive.
 	Index func(*index.Entry) error
 
+	// Parent, when set, makes the archive an increment on the parent
+	// backup's index of the same filesystem (see Write).
+	Parent *Parent
+
 	// Drop is for tests only (no config key or flag sets it): entries it
 	// returns true for are left out without being counted or recorded,
 	// as a walk that silently misses entries would; the backup's
 	// completeness check must catch that.
 	Drop func(rel string) bool
+}
+
+// Parent is the backup an incremental archive builds on.
+type Parent struct {
+	// Index is the parent's index of the filesystem: its whole tree, as
+	// merged for an increment.
+	Index *index.Index
+	// Time is the parent's timestamp, the From of the entries its own
+	// archive holds.
+	Time string
 }
 
 // Subvolume is a btrfs subvolume met by the walk: entered, or skipped
@@ -91,6 +105,9 @@ type Result struct {
 	Inodes int64
 	// TarBytes is the length of the tar stream.
 	TarBytes int64
+	// Inherited counts the entries of an increment left to the parent
+	// chain: unchanged since the parent, indexed but not in the archive.
+	Inherited int64
 	// Subvolumes lists the btrfs subvolumes below root, in walk order.
 	Subvolumes []Subvolume
 	// NotEntered lists every directory whose contents were left out
@@ -118,6 +135,22 @@ const bufSize = 1 << 20
 // Options.BtrfsSnapshots, of which only the directory entry is archived.
 // Everything not entered is listed in Result.NotEntered. uname/gname come only from root's own etc/passwd and
 // etc/group (the tree belongs to a guest, not to this host).
+//
+// Increment (Options.Parent): an entry whose inode is unchanged since the
+// parent's index (same type, inode number, size, mtime, ctime, mode,
+// owner, link count, device numbers) is not archived; Options.Index gets
+// the parent's entry with From naming the backup that holds it. A change
+// of xattrs, ACLs or inode flags changes ctime, so it is caught by ctime
+// without reading them. The device number is not compared: a snapshot
+// mounted from another loop device has another. Every directory is
+// archived, with a GNU.dumpdir record listing its entries as GNU tar's
+// --listed-incremental does ("D" a directory, "Y" in this archive, "N"
+// not), so that
+//
+//	tar -x --listed-incremental=/dev/null
+//
+// of the full and then each increment, in order, removes what was
+// deleted since and rebuilds the tree at the increment's time.
 //
 // Excludes: lost+found directly under root is always left out. A pattern
 // without "/" matches an entry's base name at any depth ("*.tmp",
@@ -241,7 +274,7 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
 		if isDir {
 			// Like tar --one-file-system: keep the mount point, not its content.
 			a.notEntered(rel, "another filesystem is mounted here")
-			return a.writeHeader(abs, st, &tar.Header{Typeflag: tar.TypeDir, Name: name + "/"})
+			return a.writeHeader(abs, st, a.emptyDir(name+"/"))
 		}
 		a.notEntered(rel, "on another filesystem")
 		return nil
@@ -254,14 +287,15 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
 		} else {
 			name += "/"
 		}
-		if err := a.writeHeader(abs, st, &tar.Header{Typeflag: tar.TypeDir, Name: name}); err != nil {
-			return err
-		}
-		return a.dir(abs, rel, st.Dev)
+		return a.dir(abs, rel, st, &tar.Header{Typeflag: tar.TypeDir, Name: name})
 	case unix.S_IFSOCK:
 		a.res.Skipped++
 		a.log.Warn("archive: skipping socket, sockets cannot be archived", "path", name)
 		return nil
+	}
+
+	if e := a.unchanged(rel, st); e != nil {
+		return a.inherit(e)
 	}
 
 	// Every non-directory may have more names.
@@ -300,44 +334,195 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
 	return a.writeHeader(abs, st, hdr)
 }
 
-// dir archives the entries of a directory in lexical (byte) order. dev
-// is the directory's device: its entries are on it, or not entered.
-func (a *archiver) dir(abs, rel string, dev uint64) error {
-	f, err := os.Open(abs)
+// child is an entry of a directory, listed before the directory's header
+// is written (an increment's header lists them).
+type child struct {
+	name     string
+	st       unix.Stat_t
+	excluded bool
+	// code is the entry's GNU dumpdir code: 'D', 'Y', 'N', or 0 for an
+	// entry the archive leaves out.
+	code byte
+}
+
+// dir archives a directory: its header hdr, then its entries in lexical
+// (byte) order. Its entries are on st.Dev, or not entered.
+func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error {
+	kids, err := a.list(abs, rel, st.Dev)
 	if err != nil {
-		return fmt.Errorf("archive: %w", err)
+		return err
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("archive: %w", err)
+	if a.opts.Parent != nil {
+		setDumpdir(hdr, kids)
 	}
-	sort.Strings(names)
+	if err := a.writeHeader(abs, st, hdr); err != nil {
+		return err
+	}
+	// The prefetcher warms the files whose data will be read.
+	names := make([]string, len(kids))
+	for i, k := range kids {
+		if k.code == 'Y' && k.st.Mode&unix.S_IFMT == unix.S_IFREG {
+			names[i] = k.name
+		}
+	}
 	pd := a.pf.push(abs, names)
 	defer a.pf.pop(pd)
-	for i, n := range names {
+	for i := range kids {
+		k := &kids[i]
 		a.pf.advance(pd, i)
-		crel, cabs := n, abs+"/"+n
+		crel, cabs := k.name, abs+"/"+k.name
 		if rel != "" {
-			crel = rel + "/" + n
+			crel = rel + "/" + k.name
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(cabs, &st); err != nil {
-			return fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: cabs, Err: err})
-		}
-		if a.opts.Drop != nil && a.opts.Drop(crel) {
-			continue
-		}
-		if a.excl.match(crel, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
+		if k.excluded {
 			a.res.Excluded++
-			if err := a.countExcluded(cabs, &st, dev); err != nil {
+			if err := a.countExcluded(cabs, &k.st, st.Dev); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := a.entry(cabs, crel, &st, dev); err != nil {
+		if err := a.entry(cabs, crel, &k.st, st.Dev); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// list reads the entries of directory abs (relative path rel, on device
+// dev), sorted, with their stat and dumpdir codes.
+func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	sort.Strings(names)
+	kids := make([]child, 0, len(names))
+	for _, n := range names {
+		if err := a.ctx.Err(); err != nil {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+		crel, cabs := n, abs+"/"+n
+		if rel != "" {
+			crel = rel + "/" + n
+		}
+		k := child{name: n}
+		if err := unix.Lstat(cabs, &k.st); err != nil {
+			return nil, fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: cabs, Err: err})
+		}
+		if a.opts.Drop != nil && a.opts.Drop(crel) {
+			continue
+		}
+		ft := k.st.Mode & unix.S_IFMT
+		k.excluded = a.excl.match(crel, ft == unix.S_IFDIR)
+		switch {
+		case k.excluded, ft == unix.S_IFSOCK:
+		case ft == unix.S_IFDIR:
+			k.code = 'D' // entered, or kept as the mount point of another filesystem
+		case k.st.Dev != dev:
+		case a.opts.Parent != nil && a.unchanged(crel, &k.st) != nil:
+			k.code = 'N'
+		default:
+			k.code = 'Y'
+		}
+		kids = append(kids, k)
+	}
+	return kids, nil
+}
+
+// paxDumpdir is GNU tar's record of a directory's entries in an
+// incremental archive.
+const paxDumpdir = "GNU.dumpdir"
+
+// setDumpdir records the directory entries the archive knows of in hdr:
+// each as its code, its name and a NUL, and a NUL at the end.
+func setDumpdir(hdr *tar.Header, kids []child) {
+	var b []byte
+	for _, k := range kids {
+		if k.code != 0 {
+			b = append(append(append(b, k.code), k.name...), 0)
+		}
+	}
+	if hdr.PAXRecords == nil {
+		hdr.PAXRecords = make(map[string]string)
+	}
+	hdr.PAXRecords[paxDumpdir] = string(append(b, 0))
+}
+
+// emptyDir is the header of a directory whose contents are not entered;
+// in an increment its dumpdir is empty, so GNU tar removes what an
+// earlier archive of the chain put there.
+func (a *archiver) emptyDir(name string) *tar.Header {
+	hdr := &tar.Header{Typeflag: tar.TypeDir, Name: name}
+	if a.opts.Parent != nil {
+		setDumpdir(hdr, nil)
+	}
+	return hdr
+}
+
+// unchanged returns the parent's entry of a non-directory whose inode is
+// as the parent recorded it, or nil (no parent, new, or changed).
+func (a *archiver) unchanged(rel string, st *unix.Stat_t) *index.Entry {
+	p := a.opts.Parent
+	if p == nil || rel == "" {
+		return nil
+	}
+	e, ok := p.Index.Lookup(rel)
+	if !ok {
+		return nil
+	}
+	var ft uint32
+	size := e.Size
+	switch e.Type {
+	case index.File:
+		ft = unix.S_IFREG
+	case index.Hardlink:
+		ft = unix.S_IFREG
+		t := p.Index.Target(e)
+		if t == e {
+			return nil // its target is not in the index: archive it again
+		}
+		size = t.Size
+	case index.Symlink:
+		ft = unix.S_IFLNK
+	case index.Char:
+		ft = unix.S_IFCHR
+	case index.Block:
+		ft = unix.S_IFBLK
+	case index.Fifo:
+		ft = unix.S_IFIFO
+	default:
+		return nil
+	}
+	nlink := max(e.Nlink, 1)
+	switch {
+	case st.Mode&unix.S_IFMT != ft, e.Ino != st.Ino, e.Ctime == 0, e.Ctime != st.Ctim.Nano(), e.Mtime != st.Mtim.Nano(),
+		e.Mode != st.Mode&0o7777, e.UID != int(st.Uid), e.GID != int(st.Gid), nlink != max(uint64(st.Nlink), 1):
+		return nil
+	case ft == unix.S_IFREG && size != st.Size:
+		return nil
+	case (ft == unix.S_IFCHR || ft == unix.S_IFBLK) && (e.Major != int64(unix.Major(st.Rdev)) || e.Minor != int64(unix.Minor(st.Rdev))):
+		return nil
+	}
+	return e
+}
+
+// inherit indexes an unchanged entry as the parent chain holds it.
+func (a *archiver) inherit(e *index.Entry) error {
+	a.res.Inherited++
+	if a.opts.Index == nil {
+		return nil
+	}
+	c := *e
+	if c.From == "" {
+		c.From = a.opts.Parent.Time
+	}
+	if err := a.opts.Index(&c); err != nil {
+		return fmt.Errorf("archive: file index: %w", err)
 	}
 	return nil
 }

@@ -126,7 +126,10 @@ func (p *prefetcher) work() {
 		if !ok {
 			return
 		}
-		n := warm(d.dir + "/" + d.names[i])
+		var n int64
+		if d.names[i] != "" { // "": nothing to read (left out, or unchanged)
+			n = warm(d.dir + "/" + d.names[i])
+		}
 		p.mu.Lock()
 		if d.at <= i { // not passed yet: count it until it is
 			d.warmed[i] = n

@@ -42,14 +42,11 @@ func (a *archiver) enterSubvolume(abs, rel string, st *unix.Stat_t) error {
 		sv.Skipped = "read-only snapshot, skipped (btrfs_snapshots: skip)"
 		a.res.Subvolumes = append(a.res.Subvolumes, sv)
 		a.notEntered(rel, sv.Skipped)
-		return a.writeHeader(abs, st, hdr)
+		return a.writeHeader(abs, st, a.emptyDir(hdr.Name))
 	}
 	a.res.Subvolumes = append(a.res.Subvolumes, sv)
 	a.count(st)
-	if err := a.writeHeader(abs, st, hdr); err != nil {
-		return err
-	}
-	return a.dir(abs, rel, st.Dev)
+	return a.dir(abs, rel, st, hdr)
 }
 
 // notEntered records a path left out with its reason.

@@ -76,13 +76,13 @@ func (ix *Index) Children(p string) []*Entry {
 	return out
 }
 
-// Target resolves a hard link to the entry holding its data; any other
-// entry is its own target.
+// Target resolves a hard link to the entry holding its data, an earlier
+// entry of the same archive; any other entry is its own target.
 func (ix *Index) Target(e *Entry) *Entry {
 	if e.Type != Hardlink {
 		return e
 	}
-	if t, ok := ix.Lookup(e.Hardlink); ok && t.Offset < e.Offset && t.Type != Hardlink {
+	if t, ok := ix.Lookup(e.Hardlink); ok && t.From == e.From && t.Offset < e.Offset && t.Type != Hardlink {
 		return t
 	}
 	return e
