@@ -21,6 +21,7 @@ type backupFlags struct {
 	to, compress    *string
 	excludes        []string
 	asJSON, offline bool
+	full            bool
 }
 
 func (a *app) backupCmd() *cobra.Command {
@@ -44,6 +45,7 @@ is backing up at the same moment fails (its lock is in /run/lock).`,
 	f.String("compress", "", "compression: zstd, gzip or none (default: compression: from the config, else zstd)")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching this glob (repeatable); a pattern without / matches names at any depth")
 	f.BoolVar(&o.asJSON, "json", false, "print the manifests as JSON")
+	f.BoolVar(&o.full, "full", false, "make a full backup even where incremental: would store only the changes")
 	f.BoolVar(&o.offline, "offline", false, "image files are not in use: read them in place instead of cloning (a live qcow2 image needs a filesystem with reflinks, xfs or btrfs; otherwise stop its VM and use --offline)")
 	return cmd
 }
@@ -89,6 +91,7 @@ func (a *app) runBackup(ctx context.Context, o backupFlags, args []string) error
 			Hooks:          a.hooksFor(v),
 			BootRaw:        a.cfg.BootPartitions == "raw",
 			Isolation:      a.cfg.IsolationFor(v.ID()),
+			Incremental:    a.incrementalFor(v, o.full),
 			RuntimeDir:     a.cfg.RuntimeDir, RunID: ses.runID, Snapshotter: snaps[i], Progress: bars,
 		})
 		if err != nil {

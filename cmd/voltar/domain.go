@@ -463,9 +463,27 @@ func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error
 			return nil, nil, err
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
-			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v), Isolation: a.cfg.IsolationFor(v.ID())})
+			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v), Isolation: a.cfg.IsolationFor(v.ID()),
+			Incremental: a.incrementalFor(v, false)})
 	}
 	return jobs, missing, nil
+}
+
+// incrementalFor is the incremental setting of volume v's backup; full
+// forces a full one. An encrypted store's increments read their parent's
+// indexes with the configured identity; without one every backup is full
+// (backup.Volume says so in the log).
+func (a *app) incrementalFor(v volume.Volume, full bool) backup.Incremental {
+	c := a.cfg.IncrementalFor(v.ID())
+	inc := backup.Incremental{MaxChain: c.MaxChain, FullEvery: c.FullEvery, Full: full}
+	if inc.MaxChain > 0 && a.cfg.Encryption.Enabled() {
+		ids, err := a.identities()
+		if err != nil {
+			a.log.Warn("incremental backups of an encrypted store need its identity; backing up in full", "err", err)
+		}
+		inc.Identities = ids
+	}
+	return inc
 }
 
 // writerSettings is what every backup and dump of a command shares, built

@@ -57,8 +57,11 @@ type Options struct {
 	RunID       string
 	Snapshotter volume.Snapshotter
 	// Hooks run around the snapshot (config hooks:, volume_hooks:).
-	Hooks    hook.Set
-	Progress *progress.Printer
+	Hooks hook.Set
+	// Incremental says when the backup builds on the volume's previous
+	// one (config incremental:); the zero value makes it full.
+	Incremental Incremental
+	Progress    *progress.Printer
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error
@@ -139,6 +142,10 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	r := &run{o: o, v: v, log: log, prefix: prefix, m: m}
 	defer r.releaseAll(&err)
 
+	// The parent is chosen before the snapshot, which then lives no
+	// longer than it must; the layout decides whether it fits.
+	r.parent = r.chooseParent(ctx)
+
 	if err := r.inject(StageSnapshot); err != nil {
 		return nil, err
 	}
@@ -190,6 +197,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	if err != nil {
 		return nil, err
 	}
+	r.increment(ctx, parts)
 
 	// Watch the snapshot while reading it: an overflowing COW snapshot turns
 	// whatever is read afterwards into garbage, so stop early.
@@ -224,6 +232,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 		}
 		m.Filesystems = append(m.Filesystems, fs)
 	}
+	r.settleChain()
 	if err := r.outside(actx, parts); err != nil {
 		return nil, readErr("bytes outside the partitions", err)
 	}
@@ -375,6 +384,8 @@ type run struct {
 	peakPct float64
 	// preHooked: the pre_snapshot hook ran and succeeded.
 	preHooked bool
+	// parent is the backup this one builds on (nil: a full backup).
+	parent *parent
 	// release holds undo steps, run newest first.
 	release []func(ctx context.Context) error
 }

@@ -277,7 +277,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		if err := unmount(ctx); err != nil {
 			return fs, err
 		}
-		fs.Excludes, fs.Index = nil, nil
+		fs.Excludes, fs.Index, fs.Incremental = nil, nil, false
 		return r.raw(ctx, p, fs, "it holds fscrypt-encrypted directories ("+err.Error()+"), stored raw so the key still opens them")
 	}
 	if err != nil {
@@ -297,7 +297,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 		return fs, err
 	}
 	fs.Finished = time.Now().UTC()
-	log.Info("archived", "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", sum.Bytes, "excluded", res.Excluded,
+	log.Info("archived", "incremental", fs.Incremental, "unchanged", res.Inherited, "files", res.Files, "source_bytes", res.SourceBytes, "stored_bytes", sum.Bytes, "excluded", res.Excluded,
 		"not_entered", len(fs.NotEntered), "subvolumes", len(fs.Subvolumes), "subvolumes_skipped", fs.SkippedSubvolumes())
 	// Unmount now rather than at the end, so a volume with many partitions
 	// holds one mount at a time.
@@ -404,10 +404,13 @@ func (r *run) archive(ctx context.Context, dir string, fs *manifest.Filesystem) 
 		return archive.Result{}, objio.Sum{}, err
 	}
 	bar := r.o.Progress.Start(r.v.ID()+" "+fs.Name, used)
+	parent := r.archiveParent(fs.Name)
+	fs.Incremental = parent != nil
 	res, err := archive.Write(ctx, dir, out, archive.Options{
 		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
 		Index:    out.ix.Add,
+		Parent:   parent,
 	})
 	if err != nil {
 		bar.Done(false)

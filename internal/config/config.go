@@ -65,6 +65,11 @@ type Config struct {
 	// VolumeIsolation overrides Isolation per volume, keyed like
 	// VolumeExcludes.
 	VolumeIsolation map[string]string `yaml:"volume_isolation"`
+	// Incremental makes backups build on the volume's previous one
+	// (GNU tar incremental archives); VolumeIncremental overrides it per
+	// volume, keyed like VolumeExcludes.
+	Incremental       Incremental            `yaml:"incremental"`
+	VolumeIncremental map[string]Incremental `yaml:"volume_incremental"`
 	// BootPartitions: "files" (default) archives a filesystem that a
 	// bootloader points into by block numbers (syslinux/extlinux, LILO)
 	// as files and warns that the bootloader must be reinstalled after a
@@ -273,6 +278,36 @@ func (s *Store) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*s = Store(p)
 	return nil
+}
+
+// Incremental is when a backup stores only what changed since the
+// previous one. The zero value makes every backup full.
+type Incremental struct {
+	// MaxChain is how many increments follow a full backup before the
+	// next full; 0 (default) makes every backup full.
+	MaxChain int `yaml:"max_chain"`
+	// FullEvery: a full backup at least this often, e.g. 168h; 0: no bound.
+	FullEvery time.Duration `yaml:"full_every"`
+}
+
+// IncrementalFor returns the incremental setting of the volume id
+// ("<vg>/<lv>", "image/<file name>").
+func (c *Config) IncrementalFor(id string) Incremental {
+	if v, ok := c.VolumeIncremental[id]; ok {
+		return v
+	}
+	return c.Incremental
+}
+
+func (i Incremental) validate(key string) []error {
+	var errs []error
+	if i.MaxChain < 0 {
+		errs = append(errs, fmt.Errorf("%s.max_chain %d: must not be negative (0 makes every backup full)", key, i.MaxChain))
+	}
+	if i.FullEvery < 0 {
+		errs = append(errs, fmt.Errorf("%s.full_every %s: must not be negative", key, i.FullEvery))
+	}
+	return errs
 }
 
 // Retention decides which backups `run` and `prune` delete.
@@ -492,6 +527,13 @@ func (c *Config) Validate() error {
 		if v != "kernel" && v != "sandbox" {
 			errs = append(errs, fmt.Errorf("volume_isolation %s: %q: want kernel or sandbox", k, v))
 		}
+	}
+	errs = append(errs, c.Incremental.validate("incremental")...)
+	for k, v := range c.VolumeIncremental {
+		if strings.Count(k, "/") != 1 {
+			errs = append(errs, fmt.Errorf("volume_incremental key %q: want <vg>/<volume> or image/<file name>", k))
+		}
+		errs = append(errs, v.validate("volume_incremental "+k)...)
 	}
 	if c.DumpsWhen != "before" && c.DumpsWhen != "after" {
 		errs = append(errs, fmt.Errorf("dumps_when %q: want before or after", c.DumpsWhen))

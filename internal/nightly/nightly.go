@@ -37,6 +37,8 @@ type Job struct {
 	Hooks hook.Set
 	// Isolation: backup.IsolationKernel or IsolationSandbox.
 	Isolation string
+	// Incremental: when the backup builds on the volume's previous one.
+	Incremental backup.Incremental
 }
 
 // Missing is a configured source that cannot be backed up: an image file
@@ -251,7 +253,7 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	}
 	bo := o.Backup
 	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots, bo.Hooks = j.Snapshotter, j.Excludes, j.BtrfsSnapshots, j.Hooks
-	bo.Isolation = j.Isolation
+	bo.Isolation, bo.Incremental = j.Isolation, j.Incremental
 	m, err := backup.Volume(ctx, j.Volume, bo)
 	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
