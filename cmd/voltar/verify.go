@@ -104,6 +104,24 @@ func (a *app) runVerify(ctx context.Context, o verifyFlags, args []string) error
 	if o.sample > 0 && len(backups) > 0 {
 		backups = verify.Sample(backups, o.sample, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	}
+	// An increment is only as good as the backups it builds on: they
+	// are verified with it (a broken chain is its own problem).
+	have := map[string]bool{}
+	for _, b := range backups {
+		have[b.FullID()] = true
+	}
+	for i := 0; i < len(backups); i++ {
+		if backups[i].Manifest.Chain == nil {
+			continue
+		}
+		parents, _ := catalog.Chain(ctx, st, &backups[i])
+		for _, p := range parents {
+			if !have[p.FullID()] {
+				have[p.FullID()] = true
+				backups = append(backups, *p)
+			}
+		}
+	}
 	var ptrs []*catalog.Backup
 	for i := range backups {
 		ptrs = append(ptrs, &backups[i])
@@ -131,6 +149,7 @@ func (a *app) runVerify(ctx context.Context, o verifyFlags, args []string) error
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	verify.Chains(results)
 	if len(args) == 0 {
 		// The catalog's order: damaged folders among the backups.
 		slices.SortStableFunc(results, func(a, b verify.Result) int {

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -56,6 +58,10 @@ type FS struct {
 	dec    *zstd.Decoder
 	frames *frameCache
 	saved  map[string]*os.File // see streamIndex
+
+	// chain: the archives of the earlier backups an increment's entries
+	// are in, by timestamp, opened on first use (see holder).
+	chain map[string]*FS
 }
 
 // Open opens filesystem fs of backup b: its file index, or, for a backup
@@ -117,6 +123,51 @@ func (f *FS) Close() {
 		t.Close()
 	}
 	f.saved = nil
+	for _, g := range f.chain {
+		g.Close()
+	}
+	f.chain = nil
+}
+
+// holder returns the archive of the earlier backup that holds entry e of
+// an increment's index (e.From), and e as that archive's own entry. The
+// backup must be a link of this backup's chain (catalog.Chain checks each
+// parent against the manifest SHA-256 its child recorded). Only its
+// frames are read from its index: the entries come from this index.
+func (f *FS) holder(ctx context.Context, e *index.Entry) (*FS, *index.Entry, error) {
+	c := *e
+	c.From = ""
+	f.mu.Lock()
+	g, ok := f.chain[e.From]
+	f.mu.Unlock()
+	if ok {
+		return g, &c, nil
+	}
+	parents, err := catalog.Chain(ctx, f.st, f.Backup)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range parents {
+		if path.Base(p.ID) != e.From {
+			continue
+		}
+		i := slices.IndexFunc(p.Manifest.Filesystems, func(m manifest.Filesystem) bool { return m.Name == f.FS.Name })
+		if i < 0 {
+			break
+		}
+		g, err := open(ctx, f.st, p, p.Manifest.Filesystems[i], f.ids, func([]byte) bool { return false })
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s, which %s builds on: %w", p.ID, f.Backup.ID, err)
+		}
+		f.mu.Lock()
+		if f.chain == nil {
+			f.chain = map[string]*FS{}
+		}
+		f.chain[e.From] = g
+		f.mu.Unlock()
+		return g, &c, nil
+	}
+	return nil, nil, f.damaged("%s: %q is in backup %s, which is not in the chain of %s", f.FS.Index.Name, e.Path, e.From, f.Backup.ID)
 }
 
 // damaged wraps an integrity failure with what to do about it.

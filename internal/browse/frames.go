@@ -204,11 +204,20 @@ type Entry struct {
 	// DataOffset is where a regular, non-sparse file's data starts in the
 	// tar stream (-1 otherwise): ReadAt reads from there.
 	DataOffset int64
+
+	fs *FS // the archive that holds it (an earlier backup's, for an increment)
 }
 
 // OpenEntry reads e's header from its offset in a seekable archive. The
 // header must be the one the index names there.
 func (f *FS) OpenEntry(ctx context.Context, e *index.Entry) (*Entry, error) {
+	if e.From != "" {
+		g, c, err := f.holder(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		return g.OpenEntry(ctx, c)
+	}
 	if f.Streamed {
 		return nil, fmt.Errorf("%s: %s", f.FS.Archive, f.Why)
 	}
@@ -221,7 +230,7 @@ func (f *FS) OpenEntry(ctx context.Context, e *index.Entry) (*Entry, error) {
 	if index.FromTar(h.Name) != e.Path {
 		return nil, f.damaged("%s: the index puts %q at tar offset %d, the archive has %q there", f.FS.Archive, e.Path, e.Offset, h.Name)
 	}
-	out := &Entry{Header: h, Data: tr, DataOffset: -1}
+	out := &Entry{Header: h, Data: tr, DataOffset: -1, fs: f}
 	if h.Typeflag == tar.TypeReg && e.Type == index.File && !e.Sparse {
 		out.DataOffset = t.off
 	}
@@ -238,6 +247,9 @@ func (f *FS) headerError(e *index.Entry, err error) error {
 // ReadAt reads a regular, non-sparse file's bytes at off (of the file)
 // straight from its frames.
 func (f *FS) ReadAt(ctx context.Context, en *Entry, p []byte, off int64) (int, error) {
+	if en.fs != nil {
+		f = en.fs
+	}
 	size := en.Header.Size
 	if off >= size {
 		return 0, io.EOF
@@ -260,6 +272,13 @@ func (f *FS) Copy(ctx context.Context, e *index.Entry, w io.Writer) (int64, erro
 	e = f.Index.Target(e)
 	if e.Type != index.File {
 		return 0, fmt.Errorf("%s is a %s, not a file", e.Path, e.Type)
+	}
+	if e.From != "" {
+		g, c, err := f.holder(ctx, e)
+		if err != nil {
+			return 0, err
+		}
+		return g.Copy(ctx, c, w)
 	}
 	if !f.Streamed {
 		en, err := f.OpenEntry(ctx, e)
@@ -308,6 +327,13 @@ func (f *FS) Copy(ctx context.Context, e *index.Entry, w io.Writer) (int64, erro
 // Header reads e's tar header (its PAX records hold the extended
 // attributes) from a seekable archive, or by streaming a streamed one.
 func (f *FS) Header(ctx context.Context, e *index.Entry) (*tar.Header, error) {
+	if e.From != "" {
+		g, c, err := f.holder(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		return g.Header(ctx, c)
+	}
 	if !f.Streamed {
 		en, err := f.OpenEntry(ctx, e)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
 	"voltar/internal/fail"
+	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
 	"voltar/internal/objio"
@@ -262,20 +263,11 @@ func checkSubTarget(dir, name, shown string, overwrite bool) error {
 
 // restoreArchive streams one archive into the directory open as root (an
 // O_PATH descriptor the caller keeps; dir names it in messages), verifying
-// it on the way.
+// it on the way. An increment (fs.Incremental) restores its whole chain
+// (restoreChain).
 func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, root int, opts Options, log *slog.Logger) (fr FSResult, _ error) {
-	ids := opts.Identities
 	// fr is named: the deferred finish below still adds its warnings.
 	fr = FSResult{Name: fs.Name, Archive: fs.Archive, Dir: dir, Refused: []Skipped{}, Failed: []Skipped{}, Warnings: []string{}}
-	partial := func(err error) error {
-		return fail.Hint(&PartialError{Archive: fs.Archive, Dir: dir, Files: fr.Files, Bytes: fr.Bytes, Err: err},
-			"voltar verify %s", b.FullID())
-	}
-	s, err := objio.Open(ctx, st, b.Key(fs.Archive), ids)
-	if err != nil {
-		return fr, fmt.Errorf("%s: %w", fs.Archive, err)
-	}
-	defer s.Close()
 	x, err := newExtractor(root, log.With("backup", b.ID), &fr)
 	if err != nil {
 		return fr, err
@@ -291,6 +283,31 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 		tr.Update(fr.Bytes, fr.Files)
 		tr.Done(ok)
 	}()
+	if fs.Incremental {
+		err = restoreChain(ctx, st, b, fs, sums, dir, x, opts)
+	} else {
+		err = streamArchive(ctx, st, b, fs, sums, dir, x, nil, opts.Identities)
+	}
+	if err != nil {
+		return fr, err
+	}
+	fr.Verified, ok = true, true
+	return fr, nil
+}
+
+// streamArchive extracts the entries of one archive that keep accepts
+// (nil: all) through x, verifying the whole archive's SHA-256.
+func streamArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, sums catalog.Sums, dir string, x *extractor, keep func(path string) bool, ids *crypt.Identities) error {
+	fr := x.res
+	partial := func(err error) error {
+		return fail.Hint(&PartialError{Archive: fs.Archive, Dir: dir, Files: fr.Files, Bytes: fr.Bytes, Err: err},
+			"voltar verify %s", b.FullID())
+	}
+	s, err := objio.Open(ctx, st, b.Key(fs.Archive), ids)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Archive, err)
+	}
+	defer s.Close()
 	// broken explains a failed read: if the stored bytes do not hash as
 	// recorded, the archive is corrupt (ErrChecksum), else the store, the
 	// decoder or ctx failed.
@@ -310,14 +327,17 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 			break
 		}
 		if err != nil {
-			return fr, broken(fmt.Errorf("read archive after %d entries: %w", fr.Entries, err))
+			return broken(fmt.Errorf("read archive after %d entries: %w", fr.Entries, err))
+		}
+		if keep != nil && !keep(index.FromTar(h.Name)) {
+			continue
 		}
 		if err := x.entry(h, s.Tar); err != nil {
 			var se *streamError
 			if errors.As(err, &se) {
-				return fr, broken(err)
+				return broken(err)
 			}
-			return fr, partial(err)
+			return partial(err)
 		}
 	}
 	d, err := s.Finish()
@@ -325,10 +345,9 @@ func restoreArchive(ctx context.Context, st store.Store, b *catalog.Backup, fs m
 	msg := verify.DigestMismatch(d, fs, sums)
 	switch {
 	case msg != "":
-		return fr, partial(fmt.Errorf("%w: %s", ErrChecksum, msg))
+		return partial(fmt.Errorf("%w: %s", ErrChecksum, msg))
 	case err != nil:
-		return fr, partial(err)
+		return partial(err)
 	}
-	fr.Verified, ok = true, true
-	return fr, nil
+	return nil
 }

@@ -114,23 +114,25 @@ func restoreSelected(ctx context.Context, f *browse.FS, sel []*index.Entry, dir 
 
 	// A hard link whose target is not selected gets the target's data:
 	// the first such name becomes the file, later ones link to it.
-	chosen := map[int64]bool{}
+	// Entries are told apart by pointer: an increment's index holds
+	// offsets into several archives.
+	chosen := map[*index.Entry]bool{}
 	for _, e := range sel {
-		chosen[e.Offset] = true
+		chosen[e] = true
 	}
-	rename := map[int64]string{}   // target's offset -> the name it is restored as
-	relink := map[int64]string{}   // link's offset -> its new target
-	substitute := map[int64]bool{} // the link entries that carry the target's data
+	rename := map[*index.Entry]string{}   // target -> the name it is restored as
+	relink := map[*index.Entry]string{}   // link -> its new target
+	substitute := map[*index.Entry]bool{} // the link entries that carry the target's data
 	var order []*index.Entry
 	for _, e := range sel {
 		if e.Type == index.Hardlink {
 			t := f.Index.Target(e)
-			if t != e && !chosen[t.Offset] {
-				if n, ok := rename[t.Offset]; ok {
-					relink[e.Offset] = n
+			if t != e && !chosen[t] {
+				if n, ok := rename[t]; ok {
+					relink[e] = n
 				} else {
-					rename[t.Offset] = e.Path
-					substitute[e.Offset] = true
+					rename[t] = e.Path
+					substitute[e] = true
 					order = append(order, t)
 					continue
 				}
@@ -139,12 +141,16 @@ func restoreSelected(ctx context.Context, f *browse.FS, sel []*index.Entry, dir 
 		order = append(order, e)
 	}
 	fix := func(h *tar.Header, e *index.Entry) {
-		if n, ok := rename[e.Offset]; ok {
+		if n, ok := rename[e]; ok {
 			h.Name = "./" + n
 		}
-		if n, ok := relink[e.Offset]; ok {
+		if n, ok := relink[e]; ok {
 			h.Linkname = "./" + n
 		}
+	}
+	if f.Streamed && f.Index.Inherited > 0 {
+		return fr, fail.Hint(fmt.Errorf("%s: %s, and it is an increment whose entries are in several archives", f.FS.Archive, f.Why),
+			"restore the whole backup (voltar restore without --path), then copy what you need")
 	}
 	if !f.Streamed {
 		for _, e := range order {

@@ -103,12 +103,14 @@ const maxIndexProblems = 5
 // every entry at its recorded offset with its recorded metadata, and
 // every frame of the compressed stream with its recorded hash.
 type indexCheck struct {
-	ix       *index.Index
-	name     string // the index's object name, for problems
-	r        *Result
-	next     int // the index entry the next tar entry must match
-	problems int
-	frames   *frameCheck
+	ix   *index.Index
+	name string // the index's object name, for problems
+	r    *Result
+	next int // the index entry the next tar entry must match
+	// inherited counts the entries passed that are not in this archive.
+	inherited int
+	problems  int
+	frames    *frameCheck
 }
 
 func newIndexCheck(ix *index.Index, name, archive string, r *Result) *indexCheck {
@@ -128,6 +130,7 @@ func (c *indexCheck) problem(format string, args ...any) {
 
 // entry checks the tar entry h, whose header started at offset off.
 func (c *indexCheck) entry(h *tar.Header, off int64) {
+	c.skipInherited()
 	i := c.next
 	c.next++
 	if i >= len(c.ix.Entries) {
@@ -146,6 +149,15 @@ func (c *indexCheck) entry(h *tar.Header, off int64) {
 	if got != want {
 		c.problem("entry %d: index says %s %q at %d (mode %#o, %d bytes), the archive has %s %q at %d (mode %#o, %d bytes)%s",
 			i+1, got.Type, got.Path, got.Offset, got.Mode, got.Size, want.Type, want.Path, want.Offset, want.Mode, want.Size, differs(got, want))
+	}
+}
+
+// skipInherited passes the index entries an earlier backup of the chain
+// holds (an increment's): they are not in this archive.
+func (c *indexCheck) skipInherited() {
+	for c.next < len(c.ix.Entries) && c.ix.Entries[c.next].From != "" {
+		c.next++
+		c.inherited++
 	}
 }
 
@@ -176,8 +188,10 @@ func (c *indexCheck) end(tarBytes int64, complete bool) {
 	if !complete {
 		return
 	}
+	c.skipInherited()
 	if c.next < len(c.ix.Entries) {
-		c.problem("lists %d entries, the archive has %d", len(c.ix.Entries), c.next)
+		own := len(c.ix.Entries) - c.ix.Inherited
+		c.problem("lists %d entries of this archive, the archive has %d", own, c.next-c.inherited)
 	}
 	if c.ix.End.TarBytes != tarBytes {
 		c.problem("says the tar stream is %d bytes, it is %d", c.ix.End.TarBytes, tarBytes)

@@ -13,10 +13,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"voltar/internal/catalog"
 	"voltar/internal/crypt"
+	"voltar/internal/fail"
 	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/objio"
@@ -65,6 +67,9 @@ type Result struct {
 	// encrypted object whose content was not checked (NotChecked).
 	Notes    []string      `json:"notes,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
+	// Chain lists the backups an incremental backup builds on, its parent
+	// first: it is only as intact as they are (see Chains).
+	Chain []string `json:"chain,omitempty"`
 }
 
 // ContentNotChecked reports whether some object's content was not read.
@@ -87,6 +92,15 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 	}
 	if m.Host != "" && m.Host != b.Host {
 		r.problem(layout.Manifest, "records host %s, but is stored under %s", m.Host, b.Host)
+	}
+	if m.Chain != nil {
+		parents, err := catalog.Chain(ctx, st, b)
+		if err != nil {
+			r.Problems = append(r.Problems, Problem{Object: "chain", Message: err.Error(), Hint: strings.Join(fail.Hints(err), "; ")})
+		}
+		for _, p := range parents {
+			r.Chain = append(r.Chain, p.ID)
+		}
 	}
 	sums, err := catalog.ReadSums(ctx, st, b)
 	if err != nil {
@@ -179,6 +193,26 @@ func Backup(ctx context.Context, st store.Store, b *catalog.Backup, ids *crypt.I
 	r.OK = len(r.Problems) == 0
 	r.Duration = time.Since(start)
 	return r
+}
+
+// Chains fails every incremental backup among results whose chain holds
+// a backup that failed verification: it cannot be restored either.
+func Chains(results []Result) {
+	byID := map[string]*Result{}
+	for i := range results {
+		byID[results[i].Host+"/"+results[i].ID] = &results[i]
+	}
+	for i := range results {
+		r := &results[i]
+		for _, id := range r.Chain {
+			if p, ok := byID[r.Host+"/"+id]; ok && !p.OK {
+				r.Problems = append(r.Problems, Problem{Object: "chain",
+					Message: "builds on " + id + ", which failed verification: this backup cannot be restored either",
+					Hint:    "restore an older backup whose chain verifies, and make a new full with voltar backup --full"})
+				r.OK = false
+			}
+		}
+	}
 }
 
 // Signature checks the signature of b's manifest with v (its
