@@ -24,8 +24,8 @@
 //     them, and removed once their age reaches it. A kept increment does not
 //     keep an incomplete parent: it cannot be restored from it anyway.
 //   - A complete increment whose chain is broken (an ancestor is missing,
-//     incomplete, or not older than its child, which also ends any cycle)
-//     cannot be restored. It is never the newest, never counts toward a
+//     incomplete, replaced since its child was made (ParentChanged), or not
+//     older than its child, which also ends any cycle) cannot be restored. It is never the newest, never counts toward a
 //     keep rule (so it uses up no KeepLast/KeepDaily/... slot meant for a
 //     restorable backup), and its Decision says where the chain breaks
 //     ("chain broken: parent X is missing"). It is evidence of what went
@@ -156,6 +156,11 @@ type Backup struct {
 	// backup's manifest chain.parent); "" for a full backup and for an
 	// incomplete folder, whose manifest is not there to say.
 	Parent string
+	// ParentChanged: the parent's manifest.json is not the one this backup
+	// was made on (its SHA-256 differs from the one the increment
+	// recorded), so the chain breaks there even though the parent is
+	// complete.
+	ParentChanged bool
 }
 
 // Decision is what to do with one backup and why.
@@ -210,7 +215,16 @@ func Apply(backups []Backup, p Policy, now time.Time, loc *time.Location) []Deci
 		case !a.Backup.Complete && b.Backup.Complete:
 			return 1
 		}
-		return cmp.Compare(a.Backup.Parent, b.Backup.Parent)
+		if c := cmp.Compare(a.Backup.Parent, b.Backup.Parent); c != 0 {
+			return c
+		}
+		switch {
+		case !a.Backup.ParentChanged && b.Backup.ParentChanged:
+			return -1
+		case a.Backup.ParentChanged && !b.Backup.ParentChanged:
+			return 1
+		}
+		return 0
 	})
 
 	if err := p.Validate(); err != nil {
@@ -346,6 +360,9 @@ func chains(ds []Decision) (parent []int, broken []string) {
 		case !ds[j].Backup.Complete:
 			parent[i] = j
 			at[i] = &breach{i, b.Parent, "is incomplete or damaged"}
+		case b.ParentChanged:
+			parent[i] = j
+			at[i] = &breach{i, b.Parent, "is not the backup it was made on (its manifest changed)"}
 		default:
 			parent[i] = j
 			at[i] = at[j]

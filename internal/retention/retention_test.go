@@ -185,6 +185,27 @@ func TestBrokenKeptWithoutRestorableOrPolicy(t *testing.T) {
 	}
 }
 
+// A parent replaced since its increment was made breaks the chain there,
+// though it is kept for the increment like any parent.
+func TestParentChanged(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	bs := chainOf(now.Add(-time.Hour), 3)
+	bs[1].ParentChanged = true
+	got := decisions(retention.Apply(bs, retention.Policy{KeepLast: 1}, now, time.UTC))
+	want := "chain broken: ancestor " + bs[0].ID + " is not the backup it was made on (its manifest changed)"
+	if d := got[bs[2].ID]; d.Reasons[0] != want {
+		t.Errorf("newest: %q, want %q first", d.Reasons, want)
+	}
+	if d := got[bs[0].ID]; !d.Keep || d.Reasons[0] != retention.ReasonNewest {
+		t.Errorf("full: %+v, want the newest restorable backup", d)
+	}
+	for _, b := range bs {
+		if !got[b.ID].Keep {
+			t.Errorf("%s removed", b.ID)
+		}
+	}
+}
+
 // A parent that is not older than its child, a backup that is its own
 // parent, and a cycle break the chain; Apply ends and keeps the newest
 // backup with an intact chain.
@@ -351,7 +372,7 @@ func checkDecisions(t *testing.T, where string, in []retention.Backup, got []ret
 			return true
 		}
 		p, ok := byID[b.Parent]
-		return ok && p.Time.Before(b.Time) && restorable(p, depth+1)
+		return ok && !b.ParentChanged && p.Time.Before(b.Time) && restorable(p, depth+1)
 	}
 	var newest time.Time
 	hasComplete := false
@@ -429,16 +450,18 @@ func randomHistory(r *rand.Rand, now time.Time) []retention.Backup {
 		parent := ""
 		switch k := r.IntN(10); {
 		case k < 5 && len(bs) > 0:
-			// Often older, sometimes newer or itself: Apply must cope.
+			// Often older, sometimes newer: Apply must cope.
 			parent = bs[r.IntN(len(bs))].ID
 		case k == 5:
 			parent = "vg0/root/gone"
 		}
+		changed := parent != "" && r.IntN(8) == 0
 		bs = append(bs, retention.Backup{
-			ID:       fmt.Sprintf("vg0/root/%s-%d", t.UTC().Format("2006-01-02T150405Z"), len(bs)),
-			Time:     t,
-			Complete: r.IntN(5) != 0,
-			Parent:   parent,
+			ID:            fmt.Sprintf("vg0/root/%s-%d", t.UTC().Format("2006-01-02T150405Z"), len(bs)),
+			Time:          t,
+			Complete:      r.IntN(5) != 0,
+			Parent:        parent,
+			ParentChanged: changed,
 		})
 	}
 	return bs
