@@ -2,8 +2,6 @@ package prune_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"slices"
@@ -13,7 +11,6 @@ import (
 
 	"voltar/internal/catalog/catalogtest"
 	"voltar/internal/layout"
-	"voltar/internal/manifest"
 	"voltar/internal/prune"
 	"voltar/internal/retention"
 	"voltar/internal/store"
@@ -21,42 +18,16 @@ import (
 )
 
 // writeChain stores a full backup at times[0] and an increment on the one
-// before at each later time, as a backup with chains would, and returns
-// the folders.
+// before at each later time.
 func writeChain(t *testing.T, st store.Store, times ...time.Time) []catalogtest.Folder {
 	t.Helper()
 	var fs []catalogtest.Folder
-	var full string
-	for i, at := range times {
-		f := catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: at, NoManifest: true,
-			Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("a", 0o644, "x")), "zstd")}}}
-		m := catalogtest.Write(t, st, f)
-		if i == 0 {
-			full = m.ID
-		} else {
-			prev := fs[i-1]
-			m.Chain = &manifest.Chain{Level: i, Parent: layout.ID(prev.Group, prev.Volume, prev.Time),
-				ParentManifestSHA256: manifestSum(t, st, prev), Full: full}
-		}
-		catalogtest.PutManifest(t, st, f.Prefix(), m)
-		fs = append(fs, f)
+	for _, at := range times {
+		fs = append(fs, catalogtest.Folder{Host: "h", Group: "vg", Volume: "v", Time: at,
+			Archives: []catalogtest.Archive{{Data: catalogtest.Compress(t, catalogtest.Tar(t, catalogtest.File("a", 0o644, "x")), "zstd")}}})
 	}
+	catalogtest.WriteChain(t, st, fs...)
 	return fs
-}
-
-func manifestSum(t *testing.T, st store.Store, f catalogtest.Folder) string {
-	t.Helper()
-	rc, err := st.Get(context.Background(), f.Prefix()+layout.Manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
 }
 
 func daysBefore(now time.Time, days ...int) []time.Time {
