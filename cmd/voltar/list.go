@@ -20,7 +20,11 @@ func (a *app) listCmd() *cobra.Command {
 VOLUME (vg/lv, lv or an image path). Folders without a manifest are shown
 apart as incomplete, and folders whose manifest.json is there but unusable
 (unreadable, invalid, or not matching manifest.json.sha256) as damaged:
-neither are backups.`,
+neither are backups. LEVEL says whether a backup is full or an increment
+("incr 2": two steps from its full); CHAIN names the backup an increment
+builds on and its full, and says BROKEN, and why, when an ancestor is
+missing, damaged, incomplete or was replaced since (--json: kind, level,
+parent, full, chain_broken).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runList(cmd.Context(), o, args)

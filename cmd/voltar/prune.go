@@ -21,9 +21,12 @@ func (a *app) pruneCmd() *cobra.Command {
 		Use:   "prune [--dry-run] [VOLUME]",
 		Short: "Delete backups the retention policy no longer keeps",
 		Long: `Apply the retention policy (retention: in the config) to every volume's
-backups of this host, or VOLUME's. The newest complete backup of a volume is
-never deleted; folders without manifest.json older than incomplete_grace are.
---dry-run prints every decision with its reason and deletes nothing.`,
+backups of this host, or VOLUME's. Chains are kept whole: a backup that a
+kept incremental backup builds on is never deleted, and the newest
+restorable backup of a volume (one whose whole chain is there and complete)
+is never deleted either. Folders without manifest.json older than
+incomplete_grace are. --dry-run prints every decision with its reasons,
+such as which kept backup needs a parent, and deletes nothing.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runPrune(cmd.Context(), o, args)
@@ -82,13 +85,16 @@ func (a *app) runPrune(ctx context.Context, o pruneFlags, args []string) error {
 				what = "remove FAILED: " + d.Error
 			}
 			id := d.ID
+			if d.Level > 0 {
+				id += fmt.Sprintf(" (incr %d)", d.Level)
+			}
 			switch {
 			case d.Damaged:
 				id += " (damaged)"
 			case !d.Complete:
 				id += " (incomplete)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, what, units.Bytes(d.Bytes), strings.Join(d.Reasons, ", "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, what, units.Bytes(d.Bytes), strings.Join(d.Reasons, "; "))
 		}
 	}
 	tw.Flush()

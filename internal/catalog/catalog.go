@@ -48,7 +48,26 @@ type Backup struct {
 	// ManifestData is manifest.json as it was read and decoded into
 	// Manifest: what a signature check (manifest.json.sig) covers.
 	ManifestData []byte `json:"-"`
+
+	// Kind is KindFull or KindIncremental. Level (0 for a full backup),
+	// Parent and Full repeat the manifest's chain: the backup an
+	// increment builds on and its chain's full.
+	Kind   string `json:"kind"`
+	Level  int    `json:"level"`
+	Parent string `json:"parent,omitempty"`
+	Full   string `json:"full,omitempty"`
+	// ChainBroken, set by List, says why an increment cannot be restored:
+	// an ancestor that is missing, damaged or incomplete, or whose
+	// manifest.json is not the one its child was made on. "" for a full
+	// backup and for an increment whose chain is whole.
+	ChainBroken string `json:"chain_broken,omitempty"`
 }
+
+// Kinds of backup.
+const (
+	KindFull        = "full"
+	KindIncremental = "incremental"
+)
 
 // FullID is the backup's ID with its host: <host>/<group>/<volume>/<timestamp>.
 func (b *Backup) FullID() string { return b.Host + "/" + b.ID }
@@ -150,6 +169,7 @@ func List(ctx context.Context, st store.Store, host, filter string) (*Catalog, e
 			cat.Incomplete = append(cat.Incomplete, *inc)
 		}
 	}
+	cat.checkChains()
 	return cat, nil
 }
 
@@ -228,10 +248,14 @@ func load(ctx context.Context, st store.Store, f *folder) (*Backup, *Incomplete,
 		inc.Reason = derr.Error()
 		return nil, inc, nil
 	}
-	return &Backup{
+	b := &Backup{
 		ID: f.id(), Host: f.host, Group: f.group, Volume: f.volume, Time: f.time,
-		Prefix: f.prefix, Objects: f.objects, Manifest: m, ManifestData: data,
-	}, nil, nil
+		Prefix: f.prefix, Objects: f.objects, Manifest: m, ManifestData: data, Kind: KindFull,
+	}
+	if c := m.Chain; c != nil {
+		b.Kind, b.Level, b.Parent, b.Full = KindIncremental, c.Level, c.Parent, c.Full
+	}
+	return b, nil, nil
 }
 
 // damageError is a manifest.json that is there but cannot be used.

@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"text/tabwriter"
 
@@ -14,10 +15,14 @@ import (
 // damaged folders (manifest.json there but unusable) and the incomplete
 // ones, neither of which are backups.
 //
-//	ID                                         TIME                  STATUS    FILESYSTEMS          STORED   SOURCE    FILES
-//	nova-volumes/volume-1/2026-11-25T013000Z  2026-11-25 01:30 UTC  complete  p1:ext4 p2:xfs       1.2 GiB  3.4 GiB  120345
+//	ID                                         TIME                  STATUS    LEVEL   FILESYSTEMS     STORED   SOURCE   FILES   CHAIN
+//	nova-volumes/volume-1/2026-11-22T013000Z  2026-11-22 01:30 UTC  complete  full    p1:ext4 p2:xfs  1.2 GiB  3.4 GiB  120345  -
+//	nova-volumes/volume-1/2026-11-23T013000Z  2026-11-23 01:30 UTC  complete  incr 1  p1:ext4 p2:xfs  20 MiB   3.4 GiB  311     on full 2026-11-22T013000Z
+//	nova-volumes/volume-1/2026-11-24T013000Z  2026-11-24 01:30 UTC  complete  incr 2  p1:ext4 p2:xfs  18 MiB   3.4 GiB  290     on 2026-11-23T013000Z (full 2026-11-22T013000Z)
 //
-// An encrypted backup's status reads "complete (age)".
+// An encrypted backup's status reads "complete (age)". CHAIN is what an
+// increment builds on, and BROKEN with the reason when that chain cannot
+// be restored (ChainBroken).
 func (c *Catalog) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	hosts := map[string]bool{}
@@ -37,15 +42,15 @@ func (c *Catalog) WriteText(w io.Writer) error {
 	if len(c.Backups) == 0 {
 		fmt.Fprintf(tw, "no backups in %s\n", c.Store)
 	} else {
-		fmt.Fprintln(tw, "ID\tTIME\tSTATUS\tFILESYSTEMS\tSTORED\tSOURCE\tFILES")
+		fmt.Fprintln(tw, "ID\tTIME\tSTATUS\tLEVEL\tFILESYSTEMS\tSTORED\tSOURCE\tFILES\tCHAIN")
 		for _, b := range c.Backups {
 			m := b.Manifest
 			status := m.Status
 			if m.Encryption != nil {
 				status += " (age)" // restoring it needs the identity
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", id(b.Host, b.ID), b.Time.Format("2006-01-02 15:04 MST"),
-				status, Filesystems(m), units.Bytes(m.StoredBytes()), units.Bytes(m.DataBytes()), m.Files())
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id(b.Host, b.ID), b.Time.Format("2006-01-02 15:04 MST"),
+				status, level(&b), Filesystems(m), units.Bytes(m.StoredBytes()), units.Bytes(m.DataBytes()), m.Files(), chain(&b))
 		}
 	}
 	for _, damaged := range []bool{true, false} {
@@ -67,6 +72,32 @@ func (c *Catalog) WriteText(w io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// level is "full" for a full backup and "incr N" for an increment N steps
+// from its full.
+func level(b *Backup) string {
+	if b.Parent == "" {
+		return "full"
+	}
+	return fmt.Sprintf("incr %d", b.Level)
+}
+
+// chain says what an increment builds on, by timestamp (the parent is of
+// the same volume): "on full T" for the first, "on T (full F)" after it,
+// with ", BROKEN: why" when the chain cannot be restored.
+func chain(b *Backup) string {
+	if b.Parent == "" {
+		return "-"
+	}
+	s := "on full " + path.Base(b.Parent)
+	if b.Full != b.Parent {
+		s = "on " + path.Base(b.Parent) + " (full " + path.Base(b.Full) + ")"
+	}
+	if b.ChainBroken != "" {
+		s += ", BROKEN: " + b.ChainBroken
+	}
+	return s
 }
 
 // Filesystems summarises a manifest's filesystems: "p1:ext4 p2:unknown(raw) p3:swap(skipped)".

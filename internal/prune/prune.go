@@ -1,10 +1,15 @@
 // Package prune applies the retention policy to the backups in a store and
 // deletes what it does not keep. The decisions come from the pure
-// retention.Apply; this package only lists and deletes.
+// retention.Apply; this package only lists, tells retention how the
+// backups chain (an increment's parent, whether that parent is still the
+// one it was made on) and deletes. Chains are kept whole: a backup a kept
+// increment builds on is never deleted.
 package prune
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,7 +44,12 @@ type Decision struct {
 	Complete bool   `json:"complete"`
 	// Damaged: manifest.json is there but unusable; such a folder is
 	// always kept and never counts as a backup.
-	Damaged bool     `json:"damaged,omitempty"`
+	Damaged bool `json:"damaged,omitempty"`
+	// Level is 0 for a full backup, n for an increment n steps from its
+	// full; Parent is the backup an increment builds on. A kept
+	// increment keeps its parent, whose Reasons then say so.
+	Level   int      `json:"level,omitempty"`
+	Parent  string   `json:"parent,omitempty"`
 	Keep    bool     `json:"keep"`
 	Reasons []string `json:"reasons"`
 	Bytes   int64    `json:"bytes"`
@@ -105,8 +115,25 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 	prefixes := map[string]string{}
 	sizes := map[string]int64{}
 	damaged := map[string]string{}
+	levels := map[string]int{}
+	sums := map[string]string{} // manifest.json's SHA-256 of each backup
 	for _, b := range backups {
-		in = append(in, retention.Backup{ID: b.ID, Time: b.Time, Complete: true})
+		if len(b.ManifestData) > 0 {
+			sum := sha256.Sum256(b.ManifestData)
+			sums[b.ID] = hex.EncodeToString(sum[:])
+		}
+	}
+	for _, b := range backups {
+		rb := retention.Backup{ID: b.ID, Time: b.Time, Complete: true}
+		if c := b.Manifest.Chain; c != nil {
+			// An increment is restorable only from the parent it was made
+			// on: one whose manifest has changed since breaks the chain.
+			rb.Parent = c.Parent
+			sum, ok := sums[c.Parent]
+			rb.ParentChanged = ok && sum != c.ParentManifestSHA256
+			levels[b.ID] = c.Level
+		}
+		in = append(in, rb)
 		prefixes[b.ID] = b.Prefix
 		for _, obj := range b.Objects {
 			sizes[b.ID] += obj.Size
@@ -115,7 +142,8 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 	for _, f := range incomplete {
 		// A manifest that exists but cannot be used (damaged, invalid,
 		// from a newer voltar) may describe a good backup: never delete
-		// it blindly, and never count it as one (Complete false).
+		// it blindly, and never count it as one (Complete false), nor an
+		// increment that builds on it as restorable.
 		if f.HasManifest || f.Damaged {
 			damaged[f.ID] = f.Reason
 		}
@@ -135,6 +163,7 @@ func apply(ctx context.Context, st store.Store, vol string, backups []catalog.Ba
 	for _, d := range retention.Apply(in, pol, now(), loc) {
 		dec := Decision{
 			ID: d.Backup.ID, Time: d.Backup.Time.UTC().Format(time.RFC3339), Complete: d.Backup.Complete,
+			Level: levels[d.Backup.ID], Parent: d.Backup.Parent,
 			Keep: d.Keep, Reasons: d.Reasons, Bytes: sizes[d.Backup.ID],
 		}
 		if why, ok := damaged[dec.ID]; ok {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -145,6 +146,60 @@ var goldenCases = []goldenCase{
 		},
 		policy: retention.Policy{KeepLast: 2, KeepDaily: 4},
 	},
+	{
+		name: "chains_daily_weekly_monthly", title: "weekly fulls on Sunday, nightly increments: a kept increment keeps its chain back to the full",
+		zone: "Europe/Berlin", now: mainNow,
+		history: func(loc *time.Location) []retention.Backup {
+			var h history
+			h.chained(at(loc, 2026, 10, 4, 1, 30), at(loc, 2026, 11, 25, 1, 30))
+			return h
+		},
+		policy: retention.Policy{KeepDaily: 7, KeepWeekly: 3, KeepMonthly: 2},
+	},
+	{
+		name: "chains_keep_last", title: "keep_last 2 keeps Wed and Tue; Mon and Sunday's full stay for them",
+		zone: "Europe/Berlin", now: mainNow,
+		history: func(loc *time.Location) []retention.Backup {
+			var h history
+			h.chained(at(loc, 2026, 11, 8, 1, 30), at(loc, 2026, 11, 25, 1, 30))
+			return h
+		},
+		policy: retention.Policy{KeepLast: 2},
+	},
+	{
+		name: "chain_full_missing", title: "the fulls of Sun 11-01 and Sun 11-22 were deleted by hand: their increments are broken and count for nothing",
+		zone: "Europe/Berlin", now: mainNow,
+		history: func(loc *time.Location) []retention.Backup {
+			var h history
+			h.chained(at(loc, 2026, 10, 25, 1, 30), at(loc, 2026, 11, 25, 1, 30))
+			h.drop(at(loc, 2026, 11, 1, 1, 30))
+			h.drop(at(loc, 2026, 11, 22, 1, 30))
+			return h
+		},
+		policy: retention.Policy{KeepLast: 3, KeepWeekly: 2},
+	},
+	{
+		name: "chain_damaged_link", title: "Wed 11-18 (incr 3) lost its manifest: Thu to Sat behind it are broken and use no daily slot (prune itself keeps a damaged folder)",
+		zone: "Europe/Berlin", now: mainNow,
+		history: func(loc *time.Location) []retention.Backup {
+			var h history
+			h.chained(at(loc, 2026, 11, 8, 1, 30), at(loc, 2026, 11, 25, 1, 30))
+			h.incomplete(at(loc, 2026, 11, 18, 1, 30))
+			return h
+		},
+		policy: retention.Policy{KeepDaily: 7},
+	},
+	{
+		name: "chain_newest_broken", title: "Tue 11-24 was deleted by hand: Wed 11-25 cannot be restored, so the newest restorable backup is Mon's",
+		zone: "Europe/Berlin", now: mainNow,
+		history: func(loc *time.Location) []retention.Backup {
+			var h history
+			h.chained(at(loc, 2026, 11, 15, 1, 30), at(loc, 2026, 11, 25, 1, 30))
+			h.drop(at(loc, 2026, 11, 24, 1, 30))
+			return h
+		},
+		policy: retention.Policy{KeepDays: 1},
+	},
 }
 
 func TestGolden(t *testing.T) {
@@ -226,6 +281,41 @@ func dstCase(name, title, zone string, y int, m time.Month, d int, extra ...time
 
 type history []retention.Backup
 
+// chained adds a backup at first's wall-clock time on every local day from
+// first to last: a full on Sundays (and on the first day), otherwise an
+// increment on the day before's.
+func (h *history) chained(first, last time.Time) {
+	loc := first.Location()
+	parent := ""
+	for i := 0; ; i++ {
+		t := time.Date(first.Year(), first.Month(), first.Day()+i, first.Hour(), first.Minute(), 0, 0, loc)
+		if t.After(last) {
+			return
+		}
+		if t.Weekday() == time.Sunday {
+			parent = ""
+		}
+		h.add(t, true)
+		(*h)[len(*h)-1].Parent = parent
+		parent = (*h)[len(*h)-1].ID
+	}
+}
+
+// drop removes the backup taken at t, as a person deleting its folder would.
+func (h *history) drop(t time.Time) {
+	*h = slices.DeleteFunc(*h, func(b retention.Backup) bool { return b.Time.Equal(t) })
+}
+
+// incomplete turns the backup taken at t into a folder without a usable
+// manifest (which also loses its parent: the manifest said it).
+func (h *history) incomplete(t time.Time) {
+	for i, b := range *h {
+		if b.Time.Equal(t) {
+			(*h)[i].Complete, (*h)[i].Parent = false, ""
+		}
+	}
+}
+
 func (h *history) add(t time.Time, complete bool) {
 	*h = append(*h, retention.Backup{ID: t.UTC().Format("2006-01-02T150405Z"), Time: t, Complete: complete})
 }
@@ -262,8 +352,13 @@ func render(c goldenCase, loc *time.Location, now time.Time, ds []retention.Deci
 	fmt.Fprintf(&b, "zone:   %s\n", loc)
 	fmt.Fprintf(&b, "now:    %s (%s)\n", now.In(loc).Format("Mon 2006-01-02 15:04 MST"), now.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "result: %d backups, %d kept, %d removed\n\n", len(ds), kept, len(ds)-kept)
+	chains := slices.ContainsFunc(ds, func(d retention.Decision) bool { return d.Backup.Parent != "" })
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID (UTC)\tLOCAL TIME\tISO WEEK\tSTATE\tDECISION\tREASONS")
+	if chains {
+		fmt.Fprint(tw, "ID (UTC)\tLOCAL TIME\tISO WEEK\tSTATE\tCHAIN\tDECISION\tREASONS\n")
+	} else {
+		fmt.Fprintln(tw, "ID (UTC)\tLOCAL TIME\tISO WEEK\tSTATE\tDECISION\tREASONS")
+	}
 	for _, d := range ds {
 		local := d.Backup.Time.In(loc)
 		y, w := local.ISOWeek()
@@ -273,6 +368,16 @@ func render(c goldenCase, loc *time.Location, now time.Time, ds []retention.Deci
 		}
 		if d.Keep {
 			decision = "keep"
+		}
+		if chains {
+			switch {
+			case d.Backup.Parent != "":
+				state += "\ton " + d.Backup.Parent
+			case d.Backup.Complete:
+				state += "\tfull"
+			default:
+				state += "\t-"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%04d-W%02d\t%s\t%s\t%s\n", d.Backup.ID, local.Format("Mon 2006-01-02 15:04 MST"),
 			y, w, state, decision, strings.Join(d.Reasons, "; "))

@@ -5,20 +5,41 @@
 // The keep rules combine like restic's `forget`: a backup is kept if any rule
 // wants it, and each Decision lists every rule that did. On top of the rules:
 //
-//   - The newest complete backup is always kept, whatever the policy says,
+//   - Chains are kept whole. An incremental backup names its parent
+//     (Backup.Parent), and restoring it needs every ancestor up to its full
+//     backup. Once the rules have decided, every kept backup keeps its
+//     parent, transitively: a backup is removed only if no kept backup
+//     depends on it, and each parent's Decision names the kept backup that
+//     needs it ("parent of kept vg0/root/... (incremental)").
+//   - The newest restorable backup is always kept, whatever the policy says,
 //     even if it is older than KeepDays: a volume never loses its last
-//     restorable backup to pruning.
+//     restorable backup to pruning, and with it its whole chain. Restorable
+//     means complete with every ancestor present and complete.
 //   - A policy with no keep rule (IsZero) keeps every complete backup, so
 //     pruning does nothing until retention is configured. IncompleteGrace is
 //     not a keep rule: incomplete folders are still removed after the grace.
 //   - Incomplete backups (a folder without manifest.json) never count toward
 //     a keep rule and are never "the newest". They are kept while younger
 //     than IncompleteGrace (24h when unset), since a run may still be writing
-//     them, and removed once their age reaches it.
+//     them, and removed once their age reaches it. A kept increment does not
+//     keep an incomplete parent: it cannot be restored from it anyway.
+//   - A complete increment whose chain is broken (an ancestor is missing,
+//     incomplete, replaced since its child was made (ParentChanged), or not
+//     older than its child, which also ends any cycle) cannot be restored. It is never the newest, never counts toward a
+//     keep rule (so it uses up no KeepLast/KeepDaily/... slot meant for a
+//     restorable backup), and its Decision says where the chain breaks
+//     ("chain broken: parent X is missing"). It is evidence of what went
+//     wrong, so it is not removed early either: it is kept while it is no
+//     older than the oldest backup the rules (or the newest rule) keep,
+//     always when the volume has no restorable backup at all, and with every
+//     backup when the policy IsZero; beyond that it goes like any backup
+//     the rules do not keep. A kept broken increment keeps the ancestors it
+//     still has, like any kept backup.
 //   - Backups dated after now (clock skew between hosts, or a wrong clock
 //     here) are kept and take no part in the rules: they neither use up a
 //     KeepLast/KeepDaily/... slot nor count as the newest backup, so a skewed
-//     clock can only make pruning keep more, never less.
+//     clock can only make pruning keep more, never less. Their ancestors are
+//     kept like those of any kept backup.
 //
 // KeepDays is a duration, not a count of calendar days: a backup is kept
 // while now.Sub(t) < KeepDays*24h. This is what the classic cron script's
@@ -131,6 +152,15 @@ type Backup struct {
 	ID       string    // e.g. "vg0/root/2026-11-25T013000Z"
 	Time     time.Time // when it was taken (the folder's timestamp)
 	Complete bool      // false: the folder has no manifest.json
+	// Parent is the ID of the backup this one builds on (an incremental
+	// backup's manifest chain.parent); "" for a full backup and for an
+	// incomplete folder, whose manifest is not there to say.
+	Parent string
+	// ParentChanged: the parent's manifest.json is not the one this backup
+	// was made on (its SHA-256 differs from the one the increment
+	// recorded), so the chain breaks there even though the parent is
+	// complete.
+	ParentChanged bool
 }
 
 // Decision is what to do with one backup and why.
@@ -140,19 +170,27 @@ type Decision struct {
 	Reasons []string // never empty; every rule that keeps the backup, or why it goes
 }
 
-// Reasons that are not tied to a bucket or a count.
+// Reasons that are not tied to a bucket, a count or another backup.
 const (
-	ReasonNewest   = "newest backup (always kept)"
+	ReasonNewest   = "newest restorable backup (always kept)"
 	ReasonNoPolicy = "no retention policy set"
 	ReasonFuture   = "dated in the future (clock skew?)"
 	ReasonNoRule   = "matches no keep rule"
+	// A complete backup whose chain is broken is kept, or removed, by its
+	// age against what the rules keep (see the package comment).
+	ReasonBrokenKept      = "kept for inspection: not older than the oldest backup the policy keeps"
+	ReasonBrokenNoBackup  = "kept for inspection: the volume has no restorable backup"
+	ReasonBrokenOlder     = "older than every backup the policy keeps"
+	reasonParentPrefix    = "parent of kept "
+	reasonBrokenPrefix    = "chain broken: "
+	reasonIncrementSuffix = " (incremental)"
 )
 
 // Apply decides, for the backups of ONE volume, which to keep. The result
 // holds one Decision per input, newest first (ties broken by ID, then
-// complete before incomplete), and does not depend on the input's order.
-// backups is not modified. loc is the time zone for day, week and month
-// buckets; nil means time.Local.
+// complete before incomplete, then by Parent), and does not depend on the
+// input's order. backups is not modified. loc is the time zone for day,
+// week and month buckets; nil means time.Local.
 //
 // Callers should Validate the policy first. Apply cannot return an error, so
 // given an invalid policy it keeps every backup and says why.
@@ -172,13 +210,21 @@ func Apply(backups []Backup, p Policy, now time.Time, loc *time.Location) []Deci
 			return c
 		}
 		switch {
-		case a.Backup.Complete == b.Backup.Complete:
-			return 0
-		case a.Backup.Complete:
+		case a.Backup.Complete && !b.Backup.Complete:
 			return -1
-		default:
+		case !a.Backup.Complete && b.Backup.Complete:
 			return 1
 		}
+		if c := cmp.Compare(a.Backup.Parent, b.Backup.Parent); c != 0 {
+			return c
+		}
+		switch {
+		case !a.Backup.ParentChanged && b.Backup.ParentChanged:
+			return -1
+		case a.Backup.ParentChanged && !b.Backup.ParentChanged:
+			return 1
+		}
+		return 0
 	})
 
 	if err := p.Validate(); err != nil {
@@ -189,9 +235,12 @@ func Apply(backups []Backup, p Policy, now time.Time, loc *time.Location) []Deci
 		return ds
 	}
 
+	parent, broken := chains(ds)
 	grace := p.grace()
 	rules := p.rules(loc)
 	newestSeen := false
+	var brokenLeft []int // complete, not future, chain broken: decided after the rules
+	var oldestKept time.Time
 	for i := range ds {
 		d := &ds[i]
 		b := d.Backup
@@ -205,6 +254,11 @@ func Apply(backups []Backup, p Policy, now time.Time, loc *time.Location) []Deci
 			d.Reasons = []string{"incomplete, older than " + shortDuration(grace) + " grace"}
 		case future:
 			d.keep(ReasonFuture)
+			if broken[i] != "" {
+				d.Reasons = append(d.Reasons, reasonBrokenPrefix+broken[i])
+			}
+		case broken[i] != "":
+			brokenLeft = append(brokenLeft, i)
 		default:
 			if !newestSeen {
 				newestSeen = true
@@ -226,12 +280,102 @@ func Apply(backups []Backup, p Policy, now time.Time, loc *time.Location) []Deci
 					d.keep(r.reason(k))
 				}
 			}
-			if !d.Keep {
+			if d.Keep {
+				oldestKept = b.Time // newest first: the last one kept is the oldest
+			} else {
 				d.Reasons = []string{ReasonNoRule}
 			}
 		}
 	}
+	for _, i := range brokenLeft {
+		d := &ds[i]
+		d.Reasons = []string{reasonBrokenPrefix + broken[i]}
+		switch {
+		case p.IsZero():
+			d.keep(ReasonNoPolicy)
+		case !newestSeen:
+			d.keep(ReasonBrokenNoBackup)
+		case !d.Backup.Time.Before(oldestKept):
+			d.keep(ReasonBrokenKept)
+		default:
+			d.Reasons = append(d.Reasons, ReasonBrokenOlder)
+		}
+	}
+
+	// Dependants before their parents: a parent is strictly older, so it
+	// comes later in ds and is reached after every backup that needs it.
+	for i := range ds {
+		j := parent[i]
+		if !ds[i].Keep || j < 0 || !ds[j].Backup.Complete {
+			continue
+		}
+		ds[j].keep(reasonParentPrefix + ds[i].Backup.ID + reasonIncrementSuffix)
+	}
+	for i := range ds {
+		if d := &ds[i]; d.Keep && len(d.Reasons) > 1 {
+			// A parent removed by the rules is kept after all: its
+			// "matches no keep rule" or "older than every backup the
+			// policy keeps" no longer says what happens to it.
+			d.Reasons = slices.DeleteFunc(d.Reasons, func(r string) bool {
+				return r == ReasonNoRule || r == ReasonBrokenOlder
+			})
+		}
+	}
 	return ds
+}
+
+// chains finds each backup's parent in ds (its index, or -1) and, for a
+// complete backup whose chain cannot be restored, why ("parent X is
+// missing", "ancestor X is incomplete or damaged"); "" for a full backup
+// and an intact chain. Only an older parent is followed, so a cycle or a
+// parent dated at or after its child breaks the chain instead of looping.
+func chains(ds []Decision) (parent []int, broken []string) {
+	byID := make(map[string]int, len(ds))
+	for i := len(ds) - 1; i >= 0; i-- {
+		// Sorted complete first among equal IDs: the complete one wins.
+		byID[ds[i].Backup.ID] = i
+	}
+	// breach is where a chain breaks: child's parent id, and what is wrong.
+	type breach struct {
+		child    int
+		id, what string
+	}
+	at := make([]*breach, len(ds)) // where the chain behind ds[i] breaks
+	parent = make([]int, len(ds))
+	broken = make([]string, len(ds))
+	// Oldest first, so a parent (strictly older, later in ds) is settled
+	// before its children.
+	for i := len(ds) - 1; i >= 0; i-- {
+		parent[i] = -1
+		b := ds[i].Backup
+		if b.Parent == "" {
+			continue
+		}
+		j, ok := byID[b.Parent]
+		switch {
+		case !ok:
+			at[i] = &breach{i, b.Parent, "is missing"}
+		case !ds[j].Backup.Time.Before(b.Time):
+			at[i] = &breach{i, b.Parent, "is not older than its child"}
+		case !ds[j].Backup.Complete:
+			parent[i] = j
+			at[i] = &breach{i, b.Parent, "is incomplete or damaged"}
+		case b.ParentChanged:
+			parent[i] = j
+			at[i] = &breach{i, b.Parent, "is not the backup it was made on (its manifest changed)"}
+		default:
+			parent[i] = j
+			at[i] = at[j]
+		}
+		switch {
+		case at[i] == nil:
+		case at[i].child == i:
+			broken[i] = "parent " + at[i].id + " " + at[i].what
+		default:
+			broken[i] = "ancestor " + at[i].id + " " + at[i].what
+		}
+	}
+	return parent, broken
 }
 
 func (d *Decision) keep(reason string) {

@@ -79,6 +79,200 @@ func TestInvalidPolicyKeepsEverything(t *testing.T) {
 	}
 }
 
+// chainOf is a nightly chain of complete backups ending at last: a full
+// n-1 days before it, then an increment a day.
+func chainOf(last time.Time, n int) []retention.Backup {
+	var bs []retention.Backup
+	parent := ""
+	for i := n - 1; i >= 0; i-- {
+		t := last.Add(-time.Duration(i) * 24 * time.Hour)
+		id := "vg0/root/" + t.Format("2006-01-02T150405Z")
+		bs = append(bs, retention.Backup{ID: id, Time: t, Complete: true, Parent: parent})
+		parent = id
+	}
+	return bs
+}
+
+func decisions(ds []retention.Decision) map[string]retention.Decision {
+	m := map[string]retention.Decision{}
+	for _, d := range ds {
+		m[d.Backup.ID] = d
+	}
+	return m
+}
+
+// A kept increment keeps every ancestor up to its full, each naming the
+// backup that needs it; without chains keep_last 1 would keep one backup.
+func TestKeptIncrementKeepsItsChain(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	bs := chainOf(now.Add(-6*time.Hour), 5)
+	ds := retention.Apply(bs, retention.Policy{KeepLast: 1}, now, time.UTC)
+	for i, d := range ds {
+		if !d.Keep {
+			t.Errorf("%s removed: %q; the newest increment depends on it", d.Backup.ID, d.Reasons)
+		}
+		if i > 0 {
+			want := "parent of kept " + ds[i-1].Backup.ID + " (incremental)"
+			if !slices.Equal(d.Reasons, []string{want}) {
+				t.Errorf("%s: reasons %q, want [%q]", d.Backup.ID, d.Reasons, want)
+			}
+		}
+	}
+}
+
+// An increment whose full is gone is not restorable: it is not the newest,
+// uses up no keep_last slot, and says where its chain breaks.
+func TestBrokenChainIsNotNewest(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	older := chainOf(now.Add(-10*24*time.Hour), 3)    // full, incr, incr: restorable
+	newer := chainOf(now.Add(-6*time.Hour), 4)[1:]    // its full is gone
+	old := chainOf(now.Add(-100*24*time.Hour), 3)[1:] // broken and old
+	bs := slices.Concat(older, newer, old)
+	got := decisions(retention.Apply(bs, retention.Policy{KeepLast: 1}, now, time.UTC))
+
+	newest := got[older[2].ID]
+	if !newest.Keep || newest.Reasons[0] != retention.ReasonNewest || !slices.Contains(newest.Reasons, "last 1") {
+		t.Errorf("newest restorable %s: %+v, want kept as the newest and by last 1", older[2].ID, newest)
+	}
+	for _, b := range older[:2] {
+		if !got[b.ID].Keep {
+			t.Errorf("%s removed, but the newest restorable backup builds on it", b.ID)
+		}
+	}
+	gone := chainOf(now.Add(-6*time.Hour), 4)[0].ID
+	for i, b := range newer {
+		d := got[b.ID]
+		want := "chain broken: ancestor " + gone + " is missing"
+		if i == 0 {
+			want = "chain broken: parent " + gone + " is missing"
+		}
+		if !d.Keep || d.Reasons[0] != want || !slices.Contains(d.Reasons, retention.ReasonBrokenKept) {
+			t.Errorf("%s: %+v, want kept for inspection with %q", b.ID, d, want)
+		}
+		if slices.Contains(d.Reasons, retention.ReasonNewest) || slices.Contains(d.Reasons, "last 1") {
+			t.Errorf("%s: a broken increment counted for a rule: %q", b.ID, d.Reasons)
+		}
+	}
+	for _, b := range old {
+		if d := got[b.ID]; d.Keep || !slices.Contains(d.Reasons, retention.ReasonBrokenOlder) {
+			t.Errorf("%s: %+v, want removed as broken and older than what the policy keeps", b.ID, d)
+		}
+	}
+}
+
+// With no restorable backup at all, nothing broken is removed, and a
+// policy without rules keeps broken increments like every complete backup.
+func TestBrokenKeptWithoutRestorableOrPolicy(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	bs := chainOf(now.Add(-100*24*time.Hour), 4)[1:]
+	for _, tc := range []struct {
+		p    retention.Policy
+		want string
+	}{
+		{retention.Policy{KeepDays: 1}, retention.ReasonBrokenNoBackup},
+		{retention.Policy{}, retention.ReasonNoPolicy},
+	} {
+		withFull := append(slices.Clone(bs), chainOf(now.Add(-200*24*time.Hour), 1)...)
+		in := bs
+		if tc.p.IsZero() {
+			in = withFull // a restorable backup besides: still every one kept
+		}
+		for _, d := range retention.Apply(in, tc.p, now, time.UTC) {
+			if d.Backup.Parent != "" && (!d.Keep || !slices.Contains(d.Reasons, tc.want)) {
+				t.Errorf("%s, %s: %+v, want kept: %s", tc.p, d.Backup.ID, d, tc.want)
+			}
+		}
+	}
+}
+
+// A parent replaced since its increment was made breaks the chain there,
+// though it is kept for the increment like any parent.
+func TestParentChanged(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	bs := chainOf(now.Add(-time.Hour), 3)
+	bs[1].ParentChanged = true
+	got := decisions(retention.Apply(bs, retention.Policy{KeepLast: 1}, now, time.UTC))
+	want := "chain broken: ancestor " + bs[0].ID + " is not the backup it was made on (its manifest changed)"
+	if d := got[bs[2].ID]; d.Reasons[0] != want {
+		t.Errorf("newest: %q, want %q first", d.Reasons, want)
+	}
+	if d := got[bs[0].ID]; !d.Keep || d.Reasons[0] != retention.ReasonNewest {
+		t.Errorf("full: %+v, want the newest restorable backup", d)
+	}
+	for _, b := range bs {
+		if !got[b.ID].Keep {
+			t.Errorf("%s removed", b.ID)
+		}
+	}
+}
+
+// A parent that is not older than its child, a backup that is its own
+// parent, and a cycle break the chain; Apply ends and keeps the newest
+// backup with an intact chain.
+func TestChainCyclesAndBadParents(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	at := func(h int) time.Time { return now.Add(-time.Duration(h) * time.Hour) }
+	bs := []retention.Backup{
+		{ID: "full", Time: at(50), Complete: true},
+		{ID: "a", Time: at(10), Complete: true, Parent: "b"},
+		{ID: "b", Time: at(9), Complete: true, Parent: "a"},
+		{ID: "self", Time: at(8), Complete: true, Parent: "self"},
+		{ID: "same", Time: at(7), Complete: true, Parent: "twin"},
+		{ID: "twin", Time: at(7), Complete: true, Parent: "full"},
+		{ID: "late", Time: at(5), Complete: true, Parent: "b"},
+	}
+	got := decisions(retention.Apply(bs, retention.Policy{KeepLast: 1}, now, time.UTC))
+	want := map[string]string{
+		"a":    "chain broken: parent b is not older than its child",
+		"b":    "chain broken: ancestor b is not older than its child",
+		"self": "chain broken: parent self is not older than its child",
+		"same": "chain broken: parent twin is not older than its child",
+		"late": "chain broken: ancestor b is not older than its child",
+	}
+	for id, w := range want {
+		if d := got[id]; d.Reasons[0] != w {
+			t.Errorf("%s: %q, want %q first", id, d.Reasons, w)
+		}
+	}
+	if d := got["twin"]; !d.Keep || d.Reasons[0] != retention.ReasonNewest {
+		t.Errorf("twin: %+v, want kept as the newest restorable backup", d)
+	}
+	if d := got["full"]; !d.Keep || !slices.Equal(d.Reasons, []string{"parent of kept twin (incremental)"}) {
+		t.Errorf("full: %+v, want kept as twin's parent", d)
+	}
+}
+
+// A backup dated in the future is kept, and so is what it builds on. An
+// increment on an incomplete folder is broken, and goes once it is older
+// than what the policy keeps; its incomplete parent is not kept for it.
+func TestFutureIncrementKeepsItsParent(t *testing.T) {
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	bs := []retention.Backup{
+		{ID: "full", Time: now.Add(-90 * 24 * time.Hour), Complete: true},
+		{ID: "mid", Time: now.Add(-60 * 24 * time.Hour), Complete: true, Parent: "full"},
+		{ID: "future", Time: now.Add(2 * time.Hour), Complete: true, Parent: "mid"},
+		{ID: "dead", Time: now.Add(-30 * 24 * time.Hour)},
+		{ID: "orphan", Time: now.Add(-2 * time.Hour), Complete: true, Parent: "dead"},
+		{ID: "new", Time: now.Add(-1 * time.Hour), Complete: true},
+	}
+	got := decisions(retention.Apply(bs, retention.Policy{KeepLast: 1}, now, time.UTC))
+	for _, id := range []string{"full", "mid", "future", "new"} {
+		if !got[id].Keep {
+			t.Errorf("%s removed: %q", id, got[id].Reasons)
+		}
+	}
+	if d := got["mid"]; !slices.Equal(d.Reasons, []string{"parent of kept future (incremental)"}) {
+		t.Errorf("mid: %q, want kept as the future backup's parent", d.Reasons)
+	}
+	if d := got["dead"]; d.Keep {
+		t.Errorf("dead: incomplete past its grace kept: %q", d.Reasons)
+	}
+	want := []string{"chain broken: parent dead is incomplete or damaged", retention.ReasonBrokenOlder}
+	if d := got["orphan"]; d.Keep || !slices.Equal(d.Reasons, want) {
+		t.Errorf("orphan: %+v, want removed: %q", d, want)
+	}
+}
+
 func TestNilLocationIsLocal(t *testing.T) {
 	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 	bs := randomHistory(rand.New(rand.NewPCG(1, 2)), now)
@@ -96,7 +290,8 @@ func TestEmpty(t *testing.T) {
 
 // TestProperties checks, over random histories, policies, clocks and zones,
 // what must hold whatever the policy: one decision per input, newest first,
-// every decision explained, the newest complete backup kept, stale
+// every decision explained, the newest restorable backup kept and no other
+// called the newest, the complete parent of every kept backup kept, stale
 // incomplete folders removed, the result independent of input order, and
 // keeping monotonic in every count.
 func TestProperties(t *testing.T) {
@@ -162,11 +357,34 @@ func checkDecisions(t *testing.T, where string, in []retention.Backup, got []ret
 	for _, b := range in {
 		count[b]++
 	}
+	byID := map[string]retention.Backup{}
+	for _, b := range in {
+		if old, ok := byID[b.ID]; !ok || (b.Complete && !old.Complete) {
+			byID[b.ID] = b
+		}
+	}
+	var restorable func(b retention.Backup, depth int) bool
+	restorable = func(b retention.Backup, depth int) bool {
+		if !b.Complete || depth > len(in) {
+			return false
+		}
+		if b.Parent == "" {
+			return true
+		}
+		p, ok := byID[b.Parent]
+		return ok && !b.ParentChanged && p.Time.Before(b.Time) && restorable(p, depth+1)
+	}
 	var newest time.Time
 	hasComplete := false
 	for _, b := range in {
-		if b.Complete && !b.Time.After(now) && (!hasComplete || b.Time.After(newest)) {
+		if restorable(b, 0) && !b.Time.After(now) && (!hasComplete || b.Time.After(newest)) {
 			newest, hasComplete = b.Time, true
+		}
+	}
+	kept := map[string]bool{}
+	for _, d := range got {
+		if d.Keep {
+			kept[d.Backup.ID] = true
 		}
 	}
 	grace := p.IncompleteGrace
@@ -183,8 +401,14 @@ func checkDecisions(t *testing.T, where string, in []retention.Backup, got []ret
 			t.Fatalf("%s: %s has no reason", where, d.Backup.ID)
 		}
 		b := d.Backup
+		if p, ok := byID[b.Parent]; d.Keep && ok && p.Complete && p.Time.Before(b.Time) && !kept[p.ID] {
+			t.Fatalf("%s: %s kept (%q) but its parent %s removed", where, b.ID, d.Reasons, p.ID)
+		}
+		if slices.Contains(d.Reasons, retention.ReasonNewest) && !(restorable(b, 0) && b.Time.Equal(newest)) {
+			t.Fatalf("%s: %s is called the newest restorable backup: %q", where, b.ID, d.Reasons)
+		}
 		switch {
-		case b.Complete && b.Time.Equal(newest) && d.Keep:
+		case restorable(b, 0) && b.Time.Equal(newest) && d.Keep:
 			newestKept = true
 		case b.Time.After(now) && !d.Keep:
 			t.Fatalf("%s: %s is dated in the future and removed", where, b.ID)
@@ -200,7 +424,7 @@ func checkDecisions(t *testing.T, where string, in []retention.Backup, got []ret
 		}
 	}
 	if hasComplete && !newestKept {
-		t.Fatalf("%s: the newest complete backup (%s) is not kept", where, newest.Format(time.RFC3339))
+		t.Fatalf("%s: the newest restorable backup (%s) is not kept", where, newest.Format(time.RFC3339))
 	}
 }
 
@@ -223,10 +447,21 @@ func randomHistory(r *rand.Rand, now time.Time) []retention.Backup {
 			t = now.Add(-time.Duration(r.Int64N(int64(365 * 24 * time.Hour))))
 		}
 		t = t.Truncate(time.Second)
+		parent := ""
+		switch k := r.IntN(10); {
+		case k < 5 && len(bs) > 0:
+			// Often older, sometimes newer: Apply must cope.
+			parent = bs[r.IntN(len(bs))].ID
+		case k == 5:
+			parent = "vg0/root/gone"
+		}
+		changed := parent != "" && r.IntN(8) == 0
 		bs = append(bs, retention.Backup{
-			ID:       fmt.Sprintf("vg0/root/%s-%d", t.UTC().Format("2006-01-02T150405Z"), len(bs)),
-			Time:     t,
-			Complete: r.IntN(5) != 0,
+			ID:            fmt.Sprintf("vg0/root/%s-%d", t.UTC().Format("2006-01-02T150405Z"), len(bs)),
+			Time:          t,
+			Complete:      r.IntN(5) != 0,
+			Parent:        parent,
+			ParentChanged: changed,
 		})
 	}
 	return bs
