@@ -56,6 +56,12 @@ CFG_SB=$BENCH_DIR/voltar-sandbox.yaml
 	cat "$CFG"
 	echo "isolation: sandbox"
 } >"$CFG_SB"
+# The same with incremental backups (a full, then up to 7 increments).
+CFG_INC=$BENCH_DIR/voltar-incremental.yaml
+{
+	cat "$CFG"
+	printf 'incremental:\n  max_chain: 7\n'
+} >"$CFG_INC"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 TSV=$RESULTS/$STAMP.tsv
 printf 'corpus\tname\tround\twall_s\tuser_s\tsys_s\tmaxrss_kib\tout_bytes\n' >"$TSV"
@@ -74,7 +80,7 @@ timed() {
 		die "$name failed"
 	fi
 	local size=0
-	[ -e "$output" ] && size=$(du -sb "$output" | cut -f1)
+	[ -e "$output" ] && size=$(du -sbL "$output" | cut -f1)
 	read -r wall user sys rss <"$tf"
 	rm -f "$tf"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$corpus" "$name" "$round" "$wall" "$user" "$sys" "$rss" "$size" >>"$TSV"
@@ -140,8 +146,64 @@ bench_corpus() {
 				"$VOLTAR --config $CFG --log-level debug cat $id '$file' >$OUT/cat.out 2>$OUT/cat.log"
 			[[ cat-1mib =~ $ONLY ]] && browse_reads "$corpus" "$r" "$(dirname "$arch")" "$file"
 			run ls-R "" "$OUT/ls.out" "$VOLTAR --config $CFG --log-level error ls -R $id >$OUT/ls.out"
+			bench_incremental "$img"
 		fi
 	done
+}
+
+# bench_incremental IMG: incremental backups of a copy of IMG. inc-full is
+# the chain's full backup; inc-unchanged a backup of the same tree;
+# inc-1pct one after 1% of the files (every 100th, spread over the tree)
+# were rewritten; their output is the new backup's folder. Then four more
+# such increments make a 7-link chain (the full and six increments), and
+# restore-chain restores its latest, restore-full-tree a full backup of
+# the same tree, each to a fresh filesystem.
+bench_incremental() {
+	local img=$1 copy=$BENCH_DIR/inc.img vi="$VOLTAR --config $CFG_INC --log-level error backup --offline"
+	local folders=$STORE/bench/image/inc.img
+	local n any=0
+	for n in inc-full inc-unchanged inc-1pct restore-chain restore-full-tree; do [[ $n =~ $ONLY ]] && any=1; done
+	((any)) || return 0
+	rm -rf "$STORE" && mkdir -m 0700 "$STORE"
+	cp --sparse=always "$img" "$copy"
+	step inc-full "" "$OUT/newest" "$vi $copy && ln -sfn \$(ls -d $folders/*/ | tail -1) $OUT/newest"
+	step inc-unchanged "" "$OUT/newest" "$vi $copy && ln -sfn \$(ls -d $folders/*/ | tail -1) $OUT/newest"
+	step inc-1pct "change_files $copy 0" "$OUT/newest" "$vi $copy && ln -sfn \$(ls -d $folders/*/ | tail -1) $OUT/newest"
+	local k
+	for k in 1 2 3 4; do
+		change_files "$copy" "$k"
+		bash -c "$vi $copy" >/dev/null
+	done
+	local chain full
+	chain=image/inc.img/$(basename "$(ls -d $folders/*/ | tail -1)")
+	bash -c "$VOLTAR --config $CFG --log-level error backup --offline --full $copy" >/dev/null
+	full=image/inc.img/$(basename "$(ls -d $folders/*/ | tail -1)")
+	step restore-chain fresh_target "$RESTORE" "$VOLTAR --config $CFG --log-level error restore $chain --to $RESTORE"
+	step restore-full-tree fresh_target "$RESTORE" "$VOLTAR --config $CFG --log-level error restore $full --to $RESTORE"
+	drop_target
+	rm -f "$copy" "$OUT/newest"
+	rm -rf "$STORE" && mkdir -m 0700 "$STORE"
+}
+
+# step NAME PREP OUTPUT CMD: run, or, when BENCH_ONLY leaves NAME out, the
+# same untimed (the later steps build on it).
+step() {
+	if [[ $1 =~ $ONLY ]]; then
+		timed "$1" "$corpus" "$r" "$2" "$3" "$4"
+	else
+		eval "$2"
+		bash -c "$4" >/dev/null
+	fi
+}
+
+# change_files IMG K: rewrites every 100th regular file of IMG's tree
+# (offset K), keeping its size: 1% of the files, spread over the tree.
+change_files() {
+	local mnt=$BENCH_DIR/mnt/inc
+	attach_mount "$1" "$mnt" rw
+	find "$mnt" -type f -size +0 -printf '%P\n' | LC_ALL=C sort | awk -v k="$2" 'NR % 100 == k' |
+		while read -r f; do printf 'v%s' "$2" | dd of="$mnt/$f" conv=notrunc status=none; done
+	unmount_detach "$mnt"
 }
 
 # browse_file DIR: the path of the file closest to 1 MiB in the backup folder DIR

@@ -52,6 +52,11 @@ END {
 	target("voltar zstd in a sandbox wall / kernel mode wall", m "voltar-zstd-sandbox", m "voltar-zstd", 1.5, "wall")
 	if (maxrss > 0) printf "- voltar peak RSS: %.0f MiB (target < 256): %s\n", maxrss / 1024, maxrss / 1024 < 256 ? "met" : "MISSED"
 	target("voltar cat of a 1 MiB file wall / voltar restore wall", m "cat-1mib", m "restore-voltar", 0.02, "wall")
+	target("incremental backup of an unchanged tree wall / full backup wall", m "inc-unchanged", m "inc-full", 0.10, "wall")
+	target("incremental backup of an unchanged tree size / full backup size", m "inc-unchanged", m "inc-full", 0.01, "out")
+	target("incremental backup after a 1% change wall / full backup wall", m "inc-1pct", m "inc-full", 0.15, "wall")
+	target("incremental backup after a 1% change size / full backup size", m "inc-1pct", m "inc-full", 0.03, "out")
+	target("restore of the latest of a 7-link chain wall / restore of a full of the same tree wall", m "restore-chain", m "restore-full-tree", 1.2, "wall")
 	if ((m "ls-R") in wall) printf "- voltar ls -R of the whole tree: %.2f s (target <= 1): %s\n", wall[m "ls-R"], wall[m "ls-R"] <= 1 ? "met" : "MISSED"
 	if (barch > 0) {
 		printf "- index size / archive size: %.4f (%d of %d bytes; target <= 0.03): %s\n", bindex / barch, bindex, barch, bindex / barch <= 0.03 ? "met" : "MISSED"

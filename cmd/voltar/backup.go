@@ -130,6 +130,9 @@ func printBackup(a *app, m *manifest.Manifest) {
 		}
 		// What the archive lacks is said here, not only in the log.
 		var notes []string
+		if f.Incremental {
+			notes = append(notes, fmt.Sprintf("incremental: %d entries unchanged", f.Unchanged))
+		}
 		if len(f.Subvolumes) > 0 {
 			notes = append(notes, fmt.Sprintf("%d subvolumes, %d skipped", len(f.Subvolumes), f.SkippedSubvolumes()))
 		}
@@ -147,6 +150,9 @@ func printBackup(a *app, m *manifest.Manifest) {
 	fmt.Fprintf(a.stdout, "%s  %s  %s stored, %s source, %d files, in %s  [%s]\n",
 		m.ID, m.Status, units.Bytes(m.PublishedBytes), units.Bytes(m.DataBytes()), m.Files(),
 		units.Duration(m.Finished.Sub(m.Started)), strings.Join(fss, ", "))
+	if c := m.Chain; c != nil {
+		fmt.Fprintf(a.stdout, "  incremental, level %d: builds on %s (full %s)\n", c.Level, c.Parent, c.Full)
+	}
 	for _, w := range m.AllWarnings() {
 		fmt.Fprintf(a.stdout, "  warning: %s\n", w)
 	}

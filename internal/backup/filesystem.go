@@ -285,6 +285,7 @@ func (r *run) filesystem(ctx context.Context, p part) (manifest.Filesystem, erro
 	}
 	fs.StoredBytes, fs.SHA256 = sum.Bytes, sum.SHA256
 	fs.SourceBytes, fs.DataBytes, fs.Files, fs.Entries = res.SourceBytes, res.DataBytes, res.Files, res.Entries
+	fs.Unchanged = res.Inherited
 	var sf unix.Statfs_t
 	if err := unix.Statfs(dir, &sf); err == nil {
 		fs.Space = &manifest.Space{Size: int64(sf.Blocks) * sf.Bsize, Used: int64(sf.Blocks-sf.Bfree) * sf.Bsize,

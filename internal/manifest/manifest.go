@@ -287,7 +287,10 @@ type Filesystem struct {
 	// dumpdir record; the index lists the whole tree, each entry that is
 	// not in this archive with the backup that holds it ("from"). A
 	// filesystem of an incremental backup without it is stored whole.
-	Incremental bool     `json:"incremental,omitempty"`
+	Incremental bool `json:"incremental,omitempty"`
+	// Unchanged (an incremental filesystem) counts the entries its index
+	// lists from earlier backups of the chain.
+	Unchanged   int64    `json:"unchanged,omitempty"`
 	StoredBytes int64    `json:"stored_bytes"`
 	SourceBytes int64    `json:"source_bytes"`
 	Files       int64    `json:"files"`
