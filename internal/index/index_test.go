@@ -113,3 +113,46 @@ func TestXattrDigest(t *testing.T) {
 		t.Error("no metadata records, but a digest")
 	}
 }
+
+// An increment's index lists entries held by earlier backups: their
+// offsets are in those archives, in any order; "from" must be a backup
+// timestamp, and Target stays within one archive.
+func TestInherited(t *testing.T) {
+	entries := []index.Entry{
+		{Path: ".", Type: index.Dir, Offset: 0},
+		{Path: "a", Type: index.File, Size: 3, Ino: 5, Nlink: 2, Offset: 99 * 512, From: "2026-12-05T010000Z"},
+		{Path: "b", Type: index.Hardlink, Hardlink: "a", Ino: 5, Nlink: 2, Offset: 100 * 512, From: "2026-12-05T010000Z"},
+		{Path: "c", Type: index.File, Size: 1, Offset: 512},
+		{Path: "d", Type: index.Hardlink, Hardlink: "c", Offset: 7 * 512, From: "2026-12-04T010000Z"},
+	}
+	text := write(t, entries, []codec.Frame{{CSize: 5, USize: 2048}}, 2048)
+	ix, err := index.Read(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix.Inherited != 3 || ix.Entries[1] != entries[1] {
+		t.Errorf("Inherited %d, entry %+v", ix.Inherited, ix.Entries[1])
+	}
+	if b, _ := ix.Lookup("b"); ix.Target(b).Path != "a" {
+		t.Errorf("b's target: %q", ix.Target(b).Path)
+	}
+	if d, _ := ix.Lookup("d"); ix.Target(d) != d {
+		t.Errorf("d's target %q is in another archive", ix.Target(d).Path)
+	}
+	for name, bad := range map[string]string{
+		"from not a time": strings.Replace(text, `"from":"2026-12-05T010000Z"`, `"from":"../x"`, 1),
+		"from offset":     strings.Replace(text, `"offset":50688,`, `"offset":50689,`, 1),
+	} {
+		if bad == text {
+			t.Fatalf("%s: no change made", name)
+		}
+		if _, err := index.Read(strings.NewReader(bad)); !errors.Is(err, index.ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
+	var buf bytes.Buffer
+	w := index.NewWriter(&buf, index.Header{FS: "p1"})
+	if err := w.Add(&index.Entry{Path: "x", Type: index.File, From: "yesterday"}); err == nil {
+		t.Error("Writer took an entry from \"yesterday\"")
+	}
+}
