@@ -74,5 +74,10 @@ func changed(ot, nt, o, n *index.Entry) []string {
 	if (o.Type == index.Hardlink) != (n.Type == index.Hardlink) || o.Hardlink != n.Hardlink {
 		w = append(w, "links")
 	}
+	if len(w) == 0 && ot.Ctime != nt.Ctime && ot.Ctime != 0 && nt.Ctime != 0 && ot.Type != index.Dir {
+		// Nothing the index records differs, but the inode changed: data
+		// written in place with the size and mtime put back, say.
+		w = append(w, "ctime")
+	}
 	return w
 }
