@@ -143,8 +143,14 @@ func (r *run) sameShape(p *parent, parts []part) string {
 		if i < 0 {
 			return q.name + " is new"
 		}
-		if o := pm.Filesystems[i]; o.Type != q.fs.Type || o.UUID != q.fs.UUID {
+		o := pm.Filesystems[i]
+		if o.Type != q.fs.Type || o.UUID != q.fs.UUID {
 			return fmt.Sprintf("%s changed (%s %s -> %s %s: reformatted?)", q.name, o.Type, o.UUID, q.fs.Type, q.fs.UUID)
+		}
+		// An exclude added or dropped changes what the tree holds
+		// without touching an inode (and can split a hard-link group).
+		if o.Mode == manifest.ModeFiles && !slices.Equal(o.Excludes, r.o.Excludes) {
+			return "the exclude patterns changed"
 		}
 	}
 	return ""
