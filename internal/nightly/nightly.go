@@ -272,6 +272,9 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.DataBytes(), m.Files()
 	v.Warnings = m.AllWarnings()
 	v.Consistency = m.Snapshot.Consistency
+	if m.Chain != nil {
+		v.Level, v.Parent = m.Chain.Level, m.Chain.Parent
+	}
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct
 	}

@@ -75,6 +75,8 @@ type jsonVol struct {
 	Files          *int64     `json:"files"`
 	PeakCOWPercent *float64   `json:"peak_cow_percent"`
 	Consistency    string     `json:"consistency,omitempty"`
+	Level          int        `json:"level"`
+	Parent         string     `json:"parent,omitempty"`
 	Filesystems    []jsonFS   `json:"filesystems"`
 	Removed        []jsonRm   `json:"removed"`
 	Error          *jsonError `json:"error,omitempty"`
@@ -160,6 +162,8 @@ func JSON(w io.Writer, r *Run) error {
 			Error:       jsonErr(v.Err),
 			Warnings:    v.Warnings,
 			Consistency: v.Consistency,
+			Level:       v.Level,
+			Parent:      v.Parent,
 		}
 		if v.PeakCOWPct >= 0 {
 			jv.PeakCOWPercent = &v.PeakCOWPct

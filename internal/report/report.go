@@ -88,6 +88,10 @@ type Volume struct {
 	// says: crash, hooked (a pre_snapshot hook quiesced the volume),
 	// offline; "" when unknown.
 	Consistency string
+	// Level is the backup's level: 0 full, N the Nth increment since its
+	// full; Parent the backup an increment builds on.
+	Level       int
+	Parent      string
 	Filesystems []FS
 	Removed     []Removed // backups pruned after this volume's success
 	Err         *Problem

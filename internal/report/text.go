@@ -125,6 +125,9 @@ func volumeDetails(w io.Writer, v Volume) {
 	if v.BackupID != "" {
 		fmt.Fprintf(w, "  backup    %s\n", v.BackupID)
 	}
+	if v.Level > 0 {
+		fmt.Fprintf(w, "  level     incremental %d, on %s\n", v.Level, v.Parent)
+	}
 	if v.Consistency != "" {
 		fmt.Fprintf(w, "  snapshot  %s\n", consistencyText(v.Consistency))
 	}
