@@ -348,6 +348,12 @@ type child struct {
 // dir archives a directory: its header hdr, then its entries in lexical
 // (byte) order. Its entries are on st.Dev, or not entered.
 func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error {
+	// Its attributes first: an fscrypt-encrypted directory stops the
+	// archive there (EncryptedError), before a kernel without fscrypt
+	// refuses to list it.
+	if err := a.fillHeader(abs, st, hdr); err != nil {
+		return err
+	}
 	kids, err := a.list(abs, rel, st.Dev)
 	if err != nil {
 		return err
@@ -355,7 +361,7 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 	if a.opts.Parent != nil {
 		setDumpdir(hdr, kids)
 	}
-	if err := a.writeHeader(abs, st, hdr); err != nil {
+	if err := a.emit(abs, st, hdr); err != nil {
 		return err
 	}
 	// The prefetcher warms the files whose data will be read.
@@ -630,6 +636,11 @@ func (a *archiver) writeHeader(abs string, st *unix.Stat_t, hdr *tar.Header) err
 	if err := a.fillHeader(abs, st, hdr); err != nil {
 		return err
 	}
+	return a.emit(abs, st, hdr)
+}
+
+// emit indexes and writes a header fillHeader completed.
+func (a *archiver) emit(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	if err := a.index(abs, st, hdr, false); err != nil {
 		return err
 	}
