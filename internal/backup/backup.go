@@ -183,7 +183,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			}
 		}
 	}
-	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size, Consistency: r.consistency(snap)}
+	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size, Consistency: r.consistency(snap), Set: setOf(snap)}
 	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
 
 	parts, err := r.layout(ctx)

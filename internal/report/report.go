@@ -86,7 +86,8 @@ type Volume struct {
 	PeakCOWPct float64
 	// Consistency is what the backup's snapshot holds, as its manifest
 	// says: crash, hooked (a pre_snapshot hook quiesced the volume),
-	// offline; "" when unknown.
+	// frozen (a libvirt guest's filesystems were frozen), offline; ""
+	// when unknown.
 	Consistency string
 	Filesystems []FS
 	Removed     []Removed // backups pruned after this volume's success

@@ -338,6 +338,8 @@ func consistencyText(c string) string {
 		return "crash-consistent: the volume was in use, nothing quiesced it"
 	case "offline":
 		return "offline: the image was not in use"
+	case "frozen":
+		return "frozen: the guest's filesystems were frozen (qemu-guest-agent) while it was taken"
 	}
 	return c
 }
