@@ -55,6 +55,10 @@ type Options struct {
 	UUID   string
 	// FreezeTimeout bounds the freeze (0: DefaultFreezeTimeout).
 	FreezeTimeout time.Duration
+	// Running: the domain runs, so its guest is frozen for the
+	// snapshots; a domain that is shut off is not (its disks are not in
+	// use: consistency offline).
+	Running bool
 	// RequireFreeze fails the domain when its guest cannot be frozen,
 	// instead of backing it up crash-consistent.
 	RequireFreeze bool
@@ -205,6 +209,10 @@ func (s *set) take(ctx context.Context, ws []arrival) {
 			return
 		}
 	}
+	if !o.Running {
+		s.answer(ctx, ws, s.snapshots(ctx, ws), manifest.ConsistencyOffline)
+		return
+	}
 	thawed := false
 	thaw := func() {
 		if thawed {
@@ -269,6 +277,21 @@ func (s *set) take(ctx context.Context, ws []arrival) {
 		}
 	}
 
+	consistency := ""
+	if notFrozen == nil {
+		consistency = manifest.ConsistencyFrozen
+	}
+	got := s.snapshots(ctx, ws)
+	thaw()
+	if notFrozen == nil {
+		log.Info("disks snapshotted while frozen", "disks", len(ws), "frozen_for", time.Since(start).Round(time.Millisecond))
+	}
+	s.answer(ctx, ws, got, consistency)
+}
+
+// snapshots creates every arrival's snapshot, all at once.
+func (s *set) snapshots(ctx context.Context, ws []arrival) []taken {
+	o := s.o
 	got := make([]taken, len(ws))
 	var wg sync.WaitGroup
 	for k, a := range ws {
@@ -281,11 +304,12 @@ func (s *set) take(ctx context.Context, ws []arrival) {
 		}()
 	}
 	wg.Wait()
-	thaw()
-	if notFrozen == nil {
-		log.Info("disks snapshotted while frozen", "disks", len(ws), "frozen_for", time.Since(start).Round(time.Millisecond))
-	}
+	return got
+}
 
+// answer hands every arrival its snapshot, or, when any failed, an error
+// (what was made is released: the set is taken whole or not at all).
+func (s *set) answer(ctx context.Context, ws []arrival, got []taken, consistency string) {
 	failed := -1
 	for k, t := range got {
 		if t.err != nil {
@@ -314,9 +338,7 @@ func (s *set) take(ctx context.Context, ws []arrival) {
 		info := *s.info
 		info.Disk = s.members[a.i].Target
 		t.snap.Set = &info
-		if notFrozen == nil {
-			t.snap.Consistency = manifest.ConsistencyFrozen
-		}
+		t.snap.Consistency = consistency
 		a.reply <- t
 	}
 }

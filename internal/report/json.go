@@ -75,6 +75,7 @@ type jsonVol struct {
 	Files          *int64     `json:"files"`
 	PeakCOWPercent *float64   `json:"peak_cow_percent"`
 	Consistency    string     `json:"consistency,omitempty"`
+	Domain         string     `json:"domain,omitempty"`
 	Filesystems    []jsonFS   `json:"filesystems"`
 	Removed        []jsonRm   `json:"removed"`
 	Error          *jsonError `json:"error,omitempty"`
@@ -160,6 +161,7 @@ func JSON(w io.Writer, r *Run) error {
 			Error:       jsonErr(v.Err),
 			Warnings:    v.Warnings,
 			Consistency: v.Consistency,
+			Domain:      v.Domain,
 		}
 		if v.PeakCOWPct >= 0 {
 			jv.PeakCOWPercent = &v.PeakCOWPct

@@ -89,6 +89,10 @@ type Volume struct {
 	// frozen (a libvirt guest's filesystems were frozen), offline; ""
 	// when unknown.
 	Consistency string
+	// Domain, for a disk of a libvirt domain, is the domain and the disks
+	// snapshotted together with this one, as "web1: vda image/web1.img,
+	// vdb vg0/web1-data"; "" for a volume backed up alone.
+	Domain      string
 	Filesystems []FS
 	Removed     []Removed // backups pruned after this volume's success
 	Err         *Problem

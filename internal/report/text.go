@@ -128,6 +128,9 @@ func volumeDetails(w io.Writer, v Volume) {
 	if v.Consistency != "" {
 		fmt.Fprintf(w, "  snapshot  %s\n", consistencyText(v.Consistency))
 	}
+	if v.Domain != "" {
+		fmt.Fprintf(w, "  domain    %s (taken together)\n", v.Domain)
+	}
 	for _, fs := range special {
 		what := fs.Name
 		if fs.Type != "" {
