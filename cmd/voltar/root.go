@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"voltar/internal/domain"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,8 @@ type app struct {
 	// qcowSnap is the one qcow2 snapshotter of a command: it keeps the
 	// storage daemons it started until their snapshots are released.
 	qcowSnap *qcow2.Snapshotter
+	// virtClient is the one libvirt client of a command (domains:).
+	virtClient *domain.Client
 }
 
 func (a *app) rootCmd() *cobra.Command {
