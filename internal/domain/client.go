@@ -32,7 +32,8 @@ type Client struct {
 // ErrUnavailable wraps failures to reach libvirtd at all.
 var ErrUnavailable = errors.New("libvirt is not available")
 
-func (c *Client) socket() string {
+// SocketPath is the socket the client dials.
+func (c *Client) SocketPath() string {
 	if c.Socket == "" {
 		return DefaultSocket
 	}
@@ -51,9 +52,9 @@ func (c *Client) conn() (*golibvirt.Libvirt, error) {
 			return c.l, nil
 		}
 	}
-	l := golibvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(c.socket()), dialers.WithLocalTimeout(5*time.Second)))
+	l := golibvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(c.SocketPath()), dialers.WithLocalTimeout(5*time.Second)))
 	if err := l.ConnectToURI(golibvirt.QEMUSystem); err != nil {
-		return nil, fail.Hint(fmt.Errorf("%w: connect to %s: %v", ErrUnavailable, c.socket(), err),
+		return nil, fail.Hint(fmt.Errorf("%w: connect to %s: %v", ErrUnavailable, c.SocketPath(), err),
 			"start libvirtd (or virtqemud), or set libvirt_socket in the config; `virsh -c qemu:///system list` must work")
 	}
 	c.l = l

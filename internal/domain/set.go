@@ -48,9 +48,22 @@ type Member struct {
 	Options backup.Options
 }
 
+// Freezer freezes and thaws a domain's guest: Client, through libvirt.
+type Freezer interface {
+	// Freeze freezes the guest's filesystems and returns how many.
+	Freeze(ctx context.Context, domain string) (int, error)
+	// Thaw thaws them and returns how many.
+	Thaw(ctx context.Context, domain string) (int, error)
+	// SocketPath is libvirt's socket, recorded in the journal's freeze
+	// entry for the sweep (ThawLeftover).
+	SocketPath() string
+}
+
+var _ Freezer = (*Client)(nil)
+
 // Options configure the backup of one domain.
 type Options struct {
-	Client *Client
+	Client Freezer
 	Domain string
 	UUID   string
 	// FreezeTimeout bounds the freeze (0: DefaultFreezeTimeout).
@@ -202,7 +215,7 @@ func (s *set) take(ctx context.Context, ws []arrival) {
 	}
 	// Journaled before the freeze: a run killed while the guest is
 	// frozen leaves the entry, and the next command's sweep thaws it.
-	ref := FreezeRef{Socket: o.Client.socket(), Domain: o.Domain, UUID: o.UUID}.String()
+	ref := FreezeRef{Socket: o.Client.SocketPath(), Domain: o.Domain, UUID: o.UUID}.String()
 	if o.Journal != nil {
 		if err := o.Journal.Add(cleanup.Freeze, ref); err != nil {
 			all(fmt.Errorf("domain %s: journal the freeze: %w", o.Domain, err))
