@@ -42,7 +42,8 @@ func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "voltar",
 		Short: "Snapshot-consistent, space-efficient backups of block volumes",
-		Long: `voltar backs up LVM logical volumes and disk images (raw, qcow2): it snapshots each
+		Long: `voltar backs up LVM logical volumes and disk images (raw, qcow2), also as the disks
+of libvirt domains (all of a VM's disks at one instant, the guest frozen): it snapshots each
 volume, finds the partitions inside, mounts every filesystem read-only from the
 snapshot and streams the used data into compressed tar archives with SHA-256
 checksums. Every archive restores with plain sha256sum, zstd and tar.
