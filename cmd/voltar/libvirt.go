@@ -176,7 +176,13 @@ func (a *app) domainJobs(disks []domainDisk) ([]nightly.Job, map[string]domain.O
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: d.snap, Excludes: a.excludesFor(v, nil),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v), Isolation: a.cfg.IsolationFor(v.ID()),
 			Domain: d.dom.Name, Target: d.target})
-		opts[d.dom.Name] = domain.Options{Client: a.virt(), Domain: d.dom.Name, UUID: d.dom.UUID, Running: d.dom.Running,
+		if _, ok := opts[d.dom.Name]; ok {
+			continue
+		}
+		// A client of its own: a call given up on (a freeze past
+		// freeze_timeout) closes its connection, which must not fail
+		// another domain's call in flight.
+		opts[d.dom.Name] = domain.Options{Client: &domain.Client{Socket: a.cfg.LibvirtSocket}, Domain: d.dom.Name, UUID: d.dom.UUID, Running: d.dom.Running,
 			FreezeTimeout: a.cfg.FreezeTimeout, RequireFreeze: a.cfg.RequireFreeze, Inject: domainInject}
 	}
 	return jobs, opts

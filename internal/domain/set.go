@@ -110,15 +110,27 @@ func Backup(ctx context.Context, members []Member, o Options) []Result {
 		s.info.Disks = append(s.info.Disks, volume.SetDisk{Target: m.Target, Volume: m.Volume.ID()})
 	}
 	results := make([]Result, len(members))
+	// ended[i] closes when disk i's backup returned: disk i+1 reads its
+	// snapshot only then, so a domain's disks are archived one after the
+	// other, in the one slot of concurrency the domain takes.
+	ended := make([]chan struct{}, len(members))
+	for i := range ended {
+		ended[i] = make(chan struct{})
+	}
 	var wg sync.WaitGroup
 	for i, m := range members {
 		bo := m.Options
-		bo.Snapshotter = &member{inner: m.Options.Snapshotter, set: s, i: i}
+		mb := &member{inner: m.Options.Snapshotter, set: s, i: i}
+		if i > 0 {
+			mb.after = ended[i-1]
+		}
+		bo.Snapshotter = mb
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			man, err := backup.Volume(ctx, m.Volume, bo)
 			results[i] = Result{Target: m.Target, Volume: m.Volume, Manifest: man, Err: err}
+			close(ended[i])
 			s.finished <- i
 		}()
 	}
