@@ -14,9 +14,6 @@ type member struct {
 	inner volume.Snapshotter
 	set   *set
 	i     int
-	// after, when set, closes when the previous disk's backup returned:
-	// Create hands over the snapshot only then.
-	after <-chan struct{}
 }
 
 var (
@@ -36,12 +33,6 @@ func (m *member) Create(ctx context.Context, v volume.Volume, runID string) (*vo
 	// The coordinator always answers an arrival (it may be releasing a
 	// snapshot of this disk already made, so no early return on ctx).
 	t := <-reply
-	if t.err == nil && m.after != nil {
-		// Not on ctx: a snapshot returned is released by backup, one
-		// dropped here would not be; the previous disk's backup ends
-		// soon after a cancel anyway.
-		<-m.after
-	}
 	return t.snap, t.err
 }
 

@@ -111,8 +111,9 @@ func Backup(ctx context.Context, members []Member, o Options) []Result {
 	}
 	results := make([]Result, len(members))
 	// ended[i] closes when disk i's backup returned: disk i+1 reads its
-	// snapshot only then, so a domain's disks are archived one after the
-	// other, in the one slot of concurrency the domain takes.
+	// snapshot only then (backup.Options.Turn; its post_snapshot hook ran
+	// already), so a domain's disks are archived one after the other, in
+	// the one slot of concurrency the domain takes.
 	ended := make([]chan struct{}, len(members))
 	for i := range ended {
 		ended[i] = make(chan struct{})
@@ -120,11 +121,17 @@ func Backup(ctx context.Context, members []Member, o Options) []Result {
 	var wg sync.WaitGroup
 	for i, m := range members {
 		bo := m.Options
-		mb := &member{inner: m.Options.Snapshotter, set: s, i: i}
+		bo.Snapshotter = &member{inner: m.Options.Snapshotter, set: s, i: i}
 		if i > 0 {
-			mb.after = ended[i-1]
+			prev := ended[i-1]
+			bo.Turn = func(ctx context.Context) error {
+				// Not on ctx: the previous disk's backup ends soon
+				// after a cancel anyway, and this one's next stage
+				// sees it.
+				<-prev
+				return nil
+			}
 		}
-		bo.Snapshotter = mb
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

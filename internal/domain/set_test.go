@@ -89,6 +89,15 @@ func (w *watched) Planned(v volume.Volume, runID, part string) []volume.Planned 
 	return w.Snapshotter.(volume.Planner).Planned(v, runID, part)
 }
 
+func (w *watched) Release(ctx context.Context, s *volume.Snapshot) error {
+	disk := "data"
+	if strings.Contains(filepath.Base(s.Name), "root") {
+		disk = "root"
+	}
+	w.g.log("release(" + disk + ")")
+	return w.Snapshotter.Release(ctx, s)
+}
+
 func (w *watched) Create(ctx context.Context, v volume.Volume, runID string) (*volume.Snapshot, error) {
 	w.g.mu.Lock()
 	state := "thawed"
@@ -184,7 +193,8 @@ func TestSetFrozen(t *testing.T) {
 	e := newSetEnv(t)
 	res := e.backup(domain.Options{}, nil, nil)
 	e.finish()
-	if got, want := e.guest.seq(), "freeze snapshot(frozen) snapshot(frozen) thaw"; got != want {
+	// vdb is read (and released) only after vda's backup ended.
+	if got, want := e.guest.seq(), "freeze snapshot(frozen) snapshot(frozen) thaw release(root) release(data)"; got != want {
 		t.Errorf("sequence %q, want %q", got, want)
 	}
 	for _, r := range res {
@@ -211,7 +221,7 @@ func TestSetNoAgent(t *testing.T) {
 				t.Errorf("%s: err %v, snapshot %+v; want crash-consistent, in its set", r.Target, r.Err, r.Manifest)
 			}
 		}
-		if got, want := e.guest.seq(), "freeze snapshot(thawed) snapshot(thawed) thaw"; got != want {
+		if got, want := e.guest.seq(), "freeze snapshot(thawed) snapshot(thawed) thaw release(root) release(data)"; got != want {
 			t.Errorf("sequence %q, want %q", got, want)
 		}
 	})
@@ -243,7 +253,7 @@ func TestSetFreezeTimeout(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("took %s", d)
 	}
-	if got, want := e.guest.seq(), "freeze snapshot(thawed) snapshot(thawed) thaw"; got != want {
+	if got, want := e.guest.seq(), "freeze snapshot(thawed) snapshot(thawed) thaw release(root) release(data)"; got != want {
 		t.Errorf("sequence %q, want %q", got, want)
 	}
 	for _, r := range res {
@@ -259,7 +269,7 @@ func TestSetSnapshotFails(t *testing.T) {
 	e := newSetEnv(t)
 	res := e.backup(domain.Options{}, map[int]error{1: errors.New("no space for the clone")}, nil)
 	e.finish()
-	if got, want := e.guest.seq(), "freeze snapshot(frozen) snapshot(frozen) thaw"; got != want {
+	if got, want := e.guest.seq(), "freeze snapshot(frozen) snapshot(frozen) thaw release(root)"; got != want {
 		t.Errorf("sequence %q, want %q", got, want)
 	}
 	if res[1].Err == nil || !strings.Contains(res[1].Err.Error(), "no space for the clone") {
