@@ -25,9 +25,8 @@ import (
 // to both of its disks all the time: a partitioned raw file and a qcow2
 // file, each with ext4, on an xfs with reflinks. voltar backs the domain
 // up as one set with the guest frozen; a run killed while the guest is
-// frozen leaves it frozen and the next command thaws it; without an
-// agent the backup is crash-consistent, or, with require_freeze, fails
-// and leaves nothing behind.
+// frozen leaves it frozen and the next command thaws it; an agent that
+// hangs costs freeze_timeout and gives a crash-consistent set.
 func TestLibvirtDomain(t *testing.T) {
 	g := startGuest(t)
 
@@ -84,34 +83,103 @@ func TestLibvirtDomain(t *testing.T) {
 	}
 	g.nothingLeft(t)
 
-	// 3. No agent: crash-consistent, and said so.
-	g.agentCommand(t, `{"execute":"guest-exec","arguments":{"path":"/bin/busybox","arg":["killall","qemu-ga"]}}`)
-	deadline := time.Now().Add(20 * time.Second)
-	for g.agentAnswers() && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+	// 3. An agent that hangs: the freeze is given up after
+	// freeze_timeout and the disks are taken crash-consistent; libvirt
+	// holds the domain until the agent answers the freeze, so the thaw
+	// fails too, and the run says the guest may still be frozen. (Last:
+	// the domain's agent never answers again.)
+	before := len(g.manifests(t))
+	g.agentCommand(t, `{"execute":"guest-exec","arguments":{"path":"/bin/busybox","arg":["sh","-c","sleep 0.5; kill -STOP $(pidof qemu-ga)"]}}`)
+	time.Sleep(2 * time.Second)
+	os.WriteFile(g.cfg, []byte(strings.Replace(string(g.cfgBytes), "freeze_timeout: 20s", "freeze_timeout: 2s", 1)), 0o600)
+	start := time.Now()
+	out = g.voltar(t, 1, "run")
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("the run with a hung agent took %s", d)
 	}
-	out = g.voltar(t, 0, "run")
-	if !strings.Contains(out, "crash-consistent") {
-		t.Errorf("the report of a guest without agent does not say crash-consistent:\n%s", out)
-	}
-	ms = g.manifests(t)
-	for _, m := range ms[len(ms)-2:] {
-		if m.Snapshot.Consistency != manifest.ConsistencyCrash || m.Snapshot.Set == nil {
-			t.Errorf("%s: consistency %q set %v, want crash, with its set", m.ID, m.Snapshot.Consistency, m.Snapshot.Set)
+	for _, want := range []string{"did not finish within freeze_timeout (2s)", "crash-consistent", "may still be frozen"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the run with a hung agent does not say %q:\n%s", want, out)
 		}
 	}
+	ms = g.manifests(t)
+	if len(ms) != before+2 {
+		t.Fatalf("%d backups, want %d: a failed thaw does not unmake stored backups", len(ms), before+2)
+	}
+	for _, m := range ms[before:] {
+		if m.Snapshot.Consistency != manifest.ConsistencyCrash {
+			t.Errorf("%s: consistency %q, want crash", m.ID, m.Snapshot.Consistency)
+		}
+	}
+	if js, _ := filepath.Glob(filepath.Join(g.state, "runs", "*.journal")); len(js) != 1 {
+		t.Errorf("journals %v: want the run's, with its freeze entry kept for the next sweep", js)
+	}
+}
 
-	// 4. require_freeze: the domain fails, nothing is left behind.
-	before := len(ms)
+// A domain without a guest agent (no channel; it boots nothing, its
+// disks hold ext4): its disks are backed up crash-consistent, and said
+// so; with require_freeze it fails and leaves nothing behind.
+func TestLibvirtDomainWithoutAgent(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTools(t, "virsh", "qemu-system-x86_64", "mkfs.ext4", "mkfs.xfs")
+	requireLibvirt(t)
+	dir := t.TempDir()
+	g := &guest{dir: dir, name: fmt.Sprintf("voltar-noagent-%d", os.Getpid()),
+		store: filepath.Join(dir, "store"), state: filepath.Join(dir, "state"), vmDir: filepath.Join(dir, "vm")}
+	os.Mkdir(g.vmDir, 0o755)
+	disk := filepath.Join(g.vmDir, "noagent-root.img")
+	testutil.Run(t, "truncate", "-s", "32M", disk)
+	testutil.Run(t, "mkfs.ext4", "-q", "-F", disk)
+	xml := fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
+    <memballoon model='none'/>
+  </devices>
+  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+</domain>`, g.name, disk)
+	p := filepath.Join(dir, "domain.xml")
+	os.WriteFile(p, []byte(xml), 0o644)
+	testutil.Run(t, "virsh", "-q", "-c", "qemu:///system", "create", p)
+	t.Cleanup(func() { exec.Command("virsh", "-q", "-c", "qemu:///system", "destroy", g.name).Run() })
+	g.cfg = filepath.Join(dir, "voltar.yaml")
+	g.cfgBytes = []byte(fmt.Sprintf("store: %s\nhost: h1\nruntime_dir: %s/run\nstate_dir: %s\ndomains: [%s]\n", g.store, dir, g.state, g.name))
+	os.WriteFile(g.cfg, g.cfgBytes, 0o600)
+	os.Mkdir(g.store, 0o700)
+
+	out := g.voltar(t, 0, "run")
+	if !strings.Contains(out, "crash-consistent") || !strings.Contains(out, "QEMU guest agent is not configured") {
+		t.Errorf("the run of a domain without agent does not say crash-consistent and why:\n%s", out)
+	}
+	ms := g.manifests(t)
+	if len(ms) != 1 || ms[0].Snapshot.Consistency != manifest.ConsistencyCrash || ms[0].Snapshot.Set == nil || ms[0].Snapshot.Set.Domain != g.name {
+		t.Fatalf("manifests %d, want 1, crash-consistent, in its set", len(ms))
+	}
+	g.nothingLeft(t)
+
 	os.WriteFile(g.cfg, append(g.cfgBytes, []byte("require_freeze: true\n")...), 0o600)
 	out = g.voltar(t, 1, "run")
 	if !strings.Contains(out, "require_freeze is set, but the guest cannot be frozen") {
 		t.Errorf("the failed run does not say why:\n%s", out)
 	}
-	if n := len(g.manifests(t)); n != before {
-		t.Errorf("%d backups after a failed require_freeze run, want %d", n, before)
+	if n := len(g.manifests(t)); n != 1 {
+		t.Errorf("%d backups after a failed require_freeze run, want 1", n)
+	}
+	if objs, _ := filepath.Glob(filepath.Join(g.store, "h1", "image", "*", "*")); len(objs) != 1 {
+		t.Errorf("backup folders %v, want only the first run's", objs)
 	}
 	g.nothingLeft(t)
+}
+
+// requireLibvirt skips (or fails) the test when libvirtd does not answer.
+func requireLibvirt(t *testing.T) {
+	c := &domain.Client{}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Names(ctx); err != nil {
+		testutil.Unavailable(t, "libvirtd does not answer on %s (scripts/start-libvirtd.sh starts it): %v", domain.DefaultSocket, err)
+	}
 }
 
 // TestLibvirtKilledHelper is the run TestLibvirtDomain kills: it stops
@@ -146,14 +214,7 @@ func startGuest(t *testing.T) *guest {
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "virsh", "qemu-system-x86_64", "qemu-img", "qemu-ga", "busybox", "cpio", "gzip",
 		"mkfs.ext4", "mkfs.xfs", "e2fsck", "sfdisk", "modprobe", "go")
-	c := &domain.Client{}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err := c.Names(ctx)
-	cancel()
-	c.Close()
-	if err != nil {
-		testutil.Unavailable(t, "libvirtd does not answer on %s (scripts/start-libvirtd.sh starts it): %v", domain.DefaultSocket, err)
-	}
+	requireLibvirt(t)
 	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
 	if len(kernels) == 0 {
 		testutil.Unavailable(t, "no kernel in /boot (apt-get install linux-image-amd64)")

@@ -3,7 +3,6 @@ package domain
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -12,8 +11,9 @@ import (
 
 // ThawLeftover is the sweep's handler of cleanup.Freeze: it thaws a
 // guest a killed run may have left frozen. A domain that is gone, not
-// running or without an agent has nothing frozen; libvirt that cannot be
-// reached now keeps the entry for a later command (with a warning).
+// running or without an agent has nothing frozen; a thaw that fails
+// (libvirt not reachable, the agent hung) keeps the entry for a later
+// command, with a warning in the log.
 func ThawLeftover(log *slog.Logger) cleanup.Handler {
 	return func(ctx context.Context, ref string) error {
 		var f FreezeRef
@@ -31,9 +31,10 @@ func ThawLeftover(log *slog.Logger) cleanup.Handler {
 			return nil
 		case NoAgent(err) || NotRunning(err):
 			return nil
-		case errors.Is(err, ErrUnavailable):
-			return cleanup.Later(fmt.Errorf("thaw domain %s: %w", f.Domain, err))
 		}
-		return fmt.Errorf("thaw domain %s (virsh domfsthaw %s): %w", f.Domain, f.Domain, err)
+		// Kept for the next command, with a warning: failing every
+		// command would not thaw the guest either (libvirt holds the
+		// domain while a hung agent has not answered the freeze).
+		return cleanup.Later(fmt.Errorf("thaw domain %s (virsh domfsthaw %s): %w", f.Domain, f.Domain, err))
 	}
 }
