@@ -155,6 +155,10 @@ func newSetEnv(t *testing.T) *setEnv {
 // backup backs the domain up; fail[i] fails disk i's snapshot, inject[i]
 // its backup at a stage.
 func (e *setEnv) backup(o domain.Options, fail map[int]error, inject map[int]string) []domain.Result {
+	return e.backupCtx(context.Background(), o, fail, inject)
+}
+
+func (e *setEnv) backupCtx(ctx context.Context, o domain.Options, fail map[int]error, inject map[int]string) []domain.Result {
 	var ms []domain.Member
 	for i, v := range e.disks {
 		bo := backup.Options{
@@ -175,7 +179,7 @@ func (e *setEnv) backup(o domain.Options, fail map[int]error, inject map[int]str
 		ms = append(ms, domain.Member{Target: []string{"vda", "vdb"}[i], Volume: v, Options: bo})
 	}
 	o.Client, o.Domain, o.UUID, o.RunID, o.Journal, o.Running = e.guest, "vm1", "uuid-1", e.runID, e.journal, true
-	return domain.Backup(context.Background(), ms, o)
+	return domain.Backup(ctx, ms, o)
 }
 
 // finish closes the journal: everything the set made must be released.
@@ -332,4 +336,24 @@ func (e *setEnv) noBackups() {
 	for _, o := range objs {
 		e.t.Errorf("left in the store: %s", o.Key)
 	}
+}
+
+// SIGINT/SIGTERM (the context cancelled) during the freeze: the thaw
+// still runs, every disk fails, nothing is left.
+func TestSetCancelledDuringFreeze(t *testing.T) {
+	e := newSetEnv(t)
+	e.guest.block = true
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	res := e.backupCtx(ctx, domain.Options{FreezeTimeout: time.Minute}, nil, nil)
+	e.finish()
+	if got, want := e.guest.seq(), "freeze thaw"; got != want {
+		t.Errorf("sequence %q, want %q", got, want)
+	}
+	for _, r := range res {
+		if r.Manifest != nil || !errors.Is(r.Err, context.Canceled) {
+			t.Errorf("%s: manifest %v, err %v; want failed, cancelled", r.Target, r.Manifest != nil, r.Err)
+		}
+	}
+	e.noBackups()
 }
