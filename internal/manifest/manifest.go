@@ -28,7 +28,9 @@ import (
 // "backing_chain" (a qcow2 image's): the filesystems are the guest's,
 // and an older voltar restores them as a raw image. Neither does "outside": an older voltar
 // restores the filesystems as it always did, and its verify re-hashes
-// the object, which SHA256SUMS lists, against SHA256SUMS.
+// the object, which SHA256SUMS lists, against SHA256SUMS. Nor does a
+// snapshot's "set" (the disks of a libvirt domain taken together) or its
+// consistency "frozen": both only describe how the snapshot was taken.
 const Schema = 4
 
 // SchemaFor returns the schema a manifest is written with.
