@@ -30,12 +30,14 @@ vet:
 # turns a missing component into a failure instead of a skip.
 test: test-deps build vet services test-unit test-lvm test-deb
 
-# Real servers the tests talk to, on 127.0.0.1: mailpit (SMTP + API), and an
-# sshd with a MariaDB behind it for the database dumps.
+# Real servers the tests talk to, on 127.0.0.1: mailpit (SMTP + API), an
+# sshd with a MariaDB behind it for the database dumps, versitygw (S3), and
+# libvirtd for the libvirt domain tests (their guests run under QEMU TCG).
 services:
 	scripts/start-mailpit.sh
 	scripts/start-sshd-mariadb.sh
 	scripts/start-versitygw.sh
+	scripts/start-libvirtd.sh
 
 test-unit:
 	$(GO) test -count=1 -timeout 20m ./...

@@ -21,6 +21,7 @@ import (
 	"voltar/internal/codec"
 	"voltar/internal/config"
 	"voltar/internal/crypt"
+	"voltar/internal/domain"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
@@ -168,6 +169,12 @@ func resolveImage(path string, offline bool) (volume.Volume, error) {
 // but missing: the operator asked for it, so `run` fails it rather than
 // dropping it. Only a config error or a cancel is an error here.
 func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, error) {
+	cs, vols, _, err := a.selectAll(ctx)
+	return cs, vols, err
+}
+
+// selectAll is selection plus the disks of the selected libvirt domains.
+func (a *app) selectAll(ctx context.Context) ([]candidate, []volume.Volume, []domainDisk, error) {
 	var out []candidate
 	var vols []volume.Volume
 	if vgs := a.cfg.LVM.VolumeGroups; len(vgs) > 0 {
@@ -176,7 +183,7 @@ func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, erro
 		// error.
 		s, lerr := a.lvm()
 		if fail.IsUsage(lerr) {
-			return nil, nil, lerr
+			return nil, nil, nil, lerr
 		}
 		for _, g := range vgs {
 			err := lerr
@@ -187,7 +194,7 @@ func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, erro
 				cs, err = s.List(ctx, []string{g}, lvm.Filter{Include: a.cfg.LVM.Include, Exclude: a.cfg.LVM.Exclude})
 			}
 			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
+				return nil, nil, nil, ctx.Err()
 			}
 			if err != nil {
 				out = append(out, missingVG(g, err))
@@ -210,10 +217,19 @@ func (a *app) selection(ctx context.Context) ([]candidate, []volume.Volume, erro
 		out = append(out, candidate{Volume: v.ID(), Kind: v.Kind, Format: v.Format, Path: v.Path, Size: v.Size, Selected: true})
 		vols = append(vols, v)
 	}
+	ids := map[string]bool{}
+	for _, v := range vols {
+		ids[v.ID()] = true
+	}
+	dcs, disks, err := a.domainSelection(ctx, ids)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	out = append(out, dcs...)
 	for i := range out {
 		out[i].Isolation = a.cfg.IsolationFor(out[i].Volume)
 	}
-	return out, vols, nil
+	return out, vols, disks, nil
 }
 
 // missingVG is the candidate of a configured volume group that cannot be
@@ -445,10 +461,10 @@ func (a *app) s3Config(name string) (s3.Config, error) {
 // jobs is what `voltar run` backs up: every selected volume with its
 // snapshotter and excludes, and the configured sources that cannot be
 // backed up, which the run reports as failed.
-func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error) {
-	cs, vols, err := a.selection(ctx)
+func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, map[string]domain.Options, error) {
+	cs, vols, disks, err := a.selectAll(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var missing []nightly.Missing
 	for _, c := range cs {
@@ -460,13 +476,14 @@ func (a *app) jobs(ctx context.Context) ([]nightly.Job, []nightly.Missing, error
 	for _, v := range vols {
 		snap, err := a.snapshotter(v)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		jobs = append(jobs, nightly.Job{Volume: v, Snapshotter: snap, Excludes: a.excludesFor(v, nil),
 			BtrfsSnapshots: a.cfg.IncludeBtrfsSnapshots(v.ID()), Hooks: a.hooksFor(v), Isolation: a.cfg.IsolationFor(v.ID()),
 			Incremental: a.incrementalFor(v, false)})
 	}
-	return jobs, missing, nil
+	djobs, dopts := a.domainJobs(disks)
+	return append(jobs, djobs...), missing, dopts, nil
 }
 
 // incrementalFor is the incremental setting of volume v's backup; full

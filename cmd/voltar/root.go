@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"voltar/internal/domain"
 
 	"github.com/spf13/cobra"
 
@@ -33,13 +34,16 @@ type app struct {
 	// qcowSnap is the one qcow2 snapshotter of a command: it keeps the
 	// storage daemons it started until their snapshots are released.
 	qcowSnap *qcow2.Snapshotter
+	// virtClient is the one libvirt client of a command (domains:).
+	virtClient *domain.Client
 }
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "voltar",
 		Short: "Snapshot-consistent, space-efficient backups of block volumes",
-		Long: `voltar backs up LVM logical volumes and disk images (raw, qcow2): it snapshots each
+		Long: `voltar backs up LVM logical volumes and disk images (raw, qcow2), also as the disks
+of libvirt domains (all of a VM's disks at one instant, the guest frozen): it snapshots each
 volume, finds the partitions inside, mounts every filesystem read-only from the
 snapshot and streams the used data into compressed tar archives with SHA-256
 checksums. Every archive restores with plain sha256sum, zstd and tar.

@@ -64,7 +64,7 @@ func (a *app) nightly(ctx context.Context) error {
 		return abort(err)
 	}
 	defer ses.end()
-	jobs, missing, err := a.jobs(ctx)
+	jobs, missing, domains, err := a.jobs(ctx)
 	if err != nil {
 		return abort(err)
 	}
@@ -74,7 +74,7 @@ func (a *app) nightly(ctx context.Context) error {
 	bars := progress.New(stderrFile(a))
 	rep := nightly.Run(ctx, nightly.Options{
 		Settings: a.writerSettings(st, host, rcpt, sig, ses.journal),
-		Jobs:     jobs, Missing: missing, Concurrency: cfg.Concurrency,
+		Jobs:     jobs, Missing: missing, Concurrency: cfg.Concurrency, Domains: domains,
 		Backup: backup.Options{RuntimeDir: cfg.RuntimeDir, RunID: ses.runID, Progress: bars, BootRaw: cfg.BootPartitions == "raw"},
 		Prune:  po,
 		Dumps:  dumpTargets(cfg.Dumps), DumpsAfter: cfg.DumpsWhen == "after", DumpConcurrency: cfg.DumpConcurrency,
@@ -86,7 +86,7 @@ func (a *app) nightly(ctx context.Context) error {
 		rep.Errors = append(rep.Errors, *report.NewProblem(err))
 	}
 	if len(jobs) == 0 && len(missing) == 0 && len(cfg.Dumps) == 0 {
-		rep.Errors = append(rep.Errors, report.Problem{Message: "no volumes selected", Hints: []string{"set lvm.volume_groups or images in the config; voltar volumes shows the selection"}})
+		rep.Errors = append(rep.Errors, report.Problem{Message: "no volumes selected", Hints: []string{"set lvm.volume_groups, images or domains in the config; voltar volumes shows the selection"}})
 	}
 	return a.deliver(ctx, out, rep)
 }

@@ -8,6 +8,7 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/cleanup"
+	"voltar/internal/domain"
 	"voltar/internal/fail"
 	"voltar/internal/lock"
 	"voltar/internal/mountfs"
@@ -114,6 +115,8 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 		a.log.Warn("leftover snapshots cannot be released", "err", err)
 	}
 	o.Sweepers = append(o.Sweepers, a.images(), a.qcow2())
+	// A guest a killed run left frozen (domains:).
+	o.Handlers = map[string]cleanup.Handler{cleanup.Freeze: domain.ThawLeftover(a.log)}
 	n, err := backup.Sweep(ctx, o)
 	// FUSE mounts whose voltar mount was killed.
 	k, merr := mountfs.Sweeper{RuntimeDir: a.cfg.RuntimeDir}.Sweep(ctx)

@@ -27,7 +27,12 @@ type candidate struct {
 	Hints   []string `json:"hints,omitempty"`
 	// Isolation is where its filesystems are parsed: kernel or sandbox.
 	Isolation string `json:"isolation"`
-	err       error  // the missing source's error, for the run's report
+	// Domain and Disk: a disk of a libvirt domain (domains:), by its
+	// target name in the guest; its Volume is the volume it is backed up
+	// as (or its source, when it is skipped).
+	Domain string `json:"domain,omitempty"`
+	Disk   string `json:"disk,omitempty"`
+	err    error  // the missing source's error, for the run's report
 }
 
 // MarshalJSON writes an unknown size as null.
@@ -71,7 +76,7 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 		return a.printJSON(cs)
 	}
 	if len(cs) == 0 {
-		fmt.Fprintln(a.stdout, "no volumes configured: set lvm.volume_groups or images in the config")
+		fmt.Fprintln(a.stdout, "no volumes configured: set lvm.volume_groups, images or domains in the config")
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -92,6 +97,9 @@ func (a *app) runVolumes(ctx context.Context, o volumesFlags, args []string) err
 		kind := c.Kind
 		if c.Format != "" {
 			kind += " (" + c.Format + ")"
+		}
+		if n := domainNote(c); n != "" {
+			kind += ", " + n
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Volume, kind, size, yes, c.Isolation, c.Reason)
 	}

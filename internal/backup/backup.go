@@ -62,6 +62,11 @@ type Options struct {
 	// one (config incremental:); the zero value makes it full.
 	Incremental Incremental
 	Progress    *progress.Printer
+	// Turn, when set, is called once the snapshot is made and journaled
+	// (and the post_snapshot hook ran), before it is read; an error fails
+	// the volume (the snapshot is released). A libvirt domain's disks
+	// wait there for the previous disk's backup (internal/domain).
+	Turn func(ctx context.Context) error
 	// Inject, when set, is called at each stage and may return an error to
 	// simulate a failure there. For tests.
 	Inject func(stage string) error
@@ -190,7 +195,12 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 			}
 		}
 	}
-	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size, Consistency: r.consistency(snap)}
+	if o.Turn != nil {
+		if err := o.Turn(ctx); err != nil {
+			return nil, err
+		}
+	}
+	m.Snapshot = manifest.Snapshot{Kind: string(snap.Kind), Name: snap.Name, Size: snap.Size, Consistency: r.consistency(snap), Set: setOf(snap)}
 	log.Info("snapshot created", "kind", snap.Kind, "snapshot", snap.Name)
 
 	parts, err := r.layout(ctx)

@@ -59,6 +59,8 @@ func (r *run) hooked(ctx context.Context, take func() (*volume.Snapshot, error))
 // crash-consistent point in time.
 func (r *run) consistency(s *volume.Snapshot) string {
 	switch {
+	case s.Consistency != "":
+		return s.Consistency
 	case r.preHooked:
 		return manifest.ConsistencyHooked
 	case s.Kind == volume.KindNone:

@@ -31,7 +31,10 @@ type SweepOptions struct {
 	// JournalOnly sweepers only remove what journals name: searching
 	// costs a scan (every VG's LVs) that commands not using them skip.
 	JournalOnly []volume.Sweeper
-	Logger      *slog.Logger
+	// Handlers release journal kinds backup itself does not make (a
+	// libvirt guest left frozen: cleanup.Freeze).
+	Handlers map[string]cleanup.Handler
+	Logger   *slog.Logger
 }
 
 // Sweep releases everything dead runs left behind: first what their
@@ -99,6 +102,9 @@ func Sweep(ctx context.Context, o SweepOptions) (int, error) {
 				handlers[jk] = sw.RemoveLeftover
 			}
 		}
+	}
+	for k, h := range o.Handlers {
+		handlers[k] = h
 	}
 	released, err := cleanup.SweepJournals(ctx, o.StateDir, handlers, log)
 	n := len(released)

@@ -27,6 +27,7 @@ const (
 	Partial = "partial" // ref: store prefix of a backup being written
 	Export  = "export"  // ref: the file a qemu-storage-daemon exports an image on
 	Hook    = "hook"    // ref: a post_snapshot hook owed, as JSON (argv, env, timeout)
+	Freeze  = "freeze"  // ref: a libvirt guest whose filesystems may be frozen, as JSON (socket, domain)
 )
 
 type record struct {

@@ -42,6 +42,22 @@ type Config struct {
 
 	LVM    LVM     `yaml:"lvm"`
 	Images []Image `yaml:"images"`
+	// Domains are libvirt domains, by name or glob (web*), whose disks
+	// are backed up together: every disk snapshotted at one instant,
+	// with the guest's filesystems frozen when its qemu-guest-agent
+	// answers, then each archived as the backup of its volume (an LV
+	// disk as the LV, a file disk as an image).
+	Domains []string `yaml:"domains"`
+	// LibvirtSocket is libvirtd's socket (qemu:///system); default
+	// /var/run/libvirt/libvirt-sock.
+	LibvirtSocket string `yaml:"libvirt_socket"`
+	// FreezeTimeout bounds a guest's freeze (default 10s); a freeze that
+	// takes longer is given up and the guest thawed.
+	FreezeTimeout time.Duration `yaml:"freeze_timeout"`
+	// RequireFreeze fails a domain whose guest cannot be frozen (no agent,
+	// a freeze that fails or times out) instead of backing it up
+	// crash-consistent.
+	RequireFreeze bool `yaml:"require_freeze"`
 
 	Compression      string `yaml:"compression"`
 	CompressionLevel int    `yaml:"compression_level"`
@@ -370,6 +386,7 @@ func Default() *Config {
 		Compression:    codec.Zstd,
 		Concurrency:    1,
 		CleanupTimeout: 2 * time.Minute,
+		FreezeTimeout:  10 * time.Second,
 		LVM: LVM{
 			Include:      []string{"volume-*"},
 			SnapshotSize: "100%ORIGIN",
@@ -485,6 +502,14 @@ func (c *Config) Validate() error {
 	for _, p := range append(append([]string{}, c.Excludes...), c.LVM.Include...) {
 		if !doublestar.ValidatePattern(p) {
 			errs = append(errs, fmt.Errorf("pattern %q is not a valid glob", p))
+		}
+	}
+	if c.FreezeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("freeze_timeout must be positive"))
+	}
+	for _, p := range c.Domains {
+		if p == "" || !doublestar.ValidatePattern(p) {
+			errs = append(errs, fmt.Errorf("domains: %q is not a domain name or a valid glob", p))
 		}
 	}
 	for _, p := range c.LVM.Exclude {

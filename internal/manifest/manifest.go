@@ -28,7 +28,9 @@ import (
 // "backing_chain" (a qcow2 image's): the filesystems are the guest's,
 // and an older voltar restores them as a raw image. Neither does "outside": an older voltar
 // restores the filesystems as it always did, and its verify re-hashes
-// the object, which SHA256SUMS lists, against SHA256SUMS.
+// the object, which SHA256SUMS lists, against SHA256SUMS. Nor does a
+// snapshot's "set" (the disks of a libvirt domain taken together) or its
+// consistency "frozen": both only describe how the snapshot was taken.
 const Schema = 4
 
 // SchemaFor returns the schema a manifest is written with.
@@ -216,8 +218,37 @@ type Snapshot struct {
 	PeakCOWPct float64 `json:"peak_cow_percent,omitempty"`
 	// Consistency says what state the snapshot holds: crash (a point in
 	// time of a volume in use), hooked (a pre_snapshot hook quiesced it
-	// first) or offline (an image nothing used). Absent in older backups.
+	// first), frozen (the guest's filesystems were frozen through
+	// qemu-guest-agent while it was taken) or offline (an image nothing
+	// used). Absent in older backups.
 	Consistency string `json:"consistency,omitempty"`
+	// Set, for a disk of a libvirt domain: the disks whose snapshots
+	// were taken together at one instant (during one freeze). Optional:
+	// absent for a volume backed up alone, and ignored by an older voltar,
+	// which restores the disk the same (no new schema).
+	Set *Set `json:"set,omitempty"`
+}
+
+// Set is the backup set a disk of a libvirt domain belongs to: every
+// disk of the domain was snapshotted at one instant, then each was
+// archived as its own backup. The other backups of the set are those of
+// the volumes Disks lists whose manifest has the same set ID.
+type Set struct {
+	// ID is the same in every backup of the set: <run ID>/<domain>.
+	ID     string `json:"id"`
+	Domain string `json:"domain"`
+	// UUID is the domain's libvirt UUID.
+	UUID string `json:"uuid,omitempty"`
+	// Disk is this backup's disk in the domain (its target, e.g. vda).
+	Disk string `json:"disk"`
+	// Disks are every disk taken together, this one included.
+	Disks []SetDisk `json:"disks"`
+}
+
+// SetDisk is one disk of a Set.
+type SetDisk struct {
+	Target string `json:"target"` // vda, sdb, ...
+	Volume string `json:"volume"` // its volume ID: <vg>/<lv> or image/<file name>
 }
 
 // Snapshot consistencies.
@@ -225,6 +256,10 @@ const (
 	ConsistencyCrash   = "crash"
 	ConsistencyHooked  = "hooked"
 	ConsistencyOffline = "offline"
+	// ConsistencyFrozen: the guest's filesystems were frozen
+	// (qemu-guest-agent fsfreeze through libvirt) while the snapshot was
+	// taken: every write the guest completed before is in it.
+	ConsistencyFrozen = "frozen"
 )
 
 // Table is the partition table found on the volume.

@@ -14,10 +14,12 @@ import (
 
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
+	"voltar/internal/domain"
 	"voltar/internal/dump"
 	"voltar/internal/fail"
 	"voltar/internal/folder"
 	"voltar/internal/hook"
+	"voltar/internal/manifest"
 	"voltar/internal/parallel"
 	"voltar/internal/prune"
 	"voltar/internal/report"
@@ -39,6 +41,11 @@ type Job struct {
 	Isolation string
 	// Incremental: when the backup builds on the volume's previous one.
 	Incremental backup.Incremental
+	// Domain, when set, is the libvirt domain (a key of Options.Domains)
+	// this volume is a disk of, Target its name in the guest: the jobs
+	// of one domain are backed up together (domain.Backup), in one slot
+	// of Concurrency.
+	Domain, Target string
 }
 
 // Missing is a configured source that cannot be backed up: an image file
@@ -71,6 +78,9 @@ type Options struct {
 	// failed volume of the report, after the jobs.
 	Missing     []Missing
 	Concurrency int
+	// Domains are the freeze settings of each domain the jobs name;
+	// RunID, Journal and Logger come from Backup.
+	Domains map[string]domain.Options
 	// Backup is the template for each volume's backup options; Settings
 	// come from the run, Snapshotter, Excludes and BtrfsSnapshots are set
 	// per job.
@@ -238,23 +248,85 @@ func DumpRow(r dump.Result) report.Dump {
 	return d
 }
 
-// volumes backs up every job, Concurrency at a time.
+// volumes backs up every job, Concurrency at a time; the disks of one
+// domain take one slot together.
 func volumes(ctx context.Context, o Options) []report.Volume {
-	return parallel.Map(ctx, o.Jobs, o.Concurrency, func(j Job) report.Volume { return one(ctx, o, j) })
+	var units [][]Job
+	at := map[string]int{}
+	for _, j := range o.Jobs {
+		if j.Domain == "" {
+			units = append(units, []Job{j})
+			continue
+		}
+		i, ok := at[j.Domain]
+		if !ok {
+			i = len(units)
+			at[j.Domain] = i
+			units = append(units, nil)
+		}
+		units[i] = append(units[i], j)
+	}
+	var out []report.Volume
+	for _, rows := range parallel.Map(ctx, units, o.Concurrency, func(u []Job) []report.Volume {
+		if u[0].Domain == "" {
+			return []report.Volume{one(ctx, o, u[0])}
+		}
+		return set(ctx, o, u)
+	}) {
+		out = append(out, rows...)
+	}
+	return out
 }
 
-// one backs up and then prunes one volume.
-func one(ctx context.Context, o Options, j Job) (v report.Volume) {
-	v = report.Volume{ID: j.Volume.ID(), Started: o.Now(), StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1}
-	defer func() { v.Finished = o.Now() }()
-	if err := ctx.Err(); err != nil {
-		v.Status, v.Err = report.StatusSkipped, report.NewProblem(fmt.Errorf("not attempted: %w", err))
-		return v
-	}
+// options are job j's backup options.
+func options(o Options, j Job) backup.Options {
 	bo := o.Backup
 	bo.Snapshotter, bo.Excludes, bo.BtrfsSnapshots, bo.Hooks = j.Snapshotter, j.Excludes, j.BtrfsSnapshots, j.Hooks
 	bo.Isolation, bo.Incremental = j.Isolation, j.Incremental
-	m, err := backup.Volume(ctx, j.Volume, bo)
+	return bo
+}
+
+// set backs up the disks of one domain together, then prunes each.
+func set(ctx context.Context, o Options, jobs []Job) []report.Volume {
+	started := o.Now()
+	rows := make([]report.Volume, len(jobs))
+	if err := ctx.Err(); err != nil {
+		for i, j := range jobs {
+			rows[i] = one(ctx, o, j) // says: not attempted
+		}
+		return rows
+	}
+	do := o.Domains[jobs[0].Domain]
+	do.RunID, do.Journal, do.Logger = o.Backup.RunID, o.Backup.Journal, o.Backup.Logger
+	if do.Logger == nil {
+		do.Logger = o.Logger
+	}
+	var members []domain.Member
+	for _, j := range jobs {
+		members = append(members, domain.Member{Target: j.Target, Volume: j.Volume, Options: options(o, j)})
+	}
+	for i, res := range domain.Backup(ctx, members, do) {
+		rows[i] = finish(ctx, o, jobs[i], started, res.Manifest, res.Err)
+	}
+	return rows
+}
+
+// one backs up and then prunes one volume.
+func one(ctx context.Context, o Options, j Job) report.Volume {
+	started := o.Now()
+	if err := ctx.Err(); err != nil {
+		return report.Volume{ID: j.Volume.ID(), Started: started, Finished: o.Now(), StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1,
+			Status: report.StatusSkipped, Err: report.NewProblem(fmt.Errorf("not attempted: %w", err))}
+	}
+	m, err := backup.Volume(ctx, j.Volume, options(o, j))
+	return finish(ctx, o, j, started, m, err)
+}
+
+// finish makes job j's row of the report from its backup's outcome and
+// prunes the volume when the backup is stored.
+func finish(ctx context.Context, o Options, j Job, started time.Time, m *manifest.Manifest, err error) (v report.Volume) {
+	v = report.Volume{ID: j.Volume.ID(), Started: started, StoredBytes: -1, SourceBytes: -1, Files: -1, PeakCOWPct: -1}
+	defer func() { v.Finished = o.Now() }()
 	if m == nil {
 		v.Status, v.Err = report.StatusFailed, report.NewProblem(err)
 		return v
@@ -274,6 +346,13 @@ func one(ctx context.Context, o Options, j Job) (v report.Volume) {
 	v.Consistency = m.Snapshot.Consistency
 	if m.Chain != nil {
 		v.Level, v.Parent = m.Chain.Level, m.Chain.Parent
+	}
+	if st := m.Snapshot.Set; st != nil {
+		var disks []string
+		for _, d := range st.Disks {
+			disks = append(disks, d.Target+" "+d.Volume)
+		}
+		v.Domain = st.Domain + ": " + strings.Join(disks, ", ")
 	}
 	if m.Snapshot.Kind == string(volume.KindThick) {
 		v.PeakCOWPct = m.Snapshot.PeakCOWPct

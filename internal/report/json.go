@@ -77,6 +77,7 @@ type jsonVol struct {
 	Consistency    string     `json:"consistency,omitempty"`
 	Level          int        `json:"level"`
 	Parent         string     `json:"parent,omitempty"`
+	Domain         string     `json:"domain,omitempty"`
 	Filesystems    []jsonFS   `json:"filesystems"`
 	Removed        []jsonRm   `json:"removed"`
 	Error          *jsonError `json:"error,omitempty"`
@@ -164,6 +165,7 @@ func JSON(w io.Writer, r *Run) error {
 			Consistency: v.Consistency,
 			Level:       v.Level,
 			Parent:      v.Parent,
+			Domain:      v.Domain,
 		}
 		if v.PeakCOWPct >= 0 {
 			jv.PeakCOWPercent = &v.PeakCOWPct

@@ -86,12 +86,17 @@ type Volume struct {
 	PeakCOWPct float64
 	// Consistency is what the backup's snapshot holds, as its manifest
 	// says: crash, hooked (a pre_snapshot hook quiesced the volume),
-	// offline; "" when unknown.
+	// frozen (a libvirt guest's filesystems were frozen), offline; ""
+	// when unknown.
 	Consistency string
 	// Level is the backup's level: 0 full, N the Nth increment since its
 	// full; Parent the backup an increment builds on.
-	Level       int
-	Parent      string
+	Level  int
+	Parent string
+	// Domain, for a disk of a libvirt domain, is the domain and the disks
+	// snapshotted together with this one, as "web1: vda image/web1.img,
+	// vdb vg0/web1-data"; "" for a volume backed up alone.
+	Domain      string
 	Filesystems []FS
 	Removed     []Removed // backups pruned after this volume's success
 	Err         *Problem

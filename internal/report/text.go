@@ -131,6 +131,9 @@ func volumeDetails(w io.Writer, v Volume) {
 	if v.Consistency != "" {
 		fmt.Fprintf(w, "  snapshot  %s\n", consistencyText(v.Consistency))
 	}
+	if v.Domain != "" {
+		fmt.Fprintf(w, "  domain    %s (taken together)\n", v.Domain)
+	}
 	for _, fs := range special {
 		what := fs.Name
 		if fs.Type != "" {
@@ -341,6 +344,8 @@ func consistencyText(c string) string {
 		return "crash-consistent: the volume was in use, nothing quiesced it"
 	case "offline":
 		return "offline: the image was not in use"
+	case "frozen":
+		return "frozen: the guest's filesystems were frozen (qemu-guest-agent) while it was taken"
 	}
 	return c
 }

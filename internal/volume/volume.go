@@ -50,6 +50,14 @@ func (v Volume) ID() string { return v.Group + "/" + v.Name }
 // Snapshot is a frozen, disposable copy of a volume. It is writable so the
 // kernel can replay filesystem journals into it, unless ReadOnly is set.
 type Snapshot struct {
+	// Consistency, when set, is what the snapshotter knows about the
+	// state it holds (manifest.ConsistencyFrozen for a libvirt domain's
+	// disk taken during a guest freeze); "" lets backup decide.
+	Consistency string
+	// Set, when not nil, names the disks snapshotted together with this
+	// one (a libvirt domain's); backup records it in the manifest.
+	Set *Set
+
 	Kind     SnapshotKind
 	Name     string // LV name or clone path
 	Path     string // block device or file to map partitions from
@@ -153,4 +161,20 @@ type Sweeper interface {
 	// without a journal entry and removes them, logging each. It returns
 	// how many it removed.
 	Sweep(ctx context.Context) (int, error)
+}
+
+// Set is a group of volumes snapshotted at one instant: the disks of one
+// libvirt domain.
+type Set struct {
+	ID     string // the same for every snapshot of the set
+	Domain string
+	UUID   string
+	Disk   string // this snapshot's disk (target name)
+	Disks  []SetDisk
+}
+
+// SetDisk is one disk of a Set: its target in the domain and its volume.
+type SetDisk struct {
+	Target string
+	Volume string // Volume.ID()
 }
