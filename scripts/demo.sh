@@ -102,16 +102,19 @@ step "7. browse the backup from its file index: ls, find, cat, restore --path"
 "$voltar" --config "$demo/voltar.yaml" restore image/disk.img/latest --path 'p2/db/*.txt' --to "$demo/restore/one" >/dev/null
 cmp "$demo/restore/one/p2/db/numbers.txt" <(seq 1 200000) && echo "   restore --path brought back p2/db/numbers.txt alone"
 
-step "8. the nightly job: voltar run backs up, prunes (keep_last 1) and reports"
+step "8. the nightly job: voltar run backs up (an increment: only what changed), prunes (keep_last 1, which keeps the full it builds on) and reports"
 cat >> "$demo/voltar.yaml" <<YAML
 images:
   - path: $img
+incremental:
+  max_chain: 6
 retention:
   keep_last: 1
 report:
   json_file: $demo/last-run.json
 YAML
 "$voltar" --config "$demo/voltar.yaml" --log-level warn run
+"$voltar" --config "$demo/voltar.yaml" list
 
 step "done: nothing left attached"
 # A loop device that another process (udev, a prober) still held open when
