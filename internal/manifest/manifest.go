@@ -212,7 +212,12 @@ type Backing struct {
 
 // Snapshot records how the point-in-time copy was made.
 type Snapshot struct {
-	Kind       string  `json:"kind"` // thick | thin | reflink | copy | none
+	// Kind: thick | thin | reflink | copy | none | external (a disk of a running
+	// libvirt domain whose image could not be cloned: an external
+	// snapshot through libvirt moved the guest's writes into an overlay
+	// while the image was read in place, then the overlay was committed
+	// back; no new schema: it only says how the view was made).
+	Kind       string  `json:"kind"`
 	Name       string  `json:"name,omitempty"`
 	Size       int64   `json:"size,omitempty"`
 	PeakCOWPct float64 `json:"peak_cow_percent,omitempty"`
