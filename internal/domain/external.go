@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -101,7 +102,7 @@ func settle(ctx context.Context, c Overlayer, r OverlayRef, log *slog.Logger) er
 		// what the guest wrote since the snapshot. Left for a human.
 		if _, serr := os.Stat(r.File); serr == nil {
 			log.Warn("domain gone: its disk's overlay is left in place; it holds the guest's writes since the snapshot",
-				"domain", r.Domain, "disk", r.Target, "overlay", r.File,
+				"disk", r.Target, "overlay", r.File,
 				"hint", fmt.Sprintf("merge it with `qemu-img commit %s` (into %s) if the domain is to run again, or remove it", r.File, r.Image))
 		}
 		return nil
@@ -120,7 +121,7 @@ func settle(ctx context.Context, c Overlayer, r OverlayRef, log *slog.Logger) er
 			return fail.Hint(fmt.Errorf("disk %s of domain %s: %w %s: commit back: %w", r.Target, r.Domain, ErrOverlayInUse, r.File, errors.Join(err, err2)),
 				"the guest is fine and writes into the overlay; commit it back by hand with `virsh blockcommit %s %s --active --pivot --wait` (the next voltar command retries), then remove %s", r.Domain, r.Target, r.File)
 		}
-		log.Info("overlay committed back", "domain", r.Domain, "disk", r.Target, "image", r.Image)
+		log.Info("overlay committed back", "disk", r.Target, "image", r.Image)
 	}
 	if err := os.Remove(r.File); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove overlay %s: %w", r.File, err)
@@ -210,6 +211,7 @@ func CommitLeftover(log *slog.Logger) cleanup.Handler {
 		}
 		c := &Client{Socket: r.Socket}
 		defer c.Close()
+		log := log.With("domain", r.Domain)
 		if err := settle(ctx, c, r, log); err != nil {
 			if errors.Is(err, ErrOverlayInUse) {
 				return cleanup.Later(err)
@@ -219,7 +221,7 @@ func CommitLeftover(log *slog.Logger) cleanup.Handler {
 			}
 			return err
 		}
-		log.Warn("committed back the overlay of a killed run", "domain", r.Domain, "disk", r.Target, "overlay", r.File)
+		log.Warn("committed back the overlay of a killed run", "disk", r.Target, "overlay", r.File)
 		return nil
 	}
 }
@@ -277,11 +279,6 @@ func (s *set) overlay(ctx context.Context) error {
 			"put the domain's images on a filesystem with reflinks (xfs, btrfs); or check that libvirt can snapshot the domain (`virsh snapshot-create-as %s --disk-only --atomic --no-metadata`) and that QEMU may create files in scratch_dir (%s)", o.Domain, o.Scratch)
 	}
 	s.log.Info("external snapshot made: the guest writes into overlays", "disks", len(files), "took", time.Since(start).Round(time.Millisecond))
-	if o.Inject != nil {
-		if err := o.Inject(StageOverlaid); err != nil {
-			return fmt.Errorf("domain %s: %s: %w", o.Domain, StageOverlaid, err)
-		}
-	}
 	return nil
 }
 
@@ -291,6 +288,11 @@ func (s *set) overlay(ctx context.Context) error {
 // under a throwaway overlay of its own), handed to backup as kind
 // external.
 func (s *set) readInPlace(ctx context.Context, ws []arrival, got []taken, extErr error) {
+	if o := s.o; extErr == nil && o.Inject != nil && slices.ContainsFunc(s.views, func(v *view) bool { return v != nil }) {
+		if err := o.Inject(StageOverlaid); err != nil {
+			extErr = fmt.Errorf("domain %s: %s: %w", o.Domain, StageOverlaid, err)
+		}
+	}
 	var wg sync.WaitGroup
 	for k, a := range ws {
 		v := s.views[a.i]

@@ -40,7 +40,8 @@ const thawTimeout = 30 * time.Second
 const StageFrozen = "frozen"
 
 // StageOverlaid is passed to Options.Inject once the external snapshot
-// is made (its overlays exist), before the images are read.
+// is made (its overlays exist) and the guest thawed, before the images
+// are read.
 const StageOverlaid = "overlaid"
 
 // Member is one disk of the domain to back up.
