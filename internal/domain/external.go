@@ -203,11 +203,21 @@ func (v *view) release(ctx context.Context, s *volume.Snapshot, c Overlayer, j *
 // a killed run left is committed back into its image (the domain's disk
 // pivoted back onto it) and removed. A commit that fails keeps the entry
 // for a later command, with a warning saying what to run by hand.
-func CommitLeftover(log *slog.Logger) cleanup.Handler {
+// Before the commit, release (when not nil) lets go of whatever of the
+// dead run still reads the image (a qcow2 image's storage daemon: QEMU
+// cannot write into an image another process holds, and the journal
+// names the daemon's export before the overlay, so it would be stopped
+// only after the commit).
+func CommitLeftover(log *slog.Logger, release func(ctx context.Context, image string) error) cleanup.Handler {
 	return func(ctx context.Context, ref string) error {
 		var r OverlayRef
 		if err := json.Unmarshal([]byte(ref), &r); err != nil || r.Domain == "" || r.File == "" {
 			return fmt.Errorf("overlay %q: not a domain's overlay", ref)
+		}
+		if release != nil && r.Image != "" {
+			if err := release(ctx, r.Image); err != nil {
+				return fmt.Errorf("overlay %s of domain %s: release what reads %s: %w", r.File, r.Domain, r.Image, err)
+			}
 		}
 		c := &Client{Socket: r.Socket}
 		defer c.Close()
@@ -288,11 +298,6 @@ func (s *set) overlay(ctx context.Context) error {
 // under a throwaway overlay of its own), handed to backup as kind
 // external.
 func (s *set) readInPlace(ctx context.Context, ws []arrival, got []taken, extErr error) {
-	if o := s.o; extErr == nil && o.Inject != nil && slices.ContainsFunc(s.views, func(v *view) bool { return v != nil }) {
-		if err := o.Inject(StageOverlaid); err != nil {
-			extErr = fmt.Errorf("domain %s: %s: %w", o.Domain, StageOverlaid, err)
-		}
-	}
 	var wg sync.WaitGroup
 	for k, a := range ws {
 		v := s.views[a.i]
@@ -318,6 +323,17 @@ func (s *set) readInPlace(ctx context.Context, ws []arrival, got []taken, extErr
 		}()
 	}
 	wg.Wait()
+	if o := s.o; extErr == nil && o.Inject != nil && slices.ContainsFunc(s.views, func(v *view) bool { return v != nil }) {
+		if err := o.Inject(StageOverlaid); err != nil {
+			err = fmt.Errorf("domain %s: %s: %w", o.Domain, StageOverlaid, err)
+			for k, a := range ws {
+				if v := s.views[a.i]; v != nil && got[k].snap != nil {
+					inner, _ := v.innerOf(got[k].snap)
+					got[k] = taken{err: errors.Join(err, v.inner.Release(context.WithoutCancel(ctx), inner))}
+				}
+			}
+		}
+	}
 }
 
 // release releases member i's snapshot s: through its view when it has

@@ -40,8 +40,8 @@ const thawTimeout = 30 * time.Second
 const StageFrozen = "frozen"
 
 // StageOverlaid is passed to Options.Inject once the external snapshot
-// is made (its overlays exist) and the guest thawed, before the images
-// are read.
+// is made (its overlays exist), the guest thawed and the images opened
+// below the overlays, before they are handed to the disks' backups.
 const StageOverlaid = "overlaid"
 
 // Member is one disk of the domain to back up.
