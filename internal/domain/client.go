@@ -275,7 +275,7 @@ func (c *Client) Commit(ctx context.Context, name, target string) error {
 	}
 	tick := time.NewTicker(commitPoll)
 	defer tick.Stop()
-	for {
+	for n := 1; ; n++ {
 		var found int32
 		var cur, end uint64
 		err := c.call(ctx, func(l *golibvirt.Libvirt) error {
@@ -286,9 +286,11 @@ func (c *Client) Commit(ctx context.Context, name, target string) error {
 		if err == nil && found == 0 {
 			return fmt.Errorf("block commit of %s ended without a pivot (the job failed or was cancelled)", target)
 		}
-		if err == nil && cur == end {
-			// Ready (the mirror caught up): pivot. Not ready after all
-			// (the guest wrote meanwhile) is an error to wait out.
+		if err == nil && (cur == end || n%10 == 0) {
+			// Ready (the mirror caught up; a guest that writes all the
+			// time may keep cur a little behind end even then, so
+			// every tenth poll tries anyway): pivot. Not ready is an
+			// error to wait out.
 			err = c.call(ctx, func(l *golibvirt.Libvirt) error {
 				return l.DomainBlockJobAbort(dom, target, golibvirt.DomainBlockJobAbortPivot)
 			})
