@@ -29,8 +29,9 @@ import (
 // and an older voltar restores them as a raw image. Neither does "outside": an older voltar
 // restores the filesystems as it always did, and its verify re-hashes
 // the object, which SHA256SUMS lists, against SHA256SUMS. Nor does a
-// snapshot's "set" (the disks of a libvirt domain taken together) or its
-// consistency "frozen": both only describe how the snapshot was taken.
+// snapshot's "set" (the disks of a libvirt domain taken together), its
+// consistency "frozen" or its kind "external" (a libvirt external
+// snapshot): they only describe how the snapshot was taken.
 const Schema = 4
 
 // SchemaFor returns the schema a manifest is written with.
