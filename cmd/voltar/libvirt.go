@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/bmatcuk/doublestar/v4"
 
+	"voltar/internal/backup"
 	"voltar/internal/domain"
 	"voltar/internal/fail"
 	"voltar/internal/nightly"
@@ -146,6 +148,10 @@ func (a *app) diskVolume(ctx context.Context, k domain.Disk) (volume.Volume, vol
 		}
 		return v, s, nil
 	}
+	if strings.HasPrefix(filepath.Base(k.Source), domain.OverlayPrefix) {
+		return volume.Volume{}, nil, fail.Hint(fmt.Errorf("disk %s runs on %s, the overlay of an external snapshot voltar could not commit back", k.Target, k.Source),
+			"commit it back: `virsh blockcommit DOMAIN %s --active --pivot --wait`, then remove the overlay (the next voltar command also retries)", k.Target)
+	}
 	v, err := resolveImage(k.Source, false)
 	if err != nil {
 		return volume.Volume{}, nil, err
@@ -182,8 +188,10 @@ func (a *app) domainJobs(disks []domainDisk) ([]nightly.Job, map[string]domain.O
 		// A client of its own: a call given up on (a freeze past
 		// freeze_timeout) closes its connection, which must not fail
 		// another domain's call in flight.
-		opts[d.dom.Name] = domain.Options{Client: &domain.Client{Socket: a.cfg.LibvirtSocket}, Domain: d.dom.Name, UUID: d.dom.UUID, Running: d.dom.Running,
-			FreezeTimeout: a.cfg.FreezeTimeout, RequireFreeze: a.cfg.RequireFreeze, Inject: domainInject}
+		c := &domain.Client{Socket: a.cfg.LibvirtSocket}
+		opts[d.dom.Name] = domain.Options{Client: c, Domain: d.dom.Name, UUID: d.dom.UUID, Running: d.dom.Running,
+			FreezeTimeout: a.cfg.FreezeTimeout, RequireFreeze: a.cfg.RequireFreeze, Inject: domainInject,
+			Overlays: c, Scratch: a.cfg.Scratch(), Scope: backup.Scope(a.cfg.RuntimeDir)}
 	}
 	return jobs, opts
 }

@@ -191,9 +191,13 @@ func TestLibvirtKilledHelper(t *testing.T) {
 	if cfg == "" {
 		t.Skip("run by TestLibvirtDomain only")
 	}
-	domainInject = func(stage string) error {
-		if stage == domain.StageFrozen {
-			os.WriteFile(marker, []byte("frozen"), 0o644)
+	stage := os.Getenv("VOLTAR_TEST_LIBVIRT_STAGE")
+	if stage == "" {
+		stage = domain.StageFrozen
+	}
+	domainInject = func(s string) error {
+		if s == stage {
+			os.WriteFile(marker, []byte(stage), 0o644)
 			time.Sleep(time.Hour)
 		}
 		return nil
@@ -210,9 +214,13 @@ type guest struct {
 	store, state              string
 }
 
-// startGuest boots the test's domain and waits until its agent answers
-// and its writer writes.
-func startGuest(t *testing.T) *guest {
+// startGuest boots the test's domain, its disks on an xfs with reflinks,
+// and waits until its agent answers and its writer writes.
+func startGuest(t *testing.T) *guest { return startGuestOn(t, "xfs") }
+
+// startGuestOn is startGuest with the disks on a filesystem of type fs:
+// xfs (with reflinks) or ext4 (without).
+func startGuestOn(t *testing.T, fs string) *guest {
 	testutil.RequireRoot(t)
 	testutil.RequireTools(t, "virsh", "qemu-system-x86_64", "qemu-img", "qemu-ga", "busybox", "cpio", "gzip",
 		"mkfs.ext4", "mkfs.xfs", "e2fsck", "sfdisk", "modprobe", "go")
@@ -232,13 +240,18 @@ func startGuest(t *testing.T) *guest {
 		store: filepath.Join(dir, "store"), state: filepath.Join(dir, "state")}
 	initrd := guestInitrd(t, dir, kver)
 
-	// The disks live on an xfs with reflinks, as a live qcow2 image must.
+	// The disks live on an xfs with reflinks (a live qcow2 image is
+	// cloned), or on an ext4 without (a libvirt external snapshot).
 	g.vmDir = filepath.Join(dir, "vm")
 	os.Mkdir(g.vmDir, 0o755)
-	xfs := filepath.Join(dir, "xfs.img")
-	testutil.Run(t, "truncate", "-s", "1G", xfs)
-	testutil.Run(t, "mkfs.xfs", "-q", "-m", "reflink=1", xfs)
-	testutil.Run(t, "mount", "-o", "loop", xfs, g.vmDir)
+	fsImg := filepath.Join(dir, fs+".img")
+	testutil.Run(t, "truncate", "-s", "1G", fsImg)
+	if fs == "xfs" {
+		testutil.Run(t, "mkfs.xfs", "-q", "-m", "reflink=1", fsImg)
+	} else {
+		testutil.Run(t, "mkfs."+fs, "-q", "-F", fsImg)
+	}
+	testutil.Run(t, "mount", "-o", "loop", fsImg, g.vmDir)
 	t.Cleanup(func() { exec.Command("umount", g.vmDir).Run() })
 	raw := filepath.Join(g.vmDir, "web-root.img")
 	testutil.Run(t, "truncate", "-s", "64M", raw)
@@ -483,11 +496,15 @@ func (g *guest) checkRestore(t *testing.T, m *manifest.Manifest) {
 
 // killWhileFrozen runs `voltar run` in a child that stops while the guest
 // is frozen, and kills it with SIGKILL there.
-func (g *guest) killWhileFrozen(t *testing.T) {
+func (g *guest) killWhileFrozen(t *testing.T) { g.killAt(t, domain.StageFrozen) }
+
+// killAt runs `voltar run` in a child that stops at the domain stage,
+// and kills it with SIGKILL there.
+func (g *guest) killAt(t *testing.T, stage string) {
 	t.Helper()
-	marker := filepath.Join(g.dir, "frozen.marker")
+	marker := filepath.Join(g.dir, stage+".marker")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLibvirtKilledHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "VOLTAR_TEST_LIBVIRT_CFG="+g.cfg, "VOLTAR_TEST_LIBVIRT_MARKER="+marker)
+	cmd.Env = append(os.Environ(), "VOLTAR_TEST_LIBVIRT_CFG="+g.cfg, "VOLTAR_TEST_LIBVIRT_MARKER="+marker, "VOLTAR_TEST_LIBVIRT_STAGE="+stage)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -501,7 +518,7 @@ func (g *guest) killWhileFrozen(t *testing.T) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("the killed run never froze the guest:\n%s", out.String())
+			t.Fatalf("the killed run never reached %s:\n%s", stage, out.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -115,8 +115,9 @@ func (a *app) sweep(ctx context.Context, withLVM bool) error {
 		a.log.Warn("leftover snapshots cannot be released", "err", err)
 	}
 	o.Sweepers = append(o.Sweepers, a.images(), a.qcow2())
-	// A guest a killed run left frozen (domains:).
-	o.Handlers = map[string]cleanup.Handler{cleanup.Freeze: domain.ThawLeftover(a.log)}
+	// A guest a killed run left frozen, and the overlays of its external
+	// snapshots, committed back (domains:).
+	o.Handlers = map[string]cleanup.Handler{cleanup.Freeze: domain.ThawLeftover(a.log), cleanup.Overlay: domain.CommitLeftover(a.log, a.qcow2().StopReaders)}
 	n, err := backup.Sweep(ctx, o)
 	// FUSE mounts whose voltar mount was killed.
 	k, merr := mountfs.Sweeper{RuntimeDir: a.cfg.RuntimeDir}.Sweep(ctx)

@@ -28,6 +28,7 @@ const (
 	Export  = "export"  // ref: the file a qemu-storage-daemon exports an image on
 	Hook    = "hook"    // ref: a post_snapshot hook owed, as JSON (argv, env, timeout)
 	Freeze  = "freeze"  // ref: a libvirt guest whose filesystems may be frozen, as JSON (socket, domain)
+	Overlay = "overlay" // ref: a libvirt external snapshot's overlay a running guest may write into, as JSON (socket, domain, target, file)
 )
 
 type record struct {

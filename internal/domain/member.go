@@ -36,12 +36,25 @@ func (m *member) Create(ctx context.Context, v volume.Volume, runID string) (*vo
 	return t.snap, t.err
 }
 
+// Release releases the snapshot; a disk read below an external
+// snapshot's overlay then has its overlay committed back.
 func (m *member) Release(ctx context.Context, s *volume.Snapshot) error {
-	return m.inner.Release(ctx, s)
+	return m.set.release(ctx, m.i, s)
+}
+
+// own is the snapshot m.inner made for s (s itself but for a disk read
+// below an overlay).
+func (m *member) own(s *volume.Snapshot) *volume.Snapshot {
+	if v := m.set.views[m.i]; v != nil {
+		if in, ok := v.innerOf(s); ok {
+			return in
+		}
+	}
+	return s
 }
 
 func (m *member) Check(ctx context.Context, s *volume.Snapshot) (float64, error) {
-	return m.inner.Check(ctx, s)
+	return m.inner.Check(ctx, m.own(s))
 }
 
 func (m *member) Planned(v volume.Volume, runID, part string) []volume.Planned {
@@ -60,7 +73,7 @@ func (m *member) Preflight(ctx context.Context, v volume.Volume) (int64, error) 
 
 func (m *member) Writable(ctx context.Context, v volume.Volume, s *volume.Snapshot, runID, part string, off, size int64) (*volume.Snapshot, int64, error) {
 	if r, ok := m.inner.(volume.Replayer); ok {
-		return r.Writable(ctx, v, s, runID, part, off, size)
+		return r.Writable(ctx, v, m.own(s), runID, part, off, size)
 	}
 	return nil, 0, errors.New("this disk's snapshots are never read-only")
 }

@@ -39,6 +39,11 @@ const thawTimeout = 30 * time.Second
 // before the snapshots are made.
 const StageFrozen = "frozen"
 
+// StageOverlaid is passed to Options.Inject once the external snapshot
+// is made (its overlays exist), the guest thawed and the images opened
+// below the overlays, before they are handed to the disks' backups.
+const StageOverlaid = "overlaid"
+
 // Member is one disk of the domain to back up.
 type Member struct {
 	Target string // the disk's name in the guest: vda
@@ -78,8 +83,19 @@ type Options struct {
 	RunID         string
 	Journal       *cleanup.Journal
 	Logger        *slog.Logger
-	// Inject, when set, is called at StageFrozen and may return an error
-	// to simulate a failure there. For tests.
+	// Overlays, when set, takes the point in time of a running domain's
+	// image disks that cannot be cloned with a reflink: an external
+	// snapshot through libvirt (external.go), its overlays in Scratch,
+	// named with Scope. Nil: such a disk's own snapshotter decides (a raw
+	// image is copied, a live qcow2 image refused).
+	Overlays Overlayer
+	Scratch  string
+	Scope    string
+	// Reflinks says whether the filesystem of dir can clone files
+	// (nil: image.CanReflink).
+	Reflinks func(dir string) bool
+	// Inject, when set, is called at StageFrozen and at StageOverlaid
+	// and may return an error to simulate a failure there. For tests.
 	Inject func(stage string) error
 }
 
@@ -105,6 +121,7 @@ func Backup(ctx context.Context, members []Member, o Options) []Result {
 	log := o.Logger.With("domain", o.Domain)
 	s := &set{o: o, log: log, members: members,
 		arrive: make(chan arrival), finished: make(chan int, len(members))}
+	s.views = make([]*view, len(members))
 	s.info = &volume.Set{ID: o.RunID + "/" + o.Domain, Domain: o.Domain, UUID: o.UUID}
 	for _, m := range members {
 		s.info.Disks = append(s.info.Disks, volume.SetDisk{Target: m.Target, Volume: m.Volume.ID()})
@@ -145,9 +162,9 @@ func Backup(ctx context.Context, members []Member, o Options) []Result {
 	go func() { s.coordinate(ctx); close(coordinated) }()
 	wg.Wait()
 	<-coordinated
-	if s.thawErr != nil {
+	if err := errors.Join(s.thawErr, s.settleErr); err != nil {
 		for i := range results {
-			results[i].Err = errors.Join(results[i].Err, s.thawErr)
+			results[i].Err = errors.Join(results[i].Err, err)
 		}
 	}
 	return results
@@ -175,6 +192,12 @@ type set struct {
 	finished chan int
 	// thawErr: the guest may still be frozen; every disk's result says so.
 	thawErr error
+	// views, by member: the disks whose point in time is an external
+	// snapshot (nil for the others).
+	views []*view
+	// settleErr: an overlay no disk's backup got could not be committed
+	// back (the guest runs on it); every disk's result says so.
+	settleErr error
 }
 
 // errSibling fails the disks of a set one of whose disks failed before
@@ -245,6 +268,16 @@ func (s *set) take(ctx context.Context, ws []arrival) {
 		s.answer(ctx, ws, s.snapshots(ctx, ws), manifest.ConsistencyOffline)
 		return
 	}
+	// Journaled before they are made, each overlay: a run killed after
+	// the external snapshot leaves the guest writing into it, and the
+	// next command's sweep commits it back. An overlay not handed to
+	// its disk's backup is settled here, after the thaw (deferred
+	// first, so it runs last).
+	if err := s.plan(ws); err != nil {
+		all(err)
+		return
+	}
+	defer s.settleUnhanded(ctx)
 	thawed := false
 	thaw := func() {
 		if thawed {
@@ -313,20 +346,26 @@ func (s *set) take(ctx context.Context, ws []arrival) {
 	if notFrozen == nil {
 		consistency = manifest.ConsistencyFrozen
 	}
+	extErr := s.overlay(ctx)
 	got := s.snapshots(ctx, ws)
 	thaw()
 	if notFrozen == nil {
 		log.Info("disks snapshotted while frozen", "disks", len(ws), "frozen_for", time.Since(start).Round(time.Millisecond))
 	}
+	s.readInPlace(ctx, ws, got, extErr)
 	s.answer(ctx, ws, got, consistency)
 }
 
-// snapshots creates every arrival's snapshot, all at once.
+// snapshots creates every arrival's snapshot, all at once (a disk with
+// an external snapshot's comes later, readInPlace).
 func (s *set) snapshots(ctx context.Context, ws []arrival) []taken {
 	o := s.o
 	got := make([]taken, len(ws))
 	var wg sync.WaitGroup
 	for k, a := range ws {
+		if s.views[a.i] != nil {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -359,7 +398,7 @@ func (s *set) answer(ctx context.Context, ws []arrival, got []taken, consistency
 				continue
 			}
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), thawTimeout)
-			rerr := s.members[a.i].Options.Snapshotter.Release(rctx, t.snap)
+			rerr := s.release(rctx, a.i, t.snap)
 			cancel()
 			a.reply <- taken{err: errors.Join(fail.Hint(&errSibling{target: ft, err: got[failed].err}, "see the error of disk %s", ft), rerr)}
 		}
@@ -371,6 +410,11 @@ func (s *set) answer(ctx context.Context, ws []arrival, got []taken, consistency
 		info.Disk = s.members[a.i].Target
 		t.snap.Set = &info
 		t.snap.Consistency = consistency
+		if v := s.views[a.i]; v != nil {
+			v.mu.Lock()
+			v.handed = true
+			v.mu.Unlock()
+		}
 		a.reply <- t
 	}
 }

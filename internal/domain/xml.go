@@ -107,3 +107,49 @@ func skipReason(k Disk) string {
 	}
 	return ""
 }
+
+// snapshotXML is the <domainsnapshot> of an external disk-only snapshot
+// of the disks overlays names (target -> overlay file): each of them
+// external into its qcow2 overlay, every other disk of info left out
+// (snapshot='no'; a disk-only snapshot would otherwise take them too).
+func snapshotXML(info Info, overlays map[string]string) (string, error) {
+	type source struct {
+		File string `xml:"file,attr"`
+	}
+	type driver struct {
+		Type string `xml:"type,attr"`
+	}
+	type disk struct {
+		Name     string  `xml:"name,attr"`
+		Snapshot string  `xml:"snapshot,attr"`
+		Type     string  `xml:"type,attr,omitempty"`
+		Driver   *driver `xml:"driver"`
+		Source   *source `xml:"source"`
+	}
+	var doc struct {
+		XMLName     xml.Name `xml:"domainsnapshot"`
+		Description string   `xml:"description"`
+		Disks       []disk   `xml:"disks>disk"`
+	}
+	doc.Description = "voltar: the guest writes here while its disks are backed up; committed back afterwards"
+	seen := map[string]bool{}
+	for _, k := range info.Disks {
+		if k.Target == "" || seen[k.Target] {
+			continue
+		}
+		seen[k.Target] = true
+		f, ok := overlays[k.Target]
+		if !ok {
+			doc.Disks = append(doc.Disks, disk{Name: k.Target, Snapshot: "no"})
+			continue
+		}
+		doc.Disks = append(doc.Disks, disk{Name: k.Target, Snapshot: "external", Type: "file", Driver: &driver{Type: "qcow2"}, Source: &source{File: f}})
+	}
+	for t := range overlays {
+		if !seen[t] {
+			return "", fmt.Errorf("domain %s has no disk %s", info.Name, t)
+		}
+	}
+	b, err := xml.Marshal(doc)
+	return string(b), err
+}

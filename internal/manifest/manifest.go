@@ -29,8 +29,9 @@ import (
 // and an older voltar restores them as a raw image. Neither does "outside": an older voltar
 // restores the filesystems as it always did, and its verify re-hashes
 // the object, which SHA256SUMS lists, against SHA256SUMS. Nor does a
-// snapshot's "set" (the disks of a libvirt domain taken together) or its
-// consistency "frozen": both only describe how the snapshot was taken.
+// snapshot's "set" (the disks of a libvirt domain taken together), its
+// consistency "frozen" or its kind "external" (a libvirt external
+// snapshot): they only describe how the snapshot was taken.
 const Schema = 4
 
 // SchemaFor returns the schema a manifest is written with.
@@ -212,7 +213,12 @@ type Backing struct {
 
 // Snapshot records how the point-in-time copy was made.
 type Snapshot struct {
-	Kind       string  `json:"kind"` // thick | thin | reflink | copy | none
+	// Kind: thick | thin | reflink | copy | none | external (a disk of a running
+	// libvirt domain whose image could not be cloned: an external
+	// snapshot through libvirt moved the guest's writes into an overlay
+	// while the image was read in place, then the overlay was committed
+	// back; no new schema: it only says how the view was made).
+	Kind       string  `json:"kind"`
 	Name       string  `json:"name,omitempty"`
 	Size       int64   `json:"size,omitempty"`
 	PeakCOWPct float64 `json:"peak_cow_percent,omitempty"`

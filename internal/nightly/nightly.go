@@ -344,6 +344,9 @@ func finish(ctx context.Context, o Options, j Job, started time.Time, m *manifes
 	v.BackupID, v.StoredBytes, v.SourceBytes, v.Files = m.ID, m.PublishedBytes, m.DataBytes(), m.Files()
 	v.Warnings = m.AllWarnings()
 	v.Consistency = m.Snapshot.Consistency
+	if m.Snapshot.Kind == string(volume.KindExternal) {
+		v.Snapshot = m.Snapshot.Kind
+	}
 	if m.Chain != nil {
 		v.Level, v.Parent = m.Chain.Level, m.Chain.Parent
 	}

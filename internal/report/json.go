@@ -75,6 +75,7 @@ type jsonVol struct {
 	Files          *int64     `json:"files"`
 	PeakCOWPercent *float64   `json:"peak_cow_percent"`
 	Consistency    string     `json:"consistency,omitempty"`
+	Snapshot       string     `json:"snapshot,omitempty"`
 	Level          int        `json:"level"`
 	Parent         string     `json:"parent,omitempty"`
 	Domain         string     `json:"domain,omitempty"`
@@ -163,6 +164,7 @@ func JSON(w io.Writer, r *Run) error {
 			Error:       jsonErr(v.Err),
 			Warnings:    v.Warnings,
 			Consistency: v.Consistency,
+			Snapshot:    v.Snapshot,
 			Level:       v.Level,
 			Parent:      v.Parent,
 			Domain:      v.Domain,

@@ -89,6 +89,10 @@ type Volume struct {
 	// frozen (a libvirt guest's filesystems were frozen), offline; ""
 	// when unknown.
 	Consistency string
+	// Snapshot is how the point in time was taken, as the manifest's
+	// snapshot kind says, when the report says it: "external" (a libvirt
+	// external snapshot, its overlay committed back afterwards); "" else.
+	Snapshot string
 	// Level is the backup's level: 0 full, N the Nth increment since its
 	// full; Parent the backup an increment builds on.
 	Level  int

@@ -129,7 +129,11 @@ func volumeDetails(w io.Writer, v Volume) {
 		fmt.Fprintf(w, "  level     incremental %d, on %s\n", v.Level, v.Parent)
 	}
 	if v.Consistency != "" {
-		fmt.Fprintf(w, "  snapshot  %s\n", consistencyText(v.Consistency))
+		what := consistencyText(v.Consistency)
+		if v.Snapshot == "external" {
+			what += "; taken as an external snapshot through libvirt (the image could not be cloned), its overlay committed back"
+		}
+		fmt.Fprintf(w, "  snapshot  %s\n", continued(what, "            "))
 	}
 	if v.Domain != "" {
 		fmt.Fprintf(w, "  domain    %s (taken together)\n", v.Domain)

@@ -84,6 +84,13 @@ const (
 	// KindExport is a qemu-storage-daemon process exporting an image as
 	// a raw view (a FUSE-mounted file); its journal ref is that file.
 	KindExport SnapshotKind = "export"
+	// KindExternal is a disk of a running libvirt domain whose image
+	// cannot be cloned: libvirt's external snapshot moved the guest's
+	// writes into an overlay, and the image itself is read in place
+	// (through the image's own snapshotter, as an offline image) until
+	// the overlay is committed back. The journal entry is the overlay's
+	// (internal/domain), not backup's.
+	KindExternal SnapshotKind = "external"
 )
 
 // Snapshotter makes and removes snapshots. Every snapshot it creates carries

@@ -347,3 +347,23 @@ func copyRange(ctx context.Context, src, dst *os.File, off, dstOff, n int64) err
 	}
 	return nil
 }
+
+// CanReflink reports whether the filesystem holding dir can clone files
+// with a reflink: it clones one block between two unnamed files
+// (O_TMPFILE), so nothing is left behind whatever happens.
+func CanReflink(dir string) bool {
+	src, err := os.OpenFile(dir, unix.O_TMPFILE|os.O_RDWR, 0o600)
+	if err != nil {
+		return false
+	}
+	defer src.Close()
+	if _, err := src.Write(make([]byte, 4096)); err != nil {
+		return false
+	}
+	dst, err := os.OpenFile(dir, unix.O_TMPFILE|os.O_RDWR, 0o600)
+	if err != nil {
+		return false
+	}
+	defer dst.Close()
+	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
+}

@@ -264,6 +264,22 @@ func exportOf(args []string) string {
 	return ""
 }
 
+// readsFile reports whether the daemon's args open the file at path.
+func readsFile(args []string, path string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "--blockdev" {
+			continue
+		}
+		var n struct {
+			Filename string `json:"filename"`
+		}
+		if json.Unmarshal([]byte(args[i+1]), &n) == nil && n.Filename == path {
+			return true
+		}
+	}
+	return false
+}
+
 func exportsTo(args []string, export string) bool { return exportOf(args) == export }
 
 func hasExportID(args []string, id string) bool {

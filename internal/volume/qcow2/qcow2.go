@@ -268,6 +268,36 @@ func (s *Snapshotter) Sweep(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
+// StopReaders stops this installation's storage daemons that read the
+// image at path and are not this command's (a dead run's), and removes
+// their exports. The sweep calls it before committing a libvirt overlay
+// back into the image, which QEMU cannot do while another process holds
+// the image open.
+func (s *Snapshotter) StopReaders(ctx context.Context, path string) error {
+	var errs []error
+	for _, p := range daemons(func(args []string) bool { return hasExportID(args, exportID(s.Scope)) && readsFile(args, path) }) {
+		s.mu.Lock()
+		_, ours := s.running[p.export]
+		s.mu.Unlock()
+		if ours {
+			continue
+		}
+		if err := killDaemon(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if p.export != "" {
+			if err := s.RemoveLeftover(ctx, p.export); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if s.Logger != nil {
+			s.Logger.Info("stopped leftover qemu-storage-daemon of a dead run", "pid", p.pid, "image", path)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // errNoReflink: the filesystem cannot share extents.
 var errNoReflink = errors.New("no reflink")
 
