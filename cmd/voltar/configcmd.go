@@ -145,11 +145,16 @@ func (a *app) runConfigCheck(ctx context.Context) error {
 			continue
 		}
 		h := cfg.HooksFor(c.Volume)
-		if len(h.PreSnapshot) > 0 {
-			fmt.Fprintf(w, "  %-40s pre_snapshot %q\n", "", h.PreSnapshot)
+		for _, x := range []struct {
+			name string
+			argv []string
+		}{{"pre_backup", h.PreBackup}, {"pre_snapshot", h.PreSnapshot}, {"post_snapshot", h.PostSnapshot}, {"post_backup", h.PostBackup}} {
+			if len(x.argv) > 0 {
+				fmt.Fprintf(w, "  %-40s %s %q\n", "", x.name, x.argv)
+			}
 		}
-		if len(h.PostSnapshot) > 0 {
-			fmt.Fprintf(w, "  %-40s post_snapshot %q\n", "", h.PostSnapshot)
+		if inc := cfg.IncrementalFor(c.Volume); inc.MaxChain > 0 {
+			fmt.Fprintf(w, "  %-40s incremental: max_chain %d, full_every %s\n", "", inc.MaxChain, inc.FullEvery)
 		}
 	}
 	if len(cs) == 0 {

@@ -11,5 +11,8 @@ func (a *app) hooksFor(v volume.Volume) hook.Set {
 	return hook.Set{
 		Pre:  hook.Command{Argv: h.PreSnapshot, Timeout: h.Timeout},
 		Post: hook.Command{Argv: h.PostSnapshot, Timeout: h.Timeout},
+
+		PreBackup:  hook.Command{Argv: h.PreBackup, Timeout: h.Timeout},
+		PostBackup: hook.Command{Argv: h.PostBackup, Timeout: h.Timeout},
 	}
 }

@@ -145,7 +145,12 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	}
 	m.Schema = manifest.SchemaFor(m)
 	r := &run{o: o, v: v, log: log, prefix: prefix, m: m}
+	// post_backup runs last, after every release, with the outcome.
+	defer func() { r.postBackup(ctx, m, &err) }()
 	defer r.releaseAll(&err)
+	if err := r.preBackup(ctx); err != nil {
+		return nil, err
+	}
 
 	// The parent is chosen before the snapshot, which then lives no
 	// longer than it must; the layout decides whether it fits.

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"voltar/internal/cleanup"
 	"voltar/internal/hook"
@@ -18,9 +19,7 @@ import (
 // take made, if any, even when the post hook failed, so it is released.
 func (r *run) hooked(ctx context.Context, take func() (*volume.Snapshot, error)) (*volume.Snapshot, error) {
 	h := r.o.Hooks
-	env := hook.Env(
-		"VOLTAR_VOLUME", r.v.ID(), "VOLTAR_VOLUME_KIND", r.v.Kind, "VOLTAR_DEVICE", r.v.Path,
-		"VOLTAR_FORMAT", r.v.Format, "VOLTAR_BACKUP_ID", r.m.ID, "VOLTAR_RUN_ID", r.o.RunID)
+	env := r.hookEnv()
 	var snap *volume.Snapshot
 	var err error
 	if len(h.Pre.Argv) > 0 {
@@ -52,6 +51,47 @@ func (r *run) hooked(ctx context.Context, take func() (*volume.Snapshot, error))
 		err = errors.Join(err, perr)
 	}
 	return snap, err
+}
+
+// hookEnv is what every hook of the volume finds in its environment.
+func (r *run) hookEnv() []string {
+	return hook.Env(
+		"VOLTAR_VOLUME", r.v.ID(), "VOLTAR_VOLUME_KIND", r.v.Kind, "VOLTAR_DEVICE", r.v.Path,
+		"VOLTAR_FORMAT", r.v.Format, "VOLTAR_BACKUP_ID", r.m.ID, "VOLTAR_RUN_ID", r.o.RunID)
+}
+
+// preBackup runs the pre_backup hook, if any: its failure fails the
+// volume before anything is made.
+func (r *run) preBackup(ctx context.Context) error {
+	if len(r.o.Hooks.PreBackup.Argv) == 0 {
+		return nil
+	}
+	return hook.Run(ctx, hook.PreBackup, r.o.Hooks.PreBackup, r.hookEnv(), r.log)
+}
+
+// postBackup runs the post_backup hook, if any, once everything of the
+// backup is done, with its outcome: VOLTAR_STATUS ok (the backup is
+// stored; m) or failed (VOLTAR_ERROR says why). It runs also after a
+// cancel. Its failure is the volume's error too; a stored backup stays.
+func (r *run) postBackup(ctx context.Context, m *manifest.Manifest, errp *error) {
+	h := r.o.Hooks.PostBackup
+	if len(h.Argv) == 0 {
+		return
+	}
+	status, msg, stored, level := "failed", "", "", ""
+	if *errp != nil {
+		msg = (*errp).Error()
+	}
+	if m != nil {
+		if *errp == nil {
+			status = "ok"
+		}
+		stored, level = strconv.FormatInt(m.PublishedBytes, 10), strconv.Itoa(m.Level())
+	}
+	env := append(r.hookEnv(), hook.Env("VOLTAR_STATUS", status, "VOLTAR_ERROR", msg, "VOLTAR_STORED_BYTES", stored, "VOLTAR_LEVEL", level)...)
+	if err := hook.Run(context.WithoutCancel(ctx), hook.PostBackup, h, env, r.log); err != nil {
+		*errp = errors.Join(*errp, err)
+	}
 }
 
 // consistency is what the manifest says about the snapshot's state: the

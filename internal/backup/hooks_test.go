@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -168,6 +169,73 @@ func TestSnapshotHooks(t *testing.T) {
 			t.Fatalf("backup = %v, want the post hook's failure", err)
 		}
 		noSnapshot(t)
+	})
+}
+
+// pre_backup runs before anything of the backup (before the snapshot
+// hooks), post_backup after everything (the snapshot already released),
+// with the outcome; a failing pre_backup fails the volume before any
+// snapshot and post_backup still says so; a failing post_backup fails the
+// volume, whose backup stays stored.
+func TestBackupHooks(t *testing.T) {
+	e := newEnv(t)
+	img := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 32, Fill: fillData}}})
+	run := func(t *testing.T, h hook.Set) (*manifest.Manifest, error) {
+		t.Helper()
+		v, err := image.Resolve(img, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := e.options(backup.NewRunID(time.Now()), nil)
+		o.Hooks = h
+		return backup.Volume(context.Background(), v, o)
+	}
+	outcome := `echo "stored=$VOLTAR_STORED_BYTES level=$VOLTAR_LEVEL error=$VOLTAR_ERROR" >> "$0"`
+
+	t.Run("order and outcome", func(t *testing.T) {
+		log := filepath.Join(t.TempDir(), "log")
+		m, err := run(t, hook.Set{Pre: hook.Command{Argv: recorder(log, "")}, Post: hook.Command{Argv: recorder(log, "")},
+			PreBackup: hook.Command{Argv: recorder(log, "")}, PostBackup: hook.Command{Argv: recorder(log, outcome)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readLines(t, log)
+		want := []string{
+			"pre_backup status= snapshot=none volume=image/disk.img device=" + img + " id=" + m.ID,
+			"pre_snapshot status= snapshot=none volume=image/disk.img device=" + img + " id=" + m.ID,
+			"post_snapshot status=ok snapshot=exists volume=image/disk.img device=" + img + " id=" + m.ID,
+			"post_backup status=ok snapshot=none volume=image/disk.img device=" + img + " id=" + m.ID,
+			"stored=" + strconv.FormatInt(m.PublishedBytes, 10) + " level=0 error=",
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("hooks ran as\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if left, _ := filepath.Glob(filepath.Join(e.scratch, image.ClonePrefix+"*")); len(left) > 0 {
+			t.Errorf("snapshot left: %v", left)
+		}
+	})
+
+	t.Run("failing pre_backup", func(t *testing.T) {
+		log := filepath.Join(t.TempDir(), "log")
+		m, err := run(t, hook.Set{Pre: hook.Command{Argv: recorder(log, "")},
+			PreBackup: hook.Command{Argv: recorder(log, "echo maintenance window >&2; exit 3")}, PostBackup: hook.Command{Argv: recorder(log, outcome)}})
+		var he *hook.Error
+		if m != nil || !errors.As(err, &he) || he.Name != hook.PreBackup || !strings.Contains(err.Error(), "maintenance window") {
+			t.Fatalf("backup = %v, %v; want the pre_backup hook's failure", m, err)
+		}
+		got := readLines(t, log)
+		if len(got) < 3 || !strings.HasPrefix(got[0], "pre_backup") || !strings.HasPrefix(got[1], "post_backup status=failed") ||
+			!strings.Contains(strings.Join(got[2:], "\n"), "maintenance window") || strings.Contains(strings.Join(got, "\n"), "pre_snapshot") {
+			t.Errorf("hooks ran as %q, want pre_backup, then post_backup with the failure, and no snapshot hook", got)
+		}
+	})
+
+	t.Run("failing post_backup", func(t *testing.T) {
+		m, err := run(t, hook.Set{PostBackup: hook.Command{Argv: []string{"/bin/false"}}})
+		var he *hook.Error
+		if m == nil || !errors.As(err, &he) || he.Name != hook.PostBackup {
+			t.Fatalf("backup = %v, %v; want the stored backup and the post_backup hook's failure", m, err)
+		}
 	})
 }
 

@@ -16,6 +16,12 @@ type Hooks struct {
 	// PostSnapshot runs right after the snapshot, and always once the pre
 	// hook ran (after its failure, a failed snapshot, a signal).
 	PostSnapshot []string `yaml:"post_snapshot"`
+	// PreBackup runs before anything of the volume's backup is done; if it
+	// fails, the volume fails and nothing is made.
+	PreBackup []string `yaml:"pre_backup"`
+	// PostBackup runs after everything of the volume's backup is done
+	// (snapshot released, backup stored or not), with the outcome.
+	PostBackup []string `yaml:"post_backup"`
 	// Timeout bounds each hook (0: 1m); a hook still running then is
 	// killed with its process group and fails.
 	Timeout time.Duration `yaml:"timeout"`
@@ -36,6 +42,12 @@ func (c *Config) HooksFor(id string) Hooks {
 	if v.PostSnapshot != nil {
 		h.PostSnapshot = v.PostSnapshot
 	}
+	if v.PreBackup != nil {
+		h.PreBackup = v.PreBackup
+	}
+	if v.PostBackup != nil {
+		h.PostBackup = v.PostBackup
+	}
 	if v.Timeout != 0 {
 		h.Timeout = v.Timeout
 	}
@@ -48,7 +60,7 @@ func (c *Config) validateHooks() []error {
 		for _, x := range []struct {
 			name string
 			argv []string
-		}{{"pre_snapshot", h.PreSnapshot}, {"post_snapshot", h.PostSnapshot}} {
+		}{{"pre_snapshot", h.PreSnapshot}, {"post_snapshot", h.PostSnapshot}, {"pre_backup", h.PreBackup}, {"post_backup", h.PostBackup}} {
 			// An empty list is no hook (in volume_hooks: none for this
 			// volume, whatever hooks: says).
 			if len(x.argv) > 0 && strings.TrimSpace(x.argv[0]) == "" {

@@ -1,7 +1,9 @@
 // Package hook runs the operator's commands around a volume's snapshot:
 // pre_snapshot right before it is made (to quiesce an application, flush a
 // database, freeze a guest's filesystems), post_snapshot right after (to
-// undo that), whatever happened in between.
+// undo that), whatever happened in between; and around its whole backup:
+// pre_backup before anything is done, post_backup after everything, with
+// the outcome.
 //
 // A hook is an argv list, run without a shell (unless its argv names one),
 // with the volume in its environment and its output in voltar's log. It
@@ -30,6 +32,8 @@ import (
 const (
 	PreSnapshot  = "pre_snapshot"
 	PostSnapshot = "post_snapshot"
+	PreBackup    = "pre_backup"
+	PostBackup   = "post_backup"
 )
 
 // DefaultTimeout bounds a hook whose config sets none.
@@ -41,13 +45,17 @@ type Command struct {
 	Timeout time.Duration // 0: DefaultTimeout
 }
 
-// Set is the hooks of one volume; an empty Argv is no hook.
+// Set is the hooks of one volume; an empty Argv is no hook. Pre and Post
+// run around the snapshot, PreBackup and PostBackup around the backup.
 type Set struct {
-	Pre, Post Command
+	Pre, Post             Command
+	PreBackup, PostBackup Command
 }
 
 // Empty reports whether no hook is set.
-func (s Set) Empty() bool { return len(s.Pre.Argv) == 0 && len(s.Post.Argv) == 0 }
+func (s Set) Empty() bool {
+	return len(s.Pre.Argv) == 0 && len(s.Post.Argv) == 0 && len(s.PreBackup.Argv) == 0 && len(s.PostBackup.Argv) == 0
+}
 
 // Error is a hook that failed: it exited non-zero, could not be started,
 // or was killed at its timeout or by a cancel.
