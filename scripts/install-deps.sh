@@ -8,6 +8,9 @@ runtime="e2fsprogs xfsprogs dosfstools btrfs-progs fdisk util-linux zstd tar cor
 test="$runtime pigz gzip age acl attr mtools ntfs-3g cryptsetup-bin thin-provisioning-tools busybox-static keyutils lintian man-db prometheus extlinux qemu-system-x86 grub-pc-bin linux-image-amd64 cpio ovmf grub-efi-amd64-bin"
 # ssh-keygen: signed manifests (signing.key_file) and their tests.
 test="$test openssh-client"
+# gcc, libc6-dev: cgo, for the C zstd library compiled into voltar (make deb
+# requires it; a plain go build without a C compiler falls back to Go's).
+test="$test gcc libc6-dev"
 case "${1:-runtime}" in
 runtime) want=$runtime ;;
 test) want="$test qemu-utils qemu-system-common" ;; # qcow2: qemu-img, qemu-storage-daemon
