@@ -101,7 +101,7 @@ bench_corpus() {
 		attach_mount "$img" "$MNT" ro
 		[ "$CACHE" = warm ] && [ "$r" = 1 ] && tar -C "$MNT" -cf - . | cat >/dev/null
 		if [ "$r" = 1 ]; then
-			printf '%s\t%s\t%s\n' "$corpus" "$(du -sb "$MNT" | cut -f1)" "$(find "$MNT" -type f | wc -l)" >>"$TSV.src"
+			printf '%s\t%s\t%s\t%s\n' "$corpus" "$(du -sb "$MNT" | cut -f1)" "$(find "$MNT" -type f | wc -l)" "$CACHE" >>"$TSV.src"
 		fi
 		if ((full)); then
 			run tar-gz "$clean" "$OUT/a.tar.gz" "tar -C $MNT -czf $OUT/a.tar.gz ."

@@ -27,7 +27,12 @@ export DEB_VERSION="$upstream-1"
 stage=bin/deb
 rm -rf "$stage"
 mkdir -p "$stage"/{man,completion,systemd,doc,examples/cron}
-CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$stage/voltar" ./cmd/voltar
+# cgo for the C zstd library compiled in (internal/codec: ~25% faster per
+# core than Go's encoder); netgo and osusergo keep Go's own DNS resolver and
+# user lookup, as a build without cgo has them, so libc is the only library
+# the binary links; PIE, as Debian builds C programs (lintian
+# hardening-no-pie).
+CGO_ENABLED=1 $GO build -trimpath -buildmode=pie -tags netgo,osusergo -ldflags "-s -w -X main.version=$VERSION" -o "$stage/voltar" ./cmd/voltar
 
 "$stage/voltar" gen-docs --man "$stage/man"
 gzip -9n "$stage"/man/*.8
@@ -66,6 +71,9 @@ gzip -9n "$stage/doc/changelog.Debian"
 		esc=$(echo "$mod" | sed 's/[A-Z]/!\L&/g')
 		dir="$modcache/$esc@$ver"
 		lic=$(ls "$dir"/LICENSE* "$dir"/LICENCE* "$dir"/COPYING* "$dir"/UNLICENSE* 2>/dev/null | head -1 || true)
+		# A module that bundles C sources ships their licence beside its own
+		# (github.com/DataDog/zstd: ZSTD_LICENSE).
+		extra=$(ls "$dir"/*_LICENSE 2>/dev/null || true)
 		echo
 		echo "----------------------------------------------------------------------"
 		echo "$mod $ver"
@@ -82,6 +90,12 @@ gzip -9n "$stage/doc/changelog.Debian"
 		else
 			echo "(no licence file found in the module)"
 		fi
+		for x in $extra; do
+			echo
+			echo "$(basename "$x"), the bundled C sources' licence:"
+			echo
+			sed 's/^$/./; s/^/ /' "$x"
+		done
 	done
 } > "$stage/doc/copyright"
 

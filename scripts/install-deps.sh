@@ -11,6 +11,9 @@ test="$test openssh-client"
 # domains: (libvirt): libvirtd and virsh for the tests' guest, qemu-ga
 # copied into the guest's initramfs (cmd/voltar/libvirt_test.go).
 test="$test libvirt-daemon-system libvirt-clients qemu-guest-agent"
+# gcc, libc6-dev: cgo, for the C zstd library compiled into voltar (make deb
+# requires it; a plain go build without a C compiler falls back to Go's).
+test="$test gcc libc6-dev"
 case "${1:-runtime}" in
 runtime) want=$runtime ;;
 test) want="$test qemu-utils qemu-system-common" ;; # qcow2: qemu-img, qemu-storage-daemon

@@ -72,7 +72,7 @@ func NewWriterFrames(w io.Writer, c string, level, threads, frame int) (io.Write
 	}
 	switch c {
 	case Zstd:
-		return newZstdWriter(w, zstd.EncoderLevelFromZstd(level), threads, frame)
+		return newZstdWriter(w, level, threads, frame)
 	case Gzip:
 		gw, err := pgzip.NewWriterLevel(w, level)
 		if err != nil {
@@ -190,10 +190,11 @@ type zstdWriter struct {
 type zstdFrame struct {
 	in, out []byte
 	sum     [sha256.Size]byte
+	err     error // of the encoder
 	ready   chan struct{}
 }
 
-func newZstdWriter(w io.Writer, level zstd.EncoderLevel, threads, frame int) (*zstdWriter, error) {
+func newZstdWriter(w io.Writer, level, threads, frame int) (*zstdWriter, error) {
 	z := &zstdWriter{
 		w:     w,
 		frame: frame,
@@ -203,22 +204,19 @@ func newZstdWriter(w io.Writer, level zstd.EncoderLevel, threads, frame int) (*z
 		done:  make(chan struct{}),
 	}
 	for range threads {
-		// A frame is never longer than the window, so the low-memory
-		// history (window + one block, instead of twice the window) never
-		// has to be shifted: it saves memory at no cost here.
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(max(frame, zstd.MinWindowSize)), zstd.WithLowerEncoderMem(true),
-			zstd.WithAllLitEntropyCompression(true))
+		enc, err := newFrameEncoder(level, frame)
 		if err != nil {
 			return nil, err
 		}
 		z.encs.Go(func() {
 			for f := range z.todo {
-				f.out = enc.EncodeAll(f.in, f.out[:0])
-				f.sum = sha256.Sum256(f.out)
+				f.out, f.err = enc.encode(f.out[:0], f.in)
+				if f.err == nil {
+					f.sum = sha256.Sum256(f.out)
+				}
 				f.ready <- struct{}{}
 			}
-			enc.Close()
+			enc.close()
 		})
 	}
 	for range threads + 1 {
@@ -233,6 +231,13 @@ func (z *zstdWriter) write() {
 	defer close(z.done)
 	for f := range z.out {
 		<-f.ready
+		if f.err != nil {
+			z.mu.Lock()
+			if z.err == nil {
+				z.err = fmt.Errorf("zstd: %w", f.err)
+			}
+			z.mu.Unlock()
+		}
 		if z.error() == nil {
 			if _, err := z.w.Write(f.out); err != nil {
 				z.mu.Lock()
