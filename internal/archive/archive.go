@@ -303,7 +303,7 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
 // dir archives the entries of a directory in lexical (byte) order. dev
 // is the directory's device: its entries are on it, or not entered.
 func (a *archiver) dir(abs, rel string, dev uint64) error {
-	f, err := os.Open(abs)
+	f, err := openRead(abs, 0)
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
@@ -344,7 +344,7 @@ func (a *archiver) dir(abs, rel string, dev uint64) error {
 
 // file archives a regular file, as a sparse entry when holes save space.
 func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
-	f, err := os.OpenFile(abs, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+	f, err := openRead(abs, unix.O_NOFOLLOW|unix.O_NOCTTY)
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
