@@ -48,6 +48,12 @@ type Options struct {
 	// as a walk that silently misses entries would; the backup's
 	// completeness check must catch that.
 	Drop func(rel string) bool
+
+	// NoPrefetch turns the prefetcher (prefetch.go) off. It hides disk
+	// waits with four system calls per file; where a system call costs
+	// more than the wait it hides (the sandbox's UML guest, where each
+	// is a round trip through the host) it costs more than it saves.
+	NoPrefetch bool
 }
 
 // Subvolume is a btrfs subvolume met by the walk: entered, or skipped
@@ -167,7 +173,7 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		seen:   make(map[fileID]uint64),
 		opts:   opts,
 		log:    log,
-		pf:     newPrefetcher(),
+		pf:     newPrefetcher(!opts.NoPrefetch),
 	}
 
 	err = a.entry(root, "", &rootSt, rootSt.Dev)

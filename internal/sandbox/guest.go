@@ -170,6 +170,10 @@ func guestRun(fw *frameWriter) (res Result) {
 	log := slog.New(&lineHandler{fw: fw, mu: &mu, level: slog.LevelWarn, sent: new(int)})
 	opts := archive.Options{
 		Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, Logger: log,
+		// Each of the prefetcher's system calls is a round trip through
+		// the host here: without it the guest needs 25% less host CPU
+		// and is no slower, also with a cold host cache.
+		NoPrefetch: true,
 		Progress: func(p archive.Progress) {
 			var b [16]byte
 			binary.BigEndian.PutUint64(b[:], uint64(p.Bytes))
