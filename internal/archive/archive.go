@@ -52,6 +52,12 @@ type Options struct {
 	// as a walk that silently misses entries would; the backup's
 	// completeness check must catch that.
 	Drop func(rel string) bool
+
+	// NoPrefetch turns the prefetcher (prefetch.go) off. It hides disk
+	// waits with four system calls per file; where a system call costs
+	// more than the wait it hides (the sandbox's UML guest, where each
+	// is a round trip through the host) it costs more than it saves.
+	NoPrefetch bool
 }
 
 // Parent is the backup an incremental archive builds on.
@@ -200,7 +206,7 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		seen:   make(map[fileID]uint64),
 		opts:   opts,
 		log:    log,
-		pf:     newPrefetcher(),
+		pf:     newPrefetcher(!opts.NoPrefetch),
 	}
 
 	err = a.entry(root, "", &rootSt, rootSt.Dev)
@@ -397,7 +403,7 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 // list reads the entries of directory abs (relative path rel, on device
 // dev), sorted, with their stat and dumpdir codes.
 func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
-	f, err := os.Open(abs)
+	f, err := openRead(abs, 0)
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
@@ -535,16 +541,12 @@ func (a *archiver) inherit(e *index.Entry) error {
 
 // file archives a regular file, as a sparse entry when holes save space.
 func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
-	// unix.Open and os.NewFile rather than os.OpenFile: os.OpenFile tries
-	// to register every file with the poller and Fd then makes it blocking
-	// again, five system calls per file for nothing on a regular file
-	// (NewFile makes one); per file of a tree of small ones that shows.
-	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	f, err := openRead(abs, unix.O_NOFOLLOW|unix.O_NOCTTY)
 	if err != nil {
-		return fmt.Errorf("archive: %w", &os.PathError{Op: "open", Path: abs, Err: err})
+		return fmt.Errorf("archive: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), abs)
 	defer f.Close()
+	fd := int(f.Fd())
 	a.fileFD = fd
 	defer func() { a.fileFD = -1 }()
 	if st.Size > bufSize { // one read takes a smaller file whole

@@ -45,10 +45,16 @@ type pfDir struct {
 	at     int     // entry the archiver is at
 }
 
-func newPrefetcher() *prefetcher {
+// newPrefetcher starts the workers; with on false there are none, and
+// the prefetcher only keeps its books.
+func newPrefetcher(on bool) *prefetcher {
 	p := &prefetcher{}
 	p.cond = sync.NewCond(&p.mu)
-	for range prefetchWorkers {
+	workers := prefetchWorkers
+	if !on {
+		workers = 0
+	}
+	for range workers {
 		p.wg.Go(p.work)
 	}
 	return p

@@ -97,7 +97,7 @@ func (a *archiver) countExcluded(abs string, st *unix.Stat_t, dev uint64) error 
 	if err := a.ctx.Err(); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	f, err := os.Open(abs)
+	f, err := openRead(abs, 0)
 	if err != nil {
 		return fmt.Errorf("archive: count excluded: %w", err)
 	}

@@ -71,6 +71,7 @@ type sandboxProc struct {
 	pid                          int
 	uid, capEff, capPrm, capBnd  string
 	noNewPrivs, mntNS, netNS, ns string
+	cpus                         string // Cpus_allowed_list
 }
 
 // watchSandbox polls, until stop is called, the host's mount table (this
@@ -133,6 +134,8 @@ func watchSandbox(t *testing.T, dir, runtime string) (stop func() (mounts []stri
 						p.capBnd = v
 					case "NoNewPrivs":
 						p.noNewPrivs = v
+					case "Cpus_allowed_list":
+						p.cpus = v
 					}
 				}
 				p.mntNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
@@ -249,6 +252,9 @@ func TestSandboxBackup(t *testing.T) {
 		if strings.Fields(p.uid)[0] == "0" || p.capEff != "0000000000000000" || p.capPrm != "0000000000000000" ||
 			p.capBnd != "0000000000000000" || p.noNewPrivs != "1" || p.mntNS == self || p.netNS == selfNet {
 			t.Errorf("sandbox process %+v: want uid != 0, no capabilities, no_new_privs, own mount and network namespaces", p)
+		}
+		if p.cpus == "" || strings.ContainsAny(p.cpus, ",-") {
+			t.Errorf("sandbox process %+v: want it on one host CPU (sandbox/cpu.go), allowed %q", p, p.cpus)
 		}
 	}
 	t.Logf("%d sandbox processes seen, e.g. %+v", len(procs), procs[0])

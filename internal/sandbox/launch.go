@@ -52,6 +52,7 @@ type spec struct {
 	Scratch  int64
 	FSize    int64
 	CPU      int64 // seconds
+	Pin      int   // the host CPU the sandbox runs on, -1 for any (cpu.go)
 	Guest    guestConfig
 }
 
@@ -71,7 +72,7 @@ func newSpec(cfg Config, lim Limits) (*spec, error) {
 		return nil, errors.New("sandbox: device, dir and filesystem type are required")
 	}
 	s := &spec{Dir: cfg.Dir, Binary: cfg.Binary, Kernel: cfg.Kernel, Memory: lim.Memory, Scratch: lim.Scratch,
-		CPU:   int64(lim.CPU.Seconds()),
+		CPU: int64(lim.CPU.Seconds()), Pin: pickCPU(),
 		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw, Index: cfg.Index != nil, Stall: lim.TestStall, Lose: lim.TestLose}}
 	var err error
 	if s.Binary == "" {
@@ -161,6 +162,8 @@ func launch() error {
 	if err := json.Unmarshal([]byte(os.Getenv(envSpec)), &s); err != nil {
 		return fmt.Errorf("spec: %w", err)
 	}
+	// Before UML starts: its processes and threads inherit it.
+	pin(s.Pin)
 	if err := buildRoot(&s); err != nil {
 		return err
 	}

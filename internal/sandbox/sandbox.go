@@ -202,6 +202,9 @@ func Archive(ctx context.Context, cfg Config, w io.Writer) (Result, error) {
 // a fresh writer: part of the stream may have reached w).
 var ErrLost = errors.New("the guest powered off, but its stream did not arrive whole")
 
+// pipeSize is the size of the stream's pipe.
+const pipeSize = 1 << 20
+
 // haltGrace is how long a guest that has powered off may take to exit.
 const haltGrace = 5 * time.Second
 
@@ -212,6 +215,11 @@ func archiveOnce(ctx context.Context, spec *spec, cfg Config, lim Limits, log *s
 		return Result{}, fmt.Errorf("sandbox: %w", err)
 	}
 	defer rd.Close()
+	// A pipe holds 64 KiB: with 1 MiB the guest's kernel rarely finds it
+	// full and waits for the host, a few round trips each time.
+	if c, err := wr.SyscallConn(); err == nil {
+		c.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		wr.Close()
