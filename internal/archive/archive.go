@@ -209,7 +209,7 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		pf:     newPrefetcher(!opts.NoPrefetch),
 	}
 
-	err = a.entry(root, "", &rootSt, rootSt.Dev)
+	err = a.entry(root, "", &rootSt, rootSt.Dev, nil)
 	a.pf.close()
 	if err == nil {
 		err = a.tw.Close()
@@ -266,7 +266,10 @@ type archiver struct {
 // entry archives one filesystem object (and, for a directory, its tree).
 // rel is the path relative to root without "./"; "" is root itself. dev is
 // the device of the directory holding it.
-func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
+//
+// inh is the parent's entry when the listing found it unchanged (an
+// increment): it is indexed from the parent, not archived.
+func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64, inh *index.Entry) error {
 	if err := a.ctx.Err(); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
@@ -300,8 +303,8 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
 		return nil
 	}
 
-	if e := a.unchanged(rel, st); e != nil {
-		return a.inherit(e)
+	if inh != nil {
+		return a.inherit(inh)
 	}
 
 	// Every non-directory may have more names.
@@ -349,6 +352,7 @@ type child struct {
 	// code is the entry's GNU dumpdir code: 'D', 'Y', 'N', or 0 for an
 	// entry the archive leaves out.
 	code byte
+	inh  *index.Entry // 'N': the parent's entry
 }
 
 // dir archives a directory: its header hdr, then its entries in lexical
@@ -371,17 +375,25 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 		return err
 	}
 	// The prefetcher warms the files whose data will be read.
+	// (None in a directory an increment leaves as it was: then it is not
+	// told of the directory at all.)
 	names := make([]string, len(kids))
+	var pd *pfDir
 	for i, k := range kids {
 		if k.code == 'Y' && k.st.Mode&unix.S_IFMT == unix.S_IFREG {
 			names[i] = k.name
+			pd = &pfDir{}
 		}
 	}
-	pd := a.pf.push(abs, names)
-	defer a.pf.pop(pd)
+	if pd != nil {
+		pd = a.pf.push(abs, names)
+		defer a.pf.pop(pd)
+	}
 	for i := range kids {
 		k := &kids[i]
-		a.pf.advance(pd, i)
+		if pd != nil {
+			a.pf.advance(pd, i)
+		}
 		crel, cabs := k.name, abs+"/"+k.name
 		if rel != "" {
 			crel = rel + "/" + k.name
@@ -393,7 +405,7 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 			}
 			continue
 		}
-		if err := a.entry(cabs, crel, &k.st, st.Dev); err != nil {
+		if err := a.entry(cabs, crel, &k.st, st.Dev, k.inh); err != nil {
 			return err
 		}
 	}
@@ -407,11 +419,14 @@ func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
+	defer f.Close()
 	names, err := f.Readdirnames(-1)
-	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
+	// Each entry is looked at relative to the open directory: no walk of
+	// the whole path per entry.
+	dirfd := int(f.Fd())
 	sort.Strings(names)
 	kids := make([]child, 0, len(names))
 	for _, n := range names {
@@ -423,7 +438,7 @@ func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
 			crel = rel + "/" + n
 		}
 		k := child{name: n}
-		if err := unix.Lstat(cabs, &k.st); err != nil {
+		if err := fstatat(dirfd, n, &k.st); err != nil {
 			return nil, fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: cabs, Err: err})
 		}
 		if a.opts.Drop != nil && a.opts.Drop(crel) {
@@ -436,14 +451,28 @@ func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
 		case ft == unix.S_IFDIR:
 			k.code = 'D' // entered, or kept as the mount point of another filesystem
 		case k.st.Dev != dev:
-		case a.opts.Parent != nil && a.unchanged(crel, &k.st) != nil:
-			k.code = 'N'
+		case a.opts.Parent != nil:
+			if k.inh = a.unchanged(crel, &k.st); k.inh != nil {
+				k.code = 'N'
+			} else {
+				k.code = 'Y'
+			}
 		default:
 			k.code = 'Y'
 		}
 		kids = append(kids, k)
 	}
 	return kids, nil
+}
+
+// fstatat is lstat of name in the directory open as dirfd.
+func fstatat(dirfd int, name string, st *unix.Stat_t) error {
+	for {
+		err := unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // paxDumpdir is GNU tar's record of a directory's entries in an

@@ -162,6 +162,7 @@ type Writer struct {
 	buf     []byte
 	entries int64
 	last    int64
+	from    string // the last From checked
 	err     error
 }
 
@@ -182,9 +183,12 @@ func (w *Writer) Add(e *Entry) error {
 		return w.err
 	}
 	if e.From != "" {
-		if _, err := layout.ParseTime(e.From); err != nil {
-			w.err = fmt.Errorf("index: entry %q from %q: not a backup timestamp", e.Path, e.From)
-			return w.err
+		if e.From != w.from {
+			if _, err := layout.ParseTime(e.From); err != nil {
+				w.err = fmt.Errorf("index: entry %q from %q: not a backup timestamp", e.Path, e.From)
+				return w.err
+			}
+			w.from = e.From
 		}
 	} else if e.Offset <= w.last {
 		w.err = fmt.Errorf("index: entry %q at %d after one at %d", e.Path, e.Offset, w.last)
