@@ -63,36 +63,28 @@ func (r *run) chooseParent(ctx context.Context) *parent {
 	if err != nil {
 		return full("cannot list the volume's backups: %v", err)
 	}
-	var bs []catalog.Backup
-	for _, b := range cat.Backups {
-		if b.Host == r.o.Host && b.Group == r.v.Group && b.Volume == r.v.Name && b.Manifest.Volume.Kind != layout.Dump {
-			bs = append(bs, b)
+	// List sorts a volume's backups oldest first.
+	var b *catalog.Backup
+	for i := range cat.Backups {
+		if c := &cat.Backups[i]; c.Host == r.o.Host && c.Group == r.v.Group && c.Volume == r.v.Name && c.Manifest.Volume.Kind != layout.Dump {
+			b = c
 		}
 	}
-	if len(bs) == 0 {
+	if b == nil {
 		return full("no earlier backup of the volume")
 	}
-	byID := map[string]*catalog.Backup{}
-	for i := range bs {
-		byID[bs[i].ID] = &bs[i]
-	}
-	b := newest(bs)
 	m := b.Manifest
 	if m.Level() >= inc.MaxChain {
 		return full("the chain of %s has %d increments (max_chain %d)", b.ID, m.Level(), inc.MaxChain)
 	}
 	// The whole chain must be there: an increment on a broken chain
 	// could never be restored.
+	if b.ChainBroken != "" {
+		return full("the chain of %s is broken: %s", b.ID, b.ChainBroken)
+	}
 	fullID := b.ID
 	if m.Chain != nil {
 		fullID = m.Chain.Full
-		for c := b; c.Manifest.Chain != nil; {
-			p, ok := byID[c.Manifest.Chain.Parent]
-			if !ok {
-				return full("the chain of %s is broken: its parent %s is missing or damaged", b.ID, c.Manifest.Chain.Parent)
-			}
-			c = p
-		}
 	}
 	if inc.FullEvery > 0 {
 		ft, err := layout.ParseTime(path.Base(fullID))
@@ -108,17 +100,6 @@ func (r *run) chooseParent(ctx context.Context) *parent {
 	}
 	sum := sha256.Sum256(b.ManifestData)
 	return &parent{b: b, sha: hex.EncodeToString(sum[:]), time: path.Base(b.ID), indexes: map[string]*index.Index{}}
-}
-
-// newest is the newest of a volume's backups.
-func newest(bs []catalog.Backup) *catalog.Backup {
-	n := &bs[0]
-	for i := range bs {
-		if bs[i].Time.After(n.Time) || bs[i].Time.Equal(n.Time) && bs[i].ID > n.ID {
-			n = &bs[i]
-		}
-	}
-	return n
 }
 
 // sameShape reports why the volume no longer is what the parent backed up
