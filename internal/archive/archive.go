@@ -433,13 +433,13 @@ func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
 		if err := a.ctx.Err(); err != nil {
 			return nil, fmt.Errorf("archive: %w", err)
 		}
-		crel, cabs := n, abs+"/"+n
+		crel := n
 		if rel != "" {
 			crel = rel + "/" + n
 		}
 		k := child{name: n}
 		if err := fstatat(dirfd, n, &k.st); err != nil {
-			return nil, fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: cabs, Err: err})
+			return nil, fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: abs + "/" + n, Err: err})
 		}
 		if a.opts.Drop != nil && a.opts.Drop(crel) {
 			continue

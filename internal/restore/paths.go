@@ -122,7 +122,6 @@ func restoreSelected(ctx context.Context, f *browse.FS, sel []*index.Entry, dir 
 	}
 	rename := map[*index.Entry]string{}   // target -> the name it is restored as
 	relink := map[*index.Entry]string{}   // link -> its new target
-	substitute := map[*index.Entry]bool{} // the link entries that carry the target's data
 	var order []*index.Entry
 	for _, e := range sel {
 		if e.Type == index.Hardlink {
@@ -132,7 +131,6 @@ func restoreSelected(ctx context.Context, f *browse.FS, sel []*index.Entry, dir 
 					relink[e] = n
 				} else {
 					rename[t] = e.Path
-					substitute[e] = true
 					order = append(order, t)
 					continue
 				}
