@@ -120,8 +120,8 @@ func restoreSelected(ctx context.Context, f *browse.FS, sel []*index.Entry, dir 
 	for _, e := range sel {
 		chosen[e] = true
 	}
-	rename := map[*index.Entry]string{}   // target -> the name it is restored as
-	relink := map[*index.Entry]string{}   // link -> its new target
+	rename := map[*index.Entry]string{} // target -> the name it is restored as
+	relink := map[*index.Entry]string{} // link -> its new target
 	var order []*index.Entry
 	for _, e := range sel {
 		if e.Type == index.Hardlink {

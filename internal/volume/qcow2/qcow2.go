@@ -226,29 +226,7 @@ func (s *Snapshotter) RemoveLeftover(ctx context.Context, ref string) error {
 // (their export id carries the scope) whose run died without a journal
 // entry, and their exports.
 func (s *Snapshotter) Sweep(ctx context.Context) (int, error) {
-	n := 0
-	var errs []error
-	for _, p := range daemons(func(args []string) bool { return hasExportID(args, exportID(s.Scope)) }) {
-		s.mu.Lock()
-		_, ours := s.running[p.export]
-		s.mu.Unlock()
-		if ours {
-			continue
-		}
-		if err := killDaemon(p); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if p.export != "" {
-			if err := s.RemoveLeftover(ctx, p.export); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		n++
-		if s.Logger != nil {
-			s.Logger.Info("stopped leftover qemu-storage-daemon of a dead run", "pid", p.pid, "export", p.export)
-		}
-	}
+	n, errs := s.stopDead(ctx, func(args []string) bool { return hasExportID(args, exportID(s.Scope)) })
 	// Export directories whose daemon is gone (killed with the run).
 	dirs, _ := filepath.Glob(filepath.Join(s.RuntimeDir, "*.export"))
 	for _, d := range dirs {
@@ -274,8 +252,17 @@ func (s *Snapshotter) Sweep(ctx context.Context) (int, error) {
 // back into the image, which QEMU cannot do while another process holds
 // the image open.
 func (s *Snapshotter) StopReaders(ctx context.Context, path string) error {
+	_, errs := s.stopDead(ctx, func(args []string) bool { return hasExportID(args, exportID(s.Scope)) && readsFile(args, path) }, "image", path)
+	return errors.Join(errs...)
+}
+
+// stopDead kills the storage daemons whose arguments match that are not
+// this command's, and removes their exports; it logs each, with the key
+// and value pairs of what.
+func (s *Snapshotter) stopDead(ctx context.Context, match func(args []string) bool, what ...any) (int, []error) {
+	n := 0
 	var errs []error
-	for _, p := range daemons(func(args []string) bool { return hasExportID(args, exportID(s.Scope)) && readsFile(args, path) }) {
+	for _, p := range daemons(match) {
 		s.mu.Lock()
 		_, ours := s.running[p.export]
 		s.mu.Unlock()
@@ -291,11 +278,12 @@ func (s *Snapshotter) StopReaders(ctx context.Context, path string) error {
 				errs = append(errs, err)
 			}
 		}
+		n++
 		if s.Logger != nil {
-			s.Logger.Info("stopped leftover qemu-storage-daemon of a dead run", "pid", p.pid, "image", path)
+			s.Logger.Info("stopped leftover qemu-storage-daemon of a dead run", append([]any{"pid", p.pid, "export", p.export}, what...)...)
 		}
 	}
-	return errors.Join(errs...)
+	return n, errs
 }
 
 // errNoReflink: the filesystem cannot share extents.
