@@ -155,27 +155,23 @@ func (c *Client) Lookup(ctx context.Context, name string) (Domain, error) {
 // Freeze freezes the guest's filesystems through qemu-guest-agent and
 // returns how many it froze.
 func (c *Client) Freeze(ctx context.Context, name string) (int, error) {
-	var n int32
-	err := c.call(ctx, func(l *golibvirt.Libvirt) error {
-		d, err := l.DomainLookupByName(name)
-		if err != nil {
-			return err
-		}
-		n, err = l.DomainFsfreeze(d, nil, 0)
-		return err
-	})
-	return int(n), err
+	return c.guestFS(ctx, name, (*golibvirt.Libvirt).DomainFsfreeze)
 }
 
 // Thaw thaws the guest's filesystems and returns how many it thawed.
 func (c *Client) Thaw(ctx context.Context, name string) (int, error) {
+	return c.guestFS(ctx, name, (*golibvirt.Libvirt).DomainFsthaw)
+}
+
+// guestFS runs an agent call on all of domain name's filesystems.
+func (c *Client) guestFS(ctx context.Context, name string, op func(*golibvirt.Libvirt, golibvirt.Domain, []string, uint32) (int32, error)) (int, error) {
 	var n int32
 	err := c.call(ctx, func(l *golibvirt.Libvirt) error {
 		d, err := l.DomainLookupByName(name)
 		if err != nil {
 			return err
 		}
-		n, err = l.DomainFsthaw(d, nil, 0)
+		n, err = op(l, d, nil, 0)
 		return err
 	})
 	return int(n), err
