@@ -104,24 +104,6 @@ func (a *app) runVerify(ctx context.Context, o verifyFlags, args []string) error
 	if o.sample > 0 && len(backups) > 0 {
 		backups = verify.Sample(backups, o.sample, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	}
-	// An increment is only as good as the backups it builds on: they
-	// are verified with it (a broken chain is its own problem).
-	have := map[string]bool{}
-	for _, b := range backups {
-		have[b.FullID()] = true
-	}
-	for i := 0; i < len(backups); i++ {
-		if backups[i].Manifest.Chain == nil {
-			continue
-		}
-		parents, _ := catalog.Chain(ctx, st, &backups[i])
-		for _, p := range parents {
-			if !have[p.FullID()] {
-				have[p.FullID()] = true
-				backups = append(backups, *p)
-			}
-		}
-	}
 	var ptrs []*catalog.Backup
 	for i := range backups {
 		ptrs = append(ptrs, &backups[i])
@@ -135,16 +117,34 @@ func (a *app) runVerify(ctx context.Context, o verifyFlags, args []string) error
 		return err
 	}
 	results := damaged
+	have := map[string]bool{}
+	check := func(b *catalog.Backup) {
+		r := verify.Backup(ctx, st, b, ids)
+		if sigs != nil {
+			verify.Signature(ctx, st, b, sigs, &r)
+		}
+		a.log.Debug("verified", "id", r.ID, "ok", r.OK)
+		results = append(results, r)
+		have[b.FullID()] = true
+	}
 	for i := range backups {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r := verify.Backup(ctx, st, &backups[i], ids)
-		if sigs != nil {
-			verify.Signature(ctx, st, &backups[i], sigs, &r)
+		check(&backups[i])
+	}
+	// An increment is only as good as the backups it builds on (its
+	// result's Chain): those not verified yet are, with it. A parent
+	// that cannot be resolved is already the increment's problem.
+	for i := len(damaged); i < len(results) && ctx.Err() == nil; i++ {
+		for _, id := range results[i].Chain {
+			if have[results[i].Host+"/"+id] {
+				continue
+			}
+			if b, err := catalog.Resolve(ctx, st, results[i].Host, id); err == nil {
+				check(b)
+			}
 		}
-		a.log.Debug("verified", "id", r.ID, "ok", r.OK)
-		results = append(results, r)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
