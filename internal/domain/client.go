@@ -123,23 +123,29 @@ type Domain struct {
 	Running bool
 }
 
+// live finds domain name and reads its live definition.
+func live(l *golibvirt.Libvirt, name string) (golibvirt.Domain, Info, error) {
+	d, err := l.DomainLookupByName(name)
+	if err != nil {
+		return d, Info{}, err
+	}
+	doc, err := l.DomainGetXMLDesc(d, 0)
+	if err != nil {
+		return d, Info{}, err
+	}
+	info, err := Parse(doc)
+	return d, info, err
+}
+
 // Lookup reads the domain name's live definition.
 func (c *Client) Lookup(ctx context.Context, name string) (Domain, error) {
 	var out Domain
 	err := c.call(ctx, func(l *golibvirt.Libvirt) error {
-		d, err := l.DomainLookupByName(name)
+		d, info, err := live(l, name)
 		if err != nil {
 			return err
 		}
 		state, _, err := l.DomainGetState(d, 0)
-		if err != nil {
-			return err
-		}
-		doc, err := l.DomainGetXMLDesc(d, 0)
-		if err != nil {
-			return err
-		}
-		info, err := Parse(doc)
 		if err != nil {
 			return err
 		}
@@ -209,15 +215,7 @@ func hasCode(err error, codes ...golibvirt.ErrorNumber) bool {
 // without metadata: libvirt keeps no snapshot object to delete.
 func (c *Client) SnapshotDisks(ctx context.Context, name string, overlays map[string]string) error {
 	return c.call(ctx, func(l *golibvirt.Libvirt) error {
-		d, err := l.DomainLookupByName(name)
-		if err != nil {
-			return err
-		}
-		doc, err := l.DomainGetXMLDesc(d, 0)
-		if err != nil {
-			return err
-		}
-		info, err := Parse(doc)
+		d, info, err := live(l, name)
 		if err != nil {
 			return err
 		}
