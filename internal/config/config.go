@@ -450,6 +450,15 @@ func (c *Config) IncludeBtrfsSnapshots(id string) bool {
 	return c.BtrfsSnapshots == "include"
 }
 
+// volumeKey checks a key of a per-volume setting (volume_excludes,
+// volume_hooks, ...): "<vg>/<lv>" or "image/<file name>".
+func volumeKey(setting, k string) error {
+	if strings.Count(k, "/") != 1 {
+		return fmt.Errorf("%s key %q: want <vg>/<volume> or image/<file name>", setting, k)
+	}
+	return nil
+}
+
 // IsolationFor returns the isolation ("kernel" or "sandbox") of the volume
 // id ("<vg>/<lv>", "image/<file name>").
 func (c *Config) IsolationFor(id string) string {
@@ -518,8 +527,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for k, ps := range c.VolumeExcludes {
-		if strings.Count(k, "/") != 1 {
-			errs = append(errs, fmt.Errorf("volume_excludes key %q: want <vg>/<volume> or image/<file name>", k))
+		if err := volumeKey("volume_excludes", k); err != nil {
+			errs = append(errs, err)
 		}
 		for _, p := range ps {
 			if !doublestar.ValidatePattern(p) {
@@ -535,8 +544,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("btrfs_snapshots %q: want skip or include", c.BtrfsSnapshots))
 	}
 	for k, v := range c.VolumeBtrfsSnapshots {
-		if strings.Count(k, "/") != 1 {
-			errs = append(errs, fmt.Errorf("volume_btrfs_snapshots key %q: want <vg>/<volume> or image/<file name>", k))
+		if err := volumeKey("volume_btrfs_snapshots", k); err != nil {
+			errs = append(errs, err)
 		}
 		if v != "skip" && v != "include" {
 			errs = append(errs, fmt.Errorf("volume_btrfs_snapshots %s: %q: want skip or include", k, v))
@@ -546,8 +555,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("isolation %q: want kernel or sandbox", c.Isolation))
 	}
 	for k, v := range c.VolumeIsolation {
-		if strings.Count(k, "/") != 1 {
-			errs = append(errs, fmt.Errorf("volume_isolation key %q: want <vg>/<volume> or image/<file name>", k))
+		if err := volumeKey("volume_isolation", k); err != nil {
+			errs = append(errs, err)
 		}
 		if v != "kernel" && v != "sandbox" {
 			errs = append(errs, fmt.Errorf("volume_isolation %s: %q: want kernel or sandbox", k, v))
@@ -555,8 +564,8 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Incremental.validate("incremental")...)
 	for k, v := range c.VolumeIncremental {
-		if strings.Count(k, "/") != 1 {
-			errs = append(errs, fmt.Errorf("volume_incremental key %q: want <vg>/<volume> or image/<file name>", k))
+		if err := volumeKey("volume_incremental", k); err != nil {
+			errs = append(errs, err)
 		}
 		errs = append(errs, v.validate("volume_incremental "+k)...)
 	}

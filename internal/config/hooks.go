@@ -73,8 +73,8 @@ func (c *Config) validateHooks() []error {
 	}
 	check("hooks", c.Hooks)
 	for k, h := range c.VolumeHooks {
-		if strings.Count(k, "/") != 1 {
-			errs = append(errs, fmt.Errorf("volume_hooks key %q: want <vg>/<volume> or image/<file name>", k))
+		if err := volumeKey("volume_hooks", k); err != nil {
+			errs = append(errs, err)
 		}
 		check("volume_hooks "+k, h)
 	}
