@@ -82,6 +82,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadHeader -fuzztime 30s ./internal/volume/qcow2
 	$(GO) test -run '^$$' -fuzz FuzzReadStream -fuzztime 60s ./internal/sandbox
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./internal/index
+	$(GO) test -run '^$$' -fuzz FuzzParseFlat -fuzztime 30s ./internal/index
 
 clean:
 	rm -rf bin demo voltar_*_amd64.deb

@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -53,18 +52,22 @@ type Options struct {
 	// completeness check must catch that.
 	Drop func(rel string) bool
 
-	// NoPrefetch turns the prefetcher (prefetch.go) off. It hides disk
-	// waits with four system calls per file; where a system call costs
-	// more than the wait it hides (the sandbox's UML guest, where each
-	// is a round trip through the host) it costs more than it saves.
+	// NoPrefetch turns the prefetcher (prefetch.go) and the lister
+	// (lookahead.go) off. They hide disk waits with more system calls
+	// and threads; where a system call costs more than the wait it hides
+	// (the sandbox's UML guest, where each is a round trip through the
+	// host) they cost more than they save.
 	NoPrefetch bool
 }
 
 // Parent is the backup an incremental archive builds on.
 type Parent struct {
-	// Index is the parent's index of the filesystem: its whole tree, as
-	// merged for an increment.
-	Index *index.Index
+	// Index returns the parent's index of the filesystem: its whole tree,
+	// as merged for an increment. Write calls it once, when it has started
+	// listing the tree ahead (lookahead.go), so the index may still be
+	// being read when Write starts. An error makes the archive whole
+	// (Result.Incremental false).
+	Index func() (*index.Index, error)
 	// Time is the parent's timestamp, the From of the entries its own
 	// archive holds.
 	Time string
@@ -114,6 +117,10 @@ type Result struct {
 	// Inherited counts the entries of an increment left to the parent
 	// chain: unchanged since the parent, indexed but not in the archive.
 	Inherited int64
+	// Incremental is true when the archive is an increment on
+	// Options.Parent: false without a parent, or when its index could not
+	// be read.
+	Incremental bool
 	// Subvolumes lists the btrfs subvolumes below root, in walk order.
 	Subvolumes []Subvolume
 	// NotEntered lists every directory whose contents were left out
@@ -207,10 +214,29 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 		opts:   opts,
 		log:    log,
 		pf:     newPrefetcher(!opts.NoPrefetch),
+		// Only an increment lists ahead: a whole archive's walk waits
+		// for file data, not for listings (measured: no faster, and
+		// 40 MiB more memory).
+		look: newLister(ctx, excl, !opts.NoPrefetch && opts.Parent != nil),
+	}
+	if p := opts.Parent; p != nil {
+		// The tree is listed ahead while the index is read.
+		a.look.start(root, rootSt.Dev)
+		if a.parent, err = p.Index(); err == nil && a.parent != nil {
+			a.parentTime, a.res.Incremental = p.Time, true
+		} else {
+			a.parent = nil
+		}
+		if err := ctx.Err(); err != nil {
+			a.pf.close()
+			a.look.close()
+			return a.res, fmt.Errorf("archive: %w", err)
+		}
 	}
 
 	err = a.entry(root, "", &rootSt, rootSt.Dev, nil)
 	a.pf.close()
+	a.look.close()
 	if err == nil {
 		err = a.tw.Close()
 	}
@@ -253,6 +279,11 @@ type archiver struct {
 	log    *slog.Logger
 	res    Result
 	pf     *prefetcher
+	look   *lister
+	// parent is the index an increment builds on (Options.Parent), nil
+	// for a whole archive; parentTime its backup's timestamp.
+	parent     *index.Index
+	parentTime string
 
 	doneBytes  int64
 	lastReport time.Time
@@ -368,7 +399,7 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 	if err != nil {
 		return err
 	}
-	if a.opts.Parent != nil {
+	if a.parent != nil {
 		setDumpdir(hdr, kids)
 	}
 	if err := a.emit(abs, st, hdr); err != nil {
@@ -415,32 +446,17 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 // list reads the entries of directory abs (relative path rel, on device
 // dev), sorted, with their stat and dumpdir codes.
 func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
-	f, err := openRead(abs, 0)
-	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
+	ls := a.look.list(abs, rel, dev)
+	if ls.err != nil {
+		return nil, ls.err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("archive: %w", err)
-	}
-	// Each entry is looked at relative to the open directory: no walk of
-	// the whole path per entry.
-	dirfd := int(f.Fd())
-	sort.Strings(names)
-	kids := make([]child, 0, len(names))
-	for _, n := range names {
-		if err := a.ctx.Err(); err != nil {
-			return nil, fmt.Errorf("archive: %w", err)
-		}
+	kids := make([]child, 0, len(ls.names))
+	for i, n := range ls.names {
 		crel := n
 		if rel != "" {
 			crel = rel + "/" + n
 		}
-		k := child{name: n}
-		if err := fstatat(dirfd, n, &k.st); err != nil {
-			return nil, fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: abs + "/" + n, Err: err})
-		}
+		k := child{name: n, st: ls.sts[i]}
 		if a.opts.Drop != nil && a.opts.Drop(crel) {
 			continue
 		}
@@ -451,7 +467,7 @@ func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
 		case ft == unix.S_IFDIR:
 			k.code = 'D' // entered, or kept as the mount point of another filesystem
 		case k.st.Dev != dev:
-		case a.opts.Parent != nil:
+		case a.parent != nil:
 			if k.inh = a.unchanged(crel, &k.st); k.inh != nil {
 				k.code = 'N'
 			} else {
@@ -499,7 +515,7 @@ func setDumpdir(hdr *tar.Header, kids []child) {
 // earlier archive of the chain put there.
 func (a *archiver) emptyDir(name string) *tar.Header {
 	hdr := &tar.Header{Typeflag: tar.TypeDir, Name: name}
-	if a.opts.Parent != nil {
+	if a.parent != nil {
 		setDumpdir(hdr, nil)
 	}
 	return hdr
@@ -508,11 +524,11 @@ func (a *archiver) emptyDir(name string) *tar.Header {
 // unchanged returns the parent's entry of a non-directory whose inode is
 // as the parent recorded it, or nil (no parent, new, or changed).
 func (a *archiver) unchanged(rel string, st *unix.Stat_t) *index.Entry {
-	p := a.opts.Parent
+	p := a.parent
 	if p == nil || rel == "" {
 		return nil
 	}
-	e, ok := p.Index.Lookup(rel)
+	e, ok := p.Lookup(rel)
 	if !ok {
 		return nil
 	}
@@ -523,7 +539,7 @@ func (a *archiver) unchanged(rel string, st *unix.Stat_t) *index.Entry {
 		ft = unix.S_IFREG
 	case index.Hardlink:
 		ft = unix.S_IFREG
-		t := p.Index.Target(e)
+		t := p.Target(e)
 		if t == e {
 			return nil // its target is not in the index: archive it again
 		}
@@ -560,7 +576,7 @@ func (a *archiver) inherit(e *index.Entry) error {
 	}
 	c := *e
 	if c.From == "" {
-		c.From = a.opts.Parent.Time
+		c.From = a.parentTime
 	}
 	if err := a.opts.Index(&c); err != nil {
 		return fmt.Errorf("archive: file index: %w", err)

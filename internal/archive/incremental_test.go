@@ -106,7 +106,7 @@ func TestIncrementRestoresWithGNUTar(t *testing.T) {
 	}
 	_, full := write("l0.tar", nil)
 	mutateTree(t, src)
-	res, inc := write("l1.tar", &archive.Parent{Index: &index.Index{Entries: full}, Time: "2026-12-05T010000Z"})
+	res, inc := write("l1.tar", &archive.Parent{Index: func() (*index.Index, error) { return &index.Index{Entries: full}, nil }, Time: "2026-12-05T010000Z"})
 
 	// What the increment holds: the changes, and every directory.
 	inArchive := map[string]bool{}

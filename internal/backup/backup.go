@@ -155,6 +155,7 @@ func Volume(ctx context.Context, v volume.Volume, o Options) (m *manifest.Manife
 	// The parent is chosen before the snapshot, which then lives no
 	// longer than it must; the layout decides whether it fits.
 	r.parent = r.chooseParent(ctx)
+	defer r.parent.close()
 
 	if err := r.inject(StageSnapshot); err != nil {
 		return nil, err

@@ -405,14 +405,13 @@ func (r *run) archive(ctx context.Context, dir string, fs *manifest.Filesystem) 
 		return archive.Result{}, objio.Sum{}, err
 	}
 	bar := r.o.Progress.Start(r.v.ID()+" "+fs.Name, used)
-	parent := r.archiveParent(fs.Name)
-	fs.Incremental = parent != nil
 	res, err := archive.Write(ctx, dir, out, archive.Options{
 		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
 		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
 		Index:    out.ix.Add,
-		Parent:   parent,
+		Parent:   r.archiveParent(fs.Name),
 	})
+	fs.Incremental = res.Incremental
 	if err != nil {
 		bar.Done(false)
 		// A failed read reaches the store through the pipe too: blame the

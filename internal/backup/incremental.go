@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
+	"sync"
 	"time"
 
 	"voltar/internal/archive"
@@ -16,6 +18,7 @@ import (
 	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/store"
 )
 
 // Incremental is when a backup builds on the volume's previous one (config
@@ -35,10 +38,64 @@ type Incremental struct {
 
 // parent is the backup an increment builds on, with its file indexes.
 type parent struct {
-	b       *catalog.Backup
-	sha     string                  // of its manifest.json
-	time    string                  // its timestamp, the From of what its own archives hold
-	indexes map[string]*index.Index // by filesystem name
+	b    *catalog.Backup
+	sha  string // of its manifest.json
+	time string // its timestamp, the From of what its own archives hold
+	// indexes are its file indexes by filesystem name, read in the
+	// background from when the parent is chosen: a large index takes as
+	// long to read as the snapshot, the mount and the first part of the
+	// walk (archive.Parent).
+	indexes map[string]*parentIndex
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// parentIndex is one of the parent's file indexes, read or being read.
+type parentIndex struct {
+	done chan struct{}
+	ix   *index.Index
+	err  error
+}
+
+// load starts reading the file index of every filesystem the parent
+// archived as files, one after the other, in its manifest's order.
+func (p *parent) load(ctx context.Context, st store.Store, ids *crypt.Identities) {
+	ctx, p.stop = context.WithCancel(ctx)
+	var todo []manifest.Filesystem
+	for _, fs := range p.b.Manifest.Filesystems {
+		if fs.Mode == manifest.ModeFiles {
+			p.indexes[fs.Name] = &parentIndex{done: make(chan struct{})}
+			todo = append(todo, fs)
+		}
+	}
+	p.wg.Go(func() {
+		for _, fs := range todo {
+			pi := p.indexes[fs.Name]
+			pi.ix, pi.err = readParentIndex(ctx, st, p.b, fs, ids)
+			close(pi.done)
+		}
+	})
+}
+
+// close stops reading the parent's indexes and waits for the reader.
+func (p *parent) close() {
+	if p != nil && p.stop != nil {
+		p.stop()
+		p.wg.Wait()
+	}
+}
+
+// readParentIndex reads the file index of filesystem fs of backup b.
+func readParentIndex(ctx context.Context, st store.Store, b *catalog.Backup, fs manifest.Filesystem, ids *crypt.Identities) (*index.Index, error) {
+	if fs.Index == nil {
+		return nil, fmt.Errorf("%s of %s has no file index (made by an older voltar)", fs.Name, b.ID)
+	}
+	f, err := browse.Open(ctx, st, b, fs, ids)
+	if err != nil {
+		return nil, fmt.Errorf("file index of %s of %s: %w", fs.Name, b.ID, err)
+	}
+	defer f.Close()
+	return f.Index, nil
 }
 
 // chooseParent picks the backup this one builds on: the newest complete
@@ -99,7 +156,9 @@ func (r *run) chooseParent(ctx context.Context) *parent {
 		return full("the store is encrypted and no encryption.identity_file is set to read %s's file indexes", b.ID)
 	}
 	sum := sha256.Sum256(b.ManifestData)
-	return &parent{b: b, sha: hex.EncodeToString(sum[:]), time: path.Base(b.ID), indexes: map[string]*index.Index{}}
+	p := &parent{b: b, sha: hex.EncodeToString(sum[:]), time: path.Base(b.ID), indexes: map[string]*parentIndex{}}
+	p.load(ctx, r.o.Store, inc.Identities)
+	return p
 }
 
 // sameShape reports why the volume no longer is what the parent backed up
@@ -137,29 +196,6 @@ func (r *run) sameShape(p *parent, parts []part) string {
 	return ""
 }
 
-// loadParent reads the parent's file index of every filesystem it
-// archived as files. Any failure means a full backup: an increment on a
-// parent that cannot be read is worth nothing.
-func (r *run) loadParent(ctx context.Context, p *parent, parts []part) error {
-	for _, q := range parts {
-		i := slices.IndexFunc(p.b.Manifest.Filesystems, func(f manifest.Filesystem) bool { return f.Name == q.name })
-		fs := p.b.Manifest.Filesystems[i]
-		if fs.Mode != manifest.ModeFiles {
-			continue
-		}
-		if fs.Index == nil {
-			return fmt.Errorf("%s of %s has no file index (made by an older voltar)", fs.Name, p.b.ID)
-		}
-		f, err := browse.Open(ctx, r.o.Store, p.b, fs, r.o.Incremental.Identities)
-		if err != nil {
-			return fmt.Errorf("file index of %s of %s: %w", fs.Name, p.b.ID, err)
-		}
-		p.indexes[fs.Name] = f.Index
-		f.Close()
-	}
-	return nil
-}
-
 // increment decides, once the volume's layout is known, whether this
 // backup is an increment on r.parent, and records its chain.
 func (r *run) increment(ctx context.Context, parts []part) {
@@ -170,10 +206,7 @@ func (r *run) increment(ctx context.Context, parts []part) {
 	r.parent = nil
 	if why := r.sameShape(p, parts); why != "" {
 		r.log.Info("full backup: " + why + " since " + p.b.ID)
-		return
-	}
-	if err := r.loadParent(ctx, p, parts); err != nil {
-		r.log.Warn("full backup: the parent cannot be read", "parent", p.b.ID, "err", err)
+		p.close()
 		return
 	}
 	r.parent = p
@@ -187,16 +220,25 @@ func (r *run) increment(ctx context.Context, parts []part) {
 }
 
 // archiveParent is what the archive of filesystem name builds on, or nil
-// (stored whole).
+// (stored whole). Its index may still be being read: the archive waits
+// for it, and is stored whole if it cannot be read (an increment on a
+// parent that cannot be read is worth nothing).
 func (r *run) archiveParent(name string) *archive.Parent {
-	if r.parent == nil {
+	p := r.parent
+	if p == nil {
 		return nil
 	}
-	ix, ok := r.parent.indexes[name]
+	pi, ok := p.indexes[name]
 	if !ok {
 		return nil
 	}
-	return &archive.Parent{Index: ix, Time: r.parent.time}
+	return &archive.Parent{Time: p.time, Index: func() (*index.Index, error) {
+		<-pi.done
+		if pi.err != nil && !errors.Is(pi.err, context.Canceled) {
+			r.log.Warn("whole archive: the parent's file index cannot be read", "fs", name, "parent", p.b.ID, "err", pi.err)
+		}
+		return pi.ix, pi.err
+	}}
 }
 
 // settleChain drops the chain of a backup none of whose filesystems was
@@ -210,5 +252,6 @@ func (r *run) settleChain() {
 			return
 		}
 	}
+	r.log.Info("full backup: no filesystem was stored as an increment on " + r.m.Chain.Parent)
 	r.m.Chain = nil
 }

@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -376,6 +377,11 @@ type line struct {
 	End     *End       `json:"end"`
 
 	err error // parseFlat's, of a value
+
+	strs [6]string         // what the pointers above point to (parseFlat)
+	seen map[string]string // strings shared by the lines of one reader (shared)
+	// fromOK holds the From values found to be timestamps.
+	fromOK map[string]bool
 }
 
 // ErrCorrupt is matched by every error of Read about the index's content.
@@ -411,6 +417,8 @@ func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
 	last := int64(-1)
 	var u int64
 	ended := false
+	// One line, reused: its strings are shared, its pointers point into it.
+	l := &line{seen: map[string]string{}, fromOK: map[string]bool{}}
 	for sc.Scan() {
 		n++
 		if ended {
@@ -425,12 +433,12 @@ func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
 				continue
 			}
 		}
-		var l line
-		if ok, err := parseFlat(sc.Bytes(), &l); err != nil {
+		*l = line{seen: l.seen, fromOK: l.fromOK}
+		if ok, err := parseFlat(sc.Bytes(), l); err != nil {
 			return nil, corrupt(n, "%v", err)
 		} else if !ok {
-			l = line{}
-			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			*l = line{seen: l.seen, fromOK: l.fromOK}
+			if err := json.Unmarshal(sc.Bytes(), l); err != nil {
 				return nil, corrupt(n, "%v", err)
 			}
 		}
@@ -461,6 +469,11 @@ func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
 				return nil, corrupt(n, "entry %q at offset %d (after %d, or not at a tar block)", e.Path, e.Offset, last)
 			default:
 				last = e.Offset
+			}
+			if len(ix.Entries) == cap(ix.Entries) {
+				// Doubled: append grows large slices by a quarter,
+				// copying a large index several times over.
+				ix.Entries = slices.Grow(ix.Entries, max(1024, len(ix.Entries)))
 			}
 			ix.Entries = append(ix.Entries, e)
 		case l.Frame != nil:
@@ -561,9 +574,12 @@ func (l *line) entry() (Entry, error) {
 		Mtime: l.Mtime, Ctime: l.Ctime, Ino: l.Ino, Nlink: l.Nlink, Major: l.Major, Minor: l.Minor,
 		Xattrs: l.Xattrs, Sparse: l.Sparse, Offset: l.Offset, From: l.From}
 	var err error
-	if e.From != "" {
+	if e.From != "" && !l.fromOK[e.From] {
 		if _, err := layout.ParseTime(e.From); err != nil {
 			return e, fmt.Errorf("from %q: not a backup timestamp", e.From)
+		}
+		if l.fromOK != nil && len(l.fromOK) < maxShared {
+			l.fromOK[e.From] = true
 		}
 	}
 	if e.Path, err = name(l.Path, l.PathB64); err != nil {

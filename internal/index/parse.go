@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -43,14 +44,23 @@ func parseFlat(b []byte, l *line) (ok bool, err error) {
 		if i >= len(b) {
 			return false, errNotJSON
 		}
+		// A value of another type than its field's is left to
+		// encoding/json, which says what is wrong.
+		k := kindOf(key)
 		switch c := b[i]; {
+		case k == kindFolded:
+			return false, nil
+		case c == '"' && k != kindString && k != kindAny,
+			(c == '-' || c >= '0' && c <= '9') && k != kindNumber && k != kindAny,
+			(c == 't' || c == 'f') && k != kindBool && k != kindAny:
+			return false, nil
 		case c == '"':
-			if !l.setString(b, key, i) {
+			n, ok := l.setString(b, key, i)
+			if !ok {
 				return false, nil
 			}
-			_, n, err := rawKey(b, i)
-			if err != nil {
-				return false, err
+			if n < 0 {
+				return false, l.err
 			}
 			i = n
 		case c == '-' || c >= '0' && c <= '9':
@@ -58,7 +68,7 @@ func parseFlat(b []byte, l *line) (ok bool, err error) {
 			for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
 				j++
 			}
-			if err := l.setNumber(key, string(b[i:j])); err != nil {
+			if err := l.setNumber(key, b[i:j]); err != nil {
 				return false, err
 			}
 			i = j
@@ -88,6 +98,40 @@ func parseFlat(b []byte, l *line) (ok bool, err error) {
 }
 
 var errNotJSON = errors.New("invalid JSON")
+
+// The kinds of JSON value the fields of a line take.
+const (
+	kindAny    = iota // not a field of line: any value, ignored
+	kindString        // a string
+	kindNumber        // a whole number
+	kindBool          // true or false
+	kindObject        // an object (frame, end)
+	kindFolded        // a field's key in other case: encoding/json's
+)
+
+// kindOf is the kind of value key takes.
+func kindOf(key []byte) int {
+	switch string(key) {
+	case "fs", "archive", "path", "path_b64", "type", "uname", "gname", "link", "link_b64", "hardlink", "hardlink_b64", "xattrs", "from":
+		return kindString
+	case "voltar_index", "size", "mode", "uid", "gid", "mtime", "ctime", "ino", "nlink", "major", "minor", "offset":
+		return kindNumber
+	case "sparse":
+		return kindBool
+	case "frame", "end":
+		return kindObject
+	}
+	for _, k := range fieldNames {
+		if bytes.EqualFold(key, []byte(k)) {
+			return kindFolded
+		}
+	}
+	return kindAny
+}
+
+// fieldNames are the keys of line; encoding/json matches them ignoring case.
+var fieldNames = [...]string{"fs", "archive", "path", "path_b64", "type", "uname", "gname", "link", "link_b64", "hardlink", "hardlink_b64", "xattrs", "from",
+	"voltar_index", "size", "mode", "uid", "gid", "mtime", "ctime", "ino", "nlink", "major", "minor", "offset", "sparse", "frame", "end"}
 
 func trailing(b []byte, i int) error {
 	if skipSpace(b, i) != len(b) {
@@ -157,52 +201,103 @@ func str(b []byte, i int) (string, int, error) {
 	return s, j + 1, nil
 }
 
-// setString decodes the string value at b[i] of key into l; false for a
-// key whose value is no string.
-func (l *line) setString(b, key []byte, i int) bool {
+// setString decodes the string value at b[i] of key into l and returns
+// the index after it; false for a key whose value is no string. An error
+// is in l.err, with end -1.
+func (l *line) setString(b, key []byte, i int) (end int, ok bool) {
 	switch string(key) {
-	case "voltar_index", "size", "mode", "uid", "gid", "mtime", "ctime", "ino", "nlink", "major", "minor", "offset", "sparse", "frame", "end":
-		return false // a string where another type belongs: encoding/json says what is wrong
+	case "type":
+		if raw, n, err := rawKey(b, i); err == nil {
+			for _, t := range types {
+				if string(raw) == string(t) {
+					l.Type = t
+					return n, true
+				}
+			}
+		}
+	case "uname", "gname", "xattrs", "from":
+		// Few distinct values in a whole index: one string each.
+		v, n, err := l.shared(b, i)
+		if err != nil {
+			l.err = err
+			return -1, true
+		}
+		switch string(key) {
+		case "uname":
+			l.Uname = v
+		case "gname":
+			l.Gname = v
+		case "xattrs":
+			l.Xattrs = v
+		case "from":
+			l.From = v
+		}
+		return n, true
 	}
-	v, _, err := str(b, i)
+	v, n, err := str(b, i)
 	if err != nil {
 		l.err = err
-		return true
+		return -1, true
 	}
+	// The pointers point into l, which a reader reuses: no allocation
+	// per field.
 	switch string(key) {
 	case "path":
-		l.Path = &v
+		l.strs[0] = v
+		l.Path = &l.strs[0]
 	case "path_b64":
-		l.PathB64 = &v
+		l.strs[1] = v
+		l.PathB64 = &l.strs[1]
 	case "type":
 		l.Type = internType(v)
-	case "uname":
-		l.Uname = v
-	case "gname":
-		l.Gname = v
 	case "link":
-		l.Link = &v
+		l.strs[2] = v
+		l.Link = &l.strs[2]
 	case "link_b64":
-		l.LinkB64 = &v
+		l.strs[3] = v
+		l.LinkB64 = &l.strs[3]
 	case "hardlink":
-		l.Hard = &v
+		l.strs[4] = v
+		l.Hard = &l.strs[4]
 	case "hardlink_b64":
-		l.HardB64 = &v
-	case "xattrs":
-		l.Xattrs = v
+		l.strs[5] = v
+		l.HardB64 = &l.strs[5]
 	case "fs":
 		l.FS = v
 	case "archive":
 		l.Archive = v
-	case "from":
-		l.From = v
 	}
-	return true
+	return n, true
 }
+
+// maxShared bounds the strings a reader keeps to share.
+const maxShared = 4096
+
+// shared decodes the JSON string at b[i] as str does, returning the same
+// string for the same value throughout one reader (owner names, xattr
+// digests and backup timestamps repeat on most lines).
+func (l *line) shared(b []byte, i int) (string, int, error) {
+	if l.seen != nil {
+		// Raw bytes with an escape are not the string they stand for.
+		if raw, n, err := rawKey(b, i); err == nil && bytes.IndexByte(raw, '\\') < 0 {
+			if v, ok := l.seen[string(raw)]; ok {
+				return v, n, nil
+			}
+		}
+	}
+	v, n, err := str(b, i)
+	if err == nil && l.seen != nil && len(l.seen) < maxShared {
+		l.seen[v] = v
+	}
+	return v, n, err
+}
+
+// types are the known types, the most frequent first.
+var types = [...]Type{File, Dir, Symlink, Hardlink, Char, Block, Fifo}
 
 // internType returns the constant of a known type, so entries share it.
 func internType(v string) Type {
-	for _, t := range []Type{File, Dir, Symlink, Hardlink, Char, Block, Fifo} {
+	for _, t := range types {
 		if string(t) == v {
 			return t
 		}
@@ -210,44 +305,92 @@ func internType(v string) Type {
 	return Type(v)
 }
 
-func (l *line) setNumber(key []byte, v string) error {
+func (l *line) setNumber(key []byte, b []byte) error {
 	var err error
 	switch string(key) {
 	case "voltar_index":
-		var n int
-		n, err = strconv.Atoi(v)
-		l.Version = &n
+		var n int64
+		n, err = parseInt(b, 32)
+		v := int(n)
+		l.Version = &v
 	case "size":
-		l.Size, err = strconv.ParseInt(v, 10, 64)
+		l.Size, err = parseInt(b, 64)
 	case "mode":
 		var n uint64
-		n, err = strconv.ParseUint(v, 10, 32)
+		n, err = parseUint(b, 32)
 		l.Mode = uint32(n)
 	case "uid":
-		l.UID, err = strconv.Atoi(v)
+		var n int64
+		n, err = parseInt(b, 64)
+		l.UID = int(n)
 	case "gid":
-		l.GID, err = strconv.Atoi(v)
+		var n int64
+		n, err = parseInt(b, 64)
+		l.GID = int(n)
 	case "mtime":
-		l.Mtime, err = strconv.ParseInt(v, 10, 64)
+		l.Mtime, err = parseInt(b, 64)
 	case "ctime":
-		l.Ctime, err = strconv.ParseInt(v, 10, 64)
+		l.Ctime, err = parseInt(b, 64)
 	case "ino":
-		l.Ino, err = strconv.ParseUint(v, 10, 64)
+		l.Ino, err = parseUint(b, 64)
 	case "nlink":
-		l.Nlink, err = strconv.ParseUint(v, 10, 64)
+		l.Nlink, err = parseUint(b, 64)
 	case "major":
-		l.Major, err = strconv.ParseInt(v, 10, 64)
+		l.Major, err = parseInt(b, 64)
 	case "minor":
-		l.Minor, err = strconv.ParseInt(v, 10, 64)
+		l.Minor, err = parseInt(b, 64)
 	case "offset":
-		l.Offset, err = strconv.ParseInt(v, 10, 64)
+		l.Offset, err = parseInt(b, 64)
 	default:
-		if !json.Valid([]byte(v)) {
+		if !json.Valid(b) {
 			err = errNotJSON
 		}
 	}
 	if err != nil {
-		return errors.New("field " + strconv.Quote(string(key)) + ": " + v + " is not a whole number in range")
+		return errors.New("field " + strconv.Quote(string(key)) + ": " + string(b) + " is not a whole number in range")
 	}
 	return nil
+}
+
+var errRange = errors.New("not a whole number in range")
+
+// parseUint is strconv.ParseUint(string(b), 10, bits) without the
+// string: decimal digits only, within bits, no leading zero (JSON has
+// none).
+func parseUint(b []byte, bits uint) (uint64, error) {
+	if len(b) == 0 || len(b) > 20 || len(b) > 1 && b[0] == '0' {
+		return 0, errRange
+	}
+	max := uint64(1)<<bits - 1
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errRange
+		}
+		d := uint64(c - '0')
+		if n > (max-d)/10 {
+			return 0, errRange
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}
+
+// parseInt is strconv.ParseInt(string(b), 10, bits) without the string.
+func parseInt(b []byte, bits uint) (int64, error) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	limit := uint64(1) << (bits - 1) // |min|; max is one less
+	u, err := parseUint(b, 64)
+	switch {
+	case err != nil:
+		return 0, err
+	case neg && u > limit, !neg && u >= limit:
+		return 0, errRange
+	case neg:
+		return -int64(u), nil
+	}
+	return int64(u), nil
 }
