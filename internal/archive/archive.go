@@ -39,7 +39,8 @@ type Options struct {
 
 	// Index, when set, is called with every entry before its header is
 	// written, with the header's offset in the tar stream (see
-	// internal/index). An error stops the archive.
+	// internal/index). An error stops the archive. The entry is valid
+	// only during the call: Write reuses it.
 	Index func(*index.Entry) error
 
 	// Parent, when set, makes the archive an increment on the parent
@@ -284,6 +285,7 @@ type archiver struct {
 	// for a whole archive; parentTime its backup's timestamp.
 	parent     *index.Index
 	parentTime string
+	ent        index.Entry // what Options.Index is called with, reused
 
 	doneBytes  int64
 	lastReport time.Time
@@ -378,7 +380,8 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64, inh *inde
 // is written (an increment's header lists them).
 type child struct {
 	name     string
-	st       unix.Stat_t
+	rel      string       // relative to the root
+	st       *unix.Stat_t // in the directory's listing
 	excluded bool
 	// code is the entry's GNU dumpdir code: 'D', 'Y', 'N', or 0 for an
 	// entry the archive leaves out.
@@ -395,10 +398,12 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 	if err := a.fillHeader(abs, st, hdr); err != nil {
 		return err
 	}
-	kids, err := a.list(abs, rel, st.Dev)
+	kids, sts, err := a.list(abs, rel, st.Dev)
 	if err != nil {
 		return err
 	}
+	// The kids' stat (and st, for a directory below) point into sts.
+	defer putStats(sts)
 	if a.parent != nil {
 		setDumpdir(hdr, kids)
 	}
@@ -408,15 +413,17 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 	// The prefetcher warms the files whose data will be read.
 	// (None in a directory an increment leaves as it was: then it is not
 	// told of the directory at all.)
-	names := make([]string, len(kids))
-	var pd *pfDir
+	var names []string
 	for i, k := range kids {
 		if k.code == 'Y' && k.st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if names == nil {
+				names = make([]string, len(kids))
+			}
 			names[i] = k.name
-			pd = &pfDir{}
 		}
 	}
-	if pd != nil {
+	var pd *pfDir
+	if names != nil {
 		pd = a.pf.push(abs, names)
 		defer a.pf.pop(pd)
 	}
@@ -425,18 +432,24 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 		if pd != nil {
 			a.pf.advance(pd, i)
 		}
-		crel, cabs := k.name, abs+"/"+k.name
-		if rel != "" {
-			crel = rel + "/" + k.name
-		}
-		if k.excluded {
-			a.res.Excluded++
-			if err := a.countExcluded(cabs, &k.st, st.Dev); err != nil {
+		if k.inh != nil {
+			// Unchanged since the parent: indexed, not archived (what
+			// entry does with it, without the names it would build).
+			a.count(k.st)
+			if err := a.inherit(k.inh); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := a.entry(cabs, crel, &k.st, st.Dev, k.inh); err != nil {
+		crel, cabs := k.rel, abs+"/"+k.name
+		if k.excluded {
+			a.res.Excluded++
+			if err := a.countExcluded(cabs, k.st, st.Dev); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := a.entry(cabs, crel, k.st, st.Dev, k.inh); err != nil {
 			return err
 		}
 	}
@@ -444,19 +457,19 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 }
 
 // list reads the entries of directory abs (relative path rel, on device
-// dev), sorted, with their stat and dumpdir codes.
-func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
+// dev), sorted, with their stat and dumpdir codes; their stat is in sts.
+func (a *archiver) list(abs, rel string, dev uint64) (kids []child, sts []unix.Stat_t, err error) {
 	ls := a.look.list(abs, rel, dev)
 	if ls.err != nil {
-		return nil, ls.err
+		return nil, nil, ls.err
 	}
-	kids := make([]child, 0, len(ls.names))
+	kids = make([]child, 0, len(ls.names))
 	for i, n := range ls.names {
 		crel := n
 		if rel != "" {
 			crel = rel + "/" + n
 		}
-		k := child{name: n, st: ls.sts[i]}
+		k := child{name: n, rel: crel, st: &ls.sts[i]}
 		if a.opts.Drop != nil && a.opts.Drop(crel) {
 			continue
 		}
@@ -468,7 +481,7 @@ func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
 			k.code = 'D' // entered, or kept as the mount point of another filesystem
 		case k.st.Dev != dev:
 		case a.parent != nil:
-			if k.inh = a.unchanged(crel, &k.st); k.inh != nil {
+			if k.inh = a.unchanged(crel, k.st); k.inh != nil {
 				k.code = 'N'
 			} else {
 				k.code = 'Y'
@@ -478,7 +491,7 @@ func (a *archiver) list(abs, rel string, dev uint64) ([]child, error) {
 		}
 		kids = append(kids, k)
 	}
-	return kids, nil
+	return kids, ls.sts, nil
 }
 
 // fstatat is lstat of name in the directory open as dirfd.
@@ -574,11 +587,12 @@ func (a *archiver) inherit(e *index.Entry) error {
 	if a.opts.Index == nil {
 		return nil
 	}
-	c := *e
+	c := &a.ent
+	*c = *e
 	if c.From == "" {
 		c.From = a.parentTime
 	}
-	if err := a.opts.Index(&c); err != nil {
+	if err := a.opts.Index(c); err != nil {
 		return fmt.Errorf("archive: file index: %w", err)
 	}
 	return nil
@@ -713,12 +727,13 @@ func (a *archiver) index(abs string, st *unix.Stat_t, hdr *tar.Header, sparse bo
 	if err := a.tw.Flush(); err != nil {
 		return fmt.Errorf("archive %s: %w", abs, err)
 	}
-	e := index.FromHeader(hdr, a.cw.n)
+	e := &a.ent
+	*e = index.FromHeader(hdr, a.cw.n)
 	e.Mtime, e.Ctime, e.Ino, e.Nlink, e.Sparse = st.Mtim.Nano(), st.Ctim.Nano(), st.Ino, uint64(st.Nlink), sparse
 	if e.Type == index.File {
 		e.Size = st.Size // a sparse entry's header does not say it
 	}
-	if err := a.opts.Index(&e); err != nil {
+	if err := a.opts.Index(e); err != nil {
 		return fmt.Errorf("archive: file index: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"os"
 	"sort"
 	"sync"
@@ -55,6 +56,7 @@ type lister struct {
 	waiting []*lookJob          // a stack: the next directory the walk enters is last
 	held    int                 // entries of listed jobs not taken yet
 	open    int                 // started jobs, listed or not, not taken yet
+	idle    int                 // workers waiting in next
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -90,7 +92,7 @@ func (l *lister) start(root string, dev uint64) {
 	j := &lookJob{abs: root, dev: dev, done: make(chan struct{})}
 	l.jobs[root] = j
 	l.waiting = append(l.waiting, j)
-	l.cond.Broadcast()
+	l.wake()
 }
 
 // list returns the listing of directory abs (rel relative to the root, on
@@ -115,9 +117,19 @@ func (l *lister) list(abs, rel string, dev uint64) listing {
 	l.mu.Lock()
 	l.held -= len(j.l.names)
 	l.open--
-	l.cond.Broadcast()
+	l.wake()
 	l.mu.Unlock()
 	return j.l
+}
+
+// wake wakes one idle worker if there may be work it can start; the
+// worker that takes a job wakes the next (one at a time: waking them all
+// at every change cost more system time than the listings saved). Called
+// with mu held.
+func (l *lister) wake() {
+	if l.idle > 0 && len(l.waiting) > 0 && l.open < lookaheadDirs && l.held < lookaheadEntries {
+		l.cond.Signal()
+	}
 }
 
 // queue puts the subdirectories of a listed directory the walk will enter
@@ -155,7 +167,7 @@ func (l *lister) queue(rel, abs string, dev uint64, ls listing) {
 			l.waiting = append(l.waiting, j)
 		}
 	}
-	l.cond.Broadcast()
+	l.wake()
 }
 
 // next returns the next directory to list, waiting while the lister is as
@@ -176,10 +188,13 @@ func (l *lister) next() *lookJob {
 				}
 				j.started = true
 				l.open++
+				l.wake()
 				return j
 			}
 		}
+		l.idle++
 		l.cond.Wait()
+		l.idle--
 	}
 }
 
@@ -213,7 +228,7 @@ func (l *lister) read(abs string) listing {
 	}
 	sort.Strings(names)
 	dirfd := int(f.Fd())
-	sts := make([]unix.Stat_t, len(names))
+	sts := getStats(len(names))
 	for i, n := range names {
 		if err := l.ctx.Err(); err != nil {
 			return listing{err: fmt.Errorf("archive: %w", err)}
@@ -223,4 +238,27 @@ func (l *lister) read(abs string) listing {
 		}
 	}
 	return listing{names: names, sts: sts}
+}
+
+// statPools hold the stat arrays of listings the walk is done with (see
+// putStats), by size class (a power of two): an increment lists every
+// directory, and fresh memory for each listing was a third of its page
+// faults.
+var statPools [40]sync.Pool
+
+// getStats returns room for the stat of n entries.
+func getStats(n int) []unix.Stat_t {
+	c := bits.Len(uint(n))
+	if p, ok := statPools[c].Get().(*[]unix.Stat_t); ok {
+		return (*p)[:n]
+	}
+	return make([]unix.Stat_t, n, 1<<c)
+}
+
+// putStats gives back the stat array of a listing nothing points into
+// any more.
+func putStats(sts []unix.Stat_t) {
+	if c := cap(sts); c > 0 && c&(c-1) == 0 {
+		statPools[bits.Len(uint(c))-1].Put(&sts)
+	}
 }

@@ -185,7 +185,7 @@ func (f *FS) readIndex(ctx context.Context, keep func([]byte) bool) (*index.Inde
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer s.Close()
-	ix, rerr := index.ReadSome(s.Data, keep)
+	ix, rerr := index.ReadSome(s.Data, keep, int(f.FS.Entries+f.FS.Unchanged))
 	d, err := s.Finish()
 	if d.Complete && d.SHA256 != f.FS.Index.SHA256 {
 		return nil, f.damaged("%s: sha256 is %s, %s says %s", name, d.SHA256, layout.Manifest, f.FS.Index.SHA256)

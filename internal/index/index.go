@@ -399,7 +399,11 @@ const maxLine = 64 << 10
 // growing block-aligned offsets with clean relative paths, frames that
 // cover the tar stream without gaps, and an end line that counts them.
 // Everything read from a store is hostile: any deviation is ErrCorrupt.
-func Read(r io.Reader) (*Index, error) { return ReadSome(r, nil) }
+func Read(r io.Reader) (*Index, error) { return ReadSome(r, nil, 0) }
+
+// maxHint bounds what a hint to ReadSome allocates ahead (a manifest is
+// read from a store: hostile).
+const maxHint = 1 << 22
 
 // pathPrefix starts every entry line voltar writes with a UTF-8 path.
 var pathPrefix = []byte(`{"path":"`)
@@ -409,10 +413,18 @@ var pathPrefix = []byte(`{"path":"`)
 // in an index of 100,000 entries costs a scan instead of a full decode;
 // they are not checked either (their bytes are, by the index's SHA-256).
 // Only Lookup, Target and FrameAt are meaningful on such an index.
-func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
+//
+// entries, when known (the manifest counts them), sizes the entry list at
+// once instead of growing it: of reading a large index, copying and
+// first touching the memory of a growing list cost as much as the
+// decoding. It is a hint: a wrong one costs only that.
+func ReadSome(r io.Reader, keep func(path []byte) bool, entries int) (*Index, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	ix := &Index{}
+	if keep == nil && entries > 0 {
+		ix.Entries = make([]Entry, 0, min(entries, maxHint))
+	}
 	n := 0
 	last := int64(-1)
 	var u int64
@@ -455,8 +467,15 @@ func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
 			if len(ix.Frames) > 0 {
 				return nil, corrupt(n, "entry after the frames")
 			}
-			e, err := l.entry()
-			if err != nil {
+			if len(ix.Entries) == cap(ix.Entries) {
+				// Doubled: append grows large slices by a quarter,
+				// copying a large index several times over.
+				ix.Entries = slices.Grow(ix.Entries, max(1024, len(ix.Entries)))
+			}
+			// Decoded in place: an Entry is large to copy.
+			ix.Entries = ix.Entries[:len(ix.Entries)+1]
+			e := &ix.Entries[len(ix.Entries)-1]
+			if err := l.fill(e); err != nil {
 				return nil, corrupt(n, "%v", err)
 			}
 			switch {
@@ -470,12 +489,6 @@ func ReadSome(r io.Reader, keep func(path []byte) bool) (*Index, error) {
 			default:
 				last = e.Offset
 			}
-			if len(ix.Entries) == cap(ix.Entries) {
-				// Doubled: append grows large slices by a quarter,
-				// copying a large index several times over.
-				ix.Entries = slices.Grow(ix.Entries, max(1024, len(ix.Entries)))
-			}
-			ix.Entries = append(ix.Entries, e)
 		case l.Frame != nil:
 			f := l.Frame
 			var fr codec.Frame
@@ -570,42 +583,49 @@ func plainPath(b []byte) ([]byte, bool) {
 
 // entry converts a decoded entry line and checks it.
 func (l *line) entry() (Entry, error) {
-	e := Entry{Type: l.Type, Size: l.Size, Mode: l.Mode, UID: l.UID, GID: l.GID, Uname: l.Uname, Gname: l.Gname,
+	var e Entry
+	err := l.fill(&e)
+	return e, err
+}
+
+// fill is entry, decoded into *e.
+func (l *line) fill(e *Entry) error {
+	*e = Entry{Type: l.Type, Size: l.Size, Mode: l.Mode, UID: l.UID, GID: l.GID, Uname: l.Uname, Gname: l.Gname,
 		Mtime: l.Mtime, Ctime: l.Ctime, Ino: l.Ino, Nlink: l.Nlink, Major: l.Major, Minor: l.Minor,
 		Xattrs: l.Xattrs, Sparse: l.Sparse, Offset: l.Offset, From: l.From}
 	var err error
 	if e.From != "" && !l.fromOK[e.From] {
 		if _, err := layout.ParseTime(e.From); err != nil {
-			return e, fmt.Errorf("from %q: not a backup timestamp", e.From)
+			return fmt.Errorf("from %q: not a backup timestamp", e.From)
 		}
 		if l.fromOK != nil && len(l.fromOK) < maxShared {
 			l.fromOK[e.From] = true
 		}
 	}
 	if e.Path, err = name(l.Path, l.PathB64); err != nil {
-		return e, fmt.Errorf("path: %w", err)
+		return fmt.Errorf("path: %w", err)
 	}
 	if err := CheckPath(e.Path); err != nil {
-		return e, err
+		return err
 	}
 	if !e.Type.valid() {
-		return e, fmt.Errorf("%q: unknown type %q", e.Path, e.Type)
+		return fmt.Errorf("%q: unknown type %q", e.Path, e.Type)
 	}
 	if e.Mode&^0o7777 != 0 || e.Size < 0 || (e.Type != File && e.Size != 0) {
-		return e, fmt.Errorf("%q: mode %#o or size %d out of range", e.Path, e.Mode, e.Size)
+		return fmt.Errorf("%q: mode %#o or size %d out of range", e.Path, e.Mode, e.Size)
 	}
 	if e.Link, err = name(l.Link, l.LinkB64); err != nil {
-		return e, fmt.Errorf("link: %w", err)
+		return fmt.Errorf("link: %w", err)
 	}
 	if e.Hardlink, err = name(l.Hard, l.HardB64); err != nil {
-		return e, fmt.Errorf("hardlink: %w", err)
+		return fmt.Errorf("hardlink: %w", err)
 	}
 	if e.Type == Hardlink {
 		if err := CheckPath(e.Hardlink); err != nil {
-			return e, fmt.Errorf("hardlink target: %w", err)
+			return fmt.Errorf("hardlink target: %w", err)
 		}
 	}
-	return e, nil
+	return nil
 }
 
 func name(s, b64 *string) (string, error) {

@@ -24,18 +24,28 @@ type Index struct {
 	skipped  int // entries ReadSome left out
 }
 
+// build makes the map by path (Lookup); children the lists by directory
+// (Children), which an increment's walk does not need.
 func (ix *Index) build() {
 	if ix.byPath != nil {
 		return
 	}
 	ix.byPath = make(map[string]int, len(ix.Entries))
-	ix.children = make(map[string][]int)
 	for i := range ix.Entries {
 		p := ix.Entries[i].Path
 		if _, dup := ix.byPath[p]; !dup {
 			ix.byPath[p] = i
 		}
-		if p != "." {
+	}
+}
+
+func (ix *Index) buildChildren() {
+	if ix.children != nil {
+		return
+	}
+	ix.children = make(map[string][]int)
+	for i := range ix.Entries {
+		if p := ix.Entries[i].Path; p != "." {
 			d := path.Dir(p)
 			ix.children[d] = append(ix.children[d], i)
 		}
@@ -67,7 +77,7 @@ func (ix *Index) Lookup(p string) (*Entry, bool) {
 
 // Children lists the entries directly inside directory p, by name.
 func (ix *Index) Children(p string) []*Entry {
-	ix.build()
+	ix.buildChildren()
 	c := ix.children[p]
 	out := make([]*Entry, len(c))
 	for i, k := range c {
