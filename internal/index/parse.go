@@ -36,6 +36,9 @@ func parseFlat(b []byte, l *line) (ok bool, err error) {
 		if err != nil {
 			return false, err
 		}
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return false, nil // no key of ours has an escape: encoding/json's
+		}
 		i = skipSpace(b, n)
 		if i >= len(b) || b[i] != ':' {
 			return false, errNotJSON
