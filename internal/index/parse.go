@@ -33,11 +33,11 @@ func parseFlat(b []byte, l *line) (ok bool, err error) {
 			return false, errNotJSON
 		}
 		key, n, err := rawKey(b, i)
+		if err == errEscape {
+			return false, nil // not a key of ours: encoding/json's
+		}
 		if err != nil {
 			return false, err
-		}
-		if bytes.IndexByte(key, '\\') >= 0 {
-			return false, nil // no key of ours has an escape: encoding/json's
 		}
 		i = skipSpace(b, n)
 		if i >= len(b) || b[i] != ':' {
@@ -102,6 +102,8 @@ func parseFlat(b []byte, l *line) (ok bool, err error) {
 
 var errNotJSON = errors.New("invalid JSON")
 
+var errEscape = errors.New("escaped")
+
 // The kinds of JSON value the fields of a line take.
 const (
 	kindAny    = iota // not a field of line: any value, ignored
@@ -151,8 +153,9 @@ func skipSpace(b []byte, i int) int {
 }
 
 // rawKey returns the bytes of the JSON string starting at b[i] ('"')
-// without decoding them (keys are plain ASCII; one with escapes matches no
-// known key) and the index after it.
+// without decoding them, and the index after it; errEscape for a string
+// with an escape, whose bytes are not the string they stand for (no key of
+// ours has one).
 func rawKey(b []byte, i int) ([]byte, int, error) {
 	j := i + 1
 	for ; j < len(b) && b[j] != '"'; j++ {
@@ -160,7 +163,7 @@ func rawKey(b []byte, i int) ([]byte, int, error) {
 			return nil, 0, errNotJSON
 		}
 		if b[j] == '\\' {
-			j++
+			return nil, 0, errEscape
 		}
 	}
 	if j >= len(b) {
@@ -281,8 +284,7 @@ const maxShared = 4096
 // digests and backup timestamps repeat on most lines).
 func (l *line) shared(b []byte, i int) (string, int, error) {
 	if l.seen != nil {
-		// Raw bytes with an escape are not the string they stand for.
-		if raw, n, err := rawKey(b, i); err == nil && bytes.IndexByte(raw, '\\') < 0 {
+		if raw, n, err := rawKey(b, i); err == nil {
 			if v, ok := l.seen[string(raw)]; ok {
 				return v, n, nil
 			}
