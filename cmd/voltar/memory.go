@@ -2,10 +2,10 @@ package main
 
 import (
 	"os"
-	"runtime/debug"
 
 	"voltar/internal/codec"
 	"voltar/internal/config"
+	"voltar/internal/memlimit"
 )
 
 // baseMemory is what a backup holds besides its compressors: the archive
@@ -20,7 +20,8 @@ const baseMemory = 96 << 20
 // it the garbage collector lets the heap grow to twice the live data
 // (GOGC=100), so RSS would double what the buffers need; with it the heap
 // is collected sooner as it nears the limit. It is soft: if more is live,
-// the process gets it.
+// the process gets it. Work whose memory grows with its input (an
+// increment's parent index) raises it while it runs (internal/memlimit).
 func memoryLimit(cfg *config.Config) int64 {
 	writers := max(cfg.Concurrency, cfg.DumpConcurrency, 1)
 	per := codec.WriterMemory(cfg.Compression, cfg.Threads)
@@ -39,5 +40,5 @@ func setMemoryLimit(cfg *config.Config) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(memoryLimit(cfg))
+	memlimit.Set(memoryLimit(cfg))
 }

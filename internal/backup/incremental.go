@@ -18,6 +18,7 @@ import (
 	"voltar/internal/index"
 	"voltar/internal/layout"
 	"voltar/internal/manifest"
+	"voltar/internal/memlimit"
 	"voltar/internal/store"
 )
 
@@ -48,7 +49,15 @@ type parent struct {
 	indexes map[string]*parentIndex
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+	release []func() // of the memory the indexes hold (memlimit.Hold)
 }
+
+// indexEntryMemory is what one entry of a parent's index holds in memory
+// (the entry, its path, the map by path): ~300 bytes measured with a
+// million entries. An unchanged re-backup of them took 9.2-9.9 s with the
+// collector running without pause, 7.6-8.0 s holding this (RSS 408 ->
+// 460 MiB), 7.8 s holding 512 (RSS 530 MiB).
+const indexEntryMemory = 320
 
 // parentIndex is one of the parent's file indexes, read or being read.
 type parentIndex struct {
@@ -72,6 +81,11 @@ func (p *parent) load(ctx context.Context, st store.Store, ids *crypt.Identities
 		for _, fs := range todo {
 			pi := p.indexes[fs.Name]
 			pi.ix, pi.err = readParentIndex(ctx, st, p.b, fs, ids)
+			if pi.err == nil {
+				// Go's soft memory limit is sized for a full backup; a
+				// large index above it kept the collector running.
+				p.release = append(p.release, memlimit.Hold(int64(len(pi.ix.Entries))*indexEntryMemory))
+			}
 			close(pi.done)
 		}
 	})
@@ -82,6 +96,10 @@ func (p *parent) close() {
 	if p != nil && p.stop != nil {
 		p.stop()
 		p.wg.Wait()
+		for _, r := range p.release {
+			r()
+		}
+		p.release = nil
 	}
 }
 
