@@ -188,10 +188,10 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	owners, err := loadOwners(root)
-	if err != nil {
+	owners, oerr := loadOwners(root)
+	if oerr != nil {
 		// Names are a convenience; restores use the numeric ids.
-		log.Warn("archive: owner names unavailable, archiving numeric ids only", "err", err)
+		log.Warn("archive: owner names unavailable, archiving numeric ids only", "err", oerr)
 		owners = &ownerNames{}
 	}
 
@@ -223,19 +223,16 @@ func Write(ctx context.Context, root string, w io.Writer, opts Options) (Result,
 	if p := opts.Parent; p != nil {
 		// The tree is listed ahead while the index is read.
 		a.look.start(root, rootSt.Dev)
-		if a.parent, err = p.Index(); err == nil && a.parent != nil {
-			a.parentTime, a.res.Incremental = p.Time, true
-		} else {
-			a.parent = nil
+		if ix, ierr := p.Index(); ierr == nil && ix != nil {
+			a.parent, a.parentTime, a.res.Incremental = ix, p.Time, true
 		}
-		if err := ctx.Err(); err != nil {
-			a.pf.close()
-			a.look.close()
-			return a.res, fmt.Errorf("archive: %w", err)
+		if cerr := ctx.Err(); cerr != nil {
+			err = fmt.Errorf("archive: %w", cerr)
 		}
 	}
-
-	err = a.entry(root, "", &rootSt, rootSt.Dev, nil)
+	if err == nil {
+		err = a.entry(root, "", &rootSt, rootSt.Dev)
+	}
 	a.pf.close()
 	a.look.close()
 	if err == nil {
@@ -298,11 +295,9 @@ type archiver struct {
 
 // entry archives one filesystem object (and, for a directory, its tree).
 // rel is the path relative to root without "./"; "" is root itself. dev is
-// the device of the directory holding it.
-//
-// inh is the parent's entry when the listing found it unchanged (an
-// increment): it is indexed from the parent, not archived.
-func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64, inh *index.Entry) error {
+// the device of the directory holding it. (An entry an increment leaves
+// to the parent chain never gets here: dir indexes it, see inherit.)
+func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64) error {
 	if err := a.ctx.Err(); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
@@ -334,10 +329,6 @@ func (a *archiver) entry(abs, rel string, st *unix.Stat_t, dev uint64, inh *inde
 		a.res.Skipped++
 		a.log.Warn("archive: skipping socket, sockets cannot be archived", "path", name)
 		return nil
-	}
-
-	if inh != nil {
-		return a.inherit(inh)
 	}
 
 	// Every non-directory may have more names.
@@ -433,8 +424,7 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 			a.pf.advance(pd, i)
 		}
 		if k.inh != nil {
-			// Unchanged since the parent: indexed, not archived (what
-			// entry does with it, without the names it would build).
+			// Unchanged since the parent: indexed, not archived.
 			a.count(k.st)
 			if err := a.inherit(k.inh); err != nil {
 				return err
@@ -449,7 +439,7 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 			}
 			continue
 		}
-		if err := a.entry(cabs, crel, k.st, st.Dev, k.inh); err != nil {
+		if err := a.entry(cabs, crel, k.st, st.Dev); err != nil {
 			return err
 		}
 	}

@@ -2,11 +2,13 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,7 +59,7 @@ type lister struct {
 	held    int                 // entries of listed jobs not taken yet
 	open    int                 // started jobs, listed or not, not taken yet
 	idle    int                 // workers waiting in next
-	closed  bool
+	stopped atomic.Bool         // closed: a listing under way stops early too
 	wg      sync.WaitGroup
 }
 
@@ -78,7 +80,7 @@ func newLister(ctx context.Context, excl *excluder, on bool) *lister {
 // dropped.
 func (l *lister) close() {
 	l.mu.Lock()
-	l.closed = true
+	l.stopped.Store(true)
 	l.cond.Broadcast()
 	l.mu.Unlock()
 	l.wg.Wait()
@@ -158,7 +160,7 @@ func (l *lister) queue(rel, abs string, dev uint64, ls listing) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.stopped.Load() {
 		return
 	}
 	for _, j := range add {
@@ -176,7 +178,7 @@ func (l *lister) next() *lookJob {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for {
-		if l.closed {
+		if l.stopped.Load() {
 			return nil
 		}
 		if l.open < lookaheadDirs && l.held < lookaheadEntries {
@@ -232,6 +234,9 @@ func (l *lister) read(abs string) listing {
 	for i, n := range names {
 		if err := l.ctx.Err(); err != nil {
 			return listing{err: fmt.Errorf("archive: %w", err)}
+		}
+		if l.stopped.Load() {
+			return listing{err: errors.New("archive: lister closed")}
 		}
 		if err := fstatat(dirfd, n, &sts[i]); err != nil {
 			return listing{err: fmt.Errorf("archive: %w", &os.PathError{Op: "lstat", Path: abs + "/" + n, Err: err})}

@@ -52,14 +52,4 @@ func Hold(n int64) (release func()) {
 	}
 }
 
-// Limit is the limit as set now (0 when voltar does not own it).
-func Limit() int64 {
-	mu.Lock()
-	defer mu.Unlock()
-	if !managed {
-		return 0
-	}
-	return base + held
-}
-
 func apply() { debug.SetMemoryLimit(base + held) }
