@@ -9,8 +9,10 @@
 //	MODE=discard archive.Write of the filesystem on /dev/ubda to io.Discard
 //	MODE=serial  ... to the raw serial line, as the sandbox sends it
 //	MODE=none    no archive
+//	MODE=line    1 GiB of zeros to the raw serial line: the transport alone
 //	FSTYPE=ext4  the filesystem's type
 //	PREFETCH=0   archive.Options.NoPrefetch, as the sandbox's guest runs
+//	BATCH=1      archive.Options.Batch, as the sandbox's guest runs
 //	PROF=1       a CPU profile of the archive, sent on the serial line
 //	             at the end (use with MODE=discard)
 package main
@@ -21,11 +23,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -50,11 +55,70 @@ func main() {
 	// As the sandbox's guest (internal/sandbox/guest.go).
 	debug.SetMemoryLimit(96 << 20)
 	debug.SetGCPercent(-1)
+	if n, err := strconv.Atoi(os.Getenv("PROCS")); err == nil {
+		runtime.GOMAXPROCS(n)
+	}
 	if os.Getenv("OPS") == "1" {
 		ops()
 	}
 	mode := os.Getenv("MODE")
 	if mode == "" || mode == "none" {
+		return
+	}
+	if mode == "mmapper" {
+		b, err := os.ReadFile("/proc/misc")
+		say("misc: %q %v", b, err)
+		var minor uint32
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[1] == "mmapper" {
+				fmt.Sscan(f[0], &minor)
+			}
+		}
+		if err := unix.Mknod("/run/mmapper", unix.S_IFCHR|0o600, int(unix.Mkdev(10, minor))); err != nil {
+			say("mknod: %v", err)
+			return
+		}
+		fd, err := unix.Open("/run/mmapper", unix.O_RDWR, 0)
+		if err != nil {
+			say("open: %v", err)
+			return
+		}
+		const size = 16 << 20
+		m, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			say("mmap: %v", err)
+			return
+		}
+		src := make([]byte, 256<<10)
+		for i := range src {
+			src[i] = byte(i)
+		}
+		start := time.Now()
+		for i := range (1 << 30) / len(src) {
+			off := (i * len(src)) % size
+			copy(m[off:], src)
+		}
+		say("mmapper: 1 GiB copied in %.2f s", time.Since(start).Seconds())
+		copy(m, "HELLO")
+		return
+	}
+	if mode == "line" {
+		line, err := openLine()
+		if err != nil {
+			say("%v", err)
+			return
+		}
+		buf := make([]byte, 256<<10)
+		before := procStat()
+		start := time.Now()
+		for range (1 << 30) / len(buf) {
+			if _, err := line.Write(buf); err != nil {
+				say("write: %v", err)
+				return
+			}
+		}
+		unix.IoctlSetInt(int(line.Fd()), unix.TCSBRK, 1)
+		say("line: 1 GiB in %.2f s; guest's own counts: %s", time.Since(start).Seconds(), procStat().minus(before))
 		return
 	}
 	fstype := os.Getenv("FSTYPE")
@@ -82,7 +146,7 @@ func main() {
 	}
 	before := procStat()
 	start := time.Now()
-	res, err := archive.Write(context.Background(), "/run/fs", w, archive.Options{NoPrefetch: os.Getenv("PREFETCH") == "0"})
+	res, err := archive.Write(context.Background(), "/run/fs", w, archive.Options{NoPrefetch: os.Getenv("PREFETCH") == "0", Batch: os.Getenv("BATCH") == "1"})
 	took := time.Since(start)
 	say("archive: %.2f s, err %v, %d files, %d entries, %d tar bytes; guest's own counts: %s",
 		took.Seconds(), err, res.Files, res.Entries, res.TarBytes, procStat().minus(before))
@@ -107,6 +171,22 @@ func ops() {
 		syscall.Getpid()
 	}
 	say("getpid: %.1f us", us(time.Since(t), n))
+	t = time.Now()
+	for range n {
+		unix.Syscall(unix.SYS_GETPID, 0, 0, 0)
+	}
+	say("getpid through entersyscall: %.1f us", us(time.Since(t), n))
+	var st0 unix.Stat_t
+	t = time.Now()
+	for range n {
+		unix.RawSyscall6(unix.SYS_NEWFSTATAT, ^uintptr(99), uintptr(unsafe.Pointer(&[]byte("/proc\x00")[0])), uintptr(unsafe.Pointer(&st0)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+	}
+	say("lstat raw: %.1f us", us(time.Since(t), n))
+	t = time.Now()
+	for range n {
+		time.Now()
+	}
+	say("time.Now: %.1f us", us(time.Since(t), n))
 	const size = 64 << 20
 	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
 	if err == nil {

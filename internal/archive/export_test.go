@@ -15,3 +15,7 @@ func Excluded(globs []string, rel string, dir bool) (bool, error) {
 	}
 	return e.match(rel, dir), nil
 }
+
+// BatchedCalls counts the system calls Options.Batch submitted through
+// io_uring.
+func BatchedCalls() int64 { return batchedCalls.Load() }

@@ -93,7 +93,11 @@ func (a *archiver) fillHeader(abs string, st *unix.Stat_t, hdr *tar.Header) erro
 // attrs records the inode flags, project id and extent size hint of the
 // file or directory open as fd (see internal/fsattr) in hdr.
 func (a *archiver) attrs(fd int, abs string, hdr *tar.Header) error {
-	at, err := fsattr.Get(fd)
+	get := fsattr.Get
+	if a.opts.NoProjectIDs {
+		get = fsattr.GetFlags
+	}
+	at, err := get(fd)
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", abs, err)
 	}

@@ -51,6 +51,7 @@ type lookJob struct {
 type lister struct {
 	ctx  context.Context
 	excl *excluder
+	bat  *batcher // lstats a directory's entries in one batch; only without workers
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -64,9 +65,12 @@ type lister struct {
 }
 
 // newLister starts the workers; with on false there are none, and the walk
-// lists every directory itself.
-func newLister(ctx context.Context, excl *excluder, on bool) *lister {
+// lists every directory itself, through bat when not nil.
+func newLister(ctx context.Context, excl *excluder, on bool, bat *batcher) *lister {
 	l := &lister{ctx: ctx, excl: excl, jobs: map[string]*lookJob{}}
+	if !on {
+		l.bat = bat
+	}
 	l.cond = sync.NewCond(&l.mu)
 	if on {
 		for range lookaheadWorkers {
@@ -231,6 +235,12 @@ func (l *lister) read(abs string) listing {
 	sort.Strings(names)
 	dirfd := int(f.Fd())
 	sts := getStats(len(names))
+	if l.bat != nil {
+		if err := l.bat.stat(dirfd, abs, names, sts); err != nil {
+			return listing{err: err}
+		}
+		return listing{names: names, sts: sts}
+	}
 	for i, n := range names {
 		if err := l.ctx.Err(); err != nil {
 			return listing{err: fmt.Errorf("archive: %w", err)}

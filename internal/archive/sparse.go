@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -93,7 +92,7 @@ func coalesce(segs []segment, gap int64) []segment {
 }
 
 // writeSparse writes a regular file as a PAX 1.0 sparse entry.
-func (a *archiver) writeSparse(f *os.File, abs string, st *unix.Stat_t, hdr *tar.Header, segs []segment) error {
+func (a *archiver) writeSparse(f fdReader, abs string, st *unix.Stat_t, hdr *tar.Header, segs []segment) error {
 	if err := a.fillHeader(abs, st, hdr); err != nil {
 		return err
 	}

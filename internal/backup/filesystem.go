@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -383,6 +384,16 @@ func recoveryNote(c *volume.Snapshot) string {
 	return fmt.Sprintf("journal replayed into a copy of the partition's data (%s)", units.Bytes(c.Size))
 }
 
+// noProjectIDs says fs is ext2/3/4 made without the project feature, which
+// holds no project ids (archive.Options.NoProjectIDs).
+func noProjectIDs(fs *manifest.Filesystem) bool {
+	switch fs.Type {
+	case "ext2", "ext3", "ext4":
+		return fs.Mkfs != nil && !slices.Contains(fs.Mkfs.Features, "project")
+	}
+	return false
+}
+
 // archive streams the tree at dir into the store as fs.Archive, with its
 // file index (fs.Index, see internal/index) written beside it at the same
 // time: the walk hands every entry to the index as it writes it.
@@ -407,9 +418,10 @@ func (r *run) archive(ctx context.Context, dir string, fs *manifest.Filesystem) 
 	bar := r.o.Progress.Start(r.v.ID()+" "+fs.Name, used)
 	res, err := archive.Write(ctx, dir, out, archive.Options{
 		Excludes: r.o.Excludes, Logger: r.log, BtrfsSnapshots: r.o.BtrfsSnapshots, Drop: r.o.Drop,
-		Progress: func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
-		Index:    out.ix.Add,
-		Parent:   r.archiveParent(fs.Name),
+		Progress:     func(p archive.Progress) { bar.Update(p.Bytes, p.Files) },
+		Index:        out.ix.Add,
+		Parent:       r.archiveParent(fs.Name),
+		NoProjectIDs: noProjectIDs(fs),
 	})
 	fs.Incremental = res.Incremental
 	if err != nil {

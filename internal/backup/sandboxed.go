@@ -83,7 +83,8 @@ func (r *run) sandboxed(ctx context.Context, p part, fs manifest.Filesystem, log
 		res, err = sandbox.Archive(ctx, sandbox.Config{
 			Device: loop.Path, FSType: p.fs.Type, Dir: dir,
 			Excludes: r.o.Excludes, BtrfsSnapshots: r.o.BtrfsSnapshots, BootRaw: r.o.BootRaw,
-			Limits: r.o.Sandbox, Logger: log,
+			NoProjectIDs: noProjectIDs(&fs),
+			Limits:       r.o.Sandbox, Logger: log,
 			Progress: func(pr archive.Progress) { bar.Update(pr.Bytes, pr.Files) },
 			Index:    w.ix.Add,
 		}, w)

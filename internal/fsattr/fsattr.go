@@ -129,7 +129,15 @@ func unsupported(err error) bool {
 
 // Get reads the attributes of the file or directory open as fd. A
 // filesystem that has none (vfat, tmpfs) gives the zero value.
-func Get(fd int) (Attrs, error) {
+func Get(fd int) (Attrs, error) { return get(fd, true) }
+
+// GetFlags is Get without the project id and extent size hint, for a
+// filesystem that has neither: ext2/3/4 made without the project feature
+// (ext4 reports a project id only with it, and extent size hints never).
+// One system call instead of two.
+func GetFlags(fd int) (Attrs, error) { return get(fd, false) }
+
+func get(fd int, fsx bool) (Attrs, error) {
 	var a Attrs
 	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
 	switch {
@@ -138,6 +146,9 @@ func Get(fd int) (Attrs, error) {
 		a.Encrypted = flags&flagEncrypt != 0
 	case !unsupported(err):
 		return a, fmt.Errorf("get inode flags: %w", err)
+	}
+	if !fsx {
+		return a, nil
 	}
 	var fx fsxattr
 	if err := ioctlPtr(fd, iocFSGetXattr, unsafe.Pointer(&fx)); err == nil {

@@ -61,6 +61,7 @@ type guestConfig struct {
 	FSType         string   `json:"fs_type"`
 	Excludes       []string `json:"excludes"`
 	BtrfsSnapshots bool     `json:"btrfs_snapshots"`
+	NoProjectIDs   bool     `json:"no_project_ids,omitempty"`
 	BootRaw        bool     `json:"boot_raw"`
 	Index          bool     `json:"index,omitempty"` // send index-entry records
 	Stall          bool     `json:"stall,omitempty"`
@@ -73,7 +74,7 @@ func newSpec(cfg Config, lim Limits) (*spec, error) {
 	}
 	s := &spec{Dir: cfg.Dir, Binary: cfg.Binary, Kernel: cfg.Kernel, Memory: lim.Memory, Scratch: lim.Scratch,
 		CPU: int64(lim.CPU.Seconds()), Pin: pickCPU(),
-		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, BootRaw: cfg.BootRaw, Index: cfg.Index != nil, Stall: lim.TestStall, Lose: lim.TestLose}}
+		Guest: guestConfig{FSType: cfg.FSType, Excludes: cfg.Excludes, BtrfsSnapshots: cfg.BtrfsSnapshots, NoProjectIDs: cfg.NoProjectIDs, BootRaw: cfg.BootRaw, Index: cfg.Index != nil, Stall: lim.TestStall, Lose: lim.TestLose}}
 	var err error
 	if s.Binary == "" {
 		if s.Binary, err = os.Executable(); err != nil {
@@ -246,7 +247,7 @@ func launch() error {
 	args := []string{"linux.uml",
 		"mem=" + strconv.FormatInt(s.Memory>>20, 10) + "M",
 		"root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
-		"ubd0=" + sbCOW + "," + sbDisk,
+		"ubd0=" + sbCOW + "," + sbDisk, ringArg(),
 		"init=" + sbBinary, envRole + "=" + roleGuest,
 		"uml_dir=" + sbUMLDir, "umid=sandbox",
 		// Console (kernel messages, the guest's stderr) on our stderr;
@@ -267,7 +268,7 @@ func buildRoot(s *spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	size := s.Memory + s.Scratch + 16<<20
+	size := s.Memory + s.Scratch + ringSize + 16<<20
 	if err := unix.Mount("voltar-sandbox", s.Dir, "tmpfs", unix.MS_NOSUID,
 		fmt.Sprintf("size=%d,mode=0755,nr_inodes=4096", size)); err != nil {
 		return fmt.Errorf("tmpfs on %s: %w", s.Dir, err)
@@ -342,6 +343,9 @@ func buildRoot(s *spec) error {
 	// UML creates the COW file next to the device node.
 	if err := os.Chown(p(sbDir), s.UID, s.GID); err != nil {
 		return err
+	}
+	if err := makeRing(p(sbRing), s.UID, s.GID); err != nil {
+		return fmt.Errorf("ring: %w", err)
 	}
 	raw, err := json.Marshal(s.Guest)
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,8 @@ type Config struct {
 
 	Excludes       []string
 	BtrfsSnapshots bool
+	// NoProjectIDs: see archive.Options.
+	NoProjectIDs bool
 	// BootRaw: when syslinux is found, report it and archive nothing
 	// (the caller stores the filesystem raw).
 	BootRaw bool
@@ -267,8 +270,10 @@ func archiveOnce(ctx context.Context, spec *spec, cfg Config, lim Limits, log *s
 	act := &activity{}
 	act.mark()
 	done := make(chan outcome, 1)
+	in := newHostStream(rd, "/proc/"+strconv.Itoa(cmd.Process.Pid)+"/root", log)
+	defer in.close() // after done: the reader is finished with it
 	go func() {
-		res, err := readStream(rd, w, cfg, log, act)
+		res, err := readStream(in, w, cfg, log, act)
 		done <- outcome{res, err}
 	}()
 	tick := time.NewTicker(min(lim.Idle/4, time.Second))
