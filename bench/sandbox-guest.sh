@@ -4,10 +4,11 @@
 # filesystem, e.g. $BENCH_DIR/corpus/mixed.img) as /dev/ubda over a
 # throwaway copy-on-write file and prints the guest's "BENCH" lines and the
 # host CPU time of all UML processes. KEY=VALUE settings go to the guest
-# (see bench/sandboxguest/main.go), e.g.
+# (see bench/sandboxguest/main.go), e.g. as the sandbox runs the guest:
 #
-#   bench/sandbox-guest.sh $BENCH_DIR/corpus/mixed.img OPS=1 MODE=discard PREFETCH=0
-#   PROFILE=/tmp/guest.pprof bench/sandbox-guest.sh IMG MODE=discard PROF=1
+#   bench/sandbox-guest.sh $BENCH_DIR/corpus/mixed.img MODE=serial PREFETCH=0 BATCH=1 PROCS=2
+#   bench/sandbox-guest.sh $BENCH_DIR/corpus/mixed.img OPS=1
+#   PROFILE=/tmp/guest.pprof bench/sandbox-guest.sh IMG MODE=discard PREFETCH=0 BATCH=1 PROCS=2 PROF=1
 #   go tool pprof -top $BENCH_DIR/sandboxguest /tmp/guest.pprof
 #
 # Environment: BENCH_CACHE=cold (default: drop the host's caches first) or

@@ -7,12 +7,17 @@
 //
 //	OPS=1        the cost of a system call, a page fault and a cached lstat
 //	MODE=discard archive.Write of the filesystem on /dev/ubda to io.Discard
-//	MODE=serial  ... to the raw serial line, as the sandbox sends it
+//	MODE=serial  ... to the raw serial line (the sandbox's transport when
+//	             the guest has no mmapper device; else its ring, see
+//	             MODE=mmapper)
 //	MODE=none    no archive
 //	MODE=line    1 GiB of zeros to the raw serial line: the transport alone
 //	FSTYPE=ext4  the filesystem's type
 //	PREFETCH=0   archive.Options.NoPrefetch, as the sandbox's guest runs
 //	BATCH=1      archive.Options.Batch, as the sandbox's guest runs
+//	PROCS=2      GOMAXPROCS, as the sandbox's guest sets it
+//	MODE=mmapper 1 GiB copied into the mmapper device (with
+//	             iomem=mmapper,FILE on the command line)
 //	PROF=1       a CPU profile of the archive, sent on the serial line
 //	             at the end (use with MODE=discard)
 package main
@@ -66,8 +71,7 @@ func main() {
 		return
 	}
 	if mode == "mmapper" {
-		b, err := os.ReadFile("/proc/misc")
-		say("misc: %q %v", b, err)
+		b, _ := os.ReadFile("/proc/misc")
 		var minor uint32
 		for _, l := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(l); len(f) == 2 && f[1] == "mmapper" {

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"voltar/internal/backup"
 	"voltar/internal/catalog"
 	"voltar/internal/cleanup"
@@ -72,6 +74,7 @@ type sandboxProc struct {
 	uid, capEff, capPrm, capBnd  string
 	noNewPrivs, mntNS, netNS, ns string
 	cpus                         string // Cpus_allowed_list
+	nice                         int
 }
 
 // watchSandbox polls, until stop is called, the host's mount table (this
@@ -136,6 +139,12 @@ func watchSandbox(t *testing.T, dir, runtime string) (stop func() (mounts []stri
 						p.noNewPrivs = v
 					case "Cpus_allowed_list":
 						p.cpus = v
+					}
+				}
+				if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+					// Field 19 of stat, counted after the command's ")".
+					if f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:])); len(f) > 16 {
+						p.nice, _ = strconv.Atoi(f[16])
 					}
 				}
 				p.mntNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
@@ -256,12 +265,17 @@ func TestSandboxBackup(t *testing.T) {
 	if len(procs) == 0 {
 		t.Fatal("no sandbox process seen during the backup")
 	}
+	prio, _ := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	ownNice := 20 - prio
 	self, _ := os.Readlink("/proc/self/ns/mnt")
 	selfNet, _ := os.Readlink("/proc/self/ns/net")
 	for _, p := range procs {
 		if strings.Fields(p.uid)[0] == "0" || p.capEff != "0000000000000000" || p.capPrm != "0000000000000000" ||
 			p.capBnd != "0000000000000000" || p.noNewPrivs != "1" || p.mntNS == self || p.netNS == selfNet {
 			t.Errorf("sandbox process %+v: want uid != 0, no capabilities, no_new_privs, own mount and network namespaces", p)
+		}
+		if want := max(ownNice-5, -20); p.nice != want {
+			t.Errorf("sandbox process %+v: nice %d, want %d (five levels above voltar's %d)", p, p.nice, want, ownNice)
 		}
 		if p.cpus == "" || strings.ContainsAny(p.cpus, ",-") {
 			t.Errorf("sandbox process %+v: want it on one host CPU (sandbox/cpu.go), allowed %q", p, p.cpus)
