@@ -309,6 +309,11 @@ func ListLoops() ([]LoopInfo, error) {
 		}
 		tag, bound, err := loopTag(n)
 		if err != nil {
+			if b, rerr := os.ReadFile(filepath.Join(dir, "loop", "backing_file")); rerr != nil || strings.TrimSpace(string(b)) != backing {
+				// Detached (or bound anew) while we looked: opening a
+				// device on its way out fails, and it is nobody's now.
+				continue
+			}
 			info.Err = err
 			found = append(found, numbered{n, info})
 			continue
