@@ -219,7 +219,7 @@ func (b *batcher) file(abs string, kids []child, names []string, i int) (ahead, 
 		b.paths = make([]byte, 0, size)
 	}
 	for _, f := range b.files {
-		b.ops = append(b.ops, uring.Openat(unix.AT_FDCWD, b.path(abs, names[f.kid]), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC))
+		b.ops = append(b.ops, uring.Openat(unix.AT_FDCWD, b.path(abs, names[f.kid]), fileFlags))
 	}
 	b.run()
 	for k := range b.files {

@@ -17,24 +17,26 @@ import (
 // (internal/sandbox): there the poller's four were 22% of the time of an
 // archive of the benchmark corpus (docs/performance.md).
 func openRead(path string, flags int) (*os.File, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|flags, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: path, Err: err}
-		}
-		return os.NewFile(uintptr(fd), path), nil
+	fd, err := openFD(path, flags)
+	if err != nil {
+		return nil, err
 	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
-// openFile opens the regular file path for reading, without a terminal or
-// a symlink, as a bare descriptor (read through fdReader): an *os.File
-// costs one more system call (os.NewFile's F_GETFL).
-func openFile(path string) (int, error) {
+// fileFlags open a regular file to archive: read-only, not a terminal,
+// not through a symlink.
+const fileFlags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NOCTTY
+
+// openFile opens the regular file path to archive as a bare descriptor
+// (read through fdReader): an *os.File costs one more system call
+// (os.NewFile's F_GETFL).
+func openFile(path string) (int, error) { return openFD(path, fileFlags) }
+
+// openFD is open(2) of path read-only with flags, retried on EINTR.
+func openFD(path string, flags int) (int, error) {
 	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|flags, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}

@@ -65,11 +65,13 @@ func guest() {
 	// The stream goes through the ring (ring.go) where the kernel has
 	// the mmapper device, else on the line.
 	var out io.Writer = line
-	gr, rerr := openGuestRing()
-	if rerr == nil {
-		if _, rerr = line.Write([]byte(ringHello)); rerr == nil {
-			out = gr
-		}
+	gr, err := openGuestRing()
+	if err == nil {
+		_, err = line.Write([]byte(ringHello))
+	}
+	ring := err == nil
+	if ring {
+		out = gr
 	}
 	fw := newFrameWriter(out)
 	res := guestRun(fw)
@@ -84,7 +86,7 @@ func guest() {
 	if err == nil {
 		err = fw.flush()
 	}
-	if out == gr {
+	if ring {
 		gr.Close()
 	}
 	if err != nil {
