@@ -437,17 +437,18 @@ func (a *archiver) dir(abs, rel string, st *unix.Stat_t, hdr *tar.Header) error 
 	// (None in a directory an increment leaves as it was: then it is not
 	// told of the directory at all.)
 	var names []string
+	var sizes []int64
 	for i, k := range kids {
 		if k.code == 'Y' && k.st.Mode&unix.S_IFMT == unix.S_IFREG {
 			if names == nil {
-				names = make([]string, len(kids))
+				names, sizes = make([]string, len(kids)), make([]int64, len(kids))
 			}
-			names[i] = k.name
+			names[i], sizes[i] = k.name, k.st.Size
 		}
 	}
 	var pd *pfDir
 	if names != nil {
-		pd = a.pf.push(abs, names)
+		pd = a.pf.push(abs, names, sizes)
 		defer a.pf.pop(pd)
 	}
 	for i := range kids {
@@ -674,6 +675,9 @@ func (a *archiver) file(abs string, st *unix.Stat_t, hdr *tar.Header) error {
 	if sparse {
 		err = a.writeSparse(f, abs, st, hdr, segs)
 	} else {
+		if first == nil && st.Size > 0 {
+			first = a.pf.read(fd, a.buf[:min(st.Size, int64(len(a.buf)))])
+		}
 		if err = a.writeHeader(abs, st, hdr); err == nil {
 			err = a.copyFirst(f, abs, first, st.Size)
 		}

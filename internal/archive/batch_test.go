@@ -16,14 +16,15 @@ import (
 	"voltar/internal/testutil"
 )
 
-// TestBatchChangesNothing archives the torture tree and a directory made
-// to cross every limit of the batcher (more entries than its ring, more
-// files than its window, more first bytes than its buffer, directories
-// and second hard links among the files, files larger than one read) with
-// Options.Batch and without: a whole archive and an increment, the tar
-// bytes, the index and the counts must be the same, and no descriptor is
-// left open.
-func TestBatchChangesNothing(t *testing.T) {
+// TestReadPathsChangeNothing archives the torture tree and a directory
+// made to cross every limit of the batcher (more entries than its ring,
+// more files than its window, more first bytes than its buffer,
+// directories and second hard links among the files, files larger than
+// one read) with plain system calls, with Options.Batch, and with the
+// prefetcher pausing (its first bytes read with RWF_NOWAIT): a whole
+// archive and an increment, the tar bytes, the index and the counts must
+// be the same, and no descriptor is left open.
+func TestReadPathsChangeNothing(t *testing.T) {
 	testutil.RequireRoot(t)
 	src := mountExt4(t, 4*gib)
 	buildTorture(t, src)
@@ -61,39 +62,51 @@ func TestBatchChangesNothing(t *testing.T) {
 	}
 	remountRO(t, src)
 
-	write := func(parent *archive.Parent, batch bool) ([]byte, []index.Entry, archive.Result) {
+	// The three ways to read: plain system calls, Batch, and the
+	// prefetcher paused after every file (the page cache holds the tree:
+	// the first bytes of each file come from its RWF_NOWAIT read).
+	const plain, batch, paused = "plain", "Batch", "the prefetcher paused"
+	write := func(parent *archive.Parent, how string) ([]byte, []index.Entry, archive.Result) {
 		t.Helper()
 		var tarball bytes.Buffer
 		var entries []index.Entry
 		fds := openFDs(t)
-		calls := archive.BatchedCalls()
+		calls, cached := archive.BatchedCalls(), archive.CachedReads()
+		if how == paused {
+			defer archive.SetPrefetchEvery(archive.SetPrefetchEvery(1))
+		}
 		res, err := archive.Write(context.Background(), src, &tarball, archive.Options{
-			Excludes: tortureExcludes, Parent: parent, NoPrefetch: true, Batch: batch,
+			Excludes: tortureExcludes, Parent: parent, NoPrefetch: how == plain, Batch: how == batch,
 			Index: func(e *index.Entry) error { entries = append(entries, *e); return nil },
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n := openFDs(t); n != fds {
-			t.Errorf("batch %v: %d descriptors open after the archive, %d before", batch, n, fds)
+			t.Errorf("%s: %d descriptors open after the archive, %d before", how, n, fds)
 		}
-		if n := archive.BatchedCalls() - calls; batch && n < res.Entries {
+		if n := archive.BatchedCalls() - calls; how == batch && n < res.Entries {
 			t.Fatalf("Batch: %d system calls batched for %d entries: the ring was not used", n, res.Entries)
+		}
+		if n := archive.CachedReads() - cached; how == paused && n < int64(res.Files)/2 {
+			t.Fatalf("%s: %d of %d files read from the page cache with RWF_NOWAIT: the workers did not pause", how, n, res.Files)
 		}
 		return tarball.Bytes(), entries, res
 	}
 	same := func(what string, parent *archive.Parent) []index.Entry {
 		t.Helper()
-		tarA, ixA, resA := write(parent, false)
-		tarB, ixB, resB := write(parent, true)
-		if !bytes.Equal(tarA, tarB) {
-			t.Errorf("%s: the archive made with Batch (%d bytes) differs from the one without (%d bytes)", what, len(tarB), len(tarA))
-		}
-		if !reflect.DeepEqual(ixA, ixB) {
-			t.Errorf("%s: the index made with Batch differs from the one without", what)
-		}
-		if !reflect.DeepEqual(resA, resB) {
-			t.Errorf("%s: results differ: without Batch %+v, with %+v", what, resA, resB)
+		tarA, ixA, resA := write(parent, plain)
+		for _, how := range []string{batch, paused} {
+			tarB, ixB, resB := write(parent, how)
+			if !bytes.Equal(tarA, tarB) {
+				t.Errorf("%s: the archive made with %s (%d bytes) differs from the one without (%d bytes)", what, how, len(tarB), len(tarA))
+			}
+			if !reflect.DeepEqual(ixA, ixB) {
+				t.Errorf("%s: the index made with %s differs from the one without", what, how)
+			}
+			if !reflect.DeepEqual(resA, resB) {
+				t.Errorf("%s: results differ: without %s %+v, with %+v", what, how, resA, resB)
+			}
 		}
 		return ixA
 	}
