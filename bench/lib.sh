@@ -43,6 +43,13 @@ unmount_detach() {
 	[ -n "$loop" ] && losetup -d "$loop" 2>/dev/null || true
 }
 
+# remount IMG DIR: a fresh read-only mount of IMG on DIR (its inodes and
+# file pages gone with the old one, the image's own pages still cached).
+remount() {
+	if mountpoint -q "$2"; then unmount_detach "$2"; fi
+	attach_mount "$1" "$2" ro
+}
+
 # release_all undoes every attach_mount, this run's or a killed earlier
 # one's: mounts under BENCH_DIR and loop devices of files under it (never
 # a loop number that another process may have reused since).

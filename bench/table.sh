@@ -50,6 +50,9 @@ END {
 	# Issue 13: the backup no slower than tar | zstd -T0 -3, with a cold
 	# page cache and with a warm one (BENCH_CACHE=warm).
 	target("voltar zstd wall / tar -I zstd wall, " ("mixed" in cache ? cache["mixed"] : "cold") " cache", m "voltar-zstd", m "tar-zstd", 1.0, "wall")
+	# ... and on one tree whose files are all in the page cache (warm
+	# runs): the archive stage against tar | zstd reading the same mount.
+	target("voltar archive stage wall / tar | zstd wall, same page-cached tree", m "voltar-archive-hot", m "tar-zstd-hot", 1.0, "wall")
 	target("voltar gzip wall / tar -I pigz wall", m "voltar-gzip", m "tar-pigz", 1.1, "wall")
 	target("voltar qcow2 wall / voltar raw wall", m "voltar-qcow2", m "voltar-zstd", 1.3, "wall")
 	target("voltar restore wall / zstd -d | tar -x wall", m "restore-voltar", m "restore-zstd-tar", 1.2, "wall")
