@@ -156,7 +156,10 @@ func makeMixedTree(tb testing.TB, root string) {
 // BenchmarkArchiveIndex is BenchmarkArchive's zstd case with and without
 // the file index written beside the archive, as backup writes it (every
 // entry into index.Writer, through a second encoder of one thread and
-// small frames): the index's cost is the ratio of the two.
+// small frames): the index's cost is the ratio of the two. With
+// VOLTAR_BENCH_NO_PROJECT_IDS=1 it leaves out the project ids as backup
+// does on an ext2/3/4 made without the project feature (bench/run.sh's
+// corpus).
 func BenchmarkArchiveIndex(b *testing.B) {
 	root := os.Getenv("VOLTAR_BENCH_TREE")
 	if root == "" {
@@ -168,7 +171,7 @@ func BenchmarkArchiveIndex(b *testing.B) {
 		b.Run(fmt.Sprintf("index=%v", withIndex), func(b *testing.B) {
 			b.SetBytes(size)
 			for b.Loop() {
-				var opts archive.Options
+				opts := archive.Options{NoProjectIDs: os.Getenv("VOLTAR_BENCH_NO_PROJECT_IDS") == "1"}
 				var ienc *objio.Encoder
 				var ix *index.Writer
 				if withIndex {
