@@ -169,14 +169,7 @@ func launch() error {
 	if err := buildRoot(&s); err != nil {
 		return err
 	}
-	root := filepath.Join(s.Dir, "root")
-	if err := unix.Chdir(root); err != nil {
-		return fmt.Errorf("chdir: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
+	if err := enterRoot(filepath.Join(s.Dir, "root")); err != nil {
 		return err
 	}
 	lims := []struct {
@@ -362,6 +355,31 @@ func buildRoot(s *spec) error {
 		return err
 	}
 	return nil
+}
+
+// enterRoot makes root the root of the sandbox's mount namespace and
+// detaches everything else. A new mount namespace starts as a copy of
+// every mount of the host's; under a mere chroot those copies would stay
+// for the sandbox's whole life, and a filesystem the host unmounted
+// meanwhile would not be released: its last writes unflushed to its
+// device, the device still busy (a loop device not freed, a snapshot not
+// removable). After pivot_root the old root is stacked on the new one at
+// "/" and is detached from there.
+func enterRoot(root string) error {
+	// pivot_root wants the new root to be a mount point.
+	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind the sandbox's root: %w", err)
+	}
+	if err := unix.Chdir(root); err != nil {
+		return fmt.Errorf("chdir: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the host's mounts: %w", err)
+	}
+	return unix.Chdir("/")
 }
 
 // sandboxNice is how many nice levels the sandbox runs above voltar (the

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,3 +88,96 @@ func TestSameArchiveAsKernel(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// A filesystem the host unmounts while a sandbox runs is released at once:
+// the sandbox's mount namespace holds none of the host's mounts (it began
+// as a copy of them all), so the unmount flushes the filesystem to its
+// device and frees it. Before, a sandbox kept the copies for its whole
+// life: the host's umount returned, and a new reader of the device saw
+// the filesystem as it was before its last writes.
+func TestHostMountsNotHeld(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	host := testutil.MakeImage(t, dir, testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64}}})
+	dev := strings.TrimSpace(testutil.Run(t, "losetup", "--find", "--show", host))
+	t.Cleanup(func() { testutil.DetachLoopOf(dev, host) })
+	mnt := t.TempDir()
+	testutil.Run(t, "mount", dev, mnt)
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			exec.Command("umount", mnt).Run()
+		}
+	})
+
+	guest := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64, Fill: fill}}})
+	fi, _ := os.Stat(guest)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := sandbox.Archive(ctx, sandbox.Config{
+			Device: loop(t, guest, 0, fi.Size()), FSType: "ext4", Dir: t.TempDir(),
+			Limits: sandbox.Limits{TestStall: true},
+		}, io.Discard)
+		done <- err
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// The sandbox's namespace exists once UML runs (the launcher execs
+	// it as this process's child).
+	deadline := time.Now().Add(60 * time.Second)
+	for umlChild() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no sandbox running after 60 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	const n = 300
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(mnt, fmt.Sprintf("f%d", i)), []byte("written while a sandbox runs"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Run(t, "umount", mnt)
+	mounted = false
+	if _, err := os.Stat("/sys/fs/ext4/" + filepath.Base(dev)); err == nil {
+		t.Errorf("%s unmounted on the host, and still mounted (in the sandbox's mount namespace)", dev)
+	}
+	hfi, _ := os.Stat(host)
+	ro := testutil.MountRO(t, host, 0, hfi.Size())
+	ents, err := os.ReadDir(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != n+1 { // and lost+found
+		t.Errorf("the unmounted filesystem, read anew, holds %d entries, want %d: its last writes were not flushed", len(ents), n+1)
+	}
+}
+
+// umlChild is the PID of a UML kernel that is this process's child, 0 for
+// none.
+func umlChild() int {
+	ents, _ := os.ReadDir("/proc")
+	for _, de := range ents {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if !strings.HasSuffix(exe, "/linux.uml") {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
+			return pid
+		}
+	}
+	return 0
+}
