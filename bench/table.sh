@@ -71,7 +71,7 @@ END {
 		printf "- voltar cat %s read %d bytes in %d requests; index + 2 frames = %d (target: at most that): %s\n", bfile, bbytes, breads, bindex + 2 * bframe, bbytes <= bindex + 2 * bframe ? "met" : "MISSED"
 	}
 }
-function target(what, a, b, limit, col,   x, med) {
+function target(what, a, b, limit, col,   x, med, ra) {
 	if (col == "wall") { if (!(a in wall) || !(b in wall) || wall[b] == 0) return; x = wall[a] / wall[b] }
 	else { if (!(a in out) || !(b in out) || out[b] == 0) return; x = out[a] / out[b] }
 	# Best of the rounds decides; with several rounds the ratio of the

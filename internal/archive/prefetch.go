@@ -66,7 +66,7 @@ type prefetcher struct {
 	closed bool
 	// Passed by the archiver since the workers were last woken.
 	passed, passedBytes int64
-	paused              bool // the workers wait (see probe)
+	paused              bool // the workers wait (see read)
 
 	// The archiver's own (only its goroutine uses them): files read
 	// since the workers last resumed, the count that pauses them, and
@@ -238,7 +238,9 @@ func (p *prefetcher) read(fd int, buf []byte) []byte {
 	case err == nil && n == len(buf):
 		cachedReads.Add(1)
 		return buf // in the page cache: stay paused
-	case err != nil && !errors.Is(err, unix.EAGAIN):
+	case err == nil, errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		// Not (all) in the page cache: n bytes, or none, came back.
+	default:
 		// No RWF_NOWAIT here (EOPNOTSUPP, EINVAL) or another error that
 		// the plain reads meet again: prefetch as before, for good.
 		p.never = true
