@@ -24,7 +24,9 @@ import (
 // the disk): while every file is found in the page cache the workers stay
 // paused; the first that is not resumes them, for twice as many files as
 // before the next pause. On a cold tree a pause costs a few synchronous
-// reads once the warmed window is used up, and pauses get rare.
+// reads once the warmed window is used up, and pauses get rare. (A backup
+// mounts its snapshot afresh, so there the files are not cached and the
+// workers stay on; a tree whose files are cached is what pauses them.)
 //
 // It holds no file data itself; what it warms lives in the page cache, and
 // it stays at most prefetchEntries entries of a directory and prefetchBytes
