@@ -119,7 +119,7 @@ func watchSandbox(t *testing.T, dir, runtime string) (stop func() (mounts []stri
 					}
 				}
 			}
-			for _, pid := range sandboxPIDs(self, false) {
+			for _, pid := range testutil.SandboxPIDs(self, false) {
 				p := sandboxProc{pid: pid}
 				st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 				sc := bufio.NewScanner(bytes.NewReader(st))
@@ -167,52 +167,6 @@ func watchSandbox(t *testing.T, dir, runtime string) (stop func() (mounts []stri
 		}
 		return mounts, ps
 	}
-}
-
-// descends reports whether pid is a descendant of ancestor.
-func descends(pid, ancestor int) bool {
-	return parent(pid, ancestor, 50)
-}
-
-// sandboxPIDs lists the UML processes below self (direct: its children
-// only, the sandboxes' main processes).
-func sandboxPIDs(self int, direct bool) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, de := range ents {
-		pid, err := strconv.Atoi(de.Name())
-		if err != nil {
-			continue
-		}
-		depth := 50
-		if direct {
-			depth = 1
-		}
-		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); strings.HasSuffix(exe, "/linux.uml") && parent(pid, self, depth) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// parent reports whether ancestor is among the depth nearest ancestors of pid.
-func parent(pid, ancestor, depth int) bool {
-	for i := 0; i < depth && pid > 1; i++ {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return false
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 2 {
-			return false
-		}
-		pid, _ = strconv.Atoi(f[1])
-		if pid == ancestor {
-			return true
-		}
-	}
-	return false
 }
 
 // A sandboxed backup writes the same tar streams as a kernel-mode one,
@@ -452,7 +406,7 @@ func TestSandboxHangAndKill(t *testing.T) {
 	go func() {
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
-			if pids := sandboxPIDs(os.Getpid(), true); len(pids) > 0 {
+			if pids := testutil.SandboxPIDs(os.Getpid(), true); len(pids) > 0 {
 				time.Sleep(1500 * time.Millisecond) // the guest is up and stalled
 				syscall.Kill(pids[0], syscall.SIGKILL)
 				killed <- pids[0]
@@ -477,7 +431,7 @@ func TestSandboxHangAndKill(t *testing.T) {
 	if left := storeFiles(t, e); len(left) > 0 {
 		t.Errorf("left in the store: %v", left)
 	}
-	if pids := sandboxPIDs(os.Getpid(), false); len(pids) > 0 {
+	if pids := testutil.SandboxPIDs(os.Getpid(), false); len(pids) > 0 {
 		t.Errorf("sandbox processes left: %v", pids)
 	}
 }
@@ -555,7 +509,7 @@ func TestSandboxKilledMidBackup(t *testing.T) {
 	var pids []int
 	for deadline := time.Now().Add(30 * time.Second); len(pids) == 0 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
-		pids = sandboxPIDs(cmd.Process.Pid, false)
+		pids = testutil.SandboxPIDs(cmd.Process.Pid, false)
 	}
 	if len(pids) == 0 {
 		cmd.Process.Kill()
@@ -563,7 +517,7 @@ func TestSandboxKilledMidBackup(t *testing.T) {
 		t.Fatalf("the helper started no sandbox\n%s", out.String())
 	}
 	time.Sleep(1500 * time.Millisecond) // the guest is up and stalled
-	pids = sandboxPIDs(cmd.Process.Pid, false)
+	pids = testutil.SandboxPIDs(cmd.Process.Pid, false)
 	cmd.Process.Kill()
 	cmd.Wait()
 	alive := func() []int {

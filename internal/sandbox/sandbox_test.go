@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -112,11 +111,12 @@ func TestHostMountsNotHeld(t *testing.T) {
 
 	guest := testutil.MakeImage(t, t.TempDir(), testutil.Image{Table: "none", Parts: []testutil.Part{{FS: "ext4", SizeMiB: 64, Fill: fill}}})
 	fi, _ := os.Stat(guest)
+	dev2, sbDir := loop(t, guest, 0, fi.Size()), t.TempDir() // here: they may t.Fatal
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		_, err := sandbox.Archive(ctx, sandbox.Config{
-			Device: loop(t, guest, 0, fi.Size()), FSType: "ext4", Dir: t.TempDir(),
+			Device: dev2, FSType: "ext4", Dir: sbDir,
 			Limits: sandbox.Limits{TestStall: true},
 		}, io.Discard)
 		done <- err
@@ -128,7 +128,7 @@ func TestHostMountsNotHeld(t *testing.T) {
 	// The sandbox's namespace exists once UML runs (the launcher execs
 	// it as this process's child).
 	deadline := time.Now().Add(60 * time.Second)
-	for umlChild() == 0 {
+	for len(testutil.SandboxPIDs(os.Getpid(), true)) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no sandbox running after 60 s")
 		}
@@ -155,29 +155,4 @@ func TestHostMountsNotHeld(t *testing.T) {
 	if len(ents) != n+1 { // and lost+found
 		t.Errorf("the unmounted filesystem, read anew, holds %d entries, want %d: its last writes were not flushed", len(ents), n+1)
 	}
-}
-
-// umlChild is the PID of a UML kernel that is this process's child, 0 for
-// none.
-func umlChild() int {
-	ents, _ := os.ReadDir("/proc")
-	for _, de := range ents {
-		pid, err := strconv.Atoi(de.Name())
-		if err != nil {
-			continue
-		}
-		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if !strings.HasSuffix(exe, "/linux.uml") {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
-			return pid
-		}
-	}
-	return 0
 }
