@@ -99,7 +99,7 @@ voltar_archive() { ls "$STORE"/bench/image/"$1"/*/fs.tar.* 2>/dev/null | tail -1
 # bench_corpus CORPUS ROUNDS FULL: the measurements on one image. FULL=1 runs
 # every command; FULL=0 (scaling) only tar|zstd and voltar zstd.
 bench_corpus() {
-	local corpus=$1 rounds=$2 full=$3 img=$BENCH_DIR/corpus/$1.img r
+	local corpus=$1 rounds=$2 full=$3 img=$BENCH_DIR/corpus/$1.img r tree_bytes=0
 	local vb="$VOLTAR --config $CFG --log-level error backup"
 	local clean="rm -rf $OUT/* $STORE; mkdir -m 0700 $STORE; sync"
 	for ((r = 1; r <= rounds; r++)); do
@@ -107,7 +107,8 @@ bench_corpus() {
 		attach_mount "$img" "$MNT" ro
 		[ "$CACHE" = warm ] && [ "$r" = 1 ] && tar -C "$MNT" -cf - . | cat >/dev/null
 		if [ "$r" = 1 ]; then
-			printf '%s\t%s\t%s\t%s\n' "$corpus" "$(du -sb "$MNT" | cut -f1)" "$(find "$MNT" -type f | wc -l)" "$CACHE" >>"$TSV.src"
+			tree_bytes=$(du -sb "$MNT" | cut -f1)
+			printf '%s\t%s\t%s\t%s\n' "$corpus" "$tree_bytes" "$(find "$MNT" -type f | wc -l)" "$CACHE" >>"$TSV.src"
 		fi
 		# Warm, each standard tool reads a fresh mount of the cached image
 		# (the page cache holds the image's blocks, not yet the files'
@@ -133,7 +134,7 @@ bench_corpus() {
 			# bytes).
 			run tar-zstd-hot "" /dev/null "tar -C $MNT -cf - . | zstd -T0 -3 -q >/dev/null"
 			run voltar-archive-hot "" /dev/null \
-				"VOLTAR_BENCH_TREE=$MNT VOLTAR_BENCH_NO_PROJECT_IDS=1 VOLTAR_BENCH_TREE_BYTES=$(du -sb "$MNT" | cut -f1) $ARCHIVE_TEST -test.run '^\$' -test.bench 'ArchiveIndex/index=true\$' -test.benchtime 1x >/dev/null"
+				"VOLTAR_BENCH_TREE=$MNT VOLTAR_BENCH_NO_PROJECT_IDS=1 VOLTAR_BENCH_TREE_BYTES=$tree_bytes $ARCHIVE_TEST -test.run '^\$' -test.bench 'ArchiveIndex/index=true\$' -test.benchtime 1x >/dev/null"
 		fi
 		unmount_detach "$MNT"
 		# voltar maps and mounts the image itself. --offline reads it in
